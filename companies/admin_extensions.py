@@ -1,0 +1,27 @@
+"""How apps further down the dependency chain (entitlements, metering,
+billing) put their inlines, actions and panels on the Company admin page
+without `companies` importing them: they register here from their own
+admin.py, and CompanyAdmin reads these lists."""
+
+from __future__ import annotations
+
+COMPANY_INLINES: list = []
+COMPANY_ACTIONS: list = []
+# Callables (request, company) -> str of safe HTML, shown on the change page
+# (e.g. the usage chart). Each is rendered in order under the form.
+COMPANY_PANELS: list = []
+
+
+def register_company_inline(inline_class) -> None:
+    if inline_class not in COMPANY_INLINES:
+        COMPANY_INLINES.append(inline_class)
+
+
+def register_company_action(action) -> None:
+    if action not in COMPANY_ACTIONS:
+        COMPANY_ACTIONS.append(action)
+
+
+def register_company_panel(panel) -> None:
+    if panel not in COMPANY_PANELS:
+        COMPANY_PANELS.append(panel)

@@ -1,0 +1,60 @@
+"""Bearer API key authentication. `request.auth` is an ApiPrincipal and
+`request.user` stays None: products are not Django users."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, permissions
+
+from config.errors import Unauthorized
+
+from ..api_keys import ApiPrincipal, principal_for_key
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw_key.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <api key>'.")
+        principal = principal_for_key(raw_key.strip())
+        if principal is None:
+            # Same answer for malformed, unknown and revoked keys.
+            raise Unauthorized("Invalid or revoked API key.")
+        _touch_last_used(principal)
+        return (None, principal)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+def _touch_last_used(principal: ApiPrincipal) -> None:
+    """Record last use at most once a minute per key, so a busy key does not
+    turn every read into a write."""
+    from ..models import ApiKey
+
+    if cache.add(f"apikey-used:{principal.key_id}", 1, int(LAST_USED_RESOLUTION.total_seconds())):
+        ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
+
+
+class HasApiKey(permissions.BasePermission):
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiPrincipal):
+            raise Unauthorized("Missing API key: send 'Authorization: Bearer <api key>'.")
+        return True
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "companies.api.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "Product API key `os_sk_…`"}

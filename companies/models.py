@@ -1,0 +1,149 @@
+"""Products, their API keys, and the customers (companies, contacts, links).
+
+The rules of SPEC §3 hold in the database, not only in code: one company per
+external org id in a product, one primary contact per company, unique
+shortIds, lower-case unique contact emails, normalised domains."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class Product(models.Model):
+    """One of the SaaS company's own apps. Every API key, feature, tier and
+    product link belongs to exactly one product (the tenant boundary)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class ApiKey(models.Model):
+    """A product's secret key. Only its SHA-256 is stored: the key itself has
+    190+ bits of randomness, so a slow password hash adds nothing but latency
+    on every request, while the plain digest still makes a leaked table useless."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, help_text="The first characters of the key, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class CompanyStatus(models.TextChoices):
+    PROSPECT = "prospect", "Prospect"
+    ACTIVE = "active", "Active"
+    AT_RISK = "at_risk", "At risk"
+    CHURNED = "churned", "Churned"
+
+
+class Company(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    short_id = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=253, blank=True, default="", db_index=True)
+    status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
+    mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units (cents).")
+    metadata = models.JSONField(default=dict, blank=True)
+    # Settable so that history can be backfilled from another system.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "companies"
+        constraints = [
+            models.CheckConstraint(condition=Q(mrr__gte=0), name="company_mrr_non_negative"),
+            # Normalised: lower case, no scheme, no www., no path (see companies.domains).
+            models.CheckConstraint(
+                condition=Q(domain="") | (Q(domain__regex=r"^[a-z0-9.-]+$") & ~Q(domain__startswith="www.")),
+                name="company_domain_normalised",
+            ),
+        ]
+        indexes = [models.Index(Lower("name"), name="company_name_lower_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="contacts")
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True, default="")
+    role = models.CharField(max_length=100, blank=True, default="")
+    is_primary = models.BooleanField(default=False)
+    avatar_url = models.URLField(max_length=500, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_primary", "email"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "email"], name="contact_unique_email_per_company"),
+            models.UniqueConstraint(
+                fields=["company"], condition=Q(is_primary=True), name="contact_one_primary_per_company"
+            ),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="contact_email_lower_case"),
+        ]
+        indexes = [models.Index(fields=["email"], name="contact_email_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class ProductLink(models.Model):
+    """Maps an organisation id of one product's own system to a company. A
+    company may have several links in one product (one per store, told apart
+    by `label`), but an external org id names one company per product."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="links")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="links")
+    external_org_id = models.CharField(max_length=200)
+    external_user_id = models.CharField(max_length=200, blank=True, default="")
+    label = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "external_org_id"], name="link_unique_external_org_per_product"
+            ),
+        ]
+        indexes = [models.Index(fields=["external_org_id"], name="link_external_org_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.product.code}:{self.external_org_id}"

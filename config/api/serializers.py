@@ -1,0 +1,93 @@
+"""Building blocks for the camelCase API serializers of every app.
+
+Field names are written in camelCase in the serializers themselves (with
+`source=` pointing at the snake_case model/service name), so there is no
+magic key conversion that could also rewrite the keys of a customer's
+`metadata` or a feature's `config`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+MAX_JSON_BYTES = 16 * 1024
+MAX_BIGINT = 2**63 - 1
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects unknown fields: a typo such as `quantiy` must be a 400, not a
+    silently ignored value (the same choice Stripe's API makes)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (dict) of bounded size without NUL characters, which
+    PostgreSQL's jsonb cannot store."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": f"Must be at most {MAX_JSON_BYTES} bytes as JSON.",
+        "nul": "Must not contain NUL characters.",
+    }
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if _has_nul(data):
+            self.fail("nul")
+        if len(json.dumps(data)) > MAX_JSON_BYTES:
+            self.fail("too_large")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must arrive as a JSON integer: `1.5`, `"3"`, `true`
+    and values beyond 64 bits are rejected rather than coerced."""
+
+    default_error_messages = {"not_integer": "Must be a whole number (JSON integer)."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_value", MAX_BIGINT)
+        kwargs.setdefault("min_value", -MAX_BIGINT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("not_integer")
+        return super().to_internal_value(data)
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """ISO 8601 in; ISO 8601 UTC with `Z` out. A time without offset is UTC."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("default_timezone", UTC)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return iso_utc(value)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,46 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from config.api.envelope import api_handler404, api_handler500, is_api_request
+
+api_v1 = [
+    path("", include("companies.api.urls")),
+    path("", include("entitlements.api.urls")),
+    path("", include("metering.api.urls")),
+    path("", include("billing.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-docs",
+    ),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-redoc",
+    ),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("stripe/", include("billing.api.webhook_urls")),
+    path("", include("companies.urls")),
+]
+
+
+def handler404(request, exception=None):
+    if is_api_request(request):
+        return api_handler404(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if is_api_request(request):
+        return api_handler500(request)
+    from django.views.defaults import server_error
+
+    return server_error(request)

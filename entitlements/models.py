@@ -1,0 +1,167 @@
+"""Features, tiers and who may use what (SPEC §4)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from companies.models import Company, Product
+
+
+class FeatureKind(models.TextChoices):
+    BOOLEAN = "boolean", "On/off"
+    METERED = "metered", "Metered (counted usage)"
+    CONFIG = "config", "Configuration"
+
+
+class ResetPeriod(models.TextChoices):
+    NEVER = "never", "Never"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+    YEARLY = "yearly", "Yearly"
+    BILLING_PERIOD = "billing_period", "Billing period"
+
+
+class Feature(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="features")
+    code = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=16, choices=FeatureKind.choices, default=FeatureKind.BOOLEAN)
+    unit = models.CharField(max_length=64, blank=True, default="")
+    reset_period = models.CharField(max_length=16, choices=ResetPeriod.choices, blank=True, default="")
+    default_config = models.JSONField(default=dict, blank=True)
+    stripe_meter_event_name = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "code"], name="feature_unique_code_per_product"),
+            # Only metered features count usage, reset, or report to Stripe meters.
+            models.CheckConstraint(
+                condition=Q(kind="metered") | (Q(reset_period="") & Q(stripe_meter_event_name="") & Q(unit="")),
+                name="feature_metering_fields_only_when_metered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def has_quantity(self) -> bool:
+        return self.kind == FeatureKind.METERED
+
+
+class Tier(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="tiers")
+    code = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Applied at onboarding when nothing else is asked, and when a subscription ends."
+    )
+    display_order = models.IntegerField(default=0)
+    base_fee_stripe_price_id = models.CharField(max_length=100, blank=True, default="")
+    base_fee_unit_amount = models.BigIntegerField(null=True, blank=True, help_text="Minor units (cents).")
+    base_fee_currency = models.CharField(max_length=3, blank=True, default="")
+    base_fee_interval = models.CharField(
+        max_length=8, blank=True, default="", choices=[("day", "day"), ("week", "week"), ("month", "month"), ("year", "year")]
+    )
+    features = models.ManyToManyField(Feature, through="TierFeature", related_name="tiers")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product", "display_order", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "code"], name="tier_unique_code_per_product"),
+            models.UniqueConstraint(fields=["product"], condition=Q(is_default=True), name="tier_one_default_per_product"),
+            models.CheckConstraint(
+                condition=Q(base_fee_unit_amount__isnull=True) | Q(base_fee_unit_amount__gte=0),
+                name="tier_base_fee_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class TierFeature(models.Model):
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="tier_features")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="tier_features")
+    is_enabled = models.BooleanField(default=True)
+    included_quantity = models.BigIntegerField(default=0)
+    quantity_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty = unlimited.")
+    config = models.JSONField(default=dict, blank=True)
+    stripe_price_id = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["tier", "feature__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "feature"], name="tier_feature_unique"),
+            models.CheckConstraint(condition=Q(included_quantity__gte=0), name="tier_feature_included_non_negative"),
+            models.CheckConstraint(
+                condition=Q(quantity_limit__isnull=True) | Q(quantity_limit__gte=0),
+                name="tier_feature_limit_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tier.code}:{self.feature.code}"
+
+
+class AccessSource(models.TextChoices):
+    SUBSCRIPTION = "subscription", "Subscription (tier)"
+    MANUAL = "manual", "Manual"
+    TRIAL = "trial", "Trial"
+    API = "api", "API"
+
+
+class FeatureAccess(models.Model):
+    """Whether one company may use one feature, and how much. Access past
+    `valid_until` counts as disabled."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="feature_access")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="access")
+    is_enabled = models.BooleanField(default=True)
+    quantity_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty = unlimited.")
+    included_quantity = models.BigIntegerField(default=0)
+    config = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, choices=AccessSource.choices, default=AccessSource.MANUAL)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "feature access"
+        verbose_name_plural = "feature access"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "feature"], name="feature_access_unique"),
+            models.CheckConstraint(condition=Q(included_quantity__gte=0), name="feature_access_included_non_negative"),
+            models.CheckConstraint(
+                condition=Q(quantity_limit__isnull=True) | Q(quantity_limit__gte=0),
+                name="feature_access_limit_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} · {self.feature.code}"
+
+    def is_active_at(self, when) -> bool:
+        if not self.is_enabled:
+            return False
+        if self.valid_from and when < self.valid_from:
+            return False
+        return not (self.valid_until and when >= self.valid_until)
