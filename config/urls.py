@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.api.envelope import api_handler404, api_handler500, is_api_request
@@ -20,6 +20,8 @@ api_v1 = [
         SpectacularRedocView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
         name="api-redoc",
     ),
+    # Anything else under /api/ answers with the JSON envelope, DEBUG or not.
+    re_path(r"^.*$", api_handler404),
 ]
 
 urlpatterns = [
