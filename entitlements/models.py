@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from companies.models import Company, Product
 
@@ -126,9 +127,21 @@ class AccessSource(models.TextChoices):
     API = "api", "API"
 
 
+class HistoricalActorMixin(models.Model):
+    """Extra columns of the historical FeatureAccess rows: who made the change
+    when it was not a staff user (an API key or a system job). For staff
+    users `history_user` points at the user too."""
+
+    actor = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
 class FeatureAccess(models.Model):
     """Whether one company may use one feature, and how much. Access past
-    `valid_until` counts as disabled."""
+    `valid_until` counts as disabled. Every change leaves a historical row
+    (who, when, old → new, why): write through `entitlements.services`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="feature_access")
@@ -144,6 +157,12 @@ class FeatureAccess(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = HistoricalRecords(
+        bases=[HistoricalActorMixin],
+        history_change_reason_field=models.TextField(null=True),
+        excluded_fields=["updated_at"],
+    )
+
     class Meta:
         verbose_name = "feature access"
         verbose_name_plural = "feature access"
@@ -158,6 +177,10 @@ class FeatureAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.company} · {self.feature.code}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.valid_until is not None and self.valid_until <= timezone.now()
 
     def is_active_at(self, when) -> bool:
         if not self.is_enabled:

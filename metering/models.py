@@ -1,0 +1,231 @@
+"""Usage counters, the append-only event log behind them, and snapshots (SPEC §5).
+
+A UsageMeter is one company's usage of one metered feature in one period.
+Every change to a meter is a UsageEvent written in the same transaction; the
+meter value is the sum of its events' quantities (`new_value` of the latest
+event). Events are never edited or deleted — corrections are new events — with
+one exception: billing's Stripe delivery bookkeeping (`stripe_*`, `delivered_at`).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from companies.models import Company, Product
+from entitlements.models import Feature
+
+
+class UsageMeter(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_meters")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_meters")
+    period_start = models.DateTimeField(help_text="Inclusive, UTC.")
+    period_end = models.DateTimeField(null=True, blank=True, help_text="Exclusive, UTC. Empty = never resets.")
+    value = models.BigIntegerField(default=0, help_text="Usage in this period.")
+    # Set exactly once, by whoever wins the conditional UPDATE that writes the
+    # period_close snapshot (see services.periods.meter_close).
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-period_start"]
+        verbose_name = "usage meter"
+        permissions = [("adjust_usage", "Can adjust usage")]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "feature", "period_start"], name="usage_meter_unique_period"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="usage_meter_value_non_negative"),
+            models.CheckConstraint(
+                condition=Q(period_end__isnull=True) | Q(period_end__gt=models.F("period_start")),
+                name="usage_meter_period_ordered",
+            ),
+        ]
+        indexes = [
+            # The proactive close job: open meters whose period has ended.
+            models.Index(fields=["period_end"], condition=Q(closed_at__isnull=True), name="usage_meter_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.feature_id} · {self.period_start:%Y-%m-%d}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_at is not None
+
+
+class UsageEventType(models.TextChoices):
+    INCREMENT = "increment", "Increment"
+    SET = "set", "Set"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class UsageSource(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    SYSTEM = "system", "System"
+
+
+class StripeDeliveryStatus(models.TextChoices):
+    NOT_APPLICABLE = "not_applicable", "Not applicable"
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+# The only columns anyone may change once an event exists (billing's delivery).
+STRIPE_DELIVERY_FIELDS = frozenset(
+    {
+        "stripe_delivery_status",
+        "stripe_delivery_error",
+        "stripe_delivery_attempts",
+        "stripe_next_attempt_at",
+        "delivered_at",
+    }
+)
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class UsageEventQuerySet(models.QuerySet):
+    def delete(self):
+        raise AppendOnlyError("Usage events are append-only; record a correction instead.")
+
+    delete.queryset_only = True
+
+
+class UsageEvent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Idempotency keys are scoped to the product of the API key.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_events")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_events")
+    meter = models.ForeignKey(UsageMeter, on_delete=models.PROTECT, related_name="events")
+    event_type = models.CharField(max_length=16, choices=UsageEventType.choices)
+    quantity = models.BigIntegerField(help_text="The change this event made to the meter (negative for corrections).")
+    previous_value = models.BigIntegerField()
+    new_value = models.BigIntegerField()
+    # What was in force when the event was written, so the original UsageResult
+    # can be replayed exactly and billing knows what was billable.
+    quantity_limit = models.BigIntegerField(null=True, blank=True)
+    included_quantity = models.BigIntegerField(default=0)
+    billable_delta = models.BigIntegerField(
+        default=0,
+        help_text="max(0, new − included) − max(0, previous − included): what this event adds to (or takes "
+        "from) the billable quantity. This is what is sent to Stripe.",
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # sha256 of the canonical request body: same key + different body → 409.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    event_time = models.DateTimeField(help_text="When the usage happened (may be backdated up to 35 days).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    source = models.CharField(max_length=16, choices=UsageSource.choices, default=UsageSource.API)
+    performed_by = models.CharField(max_length=200, blank=True, default="", help_text="Free text given by the caller.")
+    actor_kind = models.CharField(max_length=16, blank=True, default="")
+    actor_id = models.CharField(max_length=64, blank=True, default="")
+    actor_label = models.CharField(max_length=200, blank=True, default="")
+    adjustment_reason = models.TextField(blank=True, default="")
+    adjusts_event = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+
+    # --- Stripe delivery (written by billing) -----------------------------------
+    stripe_delivery_status = models.CharField(
+        max_length=16, choices=StripeDeliveryStatus.choices, default=StripeDeliveryStatus.NOT_APPLICABLE
+    )
+    stripe_event_identifier = models.CharField(
+        max_length=100, blank=True, default="", help_text="Stable meter event identifier (the event id)."
+    )
+    stripe_delivery_error = models.TextField(blank=True, default="")
+    stripe_delivery_attempts = models.PositiveIntegerField(default=0)
+    stripe_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UsageEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-event_time", "-created_at"]
+        verbose_name = "usage event"
+        constraints = [
+            # Exactly once: the database, not a read-then-write, decides which of
+            # two concurrent requests with one key wins. Key first so the admin's
+            # search by key alone can use the index.
+            models.UniqueConstraint(
+                fields=["idempotency_key", "product"],
+                condition=Q(idempotency_key__isnull=False),
+                name="usage_event_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(new_value__gte=0), name="usage_event_new_value_non_negative"),
+            models.CheckConstraint(condition=Q(previous_value__gte=0), name="usage_event_previous_value_non_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["company", "feature", "-event_time"], name="usage_event_history_idx"),
+            models.Index(fields=["company", "-event_time"], name="usage_event_company_idx"),
+            # Billing's delivery queue: pending events due for an attempt.
+            models.Index(
+                fields=["stripe_delivery_status", "stripe_next_attempt_at", "created_at"],
+                condition=Q(stripe_delivery_status="pending"),
+                name="usage_event_delivery_queue_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.quantity:+d} ({self.id})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            update_fields = kwargs.get("update_fields")
+            if update_fields is None or not set(update_fields) <= STRIPE_DELIVERY_FIELDS:
+                raise AppendOnlyError("Usage events are append-only; only Stripe delivery fields may change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Usage events are append-only; record a correction instead.")
+
+    @property
+    def billable_quantity(self) -> int:
+        return max(0, self.new_value - self.included_quantity)
+
+
+class UsageSnapshotType(models.TextChoices):
+    SET = "set", "Set by staff"
+    PERIOD_CLOSE = "period_close", "Period closed"
+    RECONCILIATION = "reconciliation", "Reconciliation"
+
+
+class UsageSnapshot(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_snapshots")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_snapshots")
+    meter = models.ForeignKey(UsageMeter, on_delete=models.PROTECT, related_name="snapshots")
+    absolute_value = models.BigIntegerField()
+    billable_value = models.BigIntegerField()
+    snapshot_type = models.CharField(max_length=16, choices=UsageSnapshotType.choices)
+    reason = models.TextField(blank=True, default="")
+    created_by = models.CharField(max_length=200, blank=True, default="")
+    trigger_event = models.ForeignKey(
+        UsageEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "usage snapshot"
+        constraints = [
+            # A period is closed once, whatever races the close job and the
+            # first event of the next period run.
+            models.UniqueConstraint(
+                fields=["meter"], condition=Q(snapshot_type="period_close"), name="usage_snapshot_one_close_per_meter"
+            ),
+        ]
+        indexes = [models.Index(fields=["company", "feature", "-created_at"], name="usage_snapshot_history_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_type} {self.absolute_value} ({self.id})"

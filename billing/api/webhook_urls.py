@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from .webhooks import StripeWebhookView
+
+urlpatterns = [
+    path("webhook", StripeWebhookView.as_view(), name="stripe-webhook"),
+]

@@ -1,1 +1,15 @@
 # Billing's models are split by concern; import them all here so Django sees them.
+from .meters import MeterDrift
+from .profiles import BillingProfile
+from .subscriptions import GRANTING_STATUSES, Subscription, SubscriptionStatus
+from .webhooks import StripeWebhookEvent, WebhookEventStatus
+
+__all__ = [
+    "GRANTING_STATUSES",
+    "BillingProfile",
+    "MeterDrift",
+    "StripeWebhookEvent",
+    "Subscription",
+    "SubscriptionStatus",
+    "WebhookEventStatus",
+]

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""The feature check under load: GET /api/v1/companies/{id}/features/{code}
+served by gunicorn (production settings, DEBUG off) on PostgreSQL, next to a
+floor measured in the same run by the same server — a bare DRF GET doing one
+indexed query (entitlements.bench_views.FloorApi).
+
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/saasdesk_bench python bench/check.py
+    options: --companies 500 --duration 10 --connections 16
+
+Goal (issue 3): the check reaches at least 70% of the floor's throughput
+with p99 under 10 ms at 16 connections. Nothing here asserts; it prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import BenchConfig, django_setup, ensure_database, gunicorn, log, lua_script, print_table, run_wrk  # noqa: E402
+
+PRODUCT_CODE = "bench-check"
+SETTINGS = "bench.check_settings"
+
+
+def seed(companies: int) -> tuple[list[str], list[str], str]:
+    """The demo catalog under product `bench-check`, `companies` companies on
+    the pro tier (idempotent), and a fresh API key. Returns (company ids,
+    external org ids, raw key)."""
+    from django.db import transaction
+
+    from companies.models import Company, Product, ProductLink
+    from companies.services import api_key_create
+    from entitlements.actors import Actor
+    from entitlements.catalog import catalog_load
+    from entitlements.models import Tier
+    from entitlements.services import tier_apply
+
+    catalog = json.loads((Path(__file__).resolve().parent.parent / "entitlements/catalogs/demo.json").read_text())
+    catalog["product"] = {"code": PRODUCT_CODE, "name": "Bench check"}
+    catalog_load(data=catalog)
+    product = Product.objects.get(code=PRODUCT_CODE)
+    pro = Tier.objects.get(product=product, code="pro")
+    ids, orgs = [], []
+    with transaction.atomic():
+        for index in range(companies):
+            company, _ = Company.objects.get_or_create(
+                short_id=f"bench-check-{index}", defaults={"name": f"Bench check {index}"}
+            )
+            link, _ = ProductLink.objects.get_or_create(
+                product=product, external_org_id=f"bench-check-org-{index}", defaults={"company": company}
+            )
+            tier_apply(company=company, tier=pro, actor=Actor.system("bench"), reason="bench seed")
+            ids.append(str(company.pk))
+            orgs.append(link.external_org_id)
+    _, raw_key = api_key_create(product=product, name="bench-check")
+    return ids, orgs, raw_key
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--companies", type=int, default=500)
+    parser.add_argument("--duration", type=int)
+    parser.add_argument("--connections", type=int)
+    args = parser.parse_args(argv)
+    config = BenchConfig()
+    if args.duration:
+        config = replace(config, duration=args.duration)
+    if args.connections:
+        config = replace(config, connections=args.connections)
+
+    ensure_database(config.database_url)
+    log(f"database {config.database_url.rpartition('@')[2]}: migrate and seed {args.companies} companies")
+    django_setup(config, settings_module=SETTINGS)
+    ids, orgs, raw_key = seed(args.companies)
+    auth = {"Authorization": f"Bearer {raw_key}"}
+    env = config.server_env(settings_module=SETTINGS)
+    log(f"cache: {'Redis ' + env['REDIS_URL'] if 'REDIS_URL' in env else 'local memory (per worker)'}")
+
+    runs = [
+        ("floor: DRF GET, 1 indexed query", lua_script(paths=[f"/bench/floor/{i}" for i in ids])),
+        ("floor + API key auth and rate limit", lua_script(paths=[f"/bench/floor-auth/{i}" for i in ids], headers=auth)),
+        ("check companies/{id}/features/sso", lua_script(paths=[f"/api/v1/companies/{i}/features/sso" for i in ids], headers=auth)),
+        ("check companies/{id}/features/ai_credit", lua_script(paths=[f"/api/v1/companies/{i}/features/ai_credit" for i in ids], headers=auth)),
+        ("check orgs/{externalOrgId}/features/sso", lua_script(paths=[f"/api/v1/orgs/{o}/features/sso" for o in orgs], headers=auth)),
+    ]
+    results = []
+    with gunicorn(config, env=env):
+        pass  # started and stopped once to fail fast on configuration errors
+    with gunicorn(config, env=env) as base_url:
+        for name, script in runs:
+            log(f"measuring {name} ({config.connections} connections, {config.duration}s)")
+            results.append(run_wrk(name, base_url, script, config))
+    floor = results[0]
+    check = results[2]
+    goals = {
+        check.name: f"≥70% of floor and p99 < 10 ms: "
+        + ("met" if check.requests_per_sec >= 0.7 * floor.requests_per_sec and check.p99_ms < 10 else "MISSED")
+    }
+    print(f"\nbench/check.py — {config.connections} connections, {config.duration}s each, "
+          f"gunicorn {config.workers}×{config.threads} threads, PostgreSQL, "
+          f"{'Redis' if 'REDIS_URL' in env else 'local-memory'} cache\n")
+    print_table(results, floor=floor, goals=goals)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

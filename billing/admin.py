@@ -1,0 +1,182 @@
+"""Billing in the admin: billing profile and subscriptions on the company page,
+read-only lists of webhook events (with *reprocess*) and meter drift, and a
+*retry delivery* action on metering's usage events. Every action calls a
+service; nothing here re-implements a rule."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from companies.admin_extensions import register_company_inline
+from metering.models import StripeDeliveryStatus, UsageEvent
+
+from .models import BillingProfile, MeterDrift, StripeWebhookEvent, Subscription
+from .services.delivery import usage_delivery_retry
+from .services.webhooks import webhook_events_reprocess
+
+
+class ReadOnlyAdminMixin:
+    """Audit and mirror rows: staff look, they do not edit."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- company page ----------------------------------------------------------------------
+
+
+class BillingProfileInline(admin.StackedInline):
+    model = BillingProfile
+    extra = 0
+    max_num = 1
+    can_delete = False
+    fields = ("stripe_customer_id", "created_at")
+    readonly_fields = ("created_at",)
+    show_change_link = True
+    verbose_name = "Stripe billing profile"
+
+
+class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Subscription
+    fk_name = "company"
+    extra = 0
+    fields = ("display_name", "product", "tier", "status", "current_period_end", "cancel_at_period_end", "stripe_subscription_id")
+    readonly_fields = fields
+    show_change_link = True
+    ordering = ("-created_at",)
+
+
+register_company_inline(BillingProfileInline)
+register_company_inline(SubscriptionInline)
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(admin.ModelAdmin):
+    list_display = ("company", "stripe_customer_id", "created_at")
+    search_fields = ("stripe_customer_id", "company__name", "company__short_id", "company__domain")
+    raw_id_fields = ("company",)
+    list_select_related = ("company",)
+    readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(SimpleHistoryAdmin):
+    list_display = ("__str__", "company", "product", "tier", "status", "current_period_end", "cancel_at_period_end")
+    list_filter = ("status", "product", "tier", "cancel_at_period_end")
+    search_fields = ("stripe_subscription_id", "stripe_customer_id", "checkout_session_id", "company__name", "company__short_id")
+    list_select_related = ("company", "product", "tier")
+    raw_id_fields = ("company",)
+    # A mirror of Stripe: state changes come from Stripe (webhooks), not from here.
+    readonly_fields = (
+        "company", "product", "stripe_subscription_id", "stripe_customer_id", "status", "tier",
+        "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at",
+        "checkout_session_id", "price_ids", "created_at", "updated_at",
+    )
+    fields = ("display_name", *readonly_fields)
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+
+# --- webhook events ---------------------------------------------------------------------
+
+
+@admin.register(StripeWebhookEvent)
+class StripeWebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("stripe_event_id", "type", "status", "attempts", "received_at", "processed_at", "short_error")
+    list_filter = ("status", "type", "livemode")
+    search_fields = ("stripe_event_id", "type")
+    date_hierarchy = "received_at"
+    ordering = ("-received_at",)
+    show_full_result_count = False
+    actions = ["reprocess"]
+    fields = (
+        "stripe_event_id", "type", "status", "attempts", "received_at", "processed_at",
+        "processing_error", "result_pretty", "payload_pretty", "livemode", "api_version",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return (obj.processing_error or "")[:80]
+
+    @admin.display(description="result")
+    def result_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2, sort_keys=True))
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    def has_reprocess_permission(self, request):
+        return request.user.has_perm("billing.reprocess_webhook")
+
+    @admin.action(description="Reprocess selected events", permissions=["reprocess"])
+    def reprocess(self, request, queryset):
+        counts = webhook_events_reprocess(webhook_event_ids=queryset.values_list("pk", flat=True))
+        level = messages.WARNING if counts["failed"] else messages.SUCCESS
+        self.message_user(
+            request,
+            f"Processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']} (already processed).",
+            level,
+        )
+
+
+# --- meter drift ------------------------------------------------------------------------
+
+
+@admin.register(MeterDrift)
+class MeterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "stripe_customer_id", "company", "meter_event_name", "window_start", "window_end",
+        "delivered_value", "stripe_value", "difference", "resolved_at", "note",
+    )
+    list_filter = (("resolved_at", admin.EmptyFieldListFilter), "meter_event_name")
+    search_fields = ("stripe_customer_id", "meter_event_name", "company__name")
+    list_select_related = ("company",)
+    date_hierarchy = "window_start"
+    show_full_result_count = False
+
+
+# --- usage events (metering owns the admin; billing adds its action) --------------------
+
+
+@admin.action(description="Retry Stripe delivery of selected events", permissions=["retry_stripe_delivery"])
+def retry_stripe_delivery(modeladmin, request, queryset):
+    requeued = usage_delivery_retry(
+        event_ids=queryset.filter(
+            stripe_delivery_status__in=[StripeDeliveryStatus.FAILED, StripeDeliveryStatus.PENDING]
+        ).values_list("pk", flat=True)
+    )
+    modeladmin.message_user(
+        request, f"{requeued} event(s) queued for delivery to Stripe; the next delivery run sends them.", messages.SUCCESS
+    )
+
+
+def _register_usage_event_action() -> None:
+    usage_event_admin = admin.site._registry.get(UsageEvent)
+    if usage_event_admin is None:
+        return
+    actions = list(usage_event_admin.actions or [])
+    if retry_stripe_delivery not in actions:
+        usage_event_admin.actions = [*actions, retry_stripe_delivery]
+    # Django looks up `has_<permission>_permission` on the ModelAdmin.
+    usage_event_admin.has_retry_stripe_delivery_permission = _can_retry_stripe_delivery
+
+
+def _can_retry_stripe_delivery(request) -> bool:
+    return request.user.has_perm("billing.retry_usage_delivery")
+
+
+_register_usage_event_action()

@@ -1,0 +1,119 @@
+"""camelCase request/response shapes of the billing API (SPEC §6)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from companies.api.serializers import SmartLinkHintsSerializer
+from config.api.serializers import StrictSerializer, UTCDateTimeField
+
+STRIPE_ID_MAX = 255
+
+
+def _stripe_id(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, **kwargs)
+
+
+def _optional_stripe_id() -> serializers.CharField:
+    return _stripe_id(required=False, allow_null=True, allow_blank=True)
+
+
+# --- input ---------------------------------------------------------------------------
+
+
+class CheckoutClaimInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    checkoutSessionId = _stripe_id()
+
+
+class SubscriptionLinkInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    stripeSubscriptionId = _stripe_id()
+    stripeCustomerId = _optional_stripe_id()
+    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    displayName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+
+
+class OnboardInputSerializer(StrictSerializer):
+    externalOrgId = serializers.CharField(max_length=200)
+    hints = SmartLinkHintsSerializer(required=False)
+    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    checkoutSessionId = _optional_stripe_id()
+    stripeSubscriptionId = _optional_stripe_id()
+    stripeCustomerId = _optional_stripe_id()
+    contactEmail = serializers.EmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    contactName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    createdAt = UTCDateTimeField(required=False, allow_null=True)
+
+
+# --- output --------------------------------------------------------------------------
+
+
+class CheckoutClaimResultSerializer(serializers.Serializer):
+    subscriptionId = serializers.UUIDField(source="subscription.id")
+    stripeSubscriptionId = serializers.CharField(source="subscription.stripe_subscription_id")
+    alreadyClaimed = serializers.BooleanField(source="already_claimed")
+    tierCode = serializers.CharField(source="tier_code", allow_null=True)
+    featuresApplied = serializers.ListField(child=serializers.CharField(), source="features_applied")
+
+
+class SubscriptionLinkResultSerializer(serializers.Serializer):
+    subscriptionId = serializers.UUIDField(source="subscription.id")
+    alreadyLinked = serializers.BooleanField(source="already_linked")
+    featuresApplied = serializers.ListField(child=serializers.CharField(), source="features_applied")
+
+
+class TierRefSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ActiveSubscriptionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id")
+    status = serializers.CharField()
+    displayName = serializers.CharField(source="display_name")
+    tier = TierRefSerializer(allow_null=True)
+    currentPeriodEnd = UTCDateTimeField(source="current_period_end", allow_null=True)
+    cancelAtPeriodEnd = serializers.BooleanField(source="cancel_at_period_end")
+
+
+class BillingStatusSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField(source="company.id")
+    hasBillingProfile = serializers.SerializerMethodField()
+    stripeCustomerId = serializers.SerializerMethodField()
+    activeSubscriptions = ActiveSubscriptionSerializer(source="active_subscriptions", many=True)
+    enabledFeaturesCount = serializers.IntegerField(source="enabled_features_count")
+
+    def get_hasBillingProfile(self, status) -> bool:
+        return status.billing_profile is not None
+
+    def get_stripeCustomerId(self, status) -> str | None:
+        return status.billing_profile.stripe_customer_id if status.billing_profile else None
+
+
+class OnboardBillingStatusSerializer(serializers.Serializer):
+    claimed = serializers.BooleanField(required=False)
+    linked = serializers.BooleanField(required=False)
+    tierApplied = serializers.CharField(required=False, allow_null=True)
+    subscriptionId = serializers.UUIDField(required=False)
+
+
+class OnboardResultSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField(source="company.id")
+    companyName = serializers.CharField(source="company.name")
+    shortId = serializers.CharField(source="company.short_id")
+    linkStatus = serializers.CharField(source="link_status")
+    # Only the keys that apply to this call are present (SPEC §6: all optional).
+    billingStatus = OnboardBillingStatusSerializer(source="billing_status")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["billingStatus"] = dict(instance.billing_status)
+        return data
+
+
+class WebhookReceivedSerializer(serializers.Serializer):
+    received = serializers.BooleanField()
+    eventId = serializers.CharField()
+    status = serializers.CharField()

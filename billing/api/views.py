@@ -1,0 +1,126 @@
+"""The billing API (SPEC §6): parse, call one service or selector, serialize.
+Product-scoped through the calling key (`request.auth`)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from companies.api.serializers import ErrorEnvelopeSerializer
+from entitlements.actors import Actor
+
+from ..selectors import billing_status
+from ..services.onboarding import onboard
+from ..services.subscriptions import checkout_claim, subscription_link
+from .serializers import (
+    BillingStatusSerializer,
+    CheckoutClaimInputSerializer,
+    CheckoutClaimResultSerializer,
+    OnboardInputSerializer,
+    OnboardResultSerializer,
+    SubscriptionLinkInputSerializer,
+    SubscriptionLinkResultSerializer,
+)
+
+TAGS = ["billing"]
+
+
+def _errors(*statuses: int) -> dict:
+    descriptions = {
+        400: "Invalid input, or the Stripe object is unknown, expired or incomplete.",
+        401: "Missing, malformed, unknown or revoked API key.",
+        404: "Unknown, or not visible to this key's product.",
+        409: "Already claimed or linked by another company.",
+        429: "Rate limited (Retry-After).",
+        503: "Stripe is not configured or unreachable; safe to retry.",
+    }
+    return {code: OpenApiResponse(ErrorEnvelopeSerializer, description=descriptions[code]) for code in (401, 429, *statuses)}
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class CheckoutClaimApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_claim_checkout",
+        summary="Claim a completed Stripe checkout session for a company",
+        request=CheckoutClaimInputSerializer,
+        responses={200: CheckoutClaimResultSerializer, **_errors(400, 404, 409, 503)},
+    )
+    def post(self, request):
+        data = _validated(CheckoutClaimInputSerializer, request.data)
+        result = checkout_claim(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            checkout_session_id=data["checkoutSessionId"],
+            actor=Actor.from_request(request),
+        )
+        return Response(CheckoutClaimResultSerializer(result).data)
+
+
+class SubscriptionLinkApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_link_subscription",
+        summary="Link an existing Stripe subscription to a company",
+        request=SubscriptionLinkInputSerializer,
+        responses={200: SubscriptionLinkResultSerializer, **_errors(400, 404, 409, 503)},
+    )
+    def post(self, request):
+        data = _validated(SubscriptionLinkInputSerializer, request.data)
+        result = subscription_link(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            stripe_subscription_id=data["stripeSubscriptionId"],
+            stripe_customer_id=data.get("stripeCustomerId") or None,
+            tier_code=data.get("tierCode") or None,
+            display_name=data.get("displayName") or None,
+            actor=Actor.from_request(request),
+        )
+        return Response(SubscriptionLinkResultSerializer(result).data)
+
+
+class BillingStatusApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_status",
+        summary="Billing profile, active subscriptions and enabled features of a company",
+        parameters=[OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: BillingStatusSerializer, **_errors(404)},
+    )
+    def get(self, request, companyId):  # noqa: N803 - the path parameter's API name
+        status = billing_status(product_id=request.auth.product_id, company_id=companyId)
+        return Response(BillingStatusSerializer(status).data)
+
+
+class OnboardApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="onboard",
+        summary="Onboard an organisation in one call (match or create, link, subscription or tier, contact)",
+        request=OnboardInputSerializer,
+        responses={200: OnboardResultSerializer, **_errors(400, 409, 503)},
+    )
+    def post(self, request):
+        data = _validated(OnboardInputSerializer, request.data)
+        hints = data.get("hints") or {}
+        result = onboard(
+            product_id=request.auth.product_id,
+            external_org_id=data["externalOrgId"],
+            hints=hints,
+            tier_code=data.get("tierCode") or None,
+            checkout_session_id=data.get("checkoutSessionId") or None,
+            stripe_subscription_id=data.get("stripeSubscriptionId") or None,
+            stripe_customer_id=data.get("stripeCustomerId") or None,
+            contact_email=data.get("contactEmail") or None,
+            contact_name=data.get("contactName") or None,
+            created_at=data.get("createdAt"),
+            actor=Actor.from_request(request),
+        )
+        return Response(OnboardResultSerializer(result).data)

@@ -1,0 +1,346 @@
+"""Usage → Stripe Billing Meters, through the v2 meter event stream.
+
+Contract (SPEC §6): never inside an API request, never lost, never double-billed.
+
+- Work is claimed with `SELECT … FOR UPDATE SKIP LOCKED` and the row locks are
+  held while the batch is sent: any number of workers can run, and a worker
+  that dies mid-batch releases its rows (the transaction aborts) so another
+  one re-sends them.
+- What makes a re-send harmless is the meter event `identifier`: it is stable
+  (the usage event's own identifier, else its id) and Stripe ignores an
+  identifier it has already seen within 24 hours. The whole backoff schedule
+  stays far inside that window.
+- 429/5xx/network errors back off exponentially per event; after the last
+  attempt the event is `failed` with the error (retryable from the admin).
+- Events older than Stripe's 35-day window fail with that reason; without a
+  Stripe key nothing is claimed and events wait as `pending`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.models import BillingProfile
+from billing.stripe_client import describe, get_stripe_client, is_transient, stripe_is_configured
+from entitlements.models import Feature
+from metering.models import StripeDeliveryStatus, UsageEvent
+
+logger = logging.getLogger("saasdesk.billing.delivery")
+
+STREAM_MAX_EVENTS = 100  # Stripe's limit per meter_event_stream request
+METER_EVENT_WINDOW = timedelta(days=35)
+# Leave room for the time a batch spends in flight: an event 35 days minus a
+# few seconds old would be refused by Stripe asynchronously, i.e. silently.
+METER_EVENT_WINDOW_MARGIN = timedelta(minutes=5)
+SESSION_RENEW_MARGIN = timedelta(seconds=60)
+
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_BACKOFF_BASE_SECONDS = 30.0
+DEFAULT_BACKOFF_MAX_SECONDS = 3600.0
+
+TOO_OLD_ERROR = "Older than Stripe's 35-day meter event window; Stripe would reject it."
+
+
+@dataclass
+class DeliveryResult:
+    delivered: int = 0
+    retry_scheduled: int = 0
+    failed: int = 0
+    requests: int = 0
+    batches: int = 0
+    configured: bool = True
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "delivered": self.delivered,
+            "retryScheduled": self.retry_scheduled,
+            "failed": self.failed,
+            "requests": self.requests,
+            "batches": self.batches,
+            "configured": self.configured,
+        }
+
+
+def _max_attempts() -> int:
+    return int(getattr(settings, "BILLING_DELIVERY_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+
+
+def backoff_delay(attempts: int) -> timedelta:
+    """Delay before attempt `attempts + 1`: base·2^(attempts−1), capped, ±20 % jitter
+    so that events failed together do not retry in lockstep."""
+    base = float(getattr(settings, "BILLING_DELIVERY_BACKOFF_BASE_SECONDS", DEFAULT_BACKOFF_BASE_SECONDS))
+    cap = float(getattr(settings, "BILLING_DELIVERY_BACKOFF_MAX_SECONDS", DEFAULT_BACKOFF_MAX_SECONDS))
+    seconds = min(cap, base * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+# --- meter event session (auth token for the stream) --------------------------------
+
+_sessions: dict[tuple, tuple[str, datetime]] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session_key() -> tuple:
+    return (settings.STRIPE_API_KEY, settings.STRIPE_API_BASE, settings.STRIPE_METER_EVENTS_API_BASE)
+
+
+def _parse_expiry(value) -> datetime:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def meter_event_session_token(client: stripe.StripeClient, *, renew: bool = False) -> str:
+    """A cached meter event session token, renewed shortly before it expires
+    (sessions last 15 minutes) or when `renew` (Stripe said it expired)."""
+    key = _session_key()
+    now = timezone.now()
+    with _sessions_lock:
+        cached = _sessions.get(key)
+        if cached and not renew and cached[1] - SESSION_RENEW_MARGIN > now:
+            return cached[0]
+        session = client.v2.billing.meter_event_session.create()
+        token, expires_at = session.authentication_token, _parse_expiry(session.expires_at)
+        _sessions[key] = (token, expires_at)
+        return token
+
+
+def meter_event_sessions_forget() -> None:
+    with _sessions_lock:
+        _sessions.clear()
+
+
+def _session_expired(error: stripe.StripeError) -> bool:
+    return isinstance(error, stripe.TemporarySessionExpiredError) or (
+        getattr(error, "code", None) == "billing_meter_event_session_expired"
+    )
+
+
+def _stream_send(client: stripe.StripeClient, events: list[dict]) -> None:
+    """POST one ≤100-event batch to the stream, renewing the session once if
+    Stripe says the token expired. Raises stripe.StripeError."""
+    token = meter_event_session_token(client)
+    try:
+        client.v2.billing.meter_event_stream.create(params={"events": events}, options={"api_key": token})
+    except stripe.StripeError as error:
+        if not _session_expired(error):
+            raise
+        token = meter_event_session_token(client, renew=True)
+        client.v2.billing.meter_event_stream.create(params={"events": events}, options={"api_key": token})
+
+
+# --- the delivery pass ----------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+_CLAIM_COLUMNS = (
+    "id",
+    "billable_delta",
+    "event_time",
+    "stripe_event_identifier",
+    "stripe_delivery_attempts",
+    "feature_id",
+    "company_id",
+)
+
+
+def _pending_deliverable():
+    """Pending events of metered features with a Stripe meter, of companies
+    with a Stripe customer. Written as IN-subqueries rather than joins so that
+    PostgreSQL walks metering's partial queue index in order and stops at the
+    LIMIT (a join plan sorts the whole backlog on every claim)."""
+    return UsageEvent.objects.filter(
+        stripe_delivery_status=StripeDeliveryStatus.PENDING,
+        company_id__in=BillingProfile.objects.values("company_id"),
+        feature_id__in=Feature.objects.exclude(stripe_meter_event_name="").values("id"),
+    )
+
+
+def _claim(*, now: datetime, batch_size: int) -> list[tuple]:
+    """Lock up to `batch_size` due events, skipping rows other workers hold:
+    retries whose backoff has passed first, then never-tried events, both in
+    the order of the queue index (stripe_next_attempt_at, created_at)."""
+    base = _pending_deliverable().order_by("stripe_next_attempt_at", "created_at")
+    rows = list(
+        base.filter(stripe_next_attempt_at__lte=now)
+        .select_for_update(skip_locked=True)
+        .values_list(*_CLAIM_COLUMNS)[:batch_size]
+    )
+    if len(rows) < batch_size:
+        rows += list(
+            base.filter(stripe_next_attempt_at__isnull=True)
+            .select_for_update(skip_locked=True)
+            .values_list(*_CLAIM_COLUMNS)[: batch_size - len(rows)]
+        )
+    return rows
+
+
+def deliver_pending_usage(*, batch_size: int = 100, max_batches: int | None = None, worker: str = "") -> DeliveryResult:
+    """Deliver every due pending usage event of companies with a Stripe customer,
+    claiming `batch_size` events per transaction, until none is left (or
+    `max_batches`). Returns counts. Without STRIPE_API_KEY it does nothing."""
+    result = DeliveryResult()
+    if not stripe_is_configured():
+        result.configured = False
+        return result
+    client = get_stripe_client()
+    batch_size = max(1, batch_size)
+    while max_batches is None or result.batches < max_batches:
+        claimed = _deliver_one_batch(client, batch_size=batch_size, result=result)
+        if claimed < batch_size:
+            break
+    if result.delivered or result.failed or result.retry_scheduled:
+        logger.info("usage delivered to stripe", extra={"worker": worker, **result.as_dict()})
+    return result
+
+
+def _deliver_one_batch(client: stripe.StripeClient, *, batch_size: int, result: DeliveryResult) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        # The row locks are the claim: they keep every other worker off these
+        # events until this transaction records the outcome (or dies, and
+        # PostgreSQL releases them for the next worker).
+        rows = _claim(now=now, batch_size=batch_size)
+        if not rows:
+            return 0
+        result.batches += 1
+        meter_event_names = dict(
+            Feature.objects.filter(pk__in={row[5] for row in rows}).values_list("pk", "stripe_meter_event_name")
+        )
+        customers = dict(
+            BillingProfile.objects.filter(company_id__in={row[6] for row in rows}).values_list(
+                "company_id", "stripe_customer_id"
+            )
+        )
+        oldest_allowed = now - METER_EVENT_WINDOW + METER_EVENT_WINDOW_MARGIN
+        too_old, nothing_to_bill, sendable = [], [], []
+        for event_id, delta, event_time, identifier, attempts, feature_id, company_id in rows:
+            if event_time < oldest_allowed:
+                too_old.append(event_id)
+            elif delta == 0:
+                nothing_to_bill.append(event_id)
+            else:
+                sendable.append(
+                    _Pending(
+                        event_id=event_id,
+                        attempts=attempts,
+                        meter_event={
+                            "event_name": meter_event_names[feature_id],
+                            "identifier": identifier or str(event_id),
+                            "timestamp": _iso(event_time),
+                            "payload": {"stripe_customer_id": customers[company_id], "value": str(delta)},
+                        },
+                    )
+                )
+        if too_old:
+            UsageEvent.objects.filter(pk__in=too_old).update(
+                stripe_delivery_status=StripeDeliveryStatus.FAILED,
+                stripe_delivery_error=TOO_OLD_ERROR,
+                stripe_next_attempt_at=None,
+            )
+            result.failed += len(too_old)
+        if nothing_to_bill:
+            UsageEvent.objects.filter(pk__in=nothing_to_bill).update(
+                stripe_delivery_status=StripeDeliveryStatus.NOT_APPLICABLE, stripe_next_attempt_at=None
+            )
+        delivered: list = []
+        for start in range(0, len(sendable), STREAM_MAX_EVENTS):
+            delivered += _send_chunk(client, sendable[start : start + STREAM_MAX_EVENTS], result=result)
+        if delivered:
+            UsageEvent.objects.filter(pk__in=delivered).update(
+                stripe_delivery_status=StripeDeliveryStatus.DELIVERED,
+                delivered_at=timezone.now(),
+                stripe_delivery_error="",
+                stripe_delivery_attempts=F("stripe_delivery_attempts") + 1,
+                stripe_next_attempt_at=None,
+            )
+            result.delivered += len(delivered)
+        return len(rows)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    event_id: object
+    attempts: int
+    meter_event: dict
+
+
+def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: DeliveryResult) -> list:
+    """Send ≤100 events; returns the ids Stripe accepted (all or none). On
+    failure, records the backoff or the failure on the events themselves."""
+    ids = [pending.event_id for pending in chunk]
+    result.requests += 1
+    try:
+        _stream_send(client, [pending.meter_event for pending in chunk])
+    except stripe.StripeError as error:
+        message = describe(error)
+        result.errors.append(message)
+        if is_transient(error):
+            _schedule_retry(chunk, message=message, result=result)
+        else:
+            # The stream validates the request synchronously and each event
+            # asynchronously, so a 4xx here is about the batch as a whole
+            # (credentials, shape): nothing was recorded; staff can retry.
+            logger.error("stripe refused a meter event batch", extra={"error": message, "events": len(ids)})
+            UsageEvent.objects.filter(pk__in=ids).update(
+                stripe_delivery_status=StripeDeliveryStatus.FAILED,
+                stripe_delivery_error=message,
+                stripe_delivery_attempts=F("stripe_delivery_attempts") + 1,
+                stripe_next_attempt_at=None,
+            )
+            result.failed += len(ids)
+        return []
+    return ids
+
+
+def _schedule_retry(chunk: list[_Pending], *, message: str, result: DeliveryResult) -> None:
+    max_attempts = _max_attempts()
+    now = timezone.now()
+    by_attempts: dict[int, list] = defaultdict(list)
+    for pending in chunk:
+        by_attempts[pending.attempts + 1].append(pending.event_id)
+    for attempts, ids in by_attempts.items():
+        if attempts >= max_attempts:
+            UsageEvent.objects.filter(pk__in=ids).update(
+                stripe_delivery_status=StripeDeliveryStatus.FAILED,
+                stripe_delivery_error=f"Gave up after {attempts} attempts: {message}",
+                stripe_delivery_attempts=attempts,
+                stripe_next_attempt_at=None,
+            )
+            result.failed += len(ids)
+        else:
+            UsageEvent.objects.filter(pk__in=ids).update(
+                stripe_delivery_error=message,
+                stripe_delivery_attempts=attempts,
+                stripe_next_attempt_at=now + backoff_delay(attempts),
+            )
+            result.retry_scheduled += len(ids)
+
+
+def usage_delivery_retry(*, event_ids) -> int:
+    """Put failed (or waiting) events back in the queue for an immediate attempt
+    (admin action). Delivered and not-applicable events are left alone.
+    Returns how many were re-queued."""
+    return UsageEvent.objects.filter(
+        pk__in=list(event_ids),
+        stripe_delivery_status__in=[StripeDeliveryStatus.FAILED, StripeDeliveryStatus.PENDING],
+    ).update(
+        stripe_delivery_status=StripeDeliveryStatus.PENDING,
+        stripe_delivery_attempts=0,
+        stripe_next_attempt_at=None,
+        stripe_delivery_error="",
+    )

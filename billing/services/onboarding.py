@@ -1,0 +1,189 @@
+"""One-call onboarding of a product's new organisation (SPEC §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from billing.models import Subscription
+from companies.models import Company, ProductLink
+from companies.services import SmartLinkStatus, company_create, company_smart_link, contact_upsert
+from companies.smart_link import DEFAULT_MIN_CONFIDENCE
+from config.errors import BadRequest, Conflict
+from entitlements.actors import Actor
+from entitlements.services import tier_apply
+
+from .subscriptions import (
+    billing_profile_ensure,
+    checkout_claim_apply,
+    checkout_session_require_complete,
+    stripe_checkout_session_get,
+    stripe_subscription_get,
+    subscription_link_apply,
+)
+from .tiers import tier_default_get, tier_get_by_code
+
+
+class LinkStatus:
+    CREATED = "created"
+    LINKED = "linked"
+    ALREADY_LINKED = "already_linked"
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    company: Company
+    link_status: str
+    billing_status: dict[str, Any] = field(default_factory=dict)
+
+
+def onboard(
+    *,
+    product_id,
+    external_org_id: str,
+    hints: Mapping[str, Any] | None = None,
+    tier_code: str | None = None,
+    checkout_session_id: str | None = None,
+    stripe_subscription_id: str | None = None,
+    stripe_customer_id: str | None = None,
+    contact_email: str | None = None,
+    contact_name: str | None = None,
+    created_at: datetime | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    actor: Actor,
+) -> OnboardResult:
+    """Smart-match the org to an existing company (link at the threshold) or
+    create one; then claim the checkout session, or link the subscription, or
+    apply `tier_code`, or the default tier; and add the contact — all or
+    nothing. An org already linked in this product → already_linked, and
+    nothing changes (so a retried call is harmless)."""
+    hints = hints or {}
+    external_org_id = (external_org_id or "").strip()
+    if not external_org_id:
+        raise BadRequest.for_field("externalOrgId", "This field may not be blank.")
+    existing = _existing(product_id=product_id, external_org_id=external_org_id)
+    if existing is not None:
+        return _already_linked(existing, checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id)
+    if checkout_session_id and stripe_subscription_id:
+        raise BadRequest.for_field("stripeSubscriptionId", "Give checkoutSessionId or stripeSubscriptionId, not both.")
+
+    # Validate and read Stripe before writing anything: a bad tier code or an
+    # unpaid checkout leaves no half-onboarded company behind.
+    tier = tier_get_by_code(product_id=product_id, tier_code=tier_code) if tier_code else None
+    session = stripe_subscription = None
+    if checkout_session_id:
+        session = stripe_checkout_session_get(checkout_session_id=checkout_session_id)
+        stripe_subscription = stripe_subscription_get(
+            stripe_subscription_id=checkout_session_require_complete(session), field_name="checkoutSessionId"
+        )
+    elif stripe_subscription_id:
+        stripe_subscription = stripe_subscription_get(stripe_subscription_id=stripe_subscription_id)
+
+    emails = [str(email) for email in (hints.get("emails") or [])]
+    if contact_email and contact_email.lower() not in {email.lower() for email in emails}:
+        emails.append(contact_email)
+    try:
+        with transaction.atomic():
+            smart = company_smart_link(
+                product_id=product_id,
+                external_org_id=external_org_id,
+                company_name=hints.get("companyName"),
+                domain=hints.get("domain"),
+                emails=emails,
+                min_confidence=min_confidence,
+            )
+            if smart.status == SmartLinkStatus.ALREADY_LINKED:
+                raise _Raced()
+            if smart.status == SmartLinkStatus.LINKED:
+                company, link_status = smart.company, LinkStatus.LINKED
+                if contact_email:
+                    contact_upsert(company=company, email=contact_email, name=contact_name or None)
+            else:
+                company = company_create(
+                    product_id=product_id,
+                    name=hints.get("companyName") or hints.get("domain") or external_org_id,
+                    domain=hints.get("domain"),
+                    external_org_id=external_org_id,
+                    contact_email=contact_email,
+                    contact_name=contact_name,
+                    created_at=created_at,
+                )
+                link_status = LinkStatus.CREATED
+            billing_status = _billing(
+                company=company,
+                product_id=product_id,
+                session=session,
+                stripe_subscription=stripe_subscription,
+                stripe_customer_id=stripe_customer_id,
+                tier=tier,
+                actor=actor,
+            )
+    except (_Raced, Conflict) as error:
+        # A concurrent onboarding of the same org won: answer like a retry.
+        existing = _existing(product_id=product_id, external_org_id=external_org_id)
+        if existing is None:
+            if isinstance(error, _Raced):
+                raise Conflict("The organisation was linked and unlinked concurrently; retry.") from None
+            raise
+        return _already_linked(existing, checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id)
+    return OnboardResult(company=company, link_status=link_status, billing_status=billing_status)
+
+
+class _Raced(Exception):
+    pass
+
+
+def _existing(*, product_id, external_org_id: str) -> ProductLink | None:
+    return ProductLink.objects.select_related("company").filter(product_id=product_id, external_org_id=external_org_id).first()
+
+
+def _already_linked(link: ProductLink, *, checkout_session_id: str | None, stripe_subscription_id: str | None) -> OnboardResult:
+    """Report the state as it is, without changing anything."""
+    status: dict[str, Any] = {}
+    subscription = None
+    if checkout_session_id:
+        subscription = Subscription.objects.filter(checkout_session_id=checkout_session_id, company=link.company).first()
+        status["claimed"] = subscription is not None
+    elif stripe_subscription_id:
+        subscription = Subscription.objects.filter(
+            stripe_subscription_id=stripe_subscription_id, company=link.company
+        ).first()
+        status["linked"] = subscription is not None
+    if subscription is not None:
+        status["subscriptionId"] = str(subscription.pk)
+    return OnboardResult(company=link.company, link_status=LinkStatus.ALREADY_LINKED, billing_status=status)
+
+
+def _billing(*, company, product_id, session, stripe_subscription, stripe_customer_id, tier, actor) -> dict[str, Any]:
+    if session is not None:
+        claim = checkout_claim_apply(
+            company=company, product_id=product_id, session=session, stripe_subscription=stripe_subscription, actor=actor
+        )
+        return {"claimed": True, "tierApplied": claim.tier_code, "subscriptionId": str(claim.subscription.pk)}
+    if stripe_subscription is not None:
+        link = subscription_link_apply(
+            company=company,
+            product_id=product_id,
+            stripe_subscription=stripe_subscription,
+            stripe_customer_id=stripe_customer_id,
+            tier=tier,
+            display_name=None,
+            actor=actor,
+        )
+        subscription = link.subscription
+        return {
+            "linked": True,
+            "tierApplied": subscription.tier.code if subscription.tier_id else None,
+            "subscriptionId": str(subscription.pk),
+        }
+    if stripe_customer_id:
+        billing_profile_ensure(company=company, stripe_customer_id=stripe_customer_id)
+    tier = tier or tier_default_get(product_id=product_id)
+    if tier is None:
+        return {"tierApplied": None}
+    tier_apply(company=company, tier=tier, actor=actor, reason="onboarding")
+    return {"tierApplied": tier.code}

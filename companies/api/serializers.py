@@ -1,0 +1,276 @@
+"""camelCase input and output of the companies API (SPEC §3).
+
+`CompanySerializer` is the one company representation of the whole API;
+other apps (billing's onboarding) reuse it rather than writing their own."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from config.api.serializers import JSONObjectField, StrictSerializer, UTCDateTimeField
+
+from ..services import MAX_BULK_CONTACTS
+from ..smart_link import DEFAULT_MIN_CONFIDENCE
+
+MAX_RAW_DOMAIN = 2048  # before normalisation a domain may arrive as a full URL
+MAX_HINT_EMAILS = 100
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true/false as JSON booleans only: "yes", 1 and "false" are 400s."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (not a string, not a boolean)."""
+
+    default_error_messages = {"invalid": "Must be a JSON number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _StringOnly:
+    """DRF turns 12 or true into "12"/"True"; a wrong JSON type is a 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.", code="invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_StringOnly, serializers.CharField):
+    pass
+
+
+class StrictEmailField(_StringOnly, serializers.EmailField):
+    pass
+
+
+class StrictURLField(_StringOnly, serializers.URLField):
+    pass
+
+
+class StrictUUIDField(_StringOnly, serializers.UUIDField):
+    pass
+
+
+def _optional_text(max_length: int, **kwargs) -> serializers.CharField:
+    return StrictCharField(
+        max_length=max_length, required=False, allow_blank=True, allow_null=True, trim_whitespace=True, **kwargs
+    )
+
+
+# --- Output --------------------------------------------------------------------------
+
+
+class CompanySerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    shortId = serializers.CharField(source="short_id", read_only=True)
+    name = serializers.CharField(read_only=True)
+    domain = serializers.SerializerMethodField()
+    status = serializers.CharField(read_only=True)
+    mrr = serializers.IntegerField(read_only=True, help_text="Monthly recurring revenue in minor units (cents).")
+    metadata = serializers.JSONField(read_only=True)
+    createdAt = UTCDateTimeField(source="created_at", read_only=True)
+    updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
+
+    def get_domain(self, company) -> str | None:
+        return company.domain or None
+
+
+class CompanyWithLinkSerializer(CompanySerializer):
+    """A company as seen through one of its product links."""
+
+    externalOrgId = serializers.CharField(source="link.external_org_id", read_only=True)
+    externalUserId = serializers.SerializerMethodField()
+    label = serializers.SerializerMethodField()
+
+    def get_externalUserId(self, company) -> str | None:
+        return company.link.external_user_id or None
+
+    def get_label(self, company) -> str | None:
+        return company.link.label or None
+
+
+class ContactSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    companyId = serializers.UUIDField(source="company_id", read_only=True)
+    email = serializers.EmailField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    role = serializers.CharField(read_only=True)
+    isPrimary = serializers.BooleanField(source="is_primary", read_only=True)
+    avatarUrl = serializers.SerializerMethodField()
+    metadata = serializers.JSONField(read_only=True)
+    createdAt = UTCDateTimeField(source="created_at", read_only=True)
+    updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
+
+    def get_avatarUrl(self, contact) -> str | None:
+        return contact.avatar_url or None
+
+
+class ContactUpsertResultSerializer(ContactSerializer):
+    isNew = serializers.BooleanField(source="is_new", read_only=True)
+
+
+class ContactListSerializer(serializers.Serializer):
+    contacts = ContactSerializer(many=True, read_only=True)
+
+
+class BulkContactResultSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    email = serializers.EmailField(read_only=True)
+    isNew = serializers.BooleanField(read_only=True)
+
+
+class ContactsBulkResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(read_only=True)
+    updated = serializers.IntegerField(read_only=True)
+    contacts = BulkContactResultSerializer(many=True, read_only=True)
+
+
+class ProductLinkSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    companyId = serializers.UUIDField(source="company_id", read_only=True)
+    externalOrgId = serializers.CharField(source="external_org_id", read_only=True)
+    externalUserId = serializers.SerializerMethodField()
+    label = serializers.SerializerMethodField()
+    createdAt = UTCDateTimeField(source="created_at", read_only=True)
+
+    def get_externalUserId(self, link) -> str | None:
+        return link.external_user_id or None
+
+    def get_label(self, link) -> str | None:
+        return link.label or None
+
+
+class SmartLinkSuggestionSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField(source="company.id", read_only=True)
+    name = serializers.CharField(source="company.name", read_only=True)
+    domain = serializers.SerializerMethodField()
+    confidence = serializers.IntegerField(read_only=True, help_text="0–100")
+    matchedBy = serializers.CharField(source="matched_by", read_only=True)
+
+    def get_domain(self, candidate) -> str | None:
+        return candidate.company.domain or None
+
+
+class SmartLinkResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["already_linked", "linked", "suggestions", "no_match"], read_only=True
+    )
+    companyId = serializers.SerializerMethodField()
+    customerName = serializers.SerializerMethodField()
+    confidence = serializers.IntegerField(read_only=True, allow_null=True, help_text="0–100")
+    matchedBy = serializers.CharField(source="matched_by", read_only=True, allow_null=True)
+    suggestions = SmartLinkSuggestionSerializer(many=True, read_only=True)
+
+    def get_companyId(self, result) -> str | None:
+        return str(result.company.pk) if result.company else None
+
+    def get_customerName(self, result) -> str | None:
+        return result.company.name if result.company else None
+
+
+class LinksResetResultSerializer(serializers.Serializer):
+    linksDeleted = serializers.IntegerField(source="links_deleted", read_only=True)
+    contactsDeleted = serializers.IntegerField(source="contacts_deleted", read_only=True)
+    mrrReset = serializers.IntegerField(
+        source="mrr_reset", read_only=True, help_text="Number of companies whose MRR was set to 0."
+    )
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    httpStatus = serializers.IntegerField()
+    details = serializers.JSONField()
+    requestId = serializers.CharField()
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    """The error shape of SPEC §2 (documentation only)."""
+
+    error = ErrorBodySerializer()
+
+
+# --- Input ---------------------------------------------------------------------------
+
+
+class CompanyCreateInputSerializer(StrictSerializer):
+    name = StrictCharField(max_length=200)
+    domain = _optional_text(MAX_RAW_DOMAIN)
+    externalOrgId = StrictCharField(max_length=200)
+    externalUserId = _optional_text(200)
+    contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    contactName = _optional_text(200)
+    createdAt = UTCDateTimeField(required=False)
+    metadata = JSONObjectField(required=False)
+
+
+class CompanyUpdateInputSerializer(StrictSerializer):
+    name = StrictCharField(max_length=200, required=False)
+    domain = _optional_text(MAX_RAW_DOMAIN, help_text="null or \"\" removes the domain.")
+    createdAt = UTCDateTimeField(required=False)
+    metadata = JSONObjectField(required=False, help_text="Merged key by key; a key set to null is removed.")
+
+
+class SmartLinkHintsSerializer(StrictSerializer):
+    companyName = _optional_text(200)
+    domain = _optional_text(MAX_RAW_DOMAIN)
+    emails = serializers.ListField(
+        child=StrictEmailField(max_length=254), required=False, allow_empty=True, max_length=MAX_HINT_EMAILS
+    )
+
+
+class SmartLinkInputSerializer(StrictSerializer):
+    externalOrgId = StrictCharField(max_length=200)
+    hints = SmartLinkHintsSerializer(required=False)
+    minConfidence = StrictFloatField(required=False, min_value=0, max_value=1, default=DEFAULT_MIN_CONFIDENCE)
+    externalUserId = _optional_text(200)
+
+
+class ContactFieldsSerializer(StrictSerializer):
+    email = StrictEmailField(max_length=254)
+    name = _optional_text(200)
+    role = _optional_text(100)
+    isPrimary = StrictBooleanField(required=False, allow_null=True)
+    avatarUrl = StrictURLField(max_length=500, required=False, allow_null=True, allow_blank=True)
+    metadata = JSONObjectField(required=False, allow_null=True)
+
+
+class ContactUpsertInputSerializer(ContactFieldsSerializer):
+    companyId = StrictUUIDField()
+
+
+class ContactsBulkUpsertInputSerializer(StrictSerializer):
+    companyId = StrictUUIDField()
+    contacts = serializers.ListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
+
+
+class LinkCreateInputSerializer(StrictSerializer):
+    companyId = StrictUUIDField()
+    externalOrgId = StrictCharField(max_length=200)
+    label = _optional_text(200)
+    externalUserId = _optional_text(200)
+
+
+class LinksResetInputSerializer(StrictSerializer):
+    deleteContacts = StrictBooleanField(required=False, default=False)
+    resetMrr = StrictBooleanField(required=False, default=False)
+
+
+class ContactListQuerySerializer(serializers.Serializer):
+    primaryOnly = serializers.ChoiceField(choices=["true", "false", "1", "0"], required=False)
+
+
+class ByProductLinkQuerySerializer(serializers.Serializer):
+    externalOrgId = StrictCharField(max_length=200)

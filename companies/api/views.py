@@ -1,0 +1,291 @@
+"""The companies API (SPEC §3): parse, call one service or selector, serialize.
+
+Every operation is scoped to the calling key's product (`request.auth`)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..services import UNSET
+from .serializers import (
+    ByProductLinkQuerySerializer,
+    CompanyCreateInputSerializer,
+    CompanySerializer,
+    CompanyUpdateInputSerializer,
+    CompanyWithLinkSerializer,
+    ContactListQuerySerializer,
+    ContactListSerializer,
+    ContactsBulkResultSerializer,
+    ContactsBulkUpsertInputSerializer,
+    ContactUpsertInputSerializer,
+    ContactUpsertResultSerializer,
+    ErrorEnvelopeSerializer,
+    LinkCreateInputSerializer,
+    LinksResetInputSerializer,
+    LinksResetResultSerializer,
+    ProductLinkSerializer,
+    SmartLinkInputSerializer,
+    SmartLinkResultSerializer,
+)
+
+TAGS = ["companies"]
+ERROR = ErrorEnvelopeSerializer
+
+
+def _errors(*statuses: int) -> dict:
+    descriptions = {
+        400: "Invalid input (details.fields names each bad field).",
+        401: "Missing, malformed, unknown or revoked API key.",
+        404: "Unknown, or not visible to this key's product.",
+        409: "Already linked elsewhere in this product.",
+        429: "Rate limited (Retry-After).",
+    }
+    codes = (401, 429, *statuses)
+    return {code: OpenApiResponse(ERROR, description=descriptions[code]) for code in codes}
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _company_id_parameter() -> OpenApiParameter:
+    return OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Company UUID")
+
+
+class CompanyCreateApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_create",
+        summary="Create a company linked to this product (with its contact)",
+        request=CompanyCreateInputSerializer,
+        responses={201: CompanySerializer, **_errors(400, 409)},
+    )
+    def post(self, request):
+        data = _validated(CompanyCreateInputSerializer, request.data)
+        company = services.company_create(
+            product_id=request.auth.product_id,
+            name=data["name"],
+            domain=data.get("domain"),
+            external_org_id=data["externalOrgId"],
+            external_user_id=data.get("externalUserId") or "",
+            contact_email=data.get("contactEmail") or None,
+            contact_name=data.get("contactName"),
+            created_at=data.get("createdAt"),
+            metadata=data.get("metadata"),
+        )
+        return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
+
+
+class CompanyByProductLinkApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_by_product_link",
+        summary="Find the company linked to an external org id of this product",
+        parameters=[OpenApiParameter("externalOrgId", str, OpenApiParameter.QUERY, required=True)],
+        responses={200: CompanyWithLinkSerializer, **_errors(400, 404)},
+    )
+    def get(self, request):
+        query = _validated(ByProductLinkQuerySerializer, request.query_params)
+        company, link = selectors.company_get_by_external_org(
+            product_id=request.auth.product_id, external_org_id=query["externalOrgId"]
+        )
+        company.link = link
+        return Response(CompanyWithLinkSerializer(company).data)
+
+
+class CompanyDetailApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_retrieve",
+        summary="Get a company",
+        parameters=[_company_id_parameter()],
+        responses={200: CompanySerializer, **_errors(404)},
+    )
+    def get(self, request, companyId: str):
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        return Response(CompanySerializer(company).data)
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_update",
+        summary="Update a company (name, domain, backfilled createdAt, metadata merge)",
+        parameters=[_company_id_parameter()],
+        request=CompanyUpdateInputSerializer,
+        responses={200: CompanySerializer, **_errors(400, 404)},
+    )
+    def patch(self, request, companyId: str):
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        data = _validated(CompanyUpdateInputSerializer, request.data)
+        company = services.company_update(
+            company=company,
+            name=data.get("name", UNSET),
+            domain=data.get("domain", UNSET),
+            created_at=data.get("createdAt", UNSET),
+            metadata=data.get("metadata", UNSET),
+        )
+        return Response(CompanySerializer(company).data)
+
+
+class CompanySmartLinkApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_smart_link",
+        summary="Find the existing customer for an external org from hints, and link it",
+        description=(
+            "status: already_linked | linked | suggestions | no_match. Scores 0–100: same domain 95, "
+            "name up to 80 (legal suffixes ignored), email domain 70 (free-mail never). Links only a "
+            "clear winner: at or above minConfidence × 100 and ≥ 10 points ahead of the runner-up."
+        ),
+        request=SmartLinkInputSerializer,
+        responses={200: SmartLinkResultSerializer, **_errors(400)},
+    )
+    def post(self, request):
+        data = _validated(SmartLinkInputSerializer, request.data)
+        hints = data.get("hints") or {}
+        result = services.company_smart_link(
+            product_id=request.auth.product_id,
+            external_org_id=data["externalOrgId"],
+            company_name=hints.get("companyName"),
+            domain=hints.get("domain"),
+            emails=hints.get("emails") or [],
+            min_confidence=data["minConfidence"],
+            external_user_id=data.get("externalUserId") or "",
+        )
+        return Response(SmartLinkResultSerializer(result).data)
+
+
+class ContactUpsertApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="contacts_upsert",
+        summary="Create or update a contact (by company and email)",
+        request=ContactUpsertInputSerializer,
+        responses={
+            200: OpenApiResponse(ContactUpsertResultSerializer, description="Updated (isNew false)"),
+            201: OpenApiResponse(ContactUpsertResultSerializer, description="Created (isNew true)"),
+            **_errors(400, 404),
+        },
+    )
+    def post(self, request):
+        data = _validated(ContactUpsertInputSerializer, request.data)
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
+        contact, created = services.contact_upsert(
+            company=company,
+            email=data["email"],
+            name=data.get("name"),
+            role=data.get("role"),
+            is_primary=data.get("isPrimary"),
+            avatar_url=data.get("avatarUrl"),
+            metadata=data.get("metadata"),
+        )
+        contact.is_new = created
+        return Response(
+            ContactUpsertResultSerializer(contact).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ContactsBulkUpsertApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="contacts_bulk_upsert",
+        summary="Create or update up to 1000 contacts of one company, all or nothing",
+        request=ContactsBulkUpsertInputSerializer,
+        responses={200: ContactsBulkResultSerializer, **_errors(400, 404)},
+    )
+    def post(self, request):
+        data = _validated(ContactsBulkUpsertInputSerializer, request.data)
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
+        result = services.contacts_bulk_upsert(
+            company=company,
+            contacts=[
+                {
+                    "email": item["email"],
+                    "name": item.get("name"),
+                    "role": item.get("role"),
+                    "is_primary": item.get("isPrimary"),
+                    "avatar_url": item.get("avatarUrl"),
+                    "metadata": item.get("metadata"),
+                }
+                for item in data["contacts"]
+            ],
+        )
+        body = {
+            "created": result.created,
+            "updated": result.updated,
+            "contacts": [
+                {"id": contact.pk, "email": contact.email, "isNew": is_new} for contact, is_new in result.contacts
+            ],
+        }
+        return Response(ContactsBulkResultSerializer(body).data)
+
+
+class CompanyContactsApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="contacts_list",
+        summary="A company's contacts, primary first",
+        parameters=[
+            _company_id_parameter(),
+            OpenApiParameter("primaryOnly", bool, OpenApiParameter.QUERY, description="true: only the primary"),
+        ],
+        responses={200: ContactListSerializer, **_errors(400, 404)},
+    )
+    def get(self, request, companyId: str):
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        query = _validated(ContactListQuerySerializer, request.query_params)
+        contacts = selectors.contact_list(company=company, primary_only=query.get("primaryOnly") in ("true", "1"))
+        return Response(ContactListSerializer({"contacts": contacts}).data)
+
+
+class LinkCreateApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="links_create",
+        summary="Link another external org id of this product to a company",
+        description="201 when created; 200 with the existing link when it already points at this company.",
+        request=LinkCreateInputSerializer,
+        responses={201: ProductLinkSerializer, 200: ProductLinkSerializer, **_errors(400, 404, 409)},
+    )
+    def post(self, request):
+        data = _validated(LinkCreateInputSerializer, request.data)
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
+        link, created = services.product_link_create(
+            product_id=request.auth.product_id,
+            company=company,
+            external_org_id=data["externalOrgId"],
+            external_user_id=data.get("externalUserId") or "",
+            label=data.get("label") or "",
+        )
+        return Response(
+            ProductLinkSerializer(link).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class LinksResetApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="links_reset",
+        summary="Delete all links of this product",
+        description=(
+            "Only this product's links. deleteContacts / resetMrr apply to the companies that were linked "
+            "to this product only; companies themselves are kept."
+        ),
+        request=LinksResetInputSerializer,
+        responses={200: LinksResetResultSerializer, **_errors(400)},
+    )
+    def post(self, request):
+        data = _validated(LinksResetInputSerializer, request.data)
+        result = services.product_links_reset(
+            product_id=request.auth.product_id,
+            delete_contacts=data["deleteContacts"],
+            reset_mrr=data["resetMrr"],
+        )
+        return Response(LinksResetResultSerializer(result).data)

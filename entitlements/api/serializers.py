@@ -1,0 +1,169 @@
+"""camelCase request/response shapes of the entitlements API (SPEC §4)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from config.api.serializers import (
+    JSONObjectField,
+    StrictIntegerField,
+    StrictSerializer,
+    UTCDateTimeField,
+    iso_utc,
+)
+
+from ..models import AccessSource, FeatureKind
+from ..selectors import FeatureCheck, tier_stripe_price_ids
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true/false: "yes", 1 or "true" are a 400, not a guess."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class FeatureCheckSerializer(serializers.Serializer):
+    """The check result. Fields are declared for the OpenAPI schema; the
+    representation is a direct mapping because this is the hottest response."""
+
+    featureCode = serializers.CharField()
+    featureName = serializers.CharField()
+    kind = serializers.ChoiceField(choices=FeatureKind.choices)
+    isEnabled = serializers.BooleanField()
+    canUse = serializers.BooleanField()
+    hasQuantity = serializers.BooleanField()
+    currentUsage = serializers.IntegerField()
+    quantityLimit = serializers.IntegerField(allow_null=True, help_text="null = unlimited")
+    includedQuantity = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True, help_text="null = unlimited")
+    configValues = serializers.JSONField(help_text="The feature's defaultConfig merged with the company's config.")
+    source = serializers.ChoiceField(choices=AccessSource.choices, allow_null=True)
+    validUntil = serializers.DateTimeField(allow_null=True)
+    tierCode = serializers.CharField(allow_null=True)
+
+    def to_representation(self, check: FeatureCheck) -> dict:
+        return {
+            "featureCode": check.feature_code,
+            "featureName": check.feature_name,
+            "kind": check.kind,
+            "isEnabled": check.is_enabled,
+            "canUse": check.can_use,
+            "hasQuantity": check.has_quantity,
+            "currentUsage": check.current_usage,
+            "quantityLimit": check.quantity_limit,
+            "includedQuantity": check.included_quantity,
+            "remaining": check.remaining,
+            "configValues": check.config_values,
+            "source": check.source,
+            "validUntil": iso_utc(check.valid_until),
+            "tierCode": check.tier_code,
+        }
+
+
+class OrgFeatureListSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    features = FeatureCheckSerializer(many=True)
+
+
+class FeatureAccessPatchSerializer(StrictSerializer):
+    isEnabled = StrictBooleanField(required=False, source="is_enabled")
+    quantityLimit = StrictIntegerField(
+        required=False, allow_null=True, min_value=0, source="quantity_limit", help_text="null = unlimited"
+    )
+    includedQuantity = StrictIntegerField(required=False, min_value=0, source="included_quantity")
+    config = JSONObjectField(
+        required=False, help_text="Merged key by key into the current config; a key set to null is removed."
+    )
+    source = serializers.ChoiceField(required=False, choices=AccessSource.choices)
+    validUntil = UTCDateTimeField(required=False, allow_null=True, source="valid_until")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
+
+
+class FeatureOverrideSerializer(StrictSerializer):
+    includedQuantity = StrictIntegerField(required=False, min_value=0, source="included_quantity")
+    quantityLimit = StrictIntegerField(required=False, allow_null=True, min_value=0, source="quantity_limit")
+    isEnabled = StrictBooleanField(required=False, source="is_enabled")
+    config = JSONObjectField(required=False)
+
+
+class TierApplySerializer(StrictSerializer):
+    companyId = serializers.UUIDField(source="company_id")
+    features = serializers.DictField(
+        child=FeatureOverrideSerializer(), required=False, help_text="Overrides on top of the tier, by feature code."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class SubscriptionCreateSerializer(TierApplySerializer):
+    tierCode = serializers.CharField(max_length=64, source="tier_code")
+
+
+class TierApplyResultSerializer(serializers.Serializer):
+    tierCode = serializers.CharField(source="tier_code")
+    featuresApplied = serializers.ListField(child=serializers.CharField(), source="features_applied")
+    featuresRemoved = serializers.ListField(child=serializers.CharField(), source="features_removed")
+    featuresKept = serializers.ListField(
+        child=serializers.CharField(),
+        source="features_kept",
+        help_text="Features of the tier whose access was set by hand (manual/trial/api) and left as it was.",
+    )
+
+
+class TierListItemSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    displayOrder = serializers.IntegerField(source="display_order")
+
+
+class BaseFeeSerializer(serializers.Serializer):
+    stripePriceId = serializers.CharField(allow_null=True)
+    unitAmount = serializers.IntegerField(allow_null=True)
+    currency = serializers.CharField()
+    interval = serializers.CharField()
+
+
+class TierFeatureSerializer(serializers.Serializer):
+    code = serializers.CharField(source="feature.code")
+    name = serializers.CharField(source="feature.name")
+    kind = serializers.CharField(source="feature.kind")
+    isEnabled = serializers.BooleanField(source="is_enabled")
+    includedQuantity = serializers.IntegerField(source="included_quantity")
+    quantityLimit = serializers.IntegerField(source="quantity_limit", allow_null=True)
+    config = serializers.JSONField()
+    configValues = serializers.SerializerMethodField()
+    stripePriceId = serializers.SerializerMethodField()
+
+    def get_configValues(self, tier_feature) -> dict:
+        return {**(tier_feature.feature.default_config or {}), **(tier_feature.config or {})}
+
+    def get_stripePriceId(self, tier_feature) -> str | None:
+        return tier_feature.stripe_price_id or None
+
+
+class TierDetailSerializer(TierListItemSerializer):
+    isActive = serializers.BooleanField(source="is_active")
+    isDefault = serializers.BooleanField(source="is_default")
+    baseFee = serializers.SerializerMethodField()
+    features = TierFeatureSerializer(source="tier_features", many=True)
+    stripePriceIds = serializers.SerializerMethodField()
+
+    @extend_schema_field(BaseFeeSerializer(allow_null=True))
+    def get_baseFee(self, tier) -> dict | None:
+        if tier.base_fee_unit_amount is None and not tier.base_fee_stripe_price_id:
+            return None
+        return {
+            "stripePriceId": tier.base_fee_stripe_price_id or None,
+            "unitAmount": tier.base_fee_unit_amount,
+            "currency": tier.base_fee_currency,
+            "interval": tier.base_fee_interval,
+        }
+
+    def get_stripePriceIds(self, tier) -> list[str]:
+        return tier_stripe_price_ids(tier=tier)

@@ -1,0 +1,335 @@
+"""Writes of the entitlements app: set one company's access to a feature,
+apply a tier. Every write records who/why in the FeatureAccess history and
+invalidates the feature-check cache.
+
+Locking protocol (PostgreSQL): a writer first takes the company row with
+`SELECT … FOR NO KEY UPDATE`, then the company's access rows ordered by
+primary key. The company lock serialises every entitlement write of one
+company (two tier applies, a tier apply and a PATCH, two config merges), so
+that (a) no config merge is lost, (b) the set of rows a tier apply disables
+is the set it saw, and (c) the missing-row-then-create path cannot race into
+the unique constraint. NO KEY UPDATE does not block inserts that merely
+reference the company (usage events, contacts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from companies.models import Company
+from config.errors import BadRequest, NotFound, PreconditionFailed
+
+from . import cache as check_cache
+from .actors import Actor
+from .models import AccessSource, Feature, FeatureAccess, Tier
+
+# Service keyword → API field name, for error messages that name the field
+# the caller actually sent.
+API_FIELD_NAMES = {
+    "is_enabled": "isEnabled",
+    "quantity_limit": "quantityLimit",
+    "included_quantity": "includedQuantity",
+    "config": "config",
+    "source": "source",
+    "valid_from": "validFrom",
+    "valid_until": "validUntil",
+}
+MAX_QUANTITY = 2**63 - 1
+MAX_REASON_LENGTH = 2000
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def _non_negative_int(value, *, name: str, nullable: bool) -> int | None:
+    if value is None:
+        if nullable:
+            return None
+        raise BadRequest.for_field(name, "Must be a whole number ≥ 0.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUANTITY:
+        raise BadRequest.for_field(name, "Must be a whole number ≥ 0.")
+    return value
+
+
+def _validate_config_patch(value, *, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest.for_field(name, "Must be a JSON object.")
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise BadRequest.for_field(name, "Keys must be non-empty strings.")
+    return value
+
+
+def feature_access_validate_changes(*, changes: dict[str, Any], field_prefix: str = "") -> dict[str, Any]:
+    """Validate a partial update of an access row (snake_case keys of
+    API_FIELD_NAMES). Raises BadRequest naming the API field; returns the
+    changes unchanged otherwise. Shared by the API and the admin forms."""
+    errors: dict[str, list[str]] = {}
+    for key, value in changes.items():
+        name = field_prefix + API_FIELD_NAMES.get(key, key)
+        try:
+            if key not in API_FIELD_NAMES:
+                raise BadRequest.for_field(name, "Unknown field.")
+            if key == "is_enabled" and not isinstance(value, bool):
+                raise BadRequest.for_field(name, "Must be true or false.")
+            if key == "quantity_limit":
+                _non_negative_int(value, name=name, nullable=True)
+            if key == "included_quantity":
+                _non_negative_int(value, name=name, nullable=False)
+            if key == "config":
+                _validate_config_patch(value, name=name)
+            if key == "source" and value not in AccessSource.values:
+                raise BadRequest.for_field(name, f"Must be one of: {', '.join(AccessSource.values)}.")
+            if key in ("valid_from", "valid_until") and value is not None:
+                if not isinstance(value, datetime) or timezone.is_naive(value):
+                    raise BadRequest.for_field(name, "Must be an ISO 8601 time with a time zone.")
+        except BadRequest as error:
+            for field_name, messages in error.details["fields"].items():
+                errors.setdefault(field_name, []).extend(messages)
+    if errors:
+        first = next(iter(errors))
+        raise BadRequest(f"{first}: {errors[first][0]}", details={"fields": errors})
+    return changes
+
+
+def config_merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge `patch` into `current` key by key; a key set to None is removed."""
+    merged = dict(current or {})
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- history and locks ---------------------------------------------------------------
+
+
+def _save_with_history(access: FeatureAccess, *, actor: Actor, reason: str) -> None:
+    """Save and leave one historical row saying who and why."""
+    access._history_actor = str(actor)
+    access._change_reason = (reason or "").strip()[:MAX_REASON_LENGTH] or None
+    access._history_user = actor.user if actor.kind == "user" else None
+    try:
+        access.save()
+    finally:
+        for attribute in ("_history_actor", "_change_reason", "_history_user"):
+            access.__dict__.pop(attribute, None)
+
+
+def _lock_company(company_id) -> None:
+    # Serialises all entitlement writes of one company (see the module docstring).
+    if not Company.objects.select_for_update(no_key=True).filter(pk=company_id).values_list("pk", flat=True):
+        raise NotFound("Company not found.")
+
+
+def _default_source(actor: Actor) -> str:
+    return AccessSource.API if actor.kind == "api_key" else AccessSource.MANUAL
+
+
+# --- feature access ------------------------------------------------------------------
+
+
+def feature_access_set(
+    *, company: Company, feature: Feature, changes: dict[str, Any], actor: Actor, reason: str = ""
+) -> FeatureAccess:
+    """Partially update (or create) the company's access to `feature`.
+    `config` is merged key by key (None removes a key). A change to a row
+    without an explicit `source` marks it as set by hand (`api` for API keys,
+    `manual` otherwise), so the next tier change leaves it alone. A new row is
+    enabled unless `is_enabled` says otherwise. No change → no write and no
+    history row."""
+    feature_access_validate_changes(changes=changes)
+    with transaction.atomic():
+        _lock_company(company.pk)
+        access = FeatureAccess.objects.select_for_update().filter(company_id=company.pk, feature_id=feature.pk).first()
+        created = access is None
+        if created:
+            access = FeatureAccess(company=company, feature=feature, is_enabled=True, source=_default_source(actor))
+        before = _snapshot(access)
+        for key, value in changes.items():
+            if key == "config":
+                access.config = config_merge(access.config, value)
+            else:
+                setattr(access, key, value)
+        if (
+            access.valid_from is not None
+            and access.valid_until is not None
+            and access.valid_until <= access.valid_from
+        ):
+            raise BadRequest.for_field("validUntil", "Must be after validFrom.")
+        changed = created or _snapshot(access) != before
+        if changed and "source" not in changes and not created and access.source == AccessSource.SUBSCRIPTION:
+            access.source = _default_source(actor)
+        if changed:
+            _save_with_history(access, actor=actor, reason=reason)
+            check_cache.invalidate_access(
+                product_id=feature.product_id, company_id=company.pk, feature_codes=[feature.code]
+            )
+    return access
+
+
+def _snapshot(access: FeatureAccess) -> tuple:
+    return (
+        access.is_enabled,
+        access.quantity_limit,
+        access.included_quantity,
+        access.config,
+        access.source,
+        access.valid_from,
+        access.valid_until,
+        access.tier_id,
+    )
+
+
+# --- tiers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierApplyResult:
+    tier_code: str
+    features_applied: list[str]
+    features_removed: list[str]
+    # Hand-set rows (manual/trial/api) of tier features that were left alone.
+    features_kept: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+OVERRIDE_KEYS = {"included_quantity", "quantity_limit", "is_enabled", "config"}
+
+
+def tier_overrides_validate(*, tier: Tier, overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Check apply-time overrides `{feature_code: {included_quantity?,
+    quantity_limit?, is_enabled?, config?}}`: an unknown feature is NotFound,
+    a feature the tier lacks or a bad value is BadRequest naming
+    `features.<code>.<field>`."""
+    if not overrides:
+        return {}
+    if not isinstance(overrides, dict):
+        raise BadRequest.for_field("features", "Must be a JSON object keyed by feature code.")
+    tier_codes = {tier_feature.feature.code for tier_feature in tier.tier_features.select_related("feature")}
+    product_codes = set(Feature.objects.filter(product_id=tier.product_id).values_list("code", flat=True))
+    for code, override in overrides.items():
+        if code not in product_codes:
+            raise NotFound(f"Unknown feature {code!r}.", details={"fields": {f"features.{code}": ["Unknown feature."]}})
+        if code not in tier_codes:
+            raise BadRequest.for_field(f"features.{code}", f"Feature {code!r} is not part of tier {tier.code!r}.")
+        if not isinstance(override, dict):
+            raise BadRequest.for_field(f"features.{code}", "Must be a JSON object.")
+        unknown = set(override) - OVERRIDE_KEYS
+        if unknown:
+            raise BadRequest.for_field(f"features.{code}.{API_FIELD_NAMES.get(min(unknown), min(unknown))}", "Unknown field.")
+        feature_access_validate_changes(changes=override, field_prefix=f"features.{code}.")
+    return overrides
+
+
+def _hand_row_survives(row: FeatureAccess, now: datetime) -> bool:
+    """A row set by hand survives a tier change while it is in force for good
+    (enabled, started, no end). A disabled, expired or time-limited one (a
+    trial) gives way to the tier's grant, so an upgrade never ends with the
+    trial."""
+    return (
+        row.source != AccessSource.SUBSCRIPTION
+        and row.is_enabled
+        and row.valid_until is None
+        and (row.valid_from is None or row.valid_from <= now)
+    )
+
+
+def tier_apply(
+    *,
+    company: Company,
+    tier: Tier,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    actor: Actor,
+    reason: str = "",
+    allow_inactive: bool = False,
+) -> TierApplyResult:
+    """Apply `tier` to the company (SPEC §4): every tier feature is set with
+    source `subscription` (overrides on top), subscription rows of the same
+    product that the tier lacks are disabled, hand-set rows survive, and a
+    repeat changes nothing (no writes, no history). An inactive tier is
+    refused with 412 unless `allow_inactive` (re-applying a grandfathered
+    subscription)."""
+    if not tier.is_active and not allow_inactive:
+        raise PreconditionFailed(f"Tier {tier.code!r} is not active.", details={"tierCode": tier.code})
+    overrides = tier_overrides_validate(tier=tier, overrides=overrides)
+    tier_features = list(tier.tier_features.select_related("feature").order_by("feature__code"))
+    tier_feature_ids = {tier_feature.feature_id for tier_feature in tier_features}
+    now = timezone.now()
+    applied: list[str] = []
+    removed: list[str] = []
+    kept: list[str] = []
+    touched: list[str] = []
+    reason = reason or f"Tier {tier.code} applied"
+    with transaction.atomic():
+        _lock_company(company.pk)
+        rows = {
+            row.feature_id: row
+            for row in FeatureAccess.objects.select_for_update()
+            .filter(company_id=company.pk, feature__product_id=tier.product_id)
+            .select_related("feature")
+            .order_by("pk")
+        }
+        for tier_feature in tier_features:
+            code = tier_feature.feature.code
+            row = rows.get(tier_feature.feature_id)
+            override = overrides.get(code)
+            if row is not None and override is None and _hand_row_survives(row, now):
+                kept.append(code)
+                continue
+            if row is None:
+                row = FeatureAccess(company=company, feature=tier_feature.feature)
+            before = None if row._state.adding else _snapshot(row)
+            row.is_enabled = tier_feature.is_enabled
+            row.quantity_limit = tier_feature.quantity_limit
+            row.included_quantity = tier_feature.included_quantity
+            row.config = dict(tier_feature.config or {})
+            row.source = AccessSource.SUBSCRIPTION
+            row.tier = tier
+            row.valid_from = None
+            row.valid_until = None
+            for key, value in (override or {}).items():
+                if key == "config":
+                    row.config = config_merge(row.config, value)
+                else:
+                    setattr(row, key, value)
+            if before is None or _snapshot(row) != before:
+                _save_with_history(row, actor=actor, reason=reason)
+                touched.append(code)
+            applied.append(code)
+        for row in rows.values():
+            if (
+                row.feature_id not in tier_feature_ids
+                and row.source == AccessSource.SUBSCRIPTION
+                and row.is_enabled
+            ):
+                row.is_enabled = False
+                _save_with_history(row, actor=actor, reason=reason)
+                removed.append(row.feature.code)
+                touched.append(row.feature.code)
+        if touched:
+            check_cache.invalidate_access(product_id=tier.product_id, company_id=company.pk, feature_codes=touched)
+    return TierApplyResult(
+        tier_code=tier.code,
+        features_applied=applied,
+        features_removed=sorted(removed),
+        features_kept=kept,
+        changed=bool(touched),
+    )
+
+
+def tier_apply_default(*, company: Company, product_id, actor: Actor, reason: str = "") -> TierApplyResult | None:
+    """Apply the product's default tier (onboarding without a tier, or when a
+    subscription ends); None if the product has no active default tier."""
+    from .selectors import tier_default_for_product
+
+    tier = tier_default_for_product(product_id=product_id)
+    if tier is None:
+        return None
+    return tier_apply(company=company, tier=tier, actor=actor, reason=reason or f"Default tier {tier.code} applied")

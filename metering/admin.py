@@ -1,0 +1,367 @@
+"""Usage in the back office (SPEC §9): read-only meters, events and snapshots,
+the company page's usage panel (current usage against limits, and a chart of
+daily usage), and the *Adjust usage…* action, which calls the same services
+as the API. The audit trail — who, when, old → new, why — is the events
+themselves (previousValue/newValue/performedBy/adjustmentReason)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from companies import admin_extensions
+from companies.models import Company, ProductLink
+from config.errors import ApplicationError
+from entitlements.actors import Actor
+from entitlements.models import Feature, FeatureKind
+
+from . import selectors, services
+from .charts import daily_usage_svg
+from .models import UsageEvent, UsageMeter, UsageSnapshot, UsageSource
+
+ADJUST_PERMISSION = "metering.adjust_usage"
+
+
+class ReadOnlyAdminMixin:
+    """Audit rows and counters are written by services only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _company_link(obj) -> str:
+    url = reverse("admin:companies_company_change", args=[obj.company_id])
+    return format_html('<a href="{}">{}</a>', url, obj.company)
+
+
+# --- Meters -------------------------------------------------------------------------------
+
+
+@admin.register(UsageMeter)
+class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["company_display", "feature", "period_start", "period_end", "value", "closed_at", "updated_at"]
+    list_filter = ["feature__product", "feature", ("closed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["company", "feature", "feature__product"]
+    search_fields = ["company__name", "company__short_id", "feature__code"]
+    date_hierarchy = "period_start"
+    show_full_result_count = False
+    readonly_fields = [field.name for field in UsageMeter._meta.fields]
+
+    @admin.display(description="company", ordering="company__name")
+    def company_display(self, meter: UsageMeter) -> str:
+        return _company_link(meter)
+
+
+class OpenUsageMeterInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """The company page's meters of open periods: usage against the limit."""
+
+    model = UsageMeter
+    verbose_name = "usage meter (open period)"
+    verbose_name_plural = "usage (open periods)"
+    fields = ["feature", "period_start", "period_end", "value", "limit_display"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(closed_at__isnull=True).select_related("feature")
+
+    @admin.display(description="limit")
+    def limit_display(self, meter: UsageMeter) -> str:
+        access = meter.feature.access.filter(company_id=meter.company_id).first()
+        if access is None:
+            return "no access"
+        limit = "unlimited" if access.quantity_limit is None else access.quantity_limit
+        return f"{meter.value} / {limit} (included {access.included_quantity})"
+
+
+# --- Events -------------------------------------------------------------------------------
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "event_time",
+        "company_display",
+        "feature",
+        "event_type",
+        "quantity",
+        "change_display",
+        "source",
+        "who_display",
+        "adjustment_reason",
+        "stripe_delivery_status",
+    ]
+    list_filter = ["event_type", "feature", "source", "stripe_delivery_status"]
+    list_select_related = ["company", "feature"]
+    # "=" makes it an exact match, which the (idempotency_key, product) index serves.
+    search_fields = ["=idempotency_key", "=id"]
+    date_hierarchy = "event_time"
+    show_full_result_count = False
+    ordering = ["-event_time", "-created_at"]
+    readonly_fields = [field.name for field in UsageEvent._meta.fields]
+    fieldsets = [
+        (None, {"fields": ["id", "company", "feature", "meter", "event_type", "quantity", "event_time", "created_at"]}),
+        (
+            "Audit: who, when, old → new, why",
+            {
+                "fields": [
+                    "previous_value",
+                    "new_value",
+                    "source",
+                    "performed_by",
+                    "actor_kind",
+                    "actor_id",
+                    "actor_label",
+                    "adjustment_reason",
+                    "adjusts_event",
+                ]
+            },
+        ),
+        (
+            "At write time",
+            {
+                "fields": [
+                    "quantity_limit",
+                    "included_quantity",
+                    "billable_delta",
+                    "idempotency_key",
+                    "request_fingerprint",
+                    "metadata",
+                    "product",
+                ]
+            },
+        ),
+        (
+            "Stripe delivery",
+            {
+                "fields": [
+                    "stripe_delivery_status",
+                    "stripe_event_identifier",
+                    "stripe_delivery_attempts",
+                    "stripe_next_attempt_at",
+                    "stripe_delivery_error",
+                    "delivered_at",
+                ]
+            },
+        ),
+    ]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The company page links to its events with ?company__id__exact=…
+        if lookup in ("company__id__exact", "meter__id__exact"):
+            return True
+        return super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="company", ordering="company__name")
+    def company_display(self, event: UsageEvent) -> str:
+        return _company_link(event)
+
+    @admin.display(description="old → new")
+    def change_display(self, event: UsageEvent) -> str:
+        return f"{event.previous_value} → {event.new_value}"
+
+    @admin.display(description="performed by")
+    def who_display(self, event: UsageEvent) -> str:
+        actor = f"{event.actor_kind}:{event.actor_label}" if event.actor_kind else ""
+        if event.performed_by and event.performed_by != event.actor_label:
+            return f"{event.performed_by} ({actor})" if actor else event.performed_by
+        return actor
+
+
+# --- Snapshots ----------------------------------------------------------------------------
+
+
+@admin.register(UsageSnapshot)
+class UsageSnapshotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "company_display",
+        "feature",
+        "snapshot_type",
+        "absolute_value",
+        "billable_value",
+        "reason",
+        "created_by",
+    ]
+    list_filter = ["snapshot_type", "feature"]
+    list_select_related = ["company", "feature"]
+    search_fields = ["company__name", "company__short_id", "reason"]
+    show_full_result_count = False
+    readonly_fields = [field.name for field in UsageSnapshot._meta.fields]
+
+    @admin.display(description="company", ordering="company__name")
+    def company_display(self, snapshot: UsageSnapshot) -> str:
+        return _company_link(snapshot)
+
+
+# --- Company page: usage panel ------------------------------------------------------------
+
+
+def company_usage_panel(request, company: Company) -> str:
+    """Each metered feature's current usage against its limit, and a chart of
+    daily usage over the last 30 days."""
+    if not request.user.has_perm("metering.view_usagemeter"):
+        return ""
+    usage = selectors.company_metered_usage(company_id=company.pk)
+    series = selectors.daily_usage_series(company_id=company.pk, days=30)
+    charts = [
+        {
+            "feature": feature,
+            "total": sum(value for _, value in points),
+            "svg": daily_usage_svg(
+                points, title=f"{feature.name}: daily usage, last 30 days", unit=feature.unit or ""
+            ),
+        }
+        for feature, points in series.items()
+    ]
+    return render_to_string(
+        "admin/metering/company_usage_panel.html",
+        {
+            "usage": usage,
+            "charts": charts,
+            "events_url": reverse("admin:metering_usageevent_changelist") + f"?company__id__exact={company.pk}",
+            "can_adjust": request.user.has_perm(ADJUST_PERMISSION),
+        },
+        request=request,
+    )
+
+
+# --- Adjust usage… action ---------------------------------------------------------------
+
+
+class FeatureChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, feature: Feature) -> str:
+        return f"{feature.product.code} · {feature.name} ({feature.code})"
+
+
+class AdjustUsageForm(forms.Form):
+    MODE_DELTA = "delta"
+    MODE_SET = "set"
+
+    feature = FeatureChoiceField(queryset=Feature.objects.none())
+    mode = forms.ChoiceField(
+        choices=[(MODE_DELTA, "Adjust by a delta (+/−)"), (MODE_SET, "Set to an absolute value")],
+        widget=forms.RadioSelect,
+        initial=MODE_DELTA,
+    )
+    value = forms.IntegerField(
+        min_value=-(2**63 - 1),
+        max_value=2**63 - 1,
+        help_text="The delta (not 0; negative lowers usage) or the new absolute value (≥ 0).",
+    )
+    reason = forms.CharField(max_length=2000, widget=forms.TextInput(attrs={"size": 60}))
+
+    def __init__(self, *args, companies, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.companies = list(companies)
+        product_ids = ProductLink.objects.filter(company__in=self.companies).values("product_id")
+        self.fields["feature"].queryset = (
+            Feature.objects.filter(product_id__in=product_ids, kind=FeatureKind.METERED)
+            .select_related("product")
+            .order_by("product__code", "code")
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        mode, value, feature = cleaned.get("mode"), cleaned.get("value"), cleaned.get("feature")
+        if value is not None:
+            if mode == self.MODE_DELTA and value == 0:
+                self.add_error("value", "A delta must not be 0.")
+            if mode == self.MODE_SET and value < 0:
+                self.add_error("value", "Usage cannot be set below 0.")
+        if feature is not None:
+            unlinked = [
+                c.name for c in self.companies if not c.links.filter(product_id=feature.product_id).exists()
+            ]
+            if unlinked:
+                self.add_error("feature", f"Not linked to {feature.product.name}: {', '.join(unlinked)}.")
+        return cleaned
+
+
+def usage_adjust_for_admin(*, company: Company, feature: Feature, mode: str, value: int, reason: str, user):
+    """The admin action's one write: the API's services, with the staff user
+    as actor and source `admin`."""
+    common = {
+        "product_id": feature.product_id,
+        "company_id": company.pk,
+        "feature_code": feature.code,
+        "reason": reason,
+        "performed_by": user.get_username(),
+        "actor": Actor.for_user(user),
+        "source": UsageSource.ADMIN,
+    }
+    if mode == AdjustUsageForm.MODE_SET:
+        return services.usage_set(absolute_value=value, **common)
+    return services.usage_adjust(delta=value, **common)
+
+
+@admin.action(description="Adjust usage…")
+def metering_adjust_usage(modeladmin, request, queryset):
+    """Intermediate page (like delete_selected): feature, set-to or delta and
+    a required reason, then usage_set / usage_adjust for each selected company."""
+    if not request.user.has_perm(ADJUST_PERMISSION):
+        modeladmin.message_user(request, "You may not adjust usage.", messages.ERROR)
+        return None
+    companies = list(queryset.order_by("name"))
+    form = AdjustUsageForm(request.POST if "apply" in request.POST else None, companies=companies)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        done, failed = [], []
+        for company in companies:
+            try:
+                result = usage_adjust_for_admin(
+                    company=company,
+                    feature=data["feature"],
+                    mode=data["mode"],
+                    value=data["value"],
+                    reason=data["reason"],
+                    user=request.user,
+                )
+            except ApplicationError as error:
+                failed.append((company, error))
+            else:
+                done.append((company, result))
+        for company, result in done:
+            modeladmin.message_user(
+                request,
+                f"{company.name}: {data['feature'].code} usage {result.previous_usage} → {result.current_usage}.",
+                messages.SUCCESS,
+            )
+        for company, error in failed:
+            modeladmin.message_user(request, f"{company.name}: {error.message}", messages.ERROR)
+        if not failed:
+            return None
+        if not done:
+            form.add_error(None, "; ".join(f"{c.name}: {e.message}" for c, e in failed))
+        else:
+            return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Adjust usage",
+        "opts": modeladmin.model._meta,
+        "companies": companies,
+        "form": form,
+        "company_usage": [
+            (company, selectors.company_metered_usage(company_id=company.pk)) for company in companies[:20]
+        ],
+        "action_name": "metering_adjust_usage",
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/metering/adjust_usage.html", context)
+
+
+admin_extensions.register_company_inline(OpenUsageMeterInline)
+admin_extensions.register_company_action(metering_adjust_usage)
+admin_extensions.register_company_panel(company_usage_panel)

@@ -1,0 +1,199 @@
+"""The usage API: parse, call one service or selector, serialize."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.envelope import to_application_error
+from entitlements.actors import Actor
+
+from .. import selectors, services
+from ..models import UsageSource
+from .serializers import (
+    UsageAdjustSerializer,
+    UsageEventSerializer,
+    UsageHistoryQuerySerializer,
+    UsageHistoryResponseSerializer,
+    UsageResultSerializer,
+    UsageSetSerializer,
+    UsageSnapshotQuerySerializer,
+    UsageSnapshotSerializer,
+    UsageSnapshotsResponseSerializer,
+    UsageTrackBatchResponseSerializer,
+    UsageTrackBatchSerializer,
+    UsageTrackSerializer,
+    usage_result_data,
+)
+
+REPLAY_HEADER = "Idempotent-Replayed"
+
+_ERRORS = {
+    400: OpenApiResponse(description="Invalid input (`details.fields`)"),
+    404: OpenApiResponse(description="Company or feature not visible to this key"),
+    409: OpenApiResponse(description="Idempotency key reused with a different body"),
+    412: OpenApiResponse(description="Limit would be exceeded, or access disabled/expired"),
+}
+
+
+def _api_key_actor(request) -> Actor:
+    # No lookup of the key's name on the hot path: the key id identifies it.
+    return Actor.for_api_key(key_id=request.auth.key_id, name=f"{request.auth.product_code} API key")
+
+
+def _result_response(result) -> Response:
+    response = Response(usage_result_data(result))
+    if result.replayed:
+        response[REPLAY_HEADER] = "true"
+    return response
+
+
+class UsageTrackApi(APIView):
+    @extend_schema(
+        operation_id="usage_track",
+        request=UsageTrackSerializer,
+        responses={200: UsageResultSerializer, **_ERRORS},
+        description="Add `quantity` to the company's usage of a metered feature. A repeated `idempotencyKey` "
+        "returns the original result with `Idempotent-Replayed: true`.",
+    )
+    def post(self, request):
+        serializer = UsageTrackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.usage_track(
+            product_id=request.auth.product_id, actor=_api_key_actor(request), **serializer.validated_data
+        )
+        return _result_response(result)
+
+
+def _error_data(error) -> dict:
+    return {"code": error.code, "message": error.message, "httpStatus": error.http_status, "details": error.details}
+
+
+class UsageTrackBatchApi(APIView):
+    @extend_schema(
+        operation_id="usage_track_batch",
+        request=UsageTrackBatchSerializer,
+        responses={200: UsageTrackBatchResponseSerializer, 400: _ERRORS[400]},
+        description="Track up to 1000 events; each gets `ok`, `duplicate` or `error` (with the error a single "
+        "track would answer), in request order.",
+    )
+    def post(self, request):
+        serializer = UsageTrackBatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        items = serializer.validated_data["events"]
+        results: list[dict | None] = [None] * len(items)
+        requests, positions = [], []
+        for index, item in enumerate(items):
+            event_serializer = UsageTrackSerializer(data=item)
+            if event_serializer.is_valid():
+                requests.append(services.TrackRequest(**event_serializer.validated_data))
+                positions.append(index)
+            else:
+                error, _ = to_application_error(drf_serializers.ValidationError(event_serializer.errors))
+                results[index] = {"index": index, "status": "error", "error": _error_data(error)}
+        outcome = services.usage_track_batch(
+            product_id=request.auth.product_id, requests=requests, actor=_api_key_actor(request)
+        )
+        for item_result in outcome:
+            index = positions[item_result.index]
+            data: dict = {"index": index, "status": item_result.status}
+            if item_result.result is not None:
+                data["result"] = usage_result_data(item_result.result)
+            if item_result.error is not None:
+                data["error"] = _error_data(item_result.error)
+            results[index] = data
+        return Response({"results": results})
+
+
+class UsageSetApi(APIView):
+    @extend_schema(
+        operation_id="usage_set",
+        request=UsageSetSerializer,
+        responses={200: UsageResultSerializer, **_ERRORS},
+        description="Staff correction: set current-period usage to `absoluteValue` (may exceed the limit). "
+        "Writes a `set` event and a snapshot.",
+    )
+    def post(self, request):
+        serializer = UsageSetSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.usage_set(
+            product_id=request.auth.product_id,
+            actor=Actor.from_request(request),
+            source=UsageSource.API,
+            **serializer.validated_data,
+        )
+        return _result_response(result)
+
+
+class UsageAdjustApi(APIView):
+    @extend_schema(
+        operation_id="usage_adjust",
+        request=UsageAdjustSerializer,
+        responses={200: UsageResultSerializer, **_ERRORS},
+        description="Staff correction by a delta (≠ 0, may be negative); usage never goes below 0 (400).",
+    )
+    def post(self, request):
+        serializer = UsageAdjustSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.usage_adjust(
+            product_id=request.auth.product_id,
+            actor=Actor.from_request(request),
+            source=UsageSource.API,
+            **serializer.validated_data,
+        )
+        return _result_response(result)
+
+
+def _company_and_feature(request, data) -> tuple:
+    product_id = request.auth.product_id
+    company_id = selectors.company_id_resolve(
+        product_id=product_id, company_id=data.get("company_id"), external_org_id=data.get("external_org_id")
+    )
+    feature_id = None
+    if data.get("feature_code"):
+        feature_id = selectors.feature_id_for_code(product_id=product_id, feature_code=data["feature_code"])
+    return company_id, feature_id
+
+
+class UsageHistoryApi(APIView):
+    @extend_schema(
+        operation_id="usage_history",
+        parameters=[UsageHistoryQuerySerializer],
+        responses={200: UsageHistoryResponseSerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        description="Usage events, newest first (limit default 50, max 500).",
+    )
+    def get(self, request):
+        query = UsageHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        company_id, feature_id = _company_and_feature(request, data)
+        events = selectors.usage_history_list(
+            product_id=request.auth.product_id,
+            company_id=company_id,
+            feature_id=feature_id,
+            event_type=data.get("event_type"),
+            include_delivered=data["include_delivered"],
+            limit=data["limit"],
+        )
+        return Response({"events": UsageEventSerializer(events, many=True).data})
+
+
+class UsageSnapshotsApi(APIView):
+    @extend_schema(
+        operation_id="usage_snapshots",
+        parameters=[UsageSnapshotQuerySerializer],
+        responses={200: UsageSnapshotsResponseSerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        description="Usage snapshots (`set`, `period_close`), newest first.",
+    )
+    def get(self, request):
+        query = UsageSnapshotQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        company_id, feature_id = _company_and_feature(request, data)
+        snapshots = selectors.usage_snapshot_list(
+            product_id=request.auth.product_id, company_id=company_id, feature_id=feature_id, limit=data["limit"]
+        )
+        return Response({"snapshots": UsageSnapshotSerializer(snapshots, many=True).data})
+

@@ -1,0 +1,87 @@
+"""Usage periods: which [start, end) window of a feature's `resetPeriod`
+contains a moment. All in UTC.
+
+`billing_period` follows the company's active subscription; subscriptions
+belong to billing, which sits downstream of metering, so billing plugs its
+lookup in through `register_billing_period_resolver` (the same seam as
+entitlements' usage reader). Without a resolver, or when it has no answer
+for a moment, a billing period is the calendar month."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from entitlements.models import ResetPeriod
+
+# The single "period" of a feature that never resets.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+BillingPeriodResolver = Callable[..., "tuple[datetime, datetime] | None"]
+_billing_period_resolver: BillingPeriodResolver | None = None
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime | None  # exclusive; None = never ends
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment and (self.end is None or moment < self.end)
+
+
+def register_billing_period_resolver(fn: BillingPeriodResolver | None) -> None:
+    """Install fn(*, company_id, at) -> (start, end) | None: the subscription
+    period containing `at`. The last registration wins; None removes it."""
+    global _billing_period_resolver
+    _billing_period_resolver = fn
+
+
+def get_billing_period_resolver() -> BillingPeriodResolver | None:
+    return _billing_period_resolver
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("period arithmetic needs an aware datetime")
+    return moment.astimezone(UTC)
+
+
+def _month_start(year: int, month: int) -> datetime:
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def _calendar_month(moment: datetime) -> Period:
+    start = _month_start(moment.year, moment.month)
+    end = _month_start(moment.year + 1, 1) if moment.month == 12 else _month_start(moment.year, moment.month + 1)
+    return Period(start, end)
+
+
+def period_for(reset_period: str, at: datetime, *, company_id=None) -> Period:
+    """The period of `reset_period` that contains `at`. A metered feature
+    without a reset period never resets."""
+    moment = _utc(at)
+    if reset_period in ("", ResetPeriod.NEVER):
+        return Period(EPOCH, None)
+    if reset_period == ResetPeriod.DAILY:
+        start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        return Period(start, start + timedelta(days=1))
+    if reset_period == ResetPeriod.WEEKLY:
+        # ISO weeks start on Monday 00:00 UTC.
+        day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        start = day - timedelta(days=day.weekday())
+        return Period(start, start + timedelta(days=7))
+    if reset_period == ResetPeriod.MONTHLY:
+        return _calendar_month(moment)
+    if reset_period == ResetPeriod.YEARLY:
+        return Period(datetime(moment.year, 1, 1, tzinfo=UTC), datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+    if reset_period == ResetPeriod.BILLING_PERIOD:
+        resolver = _billing_period_resolver
+        bounds = resolver(company_id=company_id, at=moment) if resolver and company_id is not None else None
+        if bounds:
+            start, end = _utc(bounds[0]), _utc(bounds[1])
+            if start <= moment < end:
+                return Period(start, end)
+        return _calendar_month(moment)
+    raise ValueError(f"unknown reset period {reset_period!r}")

@@ -1,0 +1,299 @@
+"""Reads of the metering app: resolving what a usage call refers to, history,
+snapshots, current-period usage (the entitlements usage reader) and the
+figures the admin shows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from django.db.models import Exists, FilteredRelation, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from companies.models import ProductLink
+from entitlements.models import Feature, FeatureAccess, FeatureKind
+
+from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
+from .periods import period_for
+from .rules import (
+    NO_ACCESS,
+    AccessTerms,
+    FeatureInfo,
+    company_not_found,
+    not_metered,
+    unknown_feature,
+)
+
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 500
+
+
+# --- What a call refers to ------------------------------------------------------
+
+
+def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, external_org_id: str | None = None) -> UUID:
+    """The id of a company visible to `product_id` (it has a link in that
+    product), given by id or by the product's external org id; else 404."""
+    links = ProductLink.objects.filter(product_id=product_id)
+    if external_org_id is not None:
+        found = links.filter(external_org_id=external_org_id).values_list("company_id", flat=True).first()
+    else:
+        found = company_id if links.filter(company_id=company_id).exists() else None
+    if found is None:
+        raise company_not_found()
+    return found
+
+
+_ACCESS_COLUMNS = (
+    "company_access__id",
+    "company_access__is_enabled",
+    "company_access__quantity_limit",
+    "company_access__included_quantity",
+    "company_access__valid_from",
+    "company_access__valid_until",
+)
+_FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name")
+
+
+def usage_target_get(
+    *, product_id: UUID, feature_code: str, company_id: UUID | None = None, external_org_id: str | None = None
+) -> tuple[UUID, FeatureInfo, AccessTerms]:
+    """(company id, metered feature, access terms) for a usage call, in one
+    query when the company is given by id: 404 for a company not visible to
+    the product or an unknown feature, 400 for a feature that is not metered.
+    Access is returned as found; the caller decides what it allows."""
+    if external_org_id is not None:
+        company_id = company_id_resolve(product_id=product_id, external_org_id=external_org_id)
+        visible_check = None
+    else:
+        visible_check = Exists(ProductLink.objects.filter(product_id=product_id, company_id=company_id))
+    query = Feature.objects.filter(product_id=product_id, code=feature_code).annotate(
+        company_access=FilteredRelation("access", condition=Q(access__company_id=company_id))
+    )
+    columns = _FEATURE_COLUMNS + _ACCESS_COLUMNS
+    if visible_check is not None:
+        query = query.annotate(company_visible=visible_check)
+        columns += ("company_visible",)
+    row = query.order_by().values_list(*columns).first()
+    if row is None:
+        if visible_check is not None:
+            company_id_resolve(product_id=product_id, company_id=company_id)
+        raise unknown_feature(feature_code)
+    if visible_check is not None and not row[-1]:
+        raise company_not_found()
+    feature = FeatureInfo(*row[:5])
+    if feature.kind != FeatureKind.METERED:
+        raise not_metered(feature_code)
+    return company_id, feature, _terms(row[5:11])
+
+
+def _terms(values: Sequence) -> AccessTerms:
+    if values[0] is None:
+        return NO_ACCESS
+    return AccessTerms(*values)
+
+
+def companies_resolve_bulk(
+    *, product_id: UUID, company_ids: Iterable[UUID], external_org_ids: Iterable[str]
+) -> tuple[set[UUID], dict[str, UUID]]:
+    """(visible company ids, external org id → company id) for a batch, in one query."""
+    company_ids, external_org_ids = set(company_ids), set(external_org_ids)
+    visible: set[UUID] = set()
+    by_external: dict[str, UUID] = {}
+    if not company_ids and not external_org_ids:
+        return visible, by_external
+    condition = Q(company_id__in=company_ids) | Q(external_org_id__in=external_org_ids)
+    for company_id, external_org_id in ProductLink.objects.filter(condition, product_id=product_id).values_list(
+        "company_id", "external_org_id"
+    ):
+        if company_id in company_ids:
+            visible.add(company_id)
+        if external_org_id in external_org_ids:
+            by_external[external_org_id] = company_id
+    return visible, by_external
+
+
+def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:
+    rows = Feature.objects.filter(product_id=product_id, code__in=set(codes)).order_by().values_list(*_FEATURE_COLUMNS)
+    return {row[1]: FeatureInfo(*row) for row in rows}
+
+
+def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID]) -> dict[tuple[UUID, UUID], AccessTerms]:
+    """Access terms per (company id, feature id), in one query; missing pairs have no access."""
+    company_ids, feature_ids = set(company_ids), set(feature_ids)
+    if not company_ids or not feature_ids:
+        return {}
+    rows = FeatureAccess.objects.filter(company_id__in=company_ids, feature_id__in=feature_ids).values_list(
+        "company_id",
+        "feature_id",
+        "id",
+        "is_enabled",
+        "quantity_limit",
+        "included_quantity",
+        "valid_from",
+        "valid_until",
+    )
+    return {(row[0], row[1]): AccessTerms(*row[2:]) for row in rows}
+
+
+# --- History and snapshots -------------------------------------------------------
+
+
+def usage_history_list(
+    *,
+    product_id: UUID,
+    company_id: UUID,
+    feature_id: UUID | None = None,
+    event_type: str | None = None,
+    include_delivered: bool = True,
+    limit: int = HISTORY_DEFAULT_LIMIT,
+) -> QuerySet[UsageEvent]:
+    """A company's usage events of the product's features, newest first (by
+    event time), at most `limit` (≤ 500)."""
+    events = UsageEvent.objects.filter(company_id=company_id, product_id=product_id).select_related("feature")
+    if feature_id is not None:
+        events = events.filter(feature_id=feature_id)
+    if event_type:
+        events = events.filter(event_type=event_type)
+    if not include_delivered:
+        events = events.exclude(stripe_delivery_status="delivered")
+    return events.order_by("-event_time", "-created_at")[: max(1, min(limit, HISTORY_MAX_LIMIT))]
+
+
+def usage_snapshot_list(
+    *, product_id: UUID, company_id: UUID, feature_id: UUID | None = None, limit: int = HISTORY_DEFAULT_LIMIT
+) -> QuerySet[UsageSnapshot]:
+    """A company's usage snapshots of the product's features, newest first, at most `limit` (≤ 500)."""
+    snapshots = UsageSnapshot.objects.filter(company_id=company_id, feature__product_id=product_id).select_related(
+        "feature", "meter"
+    )
+    if feature_id is not None:
+        snapshots = snapshots.filter(feature_id=feature_id)
+    return snapshots.order_by("-created_at")[: max(1, min(limit, HISTORY_MAX_LIMIT))]
+
+
+def feature_id_for_code(*, product_id: UUID, feature_code: str) -> UUID:
+    feature = features_by_code(product_id=product_id, codes=[feature_code]).get(feature_code)
+    if feature is None:
+        raise unknown_feature(feature_code)
+    return feature.id
+
+
+# --- Current usage ------------------------------------------------------------------
+
+
+def current_usage_read(*, company_id: UUID, features: Sequence[Feature], at: datetime) -> dict[UUID, int]:
+    """Usage of each metered feature in the period containing `at`, in one
+    indexed query (the entitlements usage reader). A period without a meter
+    yet reads 0: a new period starts at zero."""
+    if not features:
+        return {}
+    starts = {feature.id: period_for(feature.reset_period, at, company_id=company_id).start for feature in features}
+    condition = Q()
+    for feature_id, start in starts.items():
+        condition |= Q(feature_id=feature_id, period_start=start)
+    rows = UsageMeter.objects.filter(condition, company_id=company_id).values_list("feature_id", "value")
+    usage = {feature_id: 0 for feature_id in starts}
+    usage.update(dict(rows))
+    return usage
+
+
+@dataclass(frozen=True)
+class MeteredFeatureUsage:
+    feature: Feature
+    current_usage: int
+    quantity_limit: int | None
+    included_quantity: int
+    is_enabled: bool
+    period_start: datetime
+    period_end: datetime | None
+
+    @property
+    def billable_quantity(self) -> int:
+        return max(0, self.current_usage - self.included_quantity)
+
+    @property
+    def percent_of_limit(self) -> int | None:
+        if not self.quantity_limit:
+            return None
+        return min(100, round(100 * self.current_usage / self.quantity_limit))
+
+
+def company_metered_usage(*, company_id: UUID, at: datetime | None = None) -> list[MeteredFeatureUsage]:
+    """Each metered feature of the products the company is linked to, with
+    current-period usage against its limit (the admin's usage panel)."""
+    at = at or timezone.now()
+    product_ids = ProductLink.objects.filter(company_id=company_id).values("product_id")
+    features = list(
+        Feature.objects.filter(product_id__in=product_ids, kind=FeatureKind.METERED)
+        .select_related("product")
+        .order_by("product__code", "code")
+    )
+    usage = current_usage_read(company_id=company_id, features=features, at=at)
+    access = {
+        row.feature_id: row for row in FeatureAccess.objects.filter(company_id=company_id, feature__in=features)
+    }
+    result = []
+    for feature in features:
+        terms = access.get(feature.id)
+        period = period_for(feature.reset_period, at, company_id=company_id)
+        result.append(
+            MeteredFeatureUsage(
+                feature=feature,
+                current_usage=usage.get(feature.id, 0),
+                quantity_limit=terms.quantity_limit if terms else None,
+                included_quantity=terms.included_quantity if terms else 0,
+                is_enabled=bool(terms and terms.is_active_at(at)),
+                period_start=period.start,
+                period_end=period.end,
+            )
+        )
+    return result
+
+
+def daily_usage_series(
+    *, company_id: UUID, days: int = 30, today: datetime | None = None
+) -> dict[Feature, list[tuple[datetime, int]]]:
+    """Tracked usage per metered feature and UTC day over the last `days`
+    days (increments only: what was consumed, not corrections), zeros included."""
+    today = (today or timezone.now()).astimezone(UTC)
+    first_day = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=days - 1)
+    rows = (
+        UsageEvent.objects.filter(
+            company_id=company_id, event_type=UsageEventType.INCREMENT, event_time__gte=first_day
+        )
+        .annotate(day=TruncDate("event_time", tzinfo=UTC))
+        .values("feature_id", "day")
+        .annotate(total=Sum("quantity"))
+        .order_by()
+    )
+    totals: dict[UUID, dict] = defaultdict(dict)
+    for row in rows:
+        totals[row["feature_id"]][row["day"]] = row["total"]
+    product_ids = ProductLink.objects.filter(company_id=company_id).values("product_id")
+    features = Feature.objects.filter(
+        Q(product_id__in=product_ids, kind=FeatureKind.METERED) | Q(id__in=list(totals))
+    ).order_by("code")
+    series = {}
+    for feature in features:
+        per_day = totals.get(feature.id, {})
+        points = []
+        for offset in range(days):
+            day = first_day + timedelta(days=offset)
+            points.append((day, int(per_day.get(day.date(), 0))))
+        series[feature] = points
+    return series
+
+
+def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:
+    """Open meters whose period has ended (oldest first)."""
+    return list(
+        UsageMeter.objects.filter(closed_at__isnull=True, period_end__lte=now)
+        .order_by("period_end")
+        .values_list("id", flat=True)[:limit]
+    )
+

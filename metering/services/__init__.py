@@ -1,0 +1,19 @@
+"""Writes of the metering app (HackSoft-style services): keyword-only,
+each with its contract in the docstring. Import from here."""
+
+from .corrections import usage_adjust, usage_set
+from .meters import meter_close, meters_close_due, meters_get_or_create
+from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "BatchItemResult",
+    "TrackRequest",
+    "meter_close",
+    "meters_close_due",
+    "meters_get_or_create",
+    "usage_adjust",
+    "usage_set",
+    "usage_track",
+    "usage_track_batch",
+]

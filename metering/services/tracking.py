@@ -1,0 +1,526 @@
+"""Tracking usage: single events and batches, exactly once, within hard limits.
+
+Invariants (SPEC §5), under any concurrency:
+- exactly once per idempotency key and product: the unique index on
+  (idempotency_key, product) decides; whoever loses the insert rolls its whole
+  transaction back (including its counter update) and answers with the stored
+  result of the winner;
+- a meter never passes its quantity limit through a track, and never loses an
+  update: the counter only moves by an UPDATE that checks the limit against
+  the row's own current value while holding its row lock (single track), or
+  under SELECT … FOR UPDATE (batch);
+- an event and the counter change it describes commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import BigIntegerField, Case, F, Value, When
+from django.utils import timezone
+
+from config.api.serializers import MAX_BIGINT
+from config.errors import ApplicationError, BadRequest
+
+from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSource
+from ..periods import Period, period_for
+from ..rules import (
+    NO_ACCESS,
+    AccessTerms,
+    FeatureInfo,
+    UsageResult,
+    access_refused,
+    check_event_time,
+    check_quantity,
+    company_not_found,
+    db_value,
+    idempotency_conflict,
+    invalidate_feature_checks,
+    limit_exceeded,
+    not_metered,
+    overflow,
+    result_from_event,
+    stored_result,
+    track_fingerprint,
+    unknown_feature,
+)
+from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
+from .events import usage_event_build
+from .meters import meters_get_or_create
+
+MAX_BATCH_SIZE = 1000
+TRACK_ATTEMPTS = 5
+_NO_METER = object()
+_RETRY = object()
+# A batch that loses an idempotency-key race (or a deadlock) to a concurrent
+# request is recomputed from scratch; the retry sees the winner's rows.
+BATCH_ATTEMPTS = 5
+
+
+def usage_track(
+    *,
+    product_id: UUID,
+    feature_code: str,
+    quantity: int = 1,
+    company_id: UUID | None = None,
+    external_org_id: str | None = None,
+    idempotency_key: str | None = None,
+    timestamp: datetime | None = None,
+    metadata: dict | None = None,
+    actor=None,
+    source: str = UsageSource.API,
+) -> UsageResult:
+    """Add `quantity` (≥ 1) to the company's meter for the period containing
+    `timestamp` (default now). 412 past the limit or without active access,
+    404 for an unknown company/feature; a repeated idempotency key returns the
+    original result (`replayed=True`) or 409 if the body differs."""
+    check_quantity(quantity, field="quantity")
+    now = timezone.now()
+    event_time = check_event_time(timestamp=timestamp, now=now)
+    company_id, feature, terms = usage_target_get(
+        product_id=product_id, feature_code=feature_code, company_id=company_id, external_org_id=external_org_id
+    )
+    request_fingerprint = track_fingerprint(
+        company_id=company_id, feature_code=feature.code, quantity=quantity, timestamp=timestamp, metadata=metadata
+    )
+    try:
+        refusal = terms.refusal(now)
+        if refusal:
+            raise access_refused(reason=refusal, feature_code=feature.code)
+        period = period_for(feature.reset_period, event_time, company_id=company_id)
+        for _ in range(TRACK_ATTEMPTS):
+            try:
+                result = _track_apply(
+                    product_id=product_id,
+                    company_id=company_id,
+                    feature=feature,
+                    terms=terms,
+                    period=period,
+                    quantity=quantity,
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=request_fingerprint,
+                    event_time=event_time,
+                    now=now,
+                    metadata=metadata,
+                    actor=actor,
+                    source=source,
+                )
+            except IntegrityError:
+                # A concurrent request with the same key committed first; our
+                # counter update was rolled back with the failed insert.
+                stored = stored_result(
+                    product_id=product_id, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint
+                )
+                if stored is None:
+                    raise
+                return stored
+            if result is _NO_METER:
+                meters_get_or_create(keys={(company_id, feature.id, period)}, now=now)
+            elif result is not _RETRY:
+                return result
+        raise RuntimeError("usage track did not settle")  # pragma: no cover
+    except ApplicationError:
+        # A retry of a call that once succeeded answers with that success even
+        # if it would be refused now (limit reached since, access revoked).
+        stored = stored_result(
+            product_id=product_id, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint
+        )
+        if stored is not None:
+            return stored
+        raise
+
+
+def _track_apply(
+    *,
+    product_id: UUID,
+    company_id: UUID,
+    feature: FeatureInfo,
+    terms: AccessTerms,
+    period: Period,
+    quantity: int,
+    idempotency_key: str | None,
+    request_fingerprint: str,
+    event_time: datetime,
+    now: datetime,
+    metadata: dict | None,
+    actor,
+    source: str,
+) -> UsageResult | object:
+    """One transaction: the conditional counter UPDATE … RETURNING, then the
+    event INSERT. _NO_METER when the period has no meter yet, _RETRY when the
+    UPDATE missed for a reason that is gone now (nothing written either way)."""
+    table = connection.ops.quote_name(UsageMeter._meta.db_table)
+    # The WHERE clause is the whole limit rule: the row lock taken by UPDATE
+    # serialises concurrent tracks on one meter, and each re-evaluates
+    # `value + quantity <= limit` against the value the previous one committed
+    # (READ COMMITTED re-checks the predicate on the updated row), so no two
+    # tracks can both squeeze into the last units and no increment is lost.
+    sql = (
+        f"UPDATE {table} SET value = value + %s, updated_at = %s "
+        "WHERE company_id = %s AND feature_id = %s AND period_start = %s AND value <= %s"
+    )
+    params = [
+        quantity,
+        db_value(UsageMeter, "updated_at", now),
+        db_value(UsageMeter, "company", company_id),
+        db_value(UsageMeter, "feature", feature.id),
+        db_value(UsageMeter, "period_start", period.start),
+        MAX_BIGINT - quantity,
+    ]
+    if terms.quantity_limit is not None:
+        sql += " AND value + %s <= %s"
+        params += [quantity, terms.quantity_limit]
+    sql += " RETURNING id, value"
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is None:
+                cursor.execute(
+                    f"SELECT value FROM {table} WHERE company_id = %s AND feature_id = %s AND period_start = %s",
+                    params[2:5],
+                )
+                existing = cursor.fetchone()
+                if existing is None:
+                    return _NO_METER
+                current = existing[0]
+                if terms.quantity_limit is not None and current + quantity > terms.quantity_limit:
+                    raise limit_exceeded(
+                        current_usage=current,
+                        quantity_limit=terms.quantity_limit,
+                        requested=quantity,
+                        feature_code=feature.code,
+                    )
+                if current > MAX_BIGINT - quantity:
+                    raise overflow()
+                # The meter appeared (another request opened the period) or a
+                # correction lowered it since our UPDATE: try again.
+                return _RETRY
+        meter_id = UsageMeter._meta.pk.to_python(row[0])
+        new_value = row[1]
+        event = usage_event_build(
+            product_id=product_id,
+            company_id=company_id,
+            feature=feature,
+            terms=terms,
+            meter_id=meter_id,
+            event_type=UsageEventType.INCREMENT,
+            previous_value=new_value - quantity,
+            new_value=new_value,
+            event_time=event_time,
+            now=now,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+            source=source,
+            actor=actor,
+            metadata=metadata,
+        )
+        event.save(force_insert=True)
+    # After the block: no cache round trips while the meter row is locked.
+    invalidate_feature_checks(product_id=product_id, targets=[(company_id, feature.code)])
+    return result_from_event(event, feature_code=feature.code)
+
+
+# --- Batches ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackRequest:
+    """One event of a batch, shaped like a single track call."""
+
+    feature_code: str
+    quantity: int = 1
+    company_id: UUID | None = None
+    external_org_id: str | None = None
+    idempotency_key: str | None = None
+    timestamp: datetime | None = None
+    metadata: dict | None = None
+
+
+@dataclass
+class BatchItemResult:
+    index: int
+    status: Literal["ok", "duplicate", "error"]
+    result: UsageResult | None = None
+    error: ApplicationError | None = None
+
+
+@dataclass
+class _Prepared:
+    index: int
+    request: TrackRequest
+    company_id: UUID
+    feature: FeatureInfo
+    event_time: datetime
+    period: Period
+    fingerprint: str
+    terms: AccessTerms | None = None
+    meter_key: tuple = field(default=())
+
+
+def usage_track_batch(
+    *,
+    product_id: UUID,
+    requests: Sequence[TrackRequest],
+    actor=None,
+    source: str = UsageSource.API,
+) -> list[BatchItemResult]:
+    """Track up to 1000 events with the rules of `usage_track` applied to each
+    in order: per event `ok` (counted), `duplicate` (its idempotency key was
+    already used with the same body: the original result, nothing counted) or
+    `error` (the 400/404/409/412 a single track would answer; nothing counted).
+    A constant number of queries per batch: companies, features, access,
+    known keys and meters are read in bulk, each meter is updated once and the
+    events are inserted in one statement."""
+    if len(requests) > MAX_BATCH_SIZE:
+        raise BadRequest.for_field("events", f"At most {MAX_BATCH_SIZE} events per batch.")
+    now = timezone.now()
+    results: list[BatchItemResult | None] = [None] * len(requests)
+    prepared = _batch_prepare(product_id=product_id, requests=requests, now=now, results=results)
+    if prepared:
+        terms = access_terms_bulk(
+            company_ids={p.company_id for p in prepared}, feature_ids={p.feature.id for p in prepared}
+        )
+        for item in prepared:
+            item.terms = terms.get((item.company_id, item.feature.id)) or NO_ACCESS
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                outcome = _batch_apply(product_id=product_id, prepared=prepared, now=now, actor=actor, source=source)
+                break
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == BATCH_ATTEMPTS - 1 or not _is_retryable_race(exc):
+                    raise
+        for item_result in outcome:
+            results[item_result.index] = item_result
+    return results  # type: ignore[return-value]
+
+
+def _is_retryable_race(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    # PostgreSQL deadlock_detected / serialization_failure.
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in {"40P01", "40001"}
+
+
+def _error(index: int, error: ApplicationError) -> BatchItemResult:
+    return BatchItemResult(index=index, status="error", error=error)
+
+
+def _batch_prepare(
+    *, product_id: UUID, requests: Sequence[TrackRequest], now: datetime, results: list
+) -> list[_Prepared]:
+    """Validate and resolve every event in bulk (two queries); invalid ones get
+    their error result at once."""
+    visible, by_external = companies_resolve_bulk(
+        product_id=product_id,
+        company_ids={r.company_id for r in requests if r.company_id is not None},
+        external_org_ids={r.external_org_id for r in requests if r.external_org_id is not None},
+    )
+    features = features_by_code(product_id=product_id, codes={r.feature_code for r in requests})
+    prepared = []
+    # Periods already computed per (reset period, company): most events of a
+    # batch fall into a handful of periods. billing_period asks billing's
+    # resolver for each event, since subscription periods may change mid-batch.
+    known_periods: dict[tuple, list[Period]] = {}
+    for index, request in enumerate(requests):
+        try:
+            check_quantity(request.quantity, field="quantity")
+            event_time = check_event_time(timestamp=request.timestamp, now=now)
+            if request.external_org_id is not None:
+                company_id = by_external.get(request.external_org_id)
+            else:
+                company_id = request.company_id if request.company_id in visible else None
+            if company_id is None:
+                raise company_not_found()
+            feature = features.get(request.feature_code)
+            if feature is None:
+                raise unknown_feature(request.feature_code)
+            if feature.kind != "metered":
+                raise not_metered(feature.code)
+        except ApplicationError as error:
+            results[index] = _error(index, error)
+            continue
+        period = None
+        if feature.reset_period != "billing_period":
+            known = known_periods.setdefault((feature.reset_period, company_id), [])
+            period = next((p for p in known if p.contains(event_time)), None)
+        if period is None:
+            period = period_for(feature.reset_period, event_time, company_id=company_id)
+            if feature.reset_period != "billing_period":
+                known.append(period)
+        prepared.append(
+            _Prepared(
+                index=index,
+                request=request,
+                company_id=company_id,
+                feature=feature,
+                event_time=event_time,
+                period=period,
+                fingerprint=track_fingerprint(
+                    company_id=company_id,
+                    feature_code=feature.code,
+                    quantity=request.quantity,
+                    timestamp=request.timestamp,
+                    metadata=request.metadata,
+                ),
+                meter_key=(company_id, feature.id, period.start),
+            )
+        )
+    return prepared
+
+
+def _batch_apply(
+    *, product_id: UUID, prepared: list[_Prepared], now: datetime, actor, source: str
+) -> list[BatchItemResult]:
+    outcome: list[BatchItemResult] = []
+    keys = {p.request.idempotency_key for p in prepared if p.request.idempotency_key}
+    # Open the periods' meters first, in their own short transactions, so the
+    # main transaction below only locks rows that already exist.
+    candidates = [p for p in prepared if p.terms.refusal(now) is None]
+    meter_ids = meters_get_or_create(keys={(p.company_id, p.feature.id, p.period) for p in candidates}, now=now)
+
+    with transaction.atomic():
+        stored = {}
+        if keys:
+            for event in UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=keys).only(
+                "id",
+                "idempotency_key",
+                "request_fingerprint",
+                "meter_id",
+                "previous_value",
+                "new_value",
+                "quantity",
+                "quantity_limit",
+                "included_quantity",
+            ):
+                stored[event.idempotency_key] = event
+
+        # Decide, in order, which events are duplicates or refused.
+        to_apply: list[_Prepared] = []
+        first_with_key: dict[str, _Prepared] = {}
+        repeats: list[tuple[_Prepared, _Prepared]] = []
+        for item in prepared:
+            key = item.request.idempotency_key
+            if key:
+                if key in stored:
+                    event = stored[key]
+                    if event.request_fingerprint != item.fingerprint:
+                        outcome.append(_error(item.index, idempotency_conflict(key)))
+                    else:
+                        outcome.append(
+                            BatchItemResult(
+                                index=item.index,
+                                status="duplicate",
+                                result=result_from_event(event, feature_code=item.feature.code, replayed=True),
+                            )
+                        )
+                    continue
+                if key in first_with_key:
+                    first = first_with_key[key]
+                    if first.fingerprint != item.fingerprint:
+                        outcome.append(_error(item.index, idempotency_conflict(key)))
+                    else:
+                        repeats.append((item, first))
+                    continue
+                first_with_key[key] = item
+            refusal = item.terms.refusal(now)
+            if refusal:
+                outcome.append(_error(item.index, access_refused(reason=refusal, feature_code=item.feature.code)))
+                continue
+            to_apply.append(item)
+
+        # Lock the meters in id order (no deadlock between batches), then apply
+        # each event in order against the locked values: the limit holds per
+        # event, exactly as if they had been tracked one by one.
+        touched_ids = sorted({meter_ids[item.meter_key] for item in to_apply})
+        values = dict(
+            UsageMeter.objects.select_for_update()
+            .filter(id__in=touched_ids)
+            .order_by("id")
+            .values_list("id", "value")
+        )
+        events: list[UsageEvent] = []
+        by_index: dict[int, BatchItemResult] = {}
+        for item in to_apply:
+            meter_id = meter_ids[item.meter_key]
+            current = values[meter_id]
+            quantity = item.request.quantity
+            limit = item.terms.quantity_limit
+            if limit is not None and current + quantity > limit:
+                error = limit_exceeded(
+                    current_usage=current, quantity_limit=limit, requested=quantity, feature_code=item.feature.code
+                )
+                by_index[item.index] = _error(item.index, error)
+                continue
+            if current + quantity > MAX_BIGINT:
+                by_index[item.index] = _error(item.index, overflow())
+                continue
+            values[meter_id] = current + quantity
+            event = usage_event_build(
+                product_id=product_id,
+                company_id=item.company_id,
+                feature=item.feature,
+                terms=item.terms,
+                meter_id=meter_id,
+                event_type=UsageEventType.INCREMENT,
+                previous_value=current,
+                new_value=current + quantity,
+                event_time=item.event_time,
+                now=now,
+                idempotency_key=item.request.idempotency_key,
+                request_fingerprint=item.fingerprint,
+                source=source,
+                actor=actor,
+                metadata=item.request.metadata,
+            )
+            events.append(event)
+            by_index[item.index] = BatchItemResult(
+                index=item.index, status="ok", result=result_from_event(event, feature_code=item.feature.code)
+            )
+
+        deltas: dict[UUID, int] = {}
+        for event in events:
+            deltas[event.meter_id] = deltas.get(event.meter_id, 0) + event.quantity
+        if deltas:
+            UsageMeter.objects.filter(id__in=list(deltas)).update(
+                value=F("value")
+                + Case(
+                    *[When(id=meter_id, then=Value(delta)) for meter_id, delta in deltas.items()],
+                    default=Value(0),
+                    output_field=BigIntegerField(),
+                ),
+                updated_at=now,
+            )
+            # Rows in key order: two batches sharing keys take the unique-index
+            # entries in the same order and cannot deadlock on them.
+            events.sort(key=lambda e: (e.idempotency_key is None, e.idempotency_key or ""))
+            UsageEvent.objects.bulk_create(events, batch_size=1000)
+    if events:
+        feature_codes = {item.feature.id: item.feature.code for item in to_apply}
+        invalidate_feature_checks(
+            product_id=product_id, targets={(e.company_id, feature_codes[e.feature_id]) for e in events}
+        )
+
+    for item, first in repeats:
+        first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
+        if first_result.status == "error":
+            outcome.append(_error(item.index, first_result.error))
+        else:
+            outcome.append(
+                BatchItemResult(
+                    index=item.index,
+                    status="duplicate",
+                    result=_replayed(first_result.result),
+                )
+            )
+    outcome.extend(by_index.values())
+    return outcome
+
+
+def _replayed(result: UsageResult) -> UsageResult:
+    return replace(result, replayed=True)

@@ -1,0 +1,21 @@
+"""Celery tasks of the metering app: thin wrappers around services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .services import meters_close_due
+
+
+@shared_task(
+    name="metering.close_periods",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def close_periods() -> int:
+    """Close every usage period that has ended (period_close snapshots).
+    Idempotent: a period is closed exactly once whoever runs first."""
+    return meters_close_due()

@@ -1,0 +1,187 @@
+"""POST /onboard: every branch, idempotence, and all-or-nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing.models import BillingProfile, Subscription
+from companies.models import Company, Contact, ProductLink
+from tests.billing.conftest import access_of, completed_checkout, open_checkout
+
+pytestmark = pytest.mark.django_db
+
+
+def onboard(api, **body):
+    return api.post("/api/v1/onboard", body, format="json")
+
+
+def test_creates_company_link_contact_and_applies_the_default_tier(api, product, catalog):
+    response = onboard(
+        api,
+        externalOrgId="org_new",
+        hints={"companyName": "Initech GmbH", "domain": "https://www.initech.io/about"},
+        contactEmail="Peter@Initech.io",
+        contactName="Peter",
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["linkStatus"] == "created"
+    assert body["companyName"] == "Initech GmbH"
+    assert body["shortId"]
+    assert body["billingStatus"] == {"tierApplied": "free"}
+    company = Company.objects.get(pk=body["companyId"])
+    assert company.domain == "initech.io"
+    assert ProductLink.objects.get(product=product, external_org_id="org_new").company == company
+    assert Contact.objects.get(company=company).email == "peter@initech.io"
+    assert access_of(company, catalog.ai_credit).quantity_limit == 100
+
+
+def test_links_an_existing_company_found_by_domain(api, product, other_product, catalog):
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    existing = CompanyFactory(name="Umbrella Corp", domain="umbrella.com")
+    ProductLinkFactory(product=other_product, company=existing, external_org_id="crm_1")
+
+    response = onboard(api, externalOrgId="chat_1", hints={"domain": "umbrella.com"}, contactEmail="ada@umbrella.com")
+
+    assert response.status_code == 200
+    assert response.json()["linkStatus"] == "linked"
+    assert response.json()["companyId"] == str(existing.pk)
+    assert ProductLink.objects.filter(product=product, company=existing, external_org_id="chat_1").exists()
+    assert Contact.objects.filter(company=existing, email="ada@umbrella.com").exists()
+    assert Company.objects.count() == 1
+
+
+def test_below_the_threshold_creates_a_new_company(api, other_product, catalog):
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    ProductLinkFactory(product=other_product, company=CompanyFactory(name="Umbrella Corporation Holdings", domain="u.com"))
+
+    response = onboard(api, externalOrgId="chat_2", hints={"companyName": "Umbrella"})
+
+    assert response.json()["linkStatus"] == "created"
+    assert Company.objects.count() == 2
+
+
+def test_applies_the_given_tier(api, catalog):
+    response = onboard(api, externalOrgId="org_t", tierCode="pro")
+
+    assert response.json()["billingStatus"] == {"tierApplied": "pro"}
+    company = Company.objects.get(pk=response.json()["companyId"])
+    assert access_of(company, catalog.sso).is_enabled
+
+
+def test_claims_a_checkout_session(api, stripe_catalog, fake_stripe):
+    session = completed_checkout(fake_stripe)
+
+    response = onboard(api, externalOrgId="org_c", checkoutSessionId=session["id"], hints={"companyName": "Hooli"})
+
+    assert response.status_code == 200, response.json()
+    status = response.json()["billingStatus"]
+    assert status["claimed"] is True
+    assert status["tierApplied"] == "pro"
+    subscription = Subscription.objects.get(pk=status["subscriptionId"])
+    assert str(subscription.company_id) == response.json()["companyId"]
+    assert BillingProfile.objects.get(company=subscription.company).stripe_customer_id == session["customer"]
+
+
+def test_links_a_subscription(api, stripe_catalog, fake_stripe):
+    customer = fake_stripe.create_customer()
+    stripe_subscription = fake_stripe.create_subscription(customer["id"], ["price_ent_base"])
+
+    response = onboard(api, externalOrgId="org_s", stripeSubscriptionId=stripe_subscription["id"])
+
+    status = response.json()["billingStatus"]
+    assert status["linked"] is True
+    assert status["tierApplied"] == "enterprise"
+    assert Subscription.objects.get(pk=status["subscriptionId"]).stripe_customer_id == customer["id"]
+
+
+def test_stripe_customer_only_creates_the_billing_profile(api, catalog):
+    response = onboard(api, externalOrgId="org_p", stripeCustomerId="cus_123", tierCode="pro")
+
+    company = Company.objects.get(pk=response.json()["companyId"])
+    assert company.billing_profile.stripe_customer_id == "cus_123"
+    assert response.json()["billingStatus"] == {"tierApplied": "pro"}
+
+
+def test_second_call_is_already_linked_and_changes_nothing(api, stripe_catalog, fake_stripe):
+    session = completed_checkout(fake_stripe)
+    body = {"externalOrgId": "org_i", "checkoutSessionId": session["id"], "contactEmail": "a@hooli.xyz"}
+    first = onboard(api, **body).json()
+    counts = (Company.objects.count(), Contact.objects.count(), Subscription.objects.count(), ProductLink.objects.count())
+    requests_before = fake_stripe.request_count()
+
+    second = onboard(api, **{**body, "contactEmail": "b@hooli.xyz", "tierCode": "enterprise"})
+
+    assert second.status_code == 200
+    assert second.json()["linkStatus"] == "already_linked"
+    assert second.json()["companyId"] == first["companyId"]
+    assert second.json()["billingStatus"] == {"claimed": True, "subscriptionId": first["billingStatus"]["subscriptionId"]}
+    assert (Company.objects.count(), Contact.objects.count(), Subscription.objects.count(), ProductLink.objects.count()) == counts
+    assert Subscription.objects.get().tier.code == "pro"
+    assert fake_stripe.request_count() == requests_before
+
+
+def test_incomplete_checkout_is_400_and_creates_nothing(api, stripe_catalog, fake_stripe):
+    session = open_checkout(fake_stripe)
+
+    response = onboard(api, externalOrgId="org_x", checkoutSessionId=session["id"], hints={"companyName": "Nope"})
+
+    assert response.status_code == 400
+    assert not Company.objects.exists()
+    assert not ProductLink.objects.exists()
+
+
+def test_checkout_claimed_by_another_company_is_409_and_rolls_back(api, company, stripe_catalog, fake_stripe):
+    session = completed_checkout(fake_stripe)
+    assert api.post(
+        "/api/v1/billing/claim-checkout", {"companyId": str(company.pk), "checkoutSessionId": session["id"]}, format="json"
+    ).status_code == 200
+
+    response = onboard(api, externalOrgId="org_y", checkoutSessionId=session["id"], hints={"companyName": "Other"})
+
+    assert response.status_code == 409
+    assert not ProductLink.objects.filter(external_org_id="org_y").exists()
+    assert Company.objects.count() == 1
+
+
+def test_unknown_tier_is_400_and_creates_nothing(api, catalog):
+    response = onboard(api, externalOrgId="org_z", tierCode="platinum")
+
+    assert response.status_code == 400
+    assert "tierCode" in response.json()["error"]["details"]["fields"]
+    assert not Company.objects.exists()
+
+
+def test_stripe_unreachable_is_503_and_creates_nothing(api, stripe_catalog, fake_stripe):
+    session = completed_checkout(fake_stripe)
+    fake_stripe.fail_next(3, status=500)
+
+    response = onboard(api, externalOrgId="org_u", checkoutSessionId=session["id"])
+
+    assert response.status_code == 503
+    assert not Company.objects.exists()
+
+
+def test_both_checkout_and_subscription_is_400(api, catalog):
+    response = onboard(api, externalOrgId="org_b", checkoutSessionId="cs_1", stripeSubscriptionId="sub_1")
+
+    assert response.status_code == 400
+
+
+def test_bad_input_is_400(api, catalog):
+    assert onboard(api).status_code == 400
+    assert onboard(api, externalOrgId="o", contactEmail="not-an-email").status_code == 400
+    assert onboard(api, externalOrgId="o", surprise=1).status_code == 400
+    assert not Company.objects.exists()
+
+
+def test_same_external_org_in_two_products_are_separate(api, other_api, catalog):
+    mine = onboard(api, externalOrgId="org_shared", hints={"companyName": "Shared One"}).json()
+    theirs = onboard(other_api, externalOrgId="org_shared", hints={"companyName": "Totally Different"}).json()
+
+    assert mine["linkStatus"] == "created"
+    assert theirs["linkStatus"] == "created"
+    assert mine["companyId"] != theirs["companyId"]

@@ -1,0 +1,165 @@
+"""Usage in the back office: read-only lists, the company usage panel and
+chart, and the *Adjust usage…* action."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Group, Permission, User
+from django.urls import reverse
+from django.utils import timezone
+
+from companies.roles import BILLING_ADMIN, SUPPORT
+from metering.models import UsageEvent, UsageMeter, UsageSnapshot
+from metering.services import usage_track
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def usage(product, company, access):
+    """Some usage over the last days, one event backdated 3 days."""
+    usage_track(product_id=product.id, company_id=company.id, feature_code="ai_credit", quantity=7, idempotency_key="idem-42")
+    usage_track(
+        product_id=product.id,
+        company_id=company.id,
+        feature_code="ai_credit",
+        quantity=5,
+        timestamp=timezone.now() - timedelta(days=3),
+    )
+    return company
+
+
+def staff(role: str | None = None, *perms: str) -> User:
+    user = User.objects.create_user(username=f"staff-{role or 'none'}", password="pw", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
+
+
+def adjust(client, company, **form):
+    return client.post(
+        reverse("admin:companies_company_changelist"),
+        {"action": "metering_adjust_usage", ACTION_CHECKBOX_NAME: [str(company.pk)], **form},
+        follow=True,
+    )
+
+
+class TestReadOnlyLists:
+    def test_usage_event_list_filters_and_search(self, admin_client, usage):
+        url = reverse("admin:metering_usageevent_changelist")
+        response = admin_client.get(url)
+        assert response.status_code == 200
+        assert response.context["cl"].result_count == 2
+        for params in (
+            {"event_type__exact": "increment"},
+            {"source__exact": "api"},
+            {"feature__id__exact": str(UsageEvent.objects.first().feature_id)},
+            {"company__id__exact": str(usage.pk)},
+        ):
+            assert admin_client.get(url, params).context["cl"].result_count == 2, params
+        assert admin_client.get(url, {"q": "idem-42"}).context["cl"].result_count == 1
+        # 7 of the 10 included are free; the next 5 make 2 billable.
+        assert admin_client.get(url, {"stripe_delivery_status__exact": "pending"}).context["cl"].result_count == 1
+        assert admin_client.get(url, {"event_type__exact": "set"}).context["cl"].result_count == 0
+        assert response.context["cl"].show_full_result_count is False
+
+    def test_events_cannot_be_added_changed_or_deleted(self, admin_client, usage):
+        event = UsageEvent.objects.first()
+        assert admin_client.get(reverse("admin:metering_usageevent_add")).status_code == 403
+        detail = admin_client.get(reverse("admin:metering_usageevent_change", args=[event.pk]))
+        assert detail.status_code == 200
+        assert b'name="_save"' not in detail.content
+        assert b"Audit: who, when, old" in detail.content
+        assert admin_client.post(reverse("admin:metering_usageevent_delete", args=[event.pk])).status_code == 403
+        assert UsageEvent.objects.count() == 2
+
+    @pytest.mark.parametrize("model", ["usagemeter", "usagesnapshot"])
+    def test_meters_and_snapshots_are_read_only(self, admin_client, usage, model):
+        UsageSnapshot.objects.create(
+            company=usage, feature=UsageMeter.objects.first().feature, meter=UsageMeter.objects.first(),
+            absolute_value=1, billable_value=0, snapshot_type="set", reason="r",
+        )
+        assert admin_client.get(reverse(f"admin:metering_{model}_changelist")).status_code == 200
+        assert admin_client.get(reverse(f"admin:metering_{model}_add")).status_code == 403
+
+
+class TestCompanyPage:
+    def test_usage_panel_and_chart(self, admin_client, usage):
+        response = admin_client.get(reverse("admin:companies_company_change", args=[usage.pk]))
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'id="usage-panel"' in html
+        assert 'data-feature="ai_credit"' in html
+        # Current period (both events fall in it unless the test runs in the
+        # first three days of a month) against the limit of 100.
+        assert "usage-limit\">100<" in html
+        assert html.count("<svg") >= 1 and 'class="usage-chart"' in html
+        today = timezone.now().strftime("%Y-%m-%d")
+        assert f"{today}: 7 credit" in html
+        assert (timezone.now() - timedelta(days=3)).strftime("%Y-%m-%d") + ": 5 credit" in html
+        assert "usage (open periods)" in html.lower()
+
+    def test_panel_is_hidden_without_view_permission(self, client, usage):
+        client.force_login(staff(None, "companies.view_company"))
+        html = client.get(reverse("admin:companies_company_change", args=[usage.pk])).content.decode()
+        assert 'id="usage-panel"' not in html
+
+
+class TestAdjustAction:
+    def test_intermediate_form_then_delta(self, admin_client, admin_user, usage):
+        page = adjust(admin_client, usage)
+        assert page.status_code == 200
+        assert b"adjust-usage-form" in page.content
+        feature_id = UsageMeter.objects.first().feature_id
+
+        done = adjust(admin_client, usage, apply="yes", feature=str(feature_id), mode="delta", value="-4", reason="Refund")
+        assert done.status_code == 200
+        assert "usage 12 → 8" in done.content.decode()
+        event = UsageEvent.objects.get(event_type="adjustment")
+        assert (event.source, event.performed_by, event.adjustment_reason) == ("admin", admin_user.username, "Refund")
+        assert (event.actor_kind, event.actor_id) == ("user", str(admin_user.pk))
+        assert (event.previous_value, event.new_value) == (12, 8)
+
+    def test_set_to_writes_a_snapshot_and_may_pass_the_limit(self, admin_client, usage):
+        feature_id = UsageMeter.objects.first().feature_id
+        adjust(admin_client, usage, apply="yes", feature=str(feature_id), mode="set", value="250", reason="Import")
+        assert UsageMeter.objects.get(closed_at__isnull=True, period_end__gt=timezone.now()).value == 250
+        snapshot = UsageSnapshot.objects.get()
+        assert (snapshot.snapshot_type, snapshot.reason, snapshot.absolute_value) == ("set", "Import", 250)
+
+    @pytest.mark.parametrize(
+        ("form", "message"),
+        [
+            ({"mode": "delta", "value": "0", "reason": "x"}, "must not be 0"),
+            ({"mode": "set", "value": "-1", "reason": "x"}, "below 0"),
+            ({"mode": "delta", "value": "3", "reason": ""}, "This field is required"),
+            ({"mode": "delta", "value": "-100", "reason": "x"}, "cannot go below 0"),
+        ],
+    )
+    def test_invalid_adjustments_change_nothing(self, admin_client, usage, form, message):
+        feature_id = UsageMeter.objects.first().feature_id
+        response = adjust(admin_client, usage, apply="yes", feature=str(feature_id), **form)
+        assert message in response.content.decode()
+        assert UsageEvent.objects.count() == 2
+
+    def test_needs_the_adjust_usage_permission(self, client, usage):
+        client.force_login(staff(None, "companies.view_company", "companies.change_company", "metering.view_usagemeter"))
+        feature_id = UsageMeter.objects.first().feature_id
+        response = adjust(client, usage, apply="yes", feature=str(feature_id), mode="delta", value="1", reason="x")
+        assert UsageEvent.objects.count() == 2
+        assert "You may not adjust usage." in response.content.decode()
+
+    def test_support_role_may_adjust(self, client, usage):
+        user = staff(SUPPORT)
+        assert user.has_perm("metering.adjust_usage")
+        assert staff(BILLING_ADMIN).has_perm("metering.adjust_usage")
+        client.force_login(user)
+        feature_id = UsageMeter.objects.first().feature_id
+        adjust(client, usage, apply="yes", feature=str(feature_id), mode="delta", value="1", reason="Goodwill")
+        assert UsageEvent.objects.filter(event_type="adjustment", performed_by=user.username).exists()
