@@ -122,8 +122,18 @@ class SmartLinkMatch:
         return self.candidates[:MAX_SUGGESTIONS]
 
 
+# Words too common to narrow the name prefilter down ("The Acme Group").
+NAME_STOPWORDS = frozenset(
+    {"the", "and", "for", "group", "holding", "holdings", "international", "global", "services", "solutions",
+     "und", "der", "die", "das", "les", "des", "del", "los", "las"}
+)
+
+
 def _name_tokens(normalized_name: str) -> list[str]:
-    words = sorted({w for w in normalized_name.split() if len(w) >= 3}, key=len, reverse=True)
+    """The longest distinctive words of the hint, for the database prefilter."""
+    words = sorted(
+        {w for w in normalized_name.split() if len(w) >= 3 and w not in NAME_STOPWORDS}, key=lambda w: (-len(w), w)
+    )
     if not words and normalized_name:
         words = [normalized_name]
     return words[:MAX_NAME_TOKENS]

@@ -7,60 +7,23 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from config.api.serializers import JSONObjectField, StrictSerializer, UTCDateTimeField
+from config.api.serializers import (
+    JSONObjectField,
+    StrictCharField,
+    StrictEmailField,
+    StrictFloatField,
+    StrictSerializer,
+    StrictURLField,
+    StrictUUIDField,
+    UTCDateTimeField,
+)
+from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
 from ..services import MAX_BULK_CONTACTS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
 MAX_RAW_DOMAIN = 2048  # before normalisation a domain may arrive as a full URL
 MAX_HINT_EMAILS = 100
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """true/false as JSON booleans only: "yes", 1 and "false" are 400s."""
-
-    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-class StrictFloatField(serializers.FloatField):
-    """A JSON number (not a string, not a boolean)."""
-
-    default_error_messages = {"invalid": "Must be a JSON number."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, float)):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class _StringOnly:
-    """DRF turns 12 or true into "12"/"True"; a wrong JSON type is a 400."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            raise serializers.ValidationError("Must be a string.", code="invalid")
-        return super().to_internal_value(data)
-
-
-class StrictCharField(_StringOnly, serializers.CharField):
-    pass
-
-
-class StrictEmailField(_StringOnly, serializers.EmailField):
-    pass
-
-
-class StrictURLField(_StringOnly, serializers.URLField):
-    pass
-
-
-class StrictUUIDField(_StringOnly, serializers.UUIDField):
-    pass
 
 
 def _optional_text(max_length: int, **kwargs) -> serializers.CharField:

@@ -8,6 +8,7 @@ import logging
 import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
@@ -71,8 +72,11 @@ def _field_errors(detail) -> dict:
             fields.setdefault(prefix or "nonFieldErrors", []).append(str(value))
 
     walk("", detail)
-    if "non_field_errors" in fields:
-        fields["nonFieldErrors"] = fields.pop("non_field_errors") + fields.get("nonFieldErrors", [])
+    # DRF's "non_field_errors" (also nested: "hints.non_field_errors") is about
+    # the object itself: report it under the object's path.
+    for key in [k for k in fields if k == "non_field_errors" or k.endswith(".non_field_errors")]:
+        parent = key.rpartition(".")[0] or "nonFieldErrors"
+        fields[parent] = fields.pop(key) + fields.get(parent, [])
     return fields
 
 
@@ -94,6 +98,9 @@ def to_application_error(exc: Exception) -> tuple[ApplicationError, dict]:
     elif isinstance(exc, DjangoValidationError):
         fields = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         error = BadRequest(_summary(fields), details={"fields": fields})
+    elif isinstance(exc, RequestDataTooBig):
+        error = ApplicationError("Request body too large.")
+        error.code, error.http_status = "PAYLOAD_TOO_LARGE", 413
     elif isinstance(exc, drf.ParseError):
         error = BadRequest(f"Malformed request body: {exc.detail}")
     elif isinstance(exc, drf.UnsupportedMediaType):

@@ -150,6 +150,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
+# A 1000-contact bulk upsert with metadata can legitimately pass Django's 2.5 MB default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+
 # Per-key rate limit: "<requests>/<second|minute|hour>". The default is high
 # enough that the benchmarks in bench/ are never throttled.
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="600000/minute")

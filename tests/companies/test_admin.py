@@ -42,6 +42,7 @@ class TestCompanyAdmin:
         assert _changelist(admin_client, q="hank@globex.de") == ["Globex"]
         assert _changelist(admin_client, q="acme.com") == ["Acme Inc"]
         assert _changelist(admin_client, q="globex") == ["Globex"]
+        assert _changelist(admin_client, q="acme-inc") == ["Acme Inc"]
 
     def test_filters(self, admin_client, customers, product):
         assert _changelist(admin_client, product=str(product.pk)) == ["Acme Inc"]

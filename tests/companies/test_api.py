@@ -217,7 +217,7 @@ class TestSmartLinkApi:
             ({"externalOrgId": "o", "hints": {"emails": ["bad"]}}, "hints.emails.0"),
             ({"externalOrgId": "o", "hints": {"domain": "x"}}, "hints.domain"),
             ({"externalOrgId": "o", "hints": {"company": "x"}}, "hints.company"),
-            ({"externalOrgId": "o", "hints": "acme"}, "hints.non_field_errors"),
+            ({"externalOrgId": "o", "hints": "acme"}, "hints"),
             ({"externalOrgId": 42}, "externalOrgId"),
         ],
     )

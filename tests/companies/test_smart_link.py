@@ -156,3 +156,14 @@ def test_name_prefilter_keeps_the_query_bounded(product, django_assert_max_num_q
         match = smart_link_match(company_name="Seven Seas Ltd", domain="sevenseas.example.com", emails=[])
     assert match.winner is not None and match.winner.company == target
     assert [c.company for c in match.candidates] == [target]
+
+
+def test_common_words_do_not_crowd_out_the_match(product, monkeypatch):
+    from companies import smart_link
+
+    monkeypatch.setattr(smart_link, "MAX_NAME_CANDIDATES", 5)
+    for i in range(10):
+        CompanyFactory(name=f"The {i} Co", domain=f"the{i}.example.com")
+    target = CompanyFactory(name="Acme Group Holdings", domain="acme-group.example.com")
+    match = smart_link_match(company_name="The Acme Group")
+    assert [c.company for c in match.candidates] == [target]

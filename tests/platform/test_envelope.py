@@ -156,6 +156,13 @@ def test_a_failed_request_changes_nothing(api, company):
 # --- Routing ---------------------------------------------------------------------------------------
 
 
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
+def test_oversize_body_is_413_and_changes_nothing(api):
+    body = '{"name": "Acme", "externalOrgId": "org_big", "metadata": {"blob": "%s"}}' % ("x" * 2048)
+    _error(_raw_post(api, "companies", body), 413, "PAYLOAD_TOO_LARGE")
+    assert not Company.objects.exists()
+
+
 def test_405(api, company):
     response = api.put(f"/api/v1/companies/{company.pk}", {}, format="json")
     _error(response, 405, "METHOD_NOT_ALLOWED")
