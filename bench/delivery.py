@@ -4,11 +4,17 @@ v2 meter event stream, with one and with two worker processes running the
 real delivery service (`billing.services.delivery.deliver_pending_usage`).
 
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/saasdesk_bench python bench/delivery.py
-    options: --events 40000 --batch-size 500 --workers 1,2
+    options: --events 40000 --batch-size 100 --workers 1,2   (make bench-delivery)
+
+Goal: at least 5,000 events/s per worker, so that Stripe's own stream limit
+(10,000 requests/s), not ours, is the bottleneck.
 
 Figures are events/s (total and per worker) next to a floor measured in the
 same run: the fake server's own stream throughput from one client with
-pre-built batches and no database. Nothing here asserts a timing."""
+pre-built batches and no database. The worker's CPU time per event is shown
+too: on a shared or small machine (the fake, PostgreSQL and the workers
+compete for cores) it tells what one worker costs independent of the wall
+clock. Nothing here asserts a timing."""
 
 from __future__ import annotations
 
@@ -19,10 +25,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/saasdesk_bench"
+sys.path.insert(0, str(ROOT))
+
+from bench.common import DEFAULT_DATABASE_URL, ensure_database, free_port, log  # noqa: E402
+
 PRODUCT_CODE = "bench-delivery"
 
 
@@ -30,12 +40,12 @@ def _django(database_url: str, *, stripe_base: str | None = None) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     os.environ["DEBUG"] = "false"
+    os.environ["LOG_LEVEL"] = "WARNING"
     os.environ.pop("REDIS_URL", None)
     if stripe_base:
         os.environ["STRIPE_API_KEY"] = "sk_test_bench"
         os.environ["STRIPE_API_BASE"] = stripe_base
         os.environ["STRIPE_METER_EVENTS_API_BASE"] = stripe_base
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -44,15 +54,6 @@ def _django(database_url: str, *, stripe_base: str | None = None) -> None:
     # The SDK logs every request at INFO; production should set the "stripe"
     # logger to WARNING too (see docs/billing.md).
     logging.getLogger("stripe").setLevel(logging.WARNING)
-
-
-def _ensure_database(database_url: str) -> None:
-    import psycopg
-
-    base, _, name = database_url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _seed(events: int) -> tuple[str, str]:
@@ -87,10 +88,11 @@ def _seed(events: int) -> tuple[str, str]:
             [
                 UsageEvent(
                     product=product, company=company, feature=feature, meter=meter, event_type="increment",
-                    quantity=1, previous_value=0, new_value=1, billable_delta=1, event_time=now, created_at=now,
-                    stripe_delivery_status="pending",
+                    quantity=1, previous_value=0, new_value=1, billable_delta=1, event_time=now,
+                    # Distinct creation times, as real traffic has.
+                    created_at=now + timedelta(microseconds=start + offset), stripe_delivery_status="pending",
                 )
-                for _ in range(min(5000, missing - start))
+                for offset in range(min(5000, missing - start))
             ]
         )
     return str(feature.pk), company.billing_profile.stripe_customer_id
@@ -171,16 +173,17 @@ def worker_main(args) -> None:
     connection.ensure_connection()
     while time.time() < args.start_at:
         time.sleep(0.001)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = deliver_pending_usage(batch_size=args.batch_size, worker=f"bench-{os.getpid()}")
-    elapsed = time.perf_counter() - started
-    print(json.dumps({"delivered": result.delivered, "requests": result.requests, "elapsed": elapsed,
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    print(json.dumps({"delivered": result.delivered, "requests": result.requests, "elapsed": elapsed, "cpu": cpu,
                       "retry": result.retry_scheduled, "failed": result.failed}), flush=True)
 
 
 def run(args) -> None:
-    _ensure_database(args.database_url)
+    ensure_database(args.database_url)
     _django(args.database_url)
+    log(f"seeding {args.events:,} pending usage events")
     feature_id, _ = _seed(args.events)
     fake = _start_fake(args.port)
     base = f"http://127.0.0.1:{args.port}"
@@ -204,10 +207,12 @@ def run(args) -> None:
             delivered = sum(output["delivered"] for output in outputs)
             stats = _control(base, "stats")
             per_worker = ", ".join(f"{o['delivered'] / o['elapsed']:,.0f}" for o in outputs)
+            cpu_per_event = sum(o["cpu"] for o in outputs) / max(1, delivered) * 1e6
             print(
                 f"{workers} worker(s): {delivered:,} events in {wall:.2f}s = {delivered / wall:,.0f} events/s total "
                 f"({delivered / wall / workers:,.0f}/worker; each: {per_worker}); "
-                f"fake received {stats['meter_events']:,} unique, {stats['duplicate_meter_events']} duplicates"
+                f"fake received {stats['meter_events']:,} unique, {stats['duplicate_meter_events']} duplicates; "
+                f"worker CPU {cpu_per_event:.0f} µs/event"
             )
     finally:
         fake.terminate()
@@ -217,18 +222,19 @@ def run(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_DELIVERY_EVENTS", 40000)))
-    parser.add_argument("--batch-size", type=int, default=500, help="events claimed per transaction (sent 100 per request)")
+    parser.add_argument("--batch-size", type=int, default=100, help="events claimed per transaction (sent 100 per request)")
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_FAKE_STRIPE_PORT", 12119)))
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_FAKE_STRIPE_PORT", 0)) or None)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stripe-base", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker_main(args)
-    else:
-        run(args)
+        return
+    args.port = args.port or free_port()
+    run(args)
 
 
 if __name__ == "__main__":

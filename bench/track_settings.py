@@ -1,7 +1,8 @@
-"""Settings of bench/track.py's gunicorn: the local settings with the floor
-view's URL conf (metering.bench_urls) and DEBUG off."""
+"""Settings of bench/track.py's gunicorn: production settings (DEBUG off,
+real SECRET_KEY required) with the floor view's URL conf."""
 
-from config.settings.local import *  # noqa: F401,F403
+from config.settings.production import *  # noqa: F401,F403
 
-DEBUG = False
 ROOT_URLCONF = "metering.bench_urls"
+# The bench talks plain HTTP to 127.0.0.1.
+SECURE_SSL_REDIRECT = False

@@ -161,6 +161,25 @@ class CompanyAdmin(admin.ModelAdmin):
     def product_codes(self, company: Company) -> str:
         return ", ".join(sorted({link.product.code for link in company.links.all()})) or "—"
 
+    def _can_change_company_fields(self, request) -> bool:
+        return super().has_change_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        """Support may not edit a company's own fields, but must be able to
+        save its page to edit the inlines it owns (contacts, feature access)."""
+        if super().has_change_permission(request, obj):
+            return True
+        return any(
+            inline(self.model, self.admin_site).has_change_permission(request, obj)
+            or inline(self.model, self.admin_site).has_add_permission(request, obj)
+            for inline in self.get_inlines(request, obj)
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self._can_change_company_fields(request):
+            return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+        return super().get_readonly_fields(request, obj)
+
     def get_inlines(self, request, obj):
         return [ContactInline, ProductLinkInline, *admin_extensions.COMPANY_INLINES]
 

@@ -345,13 +345,22 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
         .select_related("history_user", "feature")
         .order_by("-history_date", "-history_id")[:limit]
     )
+    # Previous version of each record: the next older one of the same row in
+    # this page, else one query for the oldest record of each row shown.
+    previous_of: dict[int, Any] = {}
+    newest_first_by_row: dict[Any, list] = {}
+    for record in records:
+        newest_first_by_row.setdefault(record.id, []).append(record)
+    for versions in newest_first_by_row.values():
+        for newer, older in zip(versions, versions[1:]):
+            previous_of[newer.history_id] = older
+        oldest = versions[-1]
+        previous_of[oldest.history_id] = (
+            History.objects.filter(id=oldest.id, history_id__lt=oldest.history_id).order_by("-history_id").first()
+        )
     entries = []
     for record in records:
-        previous = (
-            History.objects.filter(id=record.id, history_date__lte=record.history_date, history_id__lt=record.history_id)
-            .order_by("-history_date", "-history_id")
-            .first()
-        )
+        previous = previous_of.get(record.history_id)
         if previous is None:
             changes = [
                 {"field": name, "old": None, "new": getattr(record, name)}

@@ -137,18 +137,20 @@ def _default_source(actor: Actor) -> str:
 
 def feature_access_set(
     *, company: Company, feature: Feature, changes: dict[str, Any], actor: Actor, reason: str = ""
-) -> FeatureAccess:
+) -> FeatureAccess | None:
     """Partially update (or create) the company's access to `feature`.
     `config` is merged key by key (None removes a key). A change to a row
     without an explicit `source` marks it as set by hand (`api` for API keys,
     `manual` otherwise), so the next tier change leaves it alone. A new row is
     enabled unless `is_enabled` says otherwise. No change → no write and no
-    history row."""
+    history row (and None when there is no row and nothing to set)."""
     feature_access_validate_changes(changes=changes)
     with transaction.atomic():
         _lock_company(company.pk)
         access = FeatureAccess.objects.select_for_update().filter(company_id=company.pk, feature_id=feature.pk).first()
         created = access is None
+        if created and not changes:
+            return None
         if created:
             access = FeatureAccess(company=company, feature=feature, is_enabled=True, source=_default_source(actor))
         before = _snapshot(access)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -36,11 +37,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+# key id -> monotonic time of this process's last stamp. Remembering it here
+# saves a cache round trip on every request; across processes the cache.add
+# below still keeps the database write to about once a minute per key.
+_last_touched: dict = {}
+
+
 def _touch_last_used(principal: ApiPrincipal) -> None:
     """Record last use at most once a minute per key, so a busy key does not
     turn every read into a write."""
     from ..models import ApiKey
 
+    now = time.monotonic()
+    if now - _last_touched.get(principal.key_id, float("-inf")) < LAST_USED_RESOLUTION.total_seconds():
+        return
+    _last_touched[principal.key_id] = now
     if cache.add(f"apikey-used:{principal.key_id}", 1, int(LAST_USED_RESOLUTION.total_seconds())):
         ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from config.api.serializers import (
     JSONObjectField,
+    StrictBooleanField,
     StrictIntegerField,
     StrictSerializer,
     UTCDateTimeField,
@@ -15,17 +16,6 @@ from config.api.serializers import (
 
 from ..models import AccessSource, FeatureKind
 from ..selectors import FeatureCheck, tier_stripe_price_ids
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """Only JSON true/false: "yes", 1 or "true" are a 400, not a guess."""
-
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
 
 
 class FeatureCheckSerializer(serializers.Serializer):

@@ -35,6 +35,7 @@ def browser_page(monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the Django ORM
     # calls the test makes around it are still synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from django.db import connections
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context()
@@ -45,6 +46,9 @@ def browser_page(monkeypatch):
         finally:
             context.close()
             browser.close()
+            # While Playwright's loop runs, Django keeps this thread's ORM
+            # connections per context; close them so the test database can go.
+            connections.close_all()
 
 
 @pytest.fixture

@@ -36,6 +36,26 @@ def _changelist(client, **params):
     return [c.name for c in response.context["cl"].result_list]
 
 
+def _change_form_data(response) -> dict:
+    """The POST body a browser would send for an unchanged change page."""
+    data = {}
+    form = response.context["adminform"].form
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is not None:
+            data[name] = value
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for name in formset.management_form.fields:
+            data[f"{formset.prefix}-{name}"] = formset.management_form[name].value()
+        for sub in formset.forms:
+            for name in sub.fields:
+                value = sub[name].value()
+                if value not in (None, False):
+                    data[sub.add_prefix(name)] = value
+    return data
+
+
 class TestCompanyAdmin:
     def test_search(self, admin_client, customers):
         assert _changelist(admin_client, q="org_secret_42") == ["Acme Inc"]
@@ -260,6 +280,22 @@ class TestRoles:
         assert Company.objects.filter(pk=acme.pk).exists()
         # Support edits contacts.
         assert client.get(reverse("admin:companies_contact_add")).status_code == 200
+
+    def test_support_saves_inlines_but_not_company_fields(self, client, customers):
+        acme, _ = customers
+        client.force_login(_staff(SUPPORT))
+        url = reverse("admin:companies_company_change", args=[acme.pk])
+        page = client.get(url)
+        data = _change_form_data(page)
+        assert "name" not in data  # the company's own fields are read-only for Support
+        contacts = next(f for f in page.context["inline_admin_formsets"] if f.formset.model is Contact).formset
+        data[f"{contacts.prefix}-0-name"] = "Jane Support-Edited"
+        data["name"] = "Renamed by Support"
+        response = client.post(url, data)
+        assert response.status_code == 302, response.context and response.context.get("errors")
+        acme.refresh_from_db()
+        assert acme.name == "Acme Inc"
+        assert Contact.objects.get(email="jane.doe@acme.com").name == "Jane Support-Edited"
 
     def test_billing_admin(self, client, customers):
         acme, _ = customers

@@ -234,3 +234,38 @@ def test_apply_tier_refuses_a_company_not_linked_to_the_product(support, other_c
     response = apply_tier_post(support, other_company, apply="yes", tier=str(tiers["pro"].pk), reason="x")
     assert response.status_code == 200 and b"Not linked to Chat App" in response.content
     assert not FeatureAccess.objects.exists()
+
+
+# --- admin writes invalidate the feature-check cache ---------------------------------------------
+
+
+def test_admin_edits_are_seen_by_the_api_at_once(api, billing_admin, pro_company, tiers):
+    check = f"/api/v1/companies/{pro_company.pk}/features/ai_credit"
+    assert api.get(check).json()["quantityLimit"] is None  # cached now
+    # The access row's own page.
+    url = access_url(ai_access(pro_company))
+    data = form_data(billing_admin.get(url).content.decode(), "featureaccess_form")
+    data.update({"quantity_limit": "111", "reason": "page edit"})
+    assert billing_admin.post(url, data).status_code == 302
+    assert api.get(check).json()["quantityLimit"] == 111
+    # The company page inline.
+    data = form_data(billing_admin.get(company_url(pro_company)).content.decode(), "company_form")
+    prefix = inline_index(data, ai_access(pro_company))
+    data.update({f"{prefix}-quantity_limit": "222", f"{prefix}-reason": "inline edit"})
+    assert billing_admin.post(company_url(pro_company), data).status_code == 302
+    assert api.get(check).json()["quantityLimit"] == 222
+    # The Apply tier… action.
+    response = apply_tier_post(
+        billing_admin, pro_company, apply="yes", tier=str(tiers["starter"].pk), reason="downgrade",
+        overrides='{"ai_credit": {"quantityLimit": 333}}',
+    )
+    assert response.status_code == 302
+    body = api.get(check).json()
+    assert (body["quantityLimit"], body["tierCode"]) == (333, "starter")
+    # A feature edited in the admin.
+    feature = ai_access(pro_company).feature
+    url = reverse("admin:entitlements_feature_change", args=[feature.pk])
+    data = form_data(billing_admin.get(url).content.decode(), "feature_form")
+    data["name"] = "AI credits (v2)"
+    assert billing_admin.post(url, data).status_code == 302
+    assert api.get(check).json()["featureName"] == "AI credits (v2)"

@@ -53,7 +53,9 @@ def test_set_records_old_and_new_values(company, features):
 
 def test_set_by_staff_user_points_history_at_the_user(company, features):
     user = get_user_model().objects.create_user("alice", is_staff=True)
-    feature_access_set(company=company, feature=features["sso"], changes={}, actor=Actor.for_user(user), reason="x")
+    feature_access_set(
+        company=company, feature=features["sso"], changes={"is_enabled": True}, actor=Actor.for_user(user), reason="x"
+    )
     [record] = history(company, features["sso"])
     assert record.history_user == user and record.actor == "user:alice"
 
@@ -73,6 +75,11 @@ def test_config_is_merged_key_by_key_and_null_removes(company, features):
     assert access(company, feature).config == {"maxSeats": 50}
     check = feature_access_check(company=company, product_id=feature.product_id, feature=feature)
     assert check.config_values == {"maxSeats": 50}
+
+
+def test_empty_change_on_a_missing_row_creates_nothing(company, features):
+    assert feature_access_set(company=company, feature=features["sso"], changes={}, actor=SYSTEM) is None
+    assert not FeatureAccess.objects.exists()
 
 
 def test_no_change_writes_no_history(company, features):
