@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from companies.admin_extensions import register_company_inline
+from companies.admin_extensions import register_company_inline, register_company_list_filter
 from metering.models import StripeDeliveryStatus, UsageEvent
 
 from .models import BillingProfile, MeterDrift, StripeWebhookEvent, Subscription
@@ -180,3 +180,26 @@ def _can_retry_stripe_delivery(request) -> bool:
 
 
 _register_usage_event_action()
+
+
+class CompanySubscriptionStatusFilter(admin.SimpleListFilter):
+    """For the Company list (SPEC §9 "filter by subscription status")."""
+
+    title = "subscription status"
+    parameter_name = "subscription_status"
+
+    def lookups(self, request, model_admin):
+        from .models import SubscriptionStatus
+
+        return [("none", "No subscription"), *SubscriptionStatus.choices]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "none":
+            return queryset.filter(subscriptions__isnull=True)
+        return queryset.filter(subscriptions__status=value).distinct()
+
+
+register_company_list_filter(CompanySubscriptionStatusFilter)

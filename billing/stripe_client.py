@@ -82,7 +82,12 @@ def describe(error: stripe.StripeError) -> str:
     """A short, secret-free description of a Stripe error for logs and rows."""
     status = getattr(error, "http_status", None)
     code = getattr(error, "code", None)
-    message = getattr(error, "user_message", None) or str(getattr(error, "_message", "") or "") or error.__class__.__name__
+    if isinstance(error, (stripe.AuthenticationError, stripe.PermissionError)):
+        # Stripe echoes part of a rejected key in its message: never keep it.
+        message = "Stripe refused the API key."
+    else:
+        message = getattr(error, "user_message", None) or str(getattr(error, "_message", "") or "")
+        message = message or error.__class__.__name__
     parts = [error.__class__.__name__]
     if status:
         parts.append(f"HTTP {status}")

@@ -180,6 +180,9 @@ class CompanyAdmin(admin.ModelAdmin):
             return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
         return super().get_readonly_fields(request, obj)
 
+    def get_list_filter(self, request):
+        return [*self.list_filter, *admin_extensions.COMPANY_LIST_FILTERS]
+
     def get_inlines(self, request, obj):
         return [ContactInline, ProductLinkInline, *admin_extensions.COMPANY_INLINES]
 

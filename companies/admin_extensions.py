@@ -7,6 +7,8 @@ from __future__ import annotations
 
 COMPANY_INLINES: list = []
 COMPANY_ACTIONS: list = []
+# SimpleListFilter classes for the Company changelist (tier, subscription status).
+COMPANY_LIST_FILTERS: list = []
 # Callables (request, company) -> str of safe HTML, shown on the change page
 # (e.g. the usage chart). Each is rendered in order under the form.
 COMPANY_PANELS: list = []
@@ -25,3 +27,8 @@ def register_company_action(action) -> None:
 def register_company_panel(panel) -> None:
     if panel not in COMPANY_PANELS:
         COMPANY_PANELS.append(panel)
+
+
+def register_company_list_filter(list_filter) -> None:
+    if list_filter not in COMPANY_LIST_FILTERS:
+        COMPANY_LIST_FILTERS.append(list_filter)

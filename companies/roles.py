@@ -56,6 +56,7 @@ _BILLING_ADMIN_GRANTS = (
     "billing.change_billingprofile",
     "billing.delete_billingprofile",
     "billing.reprocess_webhook",
+    "billing.retry_usage_delivery",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
 _BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey")

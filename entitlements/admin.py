@@ -502,6 +502,25 @@ def entitlements_apply_tier(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/entitlements/apply_tier.html", context)
 
 
+class CompanyTierFilter(admin.SimpleListFilter):
+    """Companies by the tier their subscription access comes from (SPEC §9)."""
+
+    title = "tier"
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        tiers = Tier.objects.select_related("product").order_by("product__code", "display_order")
+        return [(str(tier.pk), f"{tier.product.code} · {tier.name}") for tier in tiers]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return queryset.filter(
+            feature_access__tier_id=self.value(), feature_access__source="subscription", feature_access__is_enabled=True
+        ).distinct()
+
+
+admin_extensions.register_company_list_filter(CompanyTierFilter)
 admin_extensions.register_company_inline(FeatureAccessInline)
 admin_extensions.register_company_action(entitlements_apply_tier)
 admin_extensions.register_company_panel(feature_access_panel)

@@ -103,7 +103,7 @@ class OnboardResultSerializer(serializers.Serializer):
     companyId = serializers.UUIDField(source="company.id")
     companyName = serializers.CharField(source="company.name")
     shortId = serializers.CharField(source="company.short_id")
-    linkStatus = serializers.CharField(source="link_status")
+    linkStatus = serializers.ChoiceField(source="link_status", choices=["created", "linked", "already_linked"])
     # Only the keys that apply to this call are present (SPEC §6: all optional).
     billingStatus = OnboardBillingStatusSerializer(source="billing_status")
 
@@ -112,8 +112,3 @@ class OnboardResultSerializer(serializers.Serializer):
         data["billingStatus"] = dict(instance.billing_status)
         return data
 
-
-class WebhookReceivedSerializer(serializers.Serializer):
-    received = serializers.BooleanField()
-    eventId = serializers.CharField()
-    status = serializers.CharField()

@@ -59,6 +59,7 @@ class DeliveryResult:
     requests: int = 0
     batches: int = 0
     configured: bool = True
+    stopped: bool = False  # Stripe refused our credentials; the rest waits
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -69,6 +70,7 @@ class DeliveryResult:
             "requests": self.requests,
             "batches": self.batches,
             "configured": self.configured,
+            "stopped": self.stopped,
         }
 
 
@@ -147,6 +149,9 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# Only usage event columns: joining the feature and billing profile here
+# costs ~20× more in query planning than the whole claim costs to execute;
+# meter event names and customer ids come from `_Lookups` instead.
 _CLAIM_COLUMNS = (
     "id",
     "billable_delta",
@@ -155,7 +160,30 @@ _CLAIM_COLUMNS = (
     "stripe_delivery_attempts",
     "feature_id",
     "company_id",
+    "created_at",
 )
+
+
+class _Lookups:
+    """Meter event name per feature and Stripe customer per company, read
+    once per pass for the ids a batch needs (a pass is short-lived, so a
+    rename in between is picked up by the next one)."""
+
+    def __init__(self) -> None:
+        self.meter_event_names: dict = {}
+        self.customers: dict = {}
+
+    def load(self, rows: list[tuple]) -> None:
+        features = {row[5] for row in rows} - self.meter_event_names.keys()
+        if features:
+            self.meter_event_names.update(
+                Feature.objects.filter(pk__in=features).values_list("pk", "stripe_meter_event_name")
+            )
+        companies = {row[6] for row in rows} - self.customers.keys()
+        if companies:
+            self.customers.update(
+                BillingProfile.objects.filter(company_id__in=companies).values_list("company_id", "stripe_customer_id")
+            )
 
 
 def _pending_deliverable():
@@ -170,23 +198,40 @@ def _pending_deliverable():
     )
 
 
-def _claim(*, now: datetime, batch_size: int) -> list[tuple]:
+def _claim(
+    *, now: datetime, batch_size: int, fresh_after: datetime | None, include_due: bool
+) -> tuple[list[tuple], datetime | None]:
     """Lock up to `batch_size` due events, skipping rows other workers hold:
-    retries whose backoff has passed first, then never-tried events, both in
-    the order of the queue index (stripe_next_attempt_at, created_at)."""
+    retries whose backoff has passed first (when `include_due`), then
+    never-tried events, both in the order of the queue index
+    (stripe_next_attempt_at, created_at).
+
+    `fresh_after` (the newest created_at this pass has claimed) lets later
+    claims of one pass start the index scan there instead of wading through
+    the index entries of rows delivered moments ago, which stay in the
+    partial index until vacuum and cannot be skipped cheaply while other
+    workers' transactions are open. Rows passed over (locked by a worker
+    that then died) are picked up by the next pass, which starts from the
+    beginning. Returns (rows, the new `fresh_after`)."""
     base = _pending_deliverable().order_by("stripe_next_attempt_at", "created_at")
-    rows = list(
-        base.filter(stripe_next_attempt_at__lte=now)
-        .select_for_update(skip_locked=True)
-        .values_list(*_CLAIM_COLUMNS)[:batch_size]
-    )
-    if len(rows) < batch_size:
-        rows += list(
-            base.filter(stripe_next_attempt_at__isnull=True)
+    rows: list[tuple] = []
+    if include_due:
+        rows = list(
+            base.filter(stripe_next_attempt_at__lte=now)
             .select_for_update(skip_locked=True)
-            .values_list(*_CLAIM_COLUMNS)[: batch_size - len(rows)]
+            .values_list(*_CLAIM_COLUMNS)[:batch_size]
         )
-    return rows
+    if len(rows) < batch_size:
+        fresh = base.filter(stripe_next_attempt_at__isnull=True)
+        if fresh_after is not None:
+            fresh = fresh.filter(created_at__gte=fresh_after)
+        fresh_rows = list(
+            fresh.select_for_update(skip_locked=True).values_list(*_CLAIM_COLUMNS)[: batch_size - len(rows)]
+        )
+        if fresh_rows:
+            fresh_after = fresh_rows[-1][7]  # ordered by created_at
+        rows += fresh_rows
+    return rows, fresh_after
 
 
 def deliver_pending_usage(*, batch_size: int = 100, max_batches: int | None = None, worker: str = "") -> DeliveryResult:
@@ -199,36 +244,51 @@ def deliver_pending_usage(*, batch_size: int = 100, max_batches: int | None = No
         return result
     client = get_stripe_client()
     batch_size = max(1, batch_size)
+    lookups = _Lookups()
+    fresh_after: datetime | None = None
     while max_batches is None or result.batches < max_batches:
-        claimed = _deliver_one_batch(client, batch_size=batch_size, result=result)
-        if claimed < batch_size:
+        # Retries that come due during a pass wait for the next pass (the
+        # shortest backoff is far longer than a claim), so only the first
+        # claim of a pass looks for them.
+        claimed, fresh_after = _deliver_one_batch(
+            client,
+            batch_size=batch_size,
+            result=result,
+            lookups=lookups,
+            fresh_after=fresh_after,
+            include_due=result.batches == 0,
+        )
+        if claimed < batch_size or result.stopped:
             break
     if result.delivered or result.failed or result.retry_scheduled:
         logger.info("usage delivered to stripe", extra={"worker": worker, **result.as_dict()})
     return result
 
 
-def _deliver_one_batch(client: stripe.StripeClient, *, batch_size: int, result: DeliveryResult) -> int:
+def _deliver_one_batch(
+    client: stripe.StripeClient,
+    *,
+    batch_size: int,
+    result: DeliveryResult,
+    lookups: _Lookups,
+    fresh_after: datetime | None,
+    include_due: bool,
+) -> tuple[int, datetime | None]:
+    """Claim, send and record one batch. Returns (rows claimed, newest
+    created_at of the never-tried rows claimed, for the next claim)."""
     now = timezone.now()
     with transaction.atomic():
         # The row locks are the claim: they keep every other worker off these
         # events until this transaction records the outcome (or dies, and
         # PostgreSQL releases them for the next worker).
-        rows = _claim(now=now, batch_size=batch_size)
+        rows, fresh_after = _claim(now=now, batch_size=batch_size, fresh_after=fresh_after, include_due=include_due)
         if not rows:
-            return 0
+            return 0, fresh_after
         result.batches += 1
-        meter_event_names = dict(
-            Feature.objects.filter(pk__in={row[5] for row in rows}).values_list("pk", "stripe_meter_event_name")
-        )
-        customers = dict(
-            BillingProfile.objects.filter(company_id__in={row[6] for row in rows}).values_list(
-                "company_id", "stripe_customer_id"
-            )
-        )
+        lookups.load(rows)
         oldest_allowed = now - METER_EVENT_WINDOW + METER_EVENT_WINDOW_MARGIN
         too_old, nothing_to_bill, sendable = [], [], []
-        for event_id, delta, event_time, identifier, attempts, feature_id, company_id in rows:
+        for event_id, delta, event_time, identifier, attempts, feature_id, company_id, _ in rows:
             if event_time < oldest_allowed:
                 too_old.append(event_id)
             elif delta == 0:
@@ -239,10 +299,13 @@ def _deliver_one_batch(client: stripe.StripeClient, *, batch_size: int, result: 
                         event_id=event_id,
                         attempts=attempts,
                         meter_event={
-                            "event_name": meter_event_names[feature_id],
+                            "event_name": lookups.meter_event_names[feature_id],
                             "identifier": identifier or str(event_id),
                             "timestamp": _iso(event_time),
-                            "payload": {"stripe_customer_id": customers[company_id], "value": str(delta)},
+                            "payload": {
+                                "stripe_customer_id": lookups.customers[company_id],
+                                "value": str(delta),
+                            },
                         },
                     )
                 )
@@ -258,8 +321,13 @@ def _deliver_one_batch(client: stripe.StripeClient, *, batch_size: int, result: 
                 stripe_delivery_status=StripeDeliveryStatus.NOT_APPLICABLE, stripe_next_attempt_at=None
             )
         delivered: list = []
-        for start in range(0, len(sendable), STREAM_MAX_EVENTS):
-            delivered += _send_chunk(client, sendable[start : start + STREAM_MAX_EVENTS], result=result)
+        try:
+            for start in range(0, len(sendable), STREAM_MAX_EVENTS):
+                delivered += _send_chunk(client, sendable[start : start + STREAM_MAX_EVENTS], result=result)
+        except _CredentialsRefused:
+            # Not the events' fault: they stay pending, untouched, for when
+            # the key is fixed. Stop this pass.
+            result.stopped = True
         if delivered:
             UsageEvent.objects.filter(pk__in=delivered).update(
                 stripe_delivery_status=StripeDeliveryStatus.DELIVERED,
@@ -269,7 +337,11 @@ def _deliver_one_batch(client: stripe.StripeClient, *, batch_size: int, result: 
                 stripe_next_attempt_at=None,
             )
             result.delivered += len(delivered)
-        return len(rows)
+        return len(rows), fresh_after
+
+
+class _CredentialsRefused(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -289,6 +361,9 @@ def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: D
     except stripe.StripeError as error:
         message = describe(error)
         result.errors.append(message)
+        if isinstance(error, (stripe.AuthenticationError, stripe.PermissionError)) and not _session_expired(error):
+            logger.error("stripe refused our credentials; usage stays pending", extra={"error": message})
+            raise _CredentialsRefused() from error
         if is_transient(error):
             _schedule_retry(chunk, message=message, result=result)
         else:

@@ -268,14 +268,16 @@ def checkout_claim_apply(
                 actor=actor,
                 reason=f"Stripe checkout {checkout_session_id} claimed",
             )
+            if result.subscription.checkout_session_id != checkout_session_id:
+                # The subscription was linked before, through another session.
+                raise Conflict(
+                    "This checkout session's subscription is already linked through another checkout session."
+                )
     except IntegrityError as error:
         existing = _claimed_subscription(checkout_session_id=checkout_session_id)
         if existing is not None:
             return _already_claimed(existing, company=company, product_id=product_id)
         raise Conflict("This checkout session was already claimed by another company.") from error
-    if result.subscription.checkout_session_id != checkout_session_id:
-        # The subscription was linked before, through another session.
-        raise Conflict("This checkout session's subscription is already linked through another checkout session.")
     return CheckoutClaimResult(
         subscription=result.subscription, already_claimed=False, features_applied=result.features_applied
     )

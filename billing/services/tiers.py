@@ -7,6 +7,7 @@ from typing import Any
 
 from config.errors import BadRequest
 from entitlements.models import Tier, TierFeature
+from entitlements.selectors import tier_default_for_product
 
 # Stripe metadata keys that name a tier explicitly (on the subscription or the
 # checkout session), checked in this order.
@@ -63,4 +64,5 @@ def tier_resolve(
 
 
 def tier_default_get(*, product_id) -> Tier | None:
-    return Tier.objects.filter(product_id=product_id, is_default=True).first()
+    """The product's active default tier (entitlements decides what that is)."""
+    return tier_default_for_product(product_id=product_id)

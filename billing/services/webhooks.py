@@ -43,6 +43,9 @@ WEBHOOK_ACTOR = Actor.system("billing.webhook")
 # (replay protection).
 SIGNATURE_TOLERANCE_SECONDS = 300
 
+# Final states: a repeat delivery or a reprocess request leaves them alone.
+_DONE = (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED)
+
 WebhookHandler = Callable[[dict], dict]
 WEBHOOK_HANDLERS: dict[str, WebhookHandler] = {}
 
@@ -114,7 +117,7 @@ def webhook_event_receive(*, payload: bytes, signature: str) -> StripeWebhookEve
     processing fails — the error is kept on the stored row."""
     event = webhook_event_verify(payload=payload, signature=signature)
     stored, created = webhook_event_store(event=event)
-    if not created and stored.status in (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED):
+    if not created and stored.status in _DONE:
         return stored
     return webhook_event_process(webhook_event=stored, raise_on_failure=True)
 
@@ -131,7 +134,7 @@ def webhook_event_process(*, webhook_event: StripeWebhookEvent, raise_on_failure
     try:
         with transaction.atomic():
             locked = StripeWebhookEvent.objects.select_for_update().get(pk=webhook_event.pk)
-            if locked.status == WebhookEventStatus.PROCESSED:
+            if locked.status in _DONE:
                 return locked
             locked.attempts += 1
             locked.processed_at = timezone.now()
@@ -166,10 +169,10 @@ def webhook_event_process(*, webhook_event: StripeWebhookEvent, raise_on_failure
 
 def webhook_events_reprocess(*, webhook_event_ids) -> dict[str, int]:
     """Process stored events again (admin action): failed ones, or pending ones
-    whose first attempt never finished. Processed events are left alone."""
+    whose first attempt never finished. Processed and ignored events are left alone."""
     counts = {"processed": 0, "failed": 0, "skipped": 0}
     for stored in StripeWebhookEvent.objects.filter(pk__in=list(webhook_event_ids)).order_by("received_at"):
-        if stored.status == WebhookEventStatus.PROCESSED:
+        if stored.status in _DONE:
             counts["skipped"] += 1
             continue
         result = webhook_event_process(webhook_event=stored)

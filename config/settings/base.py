@@ -6,6 +6,7 @@ cache, no Stripe key."""
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -115,8 +116,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TIMEZONE = "UTC"
-# The beat schedule lives here, in one place. Apps add their entries below.
-CELERY_BEAT_SCHEDULE: dict = {}
+# The beat schedule lives here, in one place.
+CELERY_BEAT_SCHEDULE: dict = {
+    # Pending billable usage → Stripe meters (a no-op without STRIPE_API_KEY).
+    "billing.deliver_usage": {"task": "billing.deliver_usage", "schedule": 10.0},
+    # Yesterday's delivered totals against Stripe's meter event summaries.
+    "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
+}
 
 # --- Stripe -------------------------------------------------------------------
 STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
@@ -182,6 +188,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The Stripe SDK logs every request at INFO: noisy, and slow on the delivery path.
+        "stripe": {"level": "WARNING"},
         # 4xx answers are part of the API contract, not server problems.
         "django.request": {"level": "ERROR"},
     },

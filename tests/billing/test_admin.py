@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from billing.models import StripeWebhookEvent, WebhookEventStatus
+from billing.models import WebhookEventStatus
 from metering.models import UsageEvent
 from tests.billing.conftest import seed_usage_events
 from tests.factories.billing import BillingProfileFactory, StripeWebhookEventFactory, SubscriptionFactory

@@ -271,3 +271,15 @@ class TestBillingStatus:
 
         assert api.get(f"/api/v1/billing/status/{company.pk}").json()["activeSubscriptions"] == []
         assert len(other_api.get(f"/api/v1/billing/status/{company.pk}").json()["activeSubscriptions"]) == 1
+
+
+def test_a_key_stripe_refuses_is_503_without_leaking_it(api, company, stripe_catalog, fake_stripe, settings, caplog):
+    settings.STRIPE_API_KEY = "bad_key_very_secret_value"
+    caplog.set_level("DEBUG")
+
+    response = claim(api, company, "cs_test_whatever")
+
+    assert response.status_code == 503
+    assert "STRIPE_API_KEY" in response.json()["error"]["message"]
+    assert "very_secret" not in response.content.decode()
+    assert "very_secret" not in caplog.text

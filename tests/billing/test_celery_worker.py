@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from django.conf import settings as django_settings
 from django.db import connection
 
 from entitlements.actors import Actor
@@ -178,7 +177,9 @@ def test_worker_killed_mid_batch_then_a_new_worker_finishes(api, metered_company
     first.kill()
     assert UsageEvent.objects.filter(stripe_delivery_status="delivered").count() == 0  # the batch was not committed
 
-    time.sleep(4.5)  # the stalled request is now recorded by "Stripe"
+    while len(fake_stripe.meter_events) < 100:  # "Stripe" records the stalled batch after all
+        assert time.monotonic() < deadline + 30, "the stalled request was never processed"
+        time.sleep(0.05)
     workers(concurrency=1)
     wait_until_delivered(broker)
 

@@ -257,3 +257,40 @@ def test_celery_task_delivers(billed_company, fake_stripe, stripe_catalog):
     deliver_usage.delay()
 
     assert len(fake_stripe.meter_events) == 5
+
+
+def test_a_key_stripe_refuses_leaves_events_pending(billed_company, fake_stripe, stripe_catalog, settings):
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 250)
+    settings.STRIPE_API_KEY = "not_a_valid_key"
+
+    result = deliver_pending_usage()
+
+    assert result.stopped is True
+    assert result.delivered == 0
+    assert statuses() == {"pending": 250}
+    assert not UsageEvent.objects.filter(stripe_delivery_attempts__gt=0).exists()
+
+
+def test_a_backlog_of_companies_without_a_customer_does_not_block_others(
+    billed_company, other_company, fake_stripe, stripe_catalog
+):
+    seed_usage_events(other_company, stripe_catalog.ai_credit, 300)  # older, no Stripe customer
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 5)
+
+    result = deliver_pending_usage(batch_size=100)
+
+    assert result.delivered == 5
+    assert UsageEvent.objects.filter(company=other_company, stripe_delivery_status="pending").count() == 300
+
+
+def test_retries_and_new_events_in_one_pass(billed_company, fake_stripe, stripe_catalog):
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 3)
+    fake_stripe.fail_next(1, status=500, paths=STREAM)
+    deliver_pending_usage()
+    make_due()
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 250)
+
+    result = deliver_pending_usage(batch_size=100)
+
+    assert result.delivered == 253
+    assert len(fake_stripe.meter_events) == 253

@@ -95,3 +95,15 @@ def test_celery_task(billed_company, fake_stripe, stripe_catalog):
     from billing.tasks import reconcile_meters
 
     assert reconcile_meters.delay() is not None
+
+
+def test_management_command(billed_company, fake_stripe, stripe_catalog, capsys):
+    from django.core.management import call_command
+
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 2)
+    deliver_pending_usage()
+    today = timezone.now().date()
+
+    call_command("reconcile_meters", "--start", today.isoformat(), "--end", (today + timedelta(days=1)).isoformat())
+
+    assert "checked=1 drifting=0" in capsys.readouterr().out

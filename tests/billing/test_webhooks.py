@@ -167,6 +167,20 @@ class TestSubscriptionEvents:
         assert subscription.tier.code == "enterprise"
         assert access_of(company, stripe_catalog.ai_credit).included_quantity == 10000
 
+    def test_cancel_at_period_end_is_mirrored_and_access_kept(self, client, api, company, fake_stripe, stripe_catalog):
+        subscription = claim(api, company, completed_checkout(fake_stripe)["id"])
+        fake_stripe.client(api_key="sk_test_x").v1.subscriptions.update(
+            subscription.stripe_subscription_id, params={"cancel_at_period_end": True}
+        )
+
+        post_event(client, fake_stripe, last_event(fake_stripe, "customer.subscription.updated"))
+
+        subscription.refresh_from_db()
+        assert subscription.cancel_at_period_end is True
+        assert subscription.status == "active"
+        assert access_of(company, stripe_catalog.sso).is_enabled
+        assert api.get(f"/api/v1/billing/status/{company.pk}").json()["activeSubscriptions"][0]["cancelAtPeriodEnd"] is True
+
     def test_subscription_of_an_unknown_customer_is_ignored(self, client, fake_stripe, stripe_catalog):
         customer = fake_stripe.create_customer()
         fake_stripe.create_subscription(customer["id"], ["price_pro_base"])

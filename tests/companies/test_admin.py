@@ -313,3 +313,23 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client, product, django_
     with django_assert_max_num_queries(15):
         response = admin_client.get(reverse("admin:companies_company_changelist"), {"q": "company"})
     assert response.status_code == 200
+
+
+def test_company_list_filters_by_tier_and_subscription_status(admin_client, product):
+    from billing.models import Subscription
+    from entitlements.services import tier_apply
+    from entitlements.actors import Actor
+    from tests.factories.entitlements import FeatureFactory, TierFactory, TierFeatureFactory
+
+    pro = TierFactory(product=product, code="pro")
+    TierFeatureFactory(tier=pro, feature=FeatureFactory(product=product, code="sso"))
+    on_pro = CompanyFactory(name="On Pro")
+    ProductLinkFactory(product=product, company=on_pro)
+    tier_apply(company=on_pro, tier=pro, actor=Actor.system("test"))
+    CompanyFactory(name="No Tier")
+    Subscription.objects.create(
+        company=on_pro, product=product, stripe_subscription_id="sub_1", stripe_customer_id="cus_1", status="active"
+    )
+    assert _changelist(admin_client, tier=str(pro.pk)) == ["On Pro"]
+    assert _changelist(admin_client, subscription_status="active") == ["On Pro"]
+    assert _changelist(admin_client, subscription_status="none") == ["No Tier"]

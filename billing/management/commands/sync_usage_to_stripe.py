@@ -17,6 +17,8 @@ class Command(BaseCommand):
         if not result.configured:
             self.stdout.write("Stripe is not configured (set STRIPE_API_KEY); pending usage keeps waiting.")
             return
+        if result.stopped:
+            self.stderr.write("Stripe refused the API key (check STRIPE_API_KEY); the remaining usage keeps waiting.")
         self.stdout.write(
             f"delivered={result.delivered} retry_scheduled={result.retry_scheduled} "
             f"failed={result.failed} requests={result.requests}"
