@@ -110,7 +110,9 @@ def invalidate_keys(keys: Iterable[str]) -> None:
     if not keys:
         return
     _invalidate_now(keys)
-    transaction.on_commit(lambda: _invalidate_now(keys))
+    if transaction.get_connection().in_atomic_block:
+        # Outside a transaction the write is already committed: once is enough.
+        transaction.on_commit(lambda: _invalidate_now(keys))
 
 
 def invalidate_access(*, product_id, company_id, feature_codes: Iterable[str]) -> None:

@@ -49,17 +49,25 @@ def _company_link(obj) -> str:
 
 @admin.register(UsageMeter)
 class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["company_display", "feature", "period_start", "period_end", "value", "closed_at", "updated_at"]
+    list_display = [
+        "company_display", "feature", "period_start", "period_end", "value", "closed_at", "updated_at", "events_link",
+    ]
     list_filter = ["feature__product", "feature", ("closed_at", admin.EmptyFieldListFilter)]
     list_select_related = ["company", "feature", "feature__product"]
     search_fields = ["company__name", "company__short_id", "feature__code"]
     date_hierarchy = "period_start"
     show_full_result_count = False
-    readonly_fields = [field.name for field in UsageMeter._meta.fields]
+    readonly_fields = [field.name for field in UsageMeter._meta.fields] + ["events_link"]
 
     @admin.display(description="company", ordering="company__name")
     def company_display(self, meter: UsageMeter) -> str:
         return _company_link(meter)
+
+    @admin.display(description="history")
+    def events_link(self, meter: UsageMeter) -> str:
+        """Who changed this meter, when, old → new and why: its events."""
+        url = reverse("admin:metering_usageevent_changelist") + f"?meter__id__exact={meter.pk}"
+        return format_html('<a href="{}">events</a>', url)
 
 
 class OpenUsageMeterInline(ReadOnlyAdminMixin, admin.TabularInline):

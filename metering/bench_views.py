@@ -49,3 +49,12 @@ class FloorTrackApi(APIView):
                 ],
             )
         return Response({"currentUsage": value, "eventId": str(event_id)})
+
+
+class FloorTrackWithAuthApi(FloorTrackApi):
+    """The same floor behind the API's key authentication, permission and
+    rate limit — what every product call pays before any usage logic."""
+
+    authentication_classes = APIView.authentication_classes
+    permission_classes = APIView.permission_classes
+    throttle_classes = APIView.throttle_classes

@@ -101,11 +101,14 @@ class UsageEventQuerySet(models.QuerySet):
 
 class UsageEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Idempotency keys are scoped to the product of the API key.
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
-    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_events")
+    # Idempotency keys are scoped to the product of the API key. Indexes: every
+    # index costs each of the many inserts, so the FKs that are covered by a
+    # composite index (company, product) or never queried alone (meter) have
+    # none of their own; `feature` keeps one for the PROTECT check on delete.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_events", db_index=False)
     feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_events")
-    meter = models.ForeignKey(UsageMeter, on_delete=models.PROTECT, related_name="events")
+    meter = models.ForeignKey(UsageMeter, on_delete=models.PROTECT, related_name="events", db_index=False)
     event_type = models.CharField(max_length=16, choices=UsageEventType.choices)
     quantity = models.BigIntegerField(help_text="The change this event made to the meter (negative for corrections).")
     previous_value = models.BigIntegerField()
@@ -131,7 +134,7 @@ class UsageEvent(models.Model):
     actor_label = models.CharField(max_length=200, blank=True, default="")
     adjustment_reason = models.TextField(blank=True, default="")
     adjusts_event = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments", db_index=False
     )
     metadata = models.JSONField(default=dict, blank=True)
 

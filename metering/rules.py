@@ -1,6 +1,6 @@
 """Pieces every usage write shares: the result shape, the billable arithmetic,
 idempotency fingerprints, the timestamp window and the post-commit cache
-invalidation. Nothing in here writes."""
+invalidation. Nothing in here writes to the database."""
 
 from __future__ import annotations
 
@@ -243,16 +243,6 @@ _RESULT_FIELDS = (
     "quantity_limit",
     "included_quantity",
 )
-
-
-def invalidate_feature_checks(*, product_id: UUID, targets: Iterable[tuple[UUID, str]]) -> None:
-    """Every usage write drops the cached feature checks of the (company id,
-    feature code) pairs it touched — now, and again when the transaction
-    commits (entitlements.cache.invalidate_keys does both), so no reader can
-    cache the pre-commit state."""
-    from entitlements.cache import access_key, invalidate_keys
-
-    invalidate_keys(access_key(product_id, company_id, code) for company_id, code in set(targets))
 
 
 def db_value(model, field_name: str, value: Any) -> Any:

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from django.db.models import Exists, FilteredRelation, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from companies.models import ProductLink
 from entitlements.models import Feature, FeatureAccess, FeatureKind
@@ -21,6 +23,7 @@ from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
 from .periods import period_for
 from .rules import (
     NO_ACCESS,
+    db_value,
     AccessTerms,
     FeatureInfo,
     company_not_found,
@@ -48,53 +51,71 @@ def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, exte
     return found
 
 
-_ACCESS_COLUMNS = (
-    "company_access__id",
-    "company_access__is_enabled",
-    "company_access__quantity_limit",
-    "company_access__included_quantity",
-    "company_access__valid_from",
-    "company_access__valid_until",
-)
 _FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name")
+
+
+def _target_sql(by_external_org_id: bool) -> str:
+    link = ProductLink._meta.db_table
+    feature = Feature._meta.db_table
+    access = FeatureAccess._meta.db_table
+    company_condition = "l.external_org_id = %s" if by_external_org_id else "l.company_id = %s"
+    # A company is visible to a product iff it has a link in it; the link row
+    # anchors the query, so one statement answers "which company", "which
+    # feature" and "what access" (a company may have several links: LIMIT 1).
+    return (
+        "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
+        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until "
+        f"FROM {link} l "
+        f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
+        f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
+        f"WHERE l.product_id = %s AND {company_condition} LIMIT 1"
+    )
+
+
+def _uuid(value) -> UUID | None:
+    if value is None or isinstance(value, UUID):
+        return value
+    return UUID(value)
+
+
+def _aware(value) -> datetime | None:
+    """Raw SQLite rows carry datetimes as naive UTC text; PostgreSQL's are aware."""
+    if value is None or isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    return parsed.replace(tzinfo=UTC)
 
 
 def usage_target_get(
     *, product_id: UUID, feature_code: str, company_id: UUID | None = None, external_org_id: str | None = None
 ) -> tuple[UUID, FeatureInfo, AccessTerms]:
     """(company id, metered feature, access terms) for a usage call, in one
-    query when the company is given by id: 404 for a company not visible to
-    the product or an unknown feature, 400 for a feature that is not metered.
-    Access is returned as found; the caller decides what it allows."""
-    if external_org_id is not None:
-        company_id = company_id_resolve(product_id=product_id, external_org_id=external_org_id)
-        visible_check = None
-    else:
-        visible_check = Exists(ProductLink.objects.filter(product_id=product_id, company_id=company_id))
-    query = Feature.objects.filter(product_id=product_id, code=feature_code).annotate(
-        company_access=FilteredRelation("access", condition=Q(access__company_id=company_id))
-    )
-    columns = _FEATURE_COLUMNS + _ACCESS_COLUMNS
-    if visible_check is not None:
-        query = query.annotate(company_visible=visible_check)
-        columns += ("company_visible",)
-    row = query.order_by().values_list(*columns).first()
+    query: 404 for a company not visible to the product or an unknown feature,
+    400 for a feature that is not metered. Access is returned as found; the
+    caller decides what it allows. (Raw SQL: this runs on every track.)"""
+    by_external = external_org_id is not None
+    params = [
+        feature_code,
+        db_value(ProductLink, "product", product_id),
+        external_org_id if by_external else db_value(ProductLink, "company", company_id),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_target_sql(by_external), params)
+        row = cursor.fetchone()
     if row is None:
-        if visible_check is not None:
-            company_id_resolve(product_id=product_id, company_id=company_id)
-        raise unknown_feature(feature_code)
-    if visible_check is not None and not row[-1]:
         raise company_not_found()
-    feature = FeatureInfo(*row[:5])
+    if row[1] is None:
+        raise unknown_feature(feature_code)
+    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5])
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
-    return company_id, feature, _terms(row[5:11])
-
-
-def _terms(values: Sequence) -> AccessTerms:
-    if values[0] is None:
-        return NO_ACCESS
-    return AccessTerms(*values)
+    if row[6] is None:
+        terms = NO_ACCESS
+    else:
+        terms = AccessTerms(
+            _uuid(row[6]), bool(row[7]), row[8], row[9], _aware(row[10]), _aware(row[11])
+        )
+    return _uuid(row[0]), feature, terms
 
 
 def companies_resolve_bulk(
@@ -192,7 +213,13 @@ def current_usage_read(*, company_id: UUID, features: Sequence[Feature], at: dat
     yet reads 0: a new period starts at zero."""
     if not features:
         return {}
-    starts = {feature.id: period_for(feature.reset_period, at, company_id=company_id).start for feature in features}
+    # One period computation per reset period (billing_period asks billing).
+    period_starts: dict[str, datetime] = {}
+    starts = {}
+    for feature in features:
+        if feature.reset_period not in period_starts:
+            period_starts[feature.reset_period] = period_for(feature.reset_period, at, company_id=company_id).start
+        starts[feature.id] = period_starts[feature.reset_period]
     condition = Q()
     for feature_id, start in starts.items():
         condition |= Q(feature_id=feature_id, period_start=start)

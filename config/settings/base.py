@@ -120,6 +120,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     # Pending billable usage → Stripe meters (a no-op without STRIPE_API_KEY).
     "billing.deliver_usage": {"task": "billing.deliver_usage", "schedule": 10.0},
+    # Close usage periods whose boundary has passed (writes period_close snapshots).
+    "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
     # Yesterday's delivered totals against Stripe's meter event summaries.
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
 }

@@ -21,13 +21,12 @@ from ..rules import (
     UsageResult,
     check_quantity,
     fingerprint,
-    invalidate_feature_checks,
     overflow,
     result_from_event,
     stored_result,
 )
 from ..selectors import usage_target_get
-from .events import usage_event_build
+from .events import usage_event_build, usage_events_insert
 from .meters import meters_get_or_create
 
 MAX_REASON_LENGTH = 2000
@@ -91,7 +90,7 @@ def usage_set(
                 request_fingerprint=request_fingerprint, source=source, actor=actor,
                 performed_by=_performer(performed_by, actor), adjustment_reason=reason, metadata=metadata,
             )
-            event.save(force_insert=True)
+            usage_events_insert([event])
             UsageSnapshot.objects.create(
                 company_id=company_id,
                 feature_id=feature.id,
@@ -101,7 +100,7 @@ def usage_set(
                 snapshot_type=UsageSnapshotType.SET,
                 reason=reason,
                 created_by=event.performed_by or str(actor or ""),
-                trigger_event=event,
+                trigger_event_id=event.id,
                 metadata=metadata or {},
                 created_at=now,
             )
@@ -112,7 +111,6 @@ def usage_set(
         if replay is None:
             raise
         return replay
-    invalidate_feature_checks(product_id=product_id, targets=[(company_id, feature.code)])
     return result_from_event(event, feature_code=feature.code)
 
 
@@ -184,7 +182,7 @@ def usage_adjust(
                 performed_by=_performer(performed_by, actor), adjustment_reason=reason,
                 adjusts_event_id=adjusts_event_id, metadata=metadata,
             )
-            event.save(force_insert=True)
+            usage_events_insert([event])
     except IntegrityError:
         replay = stored_result(
             product_id=product_id, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint
@@ -192,5 +190,4 @@ def usage_adjust(
         if replay is None:
             raise
         return replay
-    invalidate_feature_checks(product_id=product_id, targets=[(company_id, feature.code)])
     return result_from_event(event, feature_code=feature.code)

@@ -62,13 +62,16 @@ def meters_get_or_create(
 
 
 def _meter_ids(keys) -> dict[tuple[UUID, UUID, datetime], UUID]:
-    from django.db.models import Q
-
-    condition = Q()
-    for company_id, feature_id, start in keys:
-        condition |= Q(company_id=company_id, feature_id=feature_id, period_start=start)
-    rows = UsageMeter.objects.filter(condition).values_list("company_id", "feature_id", "period_start", "id")
-    return {(row[0], row[1], row[2]): row[3] for row in rows}
+    """One query for many meters: IN lists (served by the unique index on
+    (company, feature, period_start)) and an exact match in Python, rather
+    than an OR of hundreds of conditions the planner handles badly."""
+    keys = set(keys)
+    rows = UsageMeter.objects.filter(
+        company_id__in={key[0] for key in keys},
+        feature_id__in={key[1] for key in keys},
+        period_start__in={key[2] for key in keys},
+    ).values_list("company_id", "feature_id", "period_start", "id")
+    return {(row[0], row[1], row[2]): row[3] for row in rows if (row[0], row[1], row[2]) in keys}
 
 
 def meter_close(*, meter_id: UUID, now: datetime | None = None) -> UsageSnapshot | None:

@@ -7,21 +7,25 @@ Invariants (SPEC §5), under any concurrency:
   result of the winner;
 - a meter never passes its quantity limit through a track, and never loses an
   update: the counter only moves by an UPDATE that checks the limit against
-  the row's own current value while holding its row lock (single track), or
-  under SELECT … FOR UPDATE (batch);
+  the row's own current value while holding its row lock (single track; on
+  PostgreSQL one statement that also inserts the event), or under
+  SELECT … FOR UPDATE (batch);
 - an event and the counter change it describes commit together or not at all.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from contextlib import nullcontext
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import BigIntegerField, Case, F, Value, When
+from django.db.models import BigIntegerField, Case, F, JSONField, Value, When
 from django.utils import timezone
 
 from config.api.serializers import MAX_BIGINT
@@ -35,25 +39,27 @@ from ..rules import (
     FeatureInfo,
     UsageResult,
     access_refused,
+    billable_delta,
     check_event_time,
     check_quantity,
     company_not_found,
     db_value,
     idempotency_conflict,
-    invalidate_feature_checks,
     limit_exceeded,
     not_metered,
     overflow,
     result_from_event,
     stored_result,
+    stripe_status_for,
     track_fingerprint,
     unknown_feature,
 )
 from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
-from .events import usage_event_build
+from .events import NEW_EVENT_FIELDS, usage_event_build, usage_events_insert
 from .meters import meters_get_or_create
 
 MAX_BATCH_SIZE = 1000
+_BILLABLE_DELTA_SQL = "GREATEST(u.value - %(included)s, 0) - GREATEST(u.value - %(quantity)s - %(included)s, 0)"
 TRACK_ATTEMPTS = 5
 _NO_METER = object()
 _RETRY = object()
@@ -151,79 +157,138 @@ def _track_apply(
     actor,
     source: str,
 ) -> UsageResult | object:
-    """One transaction: the conditional counter UPDATE … RETURNING, then the
-    event INSERT. _NO_METER when the period has no meter yet, _RETRY when the
+    """Apply one increment: the conditional counter UPDATE and the event INSERT,
+    atomically. _NO_METER when the period has no meter yet, _RETRY when the
     UPDATE missed for a reason that is gone now (nothing written either way)."""
-    table = connection.ops.quote_name(UsageMeter._meta.db_table)
+    # Everything but the values that depend on the updated row is known now.
+    event = usage_event_build(
+        product_id=product_id,
+        company_id=company_id,
+        feature=feature,
+        terms=terms,
+        meter_id=None,
+        event_type=UsageEventType.INCREMENT,
+        previous_value=0,
+        new_value=quantity,
+        event_time=event_time,
+        now=now,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        source=source,
+        actor=actor,
+        metadata=metadata,
+    )
     # The WHERE clause is the whole limit rule: the row lock taken by UPDATE
     # serialises concurrent tracks on one meter, and each re-evaluates
     # `value + quantity <= limit` against the value the previous one committed
     # (READ COMMITTED re-checks the predicate on the updated row), so no two
     # tracks can both squeeze into the last units and no increment is lost.
-    sql = (
-        f"UPDATE {table} SET value = value + %s, updated_at = %s "
-        "WHERE company_id = %s AND feature_id = %s AND period_start = %s AND value <= %s"
-    )
-    params = [
-        quantity,
-        db_value(UsageMeter, "updated_at", now),
-        db_value(UsageMeter, "company", company_id),
-        db_value(UsageMeter, "feature", feature.id),
-        db_value(UsageMeter, "period_start", period.start),
-        MAX_BIGINT - quantity,
-    ]
+    table = connection.ops.quote_name(UsageMeter._meta.db_table)
+    where = "company_id = %(company)s AND feature_id = %(feature)s AND period_start = %(start)s"
+    update = f"UPDATE {table} SET value = value + %(quantity)s, updated_at = %(now)s WHERE {where} AND value <= %(ceiling)s"
     if terms.quantity_limit is not None:
-        sql += " AND value + %s <= %s"
-        params += [quantity, terms.quantity_limit]
-    sql += " RETURNING id, value"
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-            if row is None:
-                cursor.execute(
-                    f"SELECT value FROM {table} WHERE company_id = %s AND feature_id = %s AND period_start = %s",
-                    params[2:5],
-                )
-                existing = cursor.fetchone()
-                if existing is None:
-                    return _NO_METER
-                current = existing[0]
-                if terms.quantity_limit is not None and current + quantity > terms.quantity_limit:
-                    raise limit_exceeded(
-                        current_usage=current,
-                        quantity_limit=terms.quantity_limit,
-                        requested=quantity,
-                        feature_code=feature.code,
-                    )
-                if current > MAX_BIGINT - quantity:
-                    raise overflow()
-                # The meter appeared (another request opened the period) or a
-                # correction lowered it since our UPDATE: try again.
-                return _RETRY
-        meter_id = UsageMeter._meta.pk.to_python(row[0])
-        new_value = row[1]
-        event = usage_event_build(
-            product_id=product_id,
-            company_id=company_id,
-            feature=feature,
-            terms=terms,
-            meter_id=meter_id,
-            event_type=UsageEventType.INCREMENT,
-            previous_value=new_value - quantity,
-            new_value=new_value,
-            event_time=event_time,
-            now=now,
-            idempotency_key=idempotency_key,
-            request_fingerprint=request_fingerprint,
-            source=source,
-            actor=actor,
-            metadata=metadata,
-        )
-        event.save(force_insert=True)
-    # After the block: no cache round trips while the meter row is locked.
-    invalidate_feature_checks(product_id=product_id, targets=[(company_id, feature.code)])
+        update += " AND value + %(quantity)s <= %(limit)s"
+    params = {
+        "quantity": quantity,
+        "now": db_value(UsageMeter, "updated_at", now),
+        "company": db_value(UsageMeter, "company", company_id),
+        "feature": db_value(UsageMeter, "feature", feature.id),
+        "start": db_value(UsageMeter, "period_start", period.start),
+        "ceiling": MAX_BIGINT - quantity,
+        "limit": terms.quantity_limit,
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement — UPDATE … RETURNING feeding the INSERT in a CTE —
+            # is its own transaction: the meter row is locked only while
+            # PostgreSQL runs it, never across a round trip to Python (what
+            # hot keys queue on). A duplicate key fails the whole statement.
+            # Inside a caller's transaction it gets a savepoint, so that a
+            # duplicate-key failure does not abort the caller's transaction.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                cursor.execute(_combined_sql(update), {**params, **_event_params(event, terms=terms, feature=feature)})
+                row = cursor.fetchone()
+        else:
+            with transaction.atomic():
+                cursor.execute(update + " RETURNING id, value", params)
+                row = cursor.fetchone()
+                if row is not None:
+                    _complete(event, meter_id=row[0], new_value=row[1], quantity=quantity, terms=terms, feature=feature)
+                    usage_events_insert([event])
+        if row is None:
+            cursor.execute(f"SELECT value FROM {table} WHERE {where}", params)
+            existing = cursor.fetchone()
+    if row is None:
+        return _why_not_applied(existing, quantity=quantity, terms=terms, feature=feature)
+    _complete(event, meter_id=row[0], new_value=row[1], quantity=quantity, terms=terms, feature=feature)
     return result_from_event(event, feature_code=feature.code)
+
+
+def _complete(event, *, meter_id, new_value: int, quantity: int, terms: AccessTerms, feature: FeatureInfo) -> None:
+    """Fill in what the UPDATE decided (the same arithmetic as `_combined_sql`)."""
+    event.meter_id = UsageMeter._meta.pk.to_python(meter_id)
+    event.previous_value = new_value - quantity
+    event.new_value = new_value
+    event.billable_delta = billable_delta(event.previous_value, new_value, terms.included_quantity)
+    event.stripe_delivery_status = stripe_status_for(feature, event.billable_delta)
+
+
+def _why_not_applied(existing, *, quantity: int, terms: AccessTerms, feature: FeatureInfo) -> object:
+    if existing is None:
+        return _NO_METER
+    current = existing[0]
+    if terms.quantity_limit is not None and current + quantity > terms.quantity_limit:
+        raise limit_exceeded(
+            current_usage=current, quantity_limit=terms.quantity_limit, requested=quantity, feature_code=feature.code
+        )
+    if current > MAX_BIGINT - quantity:
+        raise overflow()
+    # The meter appeared (another request opened the period) or a correction
+    # lowered it since our UPDATE: try again.
+    return _RETRY
+
+
+# Columns of the event row that the UPDATE decides; every other column is a
+# parameter. The arithmetic mirrors rules.billable_delta / stripe_status_for
+# (the same tests run on PostgreSQL and SQLite and check the stored values).
+_FROM_UPDATE = {
+    "meter_id": "u.id",
+    "previous_value": "u.value - %(quantity)s",
+    "new_value": "u.value",
+    "billable_delta": _BILLABLE_DELTA_SQL,
+    "stripe_delivery_status": (
+        f"CASE WHEN %(to_stripe)s AND ({_BILLABLE_DELTA_SQL}) <> 0 THEN 'pending' ELSE 'not_applicable' END"
+    ),
+}
+
+
+@lru_cache(maxsize=8)
+def _combined_sql(update: str) -> str:
+    event_table = connection.ops.quote_name(UsageEvent._meta.db_table)
+    columns, values = [], []
+    for name in NEW_EVENT_FIELDS:
+        model_field = UsageEvent._meta.get_field(name)
+        columns.append(connection.ops.quote_name(model_field.column))
+        if name in _FROM_UPDATE:
+            values.append(_FROM_UPDATE[name])
+        elif isinstance(model_field, JSONField):
+            values.append(f"%(e_{name})s::jsonb")
+        else:
+            values.append(f"%(e_{name})s")
+    return (
+        f"WITH u AS ({update} RETURNING id, value) "
+        f"INSERT INTO {event_table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM u "
+        "RETURNING meter_id, new_value"
+    )
+
+
+def _event_params(event, *, terms: AccessTerms, feature: FeatureInfo) -> dict:
+    params = {"included": terms.included_quantity, "to_stripe": bool(feature.stripe_meter_event_name)}
+    for name in NEW_EVENT_FIELDS:
+        if name not in _FROM_UPDATE:
+            value = getattr(event, name)
+            params[f"e_{name}"] = json.dumps(value) if name == "metadata" else value
+    return params
 
 
 # --- Batches ---------------------------------------------------------------------
@@ -487,24 +552,11 @@ def _batch_apply(
         for event in events:
             deltas[event.meter_id] = deltas.get(event.meter_id, 0) + event.quantity
         if deltas:
-            UsageMeter.objects.filter(id__in=list(deltas)).update(
-                value=F("value")
-                + Case(
-                    *[When(id=meter_id, then=Value(delta)) for meter_id, delta in deltas.items()],
-                    default=Value(0),
-                    output_field=BigIntegerField(),
-                ),
-                updated_at=now,
-            )
+            _meters_add(deltas, now=now)
             # Rows in key order: two batches sharing keys take the unique-index
             # entries in the same order and cannot deadlock on them.
             events.sort(key=lambda e: (e.idempotency_key is None, e.idempotency_key or ""))
-            UsageEvent.objects.bulk_create(events, batch_size=1000)
-    if events:
-        feature_codes = {item.feature.id: item.feature.code for item in to_apply}
-        invalidate_feature_checks(
-            product_id=product_id, targets={(e.company_id, feature_codes[e.feature_id]) for e in events}
-        )
+            usage_events_insert(events)
 
     for item, first in repeats:
         first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
@@ -520,6 +572,28 @@ def _batch_apply(
             )
     outcome.extend(by_index.values())
     return outcome
+
+
+def _meters_add(deltas: dict[UUID, int], *, now: datetime) -> None:
+    """Add each meter's delta in one statement (the rows are locked by the caller)."""
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(UsageMeter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS meter SET value = meter.value + d.delta, updated_at = %s "
+                "FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, delta) WHERE meter.id = d.id",
+                [now, list(deltas), list(deltas.values())],
+            )
+        return
+    UsageMeter.objects.filter(id__in=list(deltas)).update(
+        value=F("value")
+        + Case(
+            *[When(id=meter_id, then=Value(delta)) for meter_id, delta in deltas.items()],
+            default=Value(0),
+            output_field=BigIntegerField(),
+        ),
+        updated_at=now,
+    )
 
 
 def _replayed(result: UsageResult) -> UsageResult:

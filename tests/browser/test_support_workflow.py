@@ -96,18 +96,20 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     page.wait_for_load_state()
     assert "Initech GmbH" in page.inner_text("#content")
 
-    # Raise the ai_credit limit with a reason, from the feature access inline.
-    # Support may not change the company itself, so the company page is
-    # read-only for them and the inline row links to the access row's page.
-    row = page.locator("tr.form-row", has=page.locator("td.field-feature", has_text="(ai_credit)"))
-    row.locator("a.inlineviewlink, a.inlinechangelink").first.click()
-    page.wait_for_load_state()
-    page.fill("#id_quantity_limit", "5000")
+    # Raise the ai_credit limit with a reason, in the feature access inline
+    # of the company page (Support may edit access, not the company itself).
+    prefix = page.evaluate(
+        """() => [...document.querySelectorAll("select[id$='-feature']")]
+                 .find(s => s.selectedOptions[0] && s.selectedOptions[0].text.includes("(ai_credit)"))
+                 .id.replace(/^id_/, "").replace(/-feature$/, "")"""
+    )
+    assert page.locator("#id_name").count() == 0  # the company's own fields are read-only
+    page.fill(f"#id_{prefix}-quantity_limit", "5000")
     page.click("input[name=_save]")
     page.wait_for_load_state()
     assert "Give a reason for this change" in page.inner_text("#content")  # refused without a reason
-    page.fill("#id_quantity_limit", "5000")
-    page.fill("#id_reason", "Goodwill: outage on 3 March")
+    page.fill(f"#id_{prefix}-quantity_limit", "5000")
+    page.fill(f"#id_{prefix}-reason", "Goodwill: outage on 3 March")
     page.click("input[name=_save]")
     page.wait_for_load_state()
     assert page.locator(".messagelist .success").count() == 1

@@ -163,3 +163,11 @@ class TestAdjustAction:
         feature_id = UsageMeter.objects.first().feature_id
         adjust(client, usage, apply="yes", feature=str(feature_id), mode="delta", value="1", reason="Goodwill")
         assert UsageEvent.objects.filter(event_type="adjustment", performed_by=user.username).exists()
+
+
+def test_meter_links_to_its_events(admin_client, usage):
+    meter = UsageMeter.objects.order_by("-period_start").first()
+    html = admin_client.get(reverse("admin:metering_usagemeter_change", args=[meter.pk])).content.decode()
+    assert f"?meter__id__exact={meter.pk}" in html
+    events = admin_client.get(reverse("admin:metering_usageevent_changelist"), {"meter__id__exact": str(meter.pk)})
+    assert events.context["cl"].result_count == UsageEvent.objects.filter(meter=meter).count()

@@ -399,3 +399,44 @@ def test_schema_documents_the_usage_endpoints(api):
     schema = Client().get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
     for path in ("track", "track-batch", "set", "adjust", "history", "snapshots"):
         assert f"/api/v1/usage/{path}" in schema["paths"]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit"},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "quantity": 7, "idempotencyKey": "k-1"},
+        {"companyId": "6F1C3C9E8D1C4C3E9A510D7F0F0B6A11", "featureCode": "ai_credit", "quantity": 2**63 - 1},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": " ai_credit", "quantity": 1},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "quantity": 0},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "quantity": True},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "quantity": None},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "idempotencyKey": ""},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "idempotencyKey": "a\x00b"},
+        {"companyId": "not-a-uuid-but-36-characters-long!!!", "featureCode": "ai_credit"},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "x" * 65},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "metadata": {}},
+        {"externalOrgId": "org", "featureCode": "ai_credit"},
+        ["not", "a", "dict"],
+    ],
+)
+def test_batch_fast_path_accepts_exactly_what_the_serializer_accepts(item):
+    from rest_framework.exceptions import ValidationError
+
+    from metering.api.serializers import UsageTrackSerializer
+    from metering.api.views import _plain_track_item
+
+    try:
+        expected = dict(UsageTrackSerializer().run_validation(item))
+    except ValidationError:
+        expected = None
+    fast = _plain_track_item(item)
+    if fast is not None:
+        assert fast == expected
+    assert fast is None or expected is not None
+
+
+def test_new_event_rows_carry_every_usage_event_column():
+    from metering.services.events import NEW_EVENT_FIELDS, concrete_event_attnames
+
+    assert set(NEW_EVENT_FIELDS) == concrete_event_attnames()

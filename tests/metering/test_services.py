@@ -458,17 +458,38 @@ class TestFeatureChecksSeeUsage:
         track(product, company, quantity=12)
         assert current_usage(company_id=company.id, features=[feature], at=timezone.now()) == {feature.id: 12}
 
-    def test_usage_writes_invalidate_the_cached_check(self, product, company, access):
-        key = access_key(product.id, company.id, "ai_credit")
-        cache.set(key, {"stale": True})
-        track(product, company, quantity=1)
-        assert cache.get(key) is None
-        cache.set(key, {"stale": True})
+    def test_a_warm_check_shows_every_usage_write_at_once(self, product, company, access):
+        """The check cache holds access rows, never usage: usage is read live,
+        so no usage write can leave a cached check stale."""
+        from entitlements.selectors import feature_access_check
+
+        def check():
+            return feature_access_check(company=company, product_id=product.id, feature_code="ai_credit")
+
+        assert check().current_usage == 0
+        assert cache.get(access_key(product.id, company.id, "ai_credit")) is not None  # warm
+        track(product, company, quantity=5)
+        assert check().current_usage == 5
         usage_track_batch(product_id=product.id, requests=[TrackRequest(feature_code="ai_credit", company_id=company.id)])
-        assert cache.get(key) is None
-        cache.set(key, {"stale": True})
-        usage_adjust(product_id=product.id, company_id=company.id, feature_code="ai_credit", delta=1, reason="x")
-        assert cache.get(key) is None
-        cache.set(key, {"stale": True})
-        usage_set(product_id=product.id, company_id=company.id, feature_code="ai_credit", absolute_value=0, reason="x")
-        assert cache.get(key) is None
+        assert check().current_usage == 6
+        usage_adjust(product_id=product.id, company_id=company.id, feature_code="ai_credit", delta=4, reason="x")
+        assert check().current_usage == 10
+        usage_set(product_id=product.id, company_id=company.id, feature_code="ai_credit", absolute_value=100, reason="x")
+        after = check()
+        assert (after.current_usage, after.remaining, after.can_use) == (100, 0, False)
+
+
+def test_unusual_text_round_trips_through_the_event_insert(product, company, access):
+    metadata = {"prompt": 'He said "hi" \\ ünïcödé 🎉', "nested": {"tokens": [1, 2**62], "ok": True, "none": None}}
+    key = "key with 'quotes', \"doubles\", ünïcödé and 🎉"
+    result = track(product, company, quantity=2, idempotency_key=key, metadata=metadata)
+    batch = usage_track_batch(
+        product_id=product.id,
+        requests=[TrackRequest(feature_code="ai_credit", company_id=company.id, idempotency_key=key + "!", metadata=metadata)],
+    )
+    for event_id in (result.event_id, batch[0].result.event_id):
+        event = UsageEvent.objects.get(pk=event_id)
+        assert event.metadata == metadata
+        assert event.idempotency_key.startswith(key)
+        assert event.event_time.tzinfo is not None
+    assert track(product, company, quantity=2, idempotency_key=key, metadata=metadata).replayed
