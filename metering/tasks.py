@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from .services import meters_close_due
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -18,4 +22,7 @@ from .services import meters_close_due
 def close_periods() -> int:
     """Close every usage period that has ended (period_close snapshots).
     Idempotent: a period is closed exactly once whoever runs first."""
-    return meters_close_due()
+    closed = meters_close_due()
+    if closed:
+        logger.info("usage periods closed", extra={"closed": closed})
+    return closed

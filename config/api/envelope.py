@@ -157,3 +157,13 @@ def api_handler404(request, exception=None):
 
 def api_handler500(request):
     return error_response(ApplicationError(), request=request)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: API callers get the envelope, browsers Django's page.
+    (API views are CSRF-exempt: they authenticate with a bearer key, not a cookie.)"""
+    if is_api_request(request):
+        return error_response(Forbidden("CSRF verification failed."), request=request)
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason=reason)

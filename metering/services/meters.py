@@ -131,5 +131,5 @@ def meters_close_due(
         if meter_id != exclude_meter_id and meter_close(meter_id=meter_id, now=now) is not None:
             closed += 1
     if closed:
-        logger.info("usage periods closed", extra={"closed": closed})
+        logger.debug("usage periods closed", extra={"closed": closed})
     return closed

@@ -174,6 +174,19 @@ def test_unknown_path_is_a_404_envelope(api, path):
     _error(api.get(path), 404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT", "DELETE"])
+def test_unknown_path_is_a_404_envelope_for_writes_too(method, product):
+    from companies.services import api_key_create
+
+    _, raw_key = api_key_create(product=product, name="csrf")
+    client = APIClient(enforce_csrf_checks=True)
+    response = client.generic(
+        method, "/api/v1/companies/not-a-uuid/extra", "{}", content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+    )
+    _error(response, 404, "NOT_FOUND")
+
+
 def test_invalid_uuid_in_path_is_404(api):
     _error(api.get("/api/v1/companies/12345/contacts"), 404, "NOT_FOUND")
 

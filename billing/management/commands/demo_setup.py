@@ -1,0 +1,186 @@
+"""`manage.py demo_setup`: demo data for the README's first command.
+
+It lives in billing, the app every other app is upstream of, because it
+touches all of them (like onboarding). Safe to run again: the product,
+catalog, companies and usage are upserted (usage through idempotency keys),
+while the admin password and the API key are new on every run — printed once
+and stored only as hashes."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from companies.models import CompanyStatus, Product, ProductLink
+from companies.services import api_key_create, company_create, company_update, contacts_bulk_upsert
+from entitlements.actors import Actor
+from entitlements.models import Tier
+from entitlements.services import tier_apply
+from metering.services import TrackRequest, usage_track_batch
+
+DEMO_PRODUCT = {"code": "chat", "name": "Chat App"}
+DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.json"
+USAGE_DAYS = 30
+
+# name, domain, status, MRR in cents, (contact name, role) — the first contact is primary.
+DEMO_COMPANIES = [
+    ("Acme Inc", "acme.com", "active", 49_00, [("Alice Carter", "CEO"), ("Bob Nguyen", "CTO")]),
+    ("Globex GmbH", "globex.de", "active", 199_00, [("Greta Vogel", "Head of Support")]),
+    ("Initech LLC", "initech.io", "at_risk", 49_00, [("Peter Gibbons", "Engineer"), ("Bill Lumbergh", "VP")]),
+    ("Umbrella Ltd", "umbrella.co.uk", "active", 499_00, [("Alice Abernathy", "COO")]),
+    ("Hooli", "hooli.xyz", "active", 999_00, [("Gavin Belson", "CEO"), ("Denpok Singh", "Advisor")]),
+    ("Stark Industries", "stark.com", "active", 1_999_00, [("Pepper Potts", "CEO")]),
+    ("Wayne Enterprises", "wayne-enterprises.com", "active", 1_499_00, [("Lucius Fox", "CTO")]),
+    ("Soylent Corp", "soylent.com", "churned", 0, [("Sol Roth", "Researcher")]),
+    ("Cyberdyne Systems", "cyberdyne.ai", "prospect", 0, [("Miles Dyson", "Director")]),
+    ("Tyrell Corporation", "tyrell.com", "active", 799_00, [("Eldon Tyrell", "Founder")]),
+    ("Wonka Industries", "wonka.com", "active", 299_00, [("Charlie Bucket", "Owner")]),
+    ("Pied Piper", "piedpiper.com", "active", 49_00, [("Richard Hendricks", "CEO"), ("Monica Hall", "Partner")]),
+    ("Vandelay Industries", "vandelay.com", "at_risk", 49_00, [("Art Vandelay", "Importer")]),
+    ("Dunder Mifflin", "dundermifflin.com", "active", 149_00, [("Pam Beesly", "Office Manager")]),
+    ("Bluth Company", "bluthcompany.com", "churned", 0, [("Michael Bluth", "President")]),
+    ("Oscorp", "oscorp.com", "prospect", 0, [("Norman Osborn", "CEO")]),
+    ("Massive Dynamic", "massivedynamic.com", "active", 2_499_00, [("Nina Sharp", "COO")]),
+    ("Prestige Worldwide", "prestigeworldwide.com", "active", 19_00, [("Brennan Huff", "Co-founder")]),
+    ("Nakatomi Trading", "nakatomi.jp", "active", 399_00, [("Joseph Takagi", "President")]),
+    ("Gringotts Bank", "gringotts.co.uk", "active", 899_00, [("Griphook Goblin", "Teller")]),
+]
+
+
+
+def _email(person: str, domain: str) -> str:
+    return f"{person.split()[0].lower()}@{domain}"
+
+
+class Command(BaseCommand):
+    help = "Create demo data (catalog, ~20 companies, 30 days of usage), an admin user and an API key; print both once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-credentials", action="store_true", help="Only the data; no admin/key.")
+
+    def handle(self, *args, **options):
+        product, _ = Product.objects.update_or_create(
+            code=DEMO_PRODUCT["code"], defaults={"name": DEMO_PRODUCT["name"]}
+        )
+        call_command("load_catalog", str(DEMO_CATALOG), stdout=self.stderr, stderr=self.stderr)
+        created = self._create_companies(product)
+        tiers_applied = self._apply_tiers(product)
+        events = self._track_usage(product)
+        self.stderr.write(
+            f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
+            f"{events} new usage events."
+        )
+        if not options["no_credentials"]:
+            self._print_credentials(product)
+
+    def _create_companies(self, product: Product) -> int:
+        created = 0
+        for name, domain, status, mrr, people in DEMO_COMPANIES:
+            external_org_id = f"org_{domain.split('.')[0].replace('-', '_')}"
+            if ProductLink.objects.filter(product=product, external_org_id=external_org_id).exists():
+                continue
+            with transaction.atomic():
+                first_name, _ = people[0]
+                company = company_create(
+                    product_id=product.pk,
+                    name=name,
+                    domain=domain,
+                    external_org_id=external_org_id,
+                    external_user_id=f"user_{first_name.split()[0].lower()}",
+                    contact_email=_email(first_name, domain),
+                    contact_name=first_name,
+                    metadata={"source": "demo"},
+                )
+                company_update(company=company, status=CompanyStatus(status), mrr=mrr)
+                contacts_bulk_upsert(
+                    company=company,
+                    contacts=[{"email": _email(person, domain), "name": person, "role": role} for person, role in people],
+                )
+            created += 1
+        return created
+
+    def _demo_links(self, product: Product):
+        return (
+            ProductLink.objects.filter(product=product, external_org_id__startswith="org_")
+            .select_related("company")
+            .order_by("external_org_id")
+        )
+
+    def _apply_tiers(self, product: Product) -> int:
+        """Paying companies get the paid tiers in turn, the others the first (free) one."""
+        tiers = list(Tier.objects.filter(product=product, is_active=True).order_by("display_order", "code"))
+        actor = Actor.system("demo_setup")
+        applied = 0
+        for index, link in enumerate(self._demo_links(product)):
+            tier = tiers[index % len(tiers)] if link.company.mrr else tiers[0]
+            tier_apply(company=link.company, tier=tier, actor=actor, reason="demo data")
+            applied += 1
+        return applied
+
+    def _track_usage(self, product: Product) -> int:
+        """A month of daily usage per company, so the admin's usage charts have
+        something to show. Idempotency keys make a second run add nothing;
+        events past a free tier's limit are refused, as in real life."""
+        rng = random.Random(42)
+        today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+        requests = []
+        for link in self._demo_links(product):
+            scale = 1 + link.company.mrr // 10_000
+            for days_ago in range(USAGE_DAYS, 0, -1):
+                day = today - timedelta(days=days_ago)
+                for feature_code, base in (("ai_credit", 3), ("messages", 40)):
+                    requests.append(
+                        TrackRequest(
+                            feature_code=feature_code,
+                            company_id=link.company_id,
+                            quantity=rng.randint(1, base * scale),
+                            timestamp=day,
+                            idempotency_key=f"demo:{link.external_org_id}:{feature_code}:{day.date()}",
+                        )
+                    )
+        actor = Actor.system("demo_setup")
+        ok = 0
+        for start in range(0, len(requests), 1000):
+            results = usage_track_batch(product_id=product.pk, requests=requests[start : start + 1000], actor=actor)
+            ok += sum(result.status == "ok" for result in results)
+        return ok
+
+    def _print_credentials(self, product: Product) -> None:
+        password = secrets.token_urlsafe(12)
+        user_model = get_user_model()
+        user = user_model.objects.filter(username="admin").first() or user_model(username="admin")
+        user.email = user.email or "admin@example.com"
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+        _, raw_key = api_key_create(product=product, name="demo")
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "=" * 72,
+                    "  SaaSDesk demo is ready. These credentials are shown only once:",
+                    "",
+                    "  Admin:     http://127.0.0.1:8000/admin/",
+                    "  Username:  admin",
+                    f"  Password:  {password}",
+                    "",
+                    "  API docs:  http://127.0.0.1:8000/api/v1/docs/",
+                    f"  API key:   {raw_key}   (product '{product.code}')",
+                    "",
+                    "  export API=http://127.0.0.1:8000/api/v1",
+                    f"  export KEY={raw_key}",
+                    "=" * 72,
+                    "",
+                ]
+            )
+        )

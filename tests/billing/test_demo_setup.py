@@ -1,0 +1,49 @@
+"""`manage.py demo_setup`, the data behind the README's first command."""
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from companies.api_keys import hash_key
+from companies.models import ApiKey, Company, Contact, Product, ProductLink
+from entitlements.models import FeatureAccess
+from metering.models import UsageEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args) -> tuple[str, str]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command(*args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue(), stderr.getvalue()
+
+
+class TestDemoSetup:
+    def test_creates_demo_data_and_prints_credentials_once(self):
+        stdout, _ = _run("demo_setup")
+        assert Product.objects.filter(code="chat").exists()
+        assert Company.objects.count() >= 20
+        assert ProductLink.objects.filter(product__code="chat").count() >= 20
+        assert Contact.objects.filter(is_primary=True).count() == Company.objects.count()
+        assert "http://127.0.0.1:8000/admin/" in stdout and "/api/v1/docs/" in stdout
+        password = next(line.split()[-1] for line in stdout.splitlines() if "Password:" in line)
+        raw_key = next(line.split()[2] for line in stdout.splitlines() if "API key:" in line)
+        admin = User.objects.get(username="admin")
+        assert admin.is_superuser and admin.check_password(password)
+        assert ApiKey.objects.get(key_hash=hash_key(raw_key)).product.code == "chat"
+        assert FeatureAccess.objects.filter(source="subscription", tier__isnull=False).exists()
+        # A month of usage for the charts, some of it refused by the free tier's limit.
+        assert UsageEvent.objects.filter(company__links__external_org_id="org_acme").count() > 30
+
+    def test_running_twice_adds_no_companies_and_rotates_credentials(self):
+        first, _ = _run("demo_setup")
+        companies = Company.objects.count()
+        contacts = Contact.objects.count()
+        events = UsageEvent.objects.count()
+        second, _ = _run("demo_setup")
+        assert Company.objects.count() == companies and Contact.objects.count() == contacts
+        assert UsageEvent.objects.count() == events
+        assert first != second
+        assert User.objects.filter(username="admin").count() == 1
