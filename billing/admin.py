@@ -11,25 +11,12 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from companies.admin_extensions import register_company_inline, register_company_list_filter
+from companies.admin_extensions import ReadOnlyAdminMixin, register_company_inline, register_company_list_filter
 from metering.models import StripeDeliveryStatus, UsageEvent
 
 from .models import BillingProfile, MeterDrift, StripeWebhookEvent, Subscription
 from .services.delivery import usage_delivery_retry
 from .services.webhooks import webhook_events_reprocess
-
-
-class ReadOnlyAdminMixin:
-    """Audit and mirror rows: staff look, they do not edit."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- company page ----------------------------------------------------------------------

@@ -32,3 +32,17 @@ def register_company_panel(panel) -> None:
 def register_company_list_filter(list_filter) -> None:
     if list_filter not in COMPANY_LIST_FILTERS:
         COMPANY_LIST_FILTERS.append(list_filter)
+
+
+class ReadOnlyAdminMixin:
+    """For audit rows, ledgers and mirrors of Stripe: written by services only,
+    so staff look but never add, edit or delete."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

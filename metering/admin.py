@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from companies import admin_extensions
+from companies.admin_extensions import ReadOnlyAdminMixin
 from companies.models import Company, ProductLink
 from config.errors import ApplicationError
 from entitlements.actors import Actor
@@ -24,19 +25,6 @@ from .charts import daily_usage_svg
 from .models import UsageEvent, UsageMeter, UsageSnapshot, UsageSource
 
 ADJUST_PERMISSION = "metering.adjust_usage"
-
-
-class ReadOnlyAdminMixin:
-    """Audit rows and counters are written by services only."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _company_link(obj) -> str:
