@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     floor = results[0]
     check = results[2]
     goals = {
-        check.name: f"≥70% of floor and p99 < 10 ms: "
+        check.name: "≥70% of floor and p99 < 10 ms: "
         + ("met" if check.requests_per_sec >= 0.7 * floor.requests_per_sec and check.p99_ms < 10 else "MISSED")
     }
     cache_name = "Redis" if "REDIS_URL" in env else "local-memory"

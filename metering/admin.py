@@ -58,29 +58,6 @@ class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}">events</a>', url)
 
 
-class OpenUsageMeterInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """The company page's meters of open periods: usage against the limit."""
-
-    model = UsageMeter
-    verbose_name = "usage meter (open period)"
-    verbose_name_plural = "usage (open periods)"
-    fields = ["feature", "period_start", "period_end", "value", "limit_display"]
-    readonly_fields = fields
-    extra = 0
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(closed_at__isnull=True).select_related("feature")
-
-    @admin.display(description="limit")
-    def limit_display(self, meter: UsageMeter) -> str:
-        access = meter.feature.access.filter(company_id=meter.company_id).first()
-        if access is None:
-            return "no access"
-        limit = "unlimited" if access.quantity_limit is None else access.quantity_limit
-        return f"{meter.value} / {limit} (included {access.included_quantity})"
-
-
 # --- Events -------------------------------------------------------------------------------
 
 
@@ -358,6 +335,5 @@ def metering_adjust_usage(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/metering/adjust_usage.html", context)
 
 
-admin_extensions.register_company_inline(OpenUsageMeterInline)
 admin_extensions.register_company_action(metering_adjust_usage)
 admin_extensions.register_company_panel(company_usage_panel)
