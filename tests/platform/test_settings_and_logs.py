@@ -1,0 +1,65 @@
+"""SPEC §10: production refuses to start without a real SECRET_KEY; logs are
+JSON lines carrying the request id and never an API key."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from companies.api_keys import generate_key
+from config.logging import JsonFormatter, RequestIdFilter
+from config.request_context import request_id_var
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_production_settings(secret_key: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
+    if secret_key is not None:
+        env["SECRET_KEY"] = secret_key
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize("secret_key", [None, "", "short", "dev-insecure-secret-key-change-me"])
+def test_production_refuses_to_start_without_a_real_secret_key(secret_key):
+    result = _load_production_settings(secret_key)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_starts_with_a_real_secret_key():
+    result = _load_production_settings("x" * 50)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
+
+
+def test_log_lines_are_json_with_the_request_id():
+    record = logging.makeLogRecord({"name": "saasdesk.test", "levelname": "INFO", "msg": "hello %s", "args": ("world",)})
+    token = request_id_var.set("req-123")
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        request_id_var.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello world" and line["requestId"] == "req-123" and line["level"] == "INFO"
+
+
+@pytest.mark.django_db
+def test_api_keys_never_reach_the_logs(client, api, caplog):
+    unknown_key = generate_key()
+    with caplog.at_level(logging.DEBUG):
+        client.get("/api/v1/tiers", HTTP_AUTHORIZATION=f"Bearer {unknown_key}")
+        api.get("/api/v1/tiers")
+        api.post("/api/v1/usage/track", {"companyId": "nope"}, format="json")
+    logged = "\n".join(
+        f"{r.getMessage()} {json.dumps(r.__dict__, default=str)}" for r in caplog.records
+    )
+    assert unknown_key not in logged and api.raw_key not in logged
