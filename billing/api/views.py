@@ -4,11 +4,11 @@ Product-scoped through the calling key (`request.auth`)."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from companies.api.serializers import ErrorEnvelopeSerializer
+from config.api.schema import error_responses, validated
 from entitlements.actors import Actor
 
 from ..selectors import billing_status
@@ -27,34 +27,16 @@ from .serializers import (
 TAGS = ["billing"]
 
 
-def _errors(*statuses: int) -> dict:
-    descriptions = {
-        400: "Invalid input, or the Stripe object is unknown, expired or incomplete.",
-        401: "Missing, malformed, unknown or revoked API key.",
-        404: "Unknown, or not visible to this key's product.",
-        409: "Already claimed or linked by another company.",
-        429: "Rate limited (Retry-After).",
-        503: "Stripe is not configured or unreachable; safe to retry.",
-    }
-    return {code: OpenApiResponse(ErrorEnvelopeSerializer, description=descriptions[code]) for code in (401, 429, *statuses)}
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class CheckoutClaimApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="billing_claim_checkout",
         summary="Claim a completed Stripe checkout session for a company",
         request=CheckoutClaimInputSerializer,
-        responses={200: CheckoutClaimResultSerializer, **_errors(400, 404, 409, 503)},
+        responses={200: CheckoutClaimResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
-        data = _validated(CheckoutClaimInputSerializer, request.data)
+        data = validated(CheckoutClaimInputSerializer, request.data)
         result = checkout_claim(
             product_id=request.auth.product_id,
             company_id=data["companyId"],
@@ -70,10 +52,10 @@ class SubscriptionLinkApi(APIView):
         operation_id="billing_link_subscription",
         summary="Link an existing Stripe subscription to a company",
         request=SubscriptionLinkInputSerializer,
-        responses={200: SubscriptionLinkResultSerializer, **_errors(400, 404, 409, 503)},
+        responses={200: SubscriptionLinkResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
-        data = _validated(SubscriptionLinkInputSerializer, request.data)
+        data = validated(SubscriptionLinkInputSerializer, request.data)
         result = subscription_link(
             product_id=request.auth.product_id,
             company_id=data["companyId"],
@@ -92,7 +74,7 @@ class BillingStatusApi(APIView):
         operation_id="billing_status",
         summary="Billing profile, active subscriptions and enabled features of a company",
         parameters=[OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
-        responses={200: BillingStatusSerializer, **_errors(404)},
+        responses={200: BillingStatusSerializer, **error_responses(404)},
     )
     def get(self, request, companyId):  # noqa: N803 - the path parameter's API name
         status = billing_status(product_id=request.auth.product_id, company_id=companyId)
@@ -105,10 +87,10 @@ class OnboardApi(APIView):
         operation_id="onboard",
         summary="Onboard an organisation in one call (match or create, link, subscription or tier, contact)",
         request=OnboardInputSerializer,
-        responses={200: OnboardResultSerializer, **_errors(400, 409, 503)},
+        responses={200: OnboardResultSerializer, **error_responses(400, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
-        data = _validated(OnboardInputSerializer, request.data)
+        data = validated(OnboardInputSerializer, request.data)
         hints = data.get("hints") or {}
         result = onboard(
             product_id=request.auth.product_id,

@@ -151,20 +151,6 @@ class LinksResetResultSerializer(serializers.Serializer):
     )
 
 
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    httpStatus = serializers.IntegerField()
-    details = serializers.JSONField()
-    requestId = serializers.CharField()
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):
-    """The error shape of SPEC §2 (documentation only)."""
-
-    error = ErrorBodySerializer()
-
-
 # --- Input ---------------------------------------------------------------------------
 
 

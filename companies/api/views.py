@@ -10,6 +10,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.schema import error_responses, validated
+
 from .. import selectors, services
 from ..services import UNSET
 from .serializers import (
@@ -24,7 +26,6 @@ from .serializers import (
     ContactsBulkUpsertInputSerializer,
     ContactUpsertInputSerializer,
     ContactUpsertResultSerializer,
-    ErrorEnvelopeSerializer,
     LinkCreateInputSerializer,
     LinksResetInputSerializer,
     LinksResetResultSerializer,
@@ -34,25 +35,6 @@ from .serializers import (
 )
 
 TAGS = ["companies"]
-ERROR = ErrorEnvelopeSerializer
-
-
-def _errors(*statuses: int) -> dict:
-    descriptions = {
-        400: "Invalid input (details.fields names each bad field).",
-        401: "Missing, malformed, unknown or revoked API key.",
-        404: "Unknown, or not visible to this key's product.",
-        409: "Already linked elsewhere in this product.",
-        429: "Rate limited (Retry-After).",
-    }
-    codes = (401, 429, *statuses)
-    return {code: OpenApiResponse(ERROR, description=descriptions[code]) for code in codes}
-
-
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _company_id_parameter() -> OpenApiParameter:
@@ -65,10 +47,10 @@ class CompanyCreateApi(APIView):
         operation_id="companies_create",
         summary="Create a company linked to this product (with its contact)",
         request=CompanyCreateInputSerializer,
-        responses={201: CompanySerializer, **_errors(400, 409)},
+        responses={201: CompanySerializer, **error_responses(400, 409, _409="Already linked elsewhere in this product.")},
     )
     def post(self, request):
-        data = _validated(CompanyCreateInputSerializer, request.data)
+        data = validated(CompanyCreateInputSerializer, request.data)
         company = services.company_create(
             product_id=request.auth.product_id,
             name=data["name"],
@@ -89,10 +71,10 @@ class CompanyByProductLinkApi(APIView):
         operation_id="companies_by_product_link",
         summary="Find the company linked to an external org id of this product",
         parameters=[OpenApiParameter("externalOrgId", str, OpenApiParameter.QUERY, required=True)],
-        responses={200: CompanyWithLinkSerializer, **_errors(400, 404)},
+        responses={200: CompanyWithLinkSerializer, **error_responses(400, 404)},
     )
     def get(self, request):
-        query = _validated(ByProductLinkQuerySerializer, request.query_params)
+        query = validated(ByProductLinkQuerySerializer, request.query_params)
         company, link = selectors.company_get_by_external_org(
             product_id=request.auth.product_id, external_org_id=query["externalOrgId"]
         )
@@ -106,7 +88,7 @@ class CompanyDetailApi(APIView):
         operation_id="companies_retrieve",
         summary="Get a company",
         parameters=[_company_id_parameter()],
-        responses={200: CompanySerializer, **_errors(404)},
+        responses={200: CompanySerializer, **error_responses(404)},
     )
     def get(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
@@ -118,11 +100,11 @@ class CompanyDetailApi(APIView):
         summary="Update a company (name, domain, backfilled createdAt, metadata merge)",
         parameters=[_company_id_parameter()],
         request=CompanyUpdateInputSerializer,
-        responses={200: CompanySerializer, **_errors(400, 404)},
+        responses={200: CompanySerializer, **error_responses(400, 404)},
     )
     def patch(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
-        data = _validated(CompanyUpdateInputSerializer, request.data)
+        data = validated(CompanyUpdateInputSerializer, request.data)
         company = services.company_update(
             company=company,
             name=data.get("name", UNSET),
@@ -144,10 +126,10 @@ class CompanySmartLinkApi(APIView):
             "clear winner: at or above minConfidence × 100 and ≥ 10 points ahead of the runner-up."
         ),
         request=SmartLinkInputSerializer,
-        responses={200: SmartLinkResultSerializer, **_errors(400)},
+        responses={200: SmartLinkResultSerializer, **error_responses(400)},
     )
     def post(self, request):
-        data = _validated(SmartLinkInputSerializer, request.data)
+        data = validated(SmartLinkInputSerializer, request.data)
         hints = data.get("hints") or {}
         result = services.company_smart_link(
             product_id=request.auth.product_id,
@@ -170,11 +152,11 @@ class ContactUpsertApi(APIView):
         responses={
             200: OpenApiResponse(ContactUpsertResultSerializer, description="Updated (isNew false)"),
             201: OpenApiResponse(ContactUpsertResultSerializer, description="Created (isNew true)"),
-            **_errors(400, 404),
+            **error_responses(400, 404),
         },
     )
     def post(self, request):
-        data = _validated(ContactUpsertInputSerializer, request.data)
+        data = validated(ContactUpsertInputSerializer, request.data)
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
         contact, created = services.contact_upsert(
             company=company,
@@ -198,10 +180,10 @@ class ContactsBulkUpsertApi(APIView):
         operation_id="contacts_bulk_upsert",
         summary="Create or update up to 1000 contacts of one company, all or nothing",
         request=ContactsBulkUpsertInputSerializer,
-        responses={200: ContactsBulkResultSerializer, **_errors(400, 404)},
+        responses={200: ContactsBulkResultSerializer, **error_responses(400, 404)},
     )
     def post(self, request):
-        data = _validated(ContactsBulkUpsertInputSerializer, request.data)
+        data = validated(ContactsBulkUpsertInputSerializer, request.data)
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
         result = services.contacts_bulk_upsert(
             company=company,
@@ -236,11 +218,11 @@ class CompanyContactsApi(APIView):
             _company_id_parameter(),
             OpenApiParameter("primaryOnly", bool, OpenApiParameter.QUERY, description="true: only the primary"),
         ],
-        responses={200: ContactListSerializer, **_errors(400, 404)},
+        responses={200: ContactListSerializer, **error_responses(400, 404)},
     )
     def get(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
-        query = _validated(ContactListQuerySerializer, request.query_params)
+        query = validated(ContactListQuerySerializer, request.query_params)
         contacts = selectors.contact_list(company=company, primary_only=query.get("primaryOnly") in ("true", "1"))
         return Response(ContactListSerializer({"contacts": contacts}).data)
 
@@ -252,10 +234,10 @@ class LinkCreateApi(APIView):
         summary="Link another external org id of this product to a company",
         description="201 when created; 200 with the existing link when it already points at this company.",
         request=LinkCreateInputSerializer,
-        responses={201: ProductLinkSerializer, 200: ProductLinkSerializer, **_errors(400, 404, 409)},
+        responses={201: ProductLinkSerializer, 200: ProductLinkSerializer, **error_responses(400, 404, 409, _409="Already linked elsewhere in this product.")},
     )
     def post(self, request):
-        data = _validated(LinkCreateInputSerializer, request.data)
+        data = validated(LinkCreateInputSerializer, request.data)
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
         link, created = services.product_link_create(
             product_id=request.auth.product_id,
@@ -279,10 +261,10 @@ class LinksResetApi(APIView):
             "to this product only; companies themselves are kept."
         ),
         request=LinksResetInputSerializer,
-        responses={200: LinksResetResultSerializer, **_errors(400)},
+        responses={200: LinksResetResultSerializer, **error_responses(400)},
     )
     def post(self, request):
-        data = _validated(LinksResetInputSerializer, request.data)
+        data = validated(LinksResetInputSerializer, request.data)
         result = services.product_links_reset(
             product_id=request.auth.product_id,
             delete_contacts=data["deleteContacts"],

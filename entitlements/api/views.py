@@ -4,9 +4,11 @@ product; anything another product owns is a 404."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from config.api.schema import error_responses
 
 from companies.selectors import company_get_by_external_org, company_get_visible
 
@@ -23,11 +25,7 @@ from .serializers import (
     TierListItemSerializer,
 )
 
-ERRORS = {
-    400: OpenApiResponse(description="Invalid input (error envelope, details.fields)"),
-    401: OpenApiResponse(description="Missing or invalid API key"),
-    404: OpenApiResponse(description="Unknown or not visible to this key"),
-}
+ERRORS = error_responses(400, 404)
 TAG = ["features"]
 
 
@@ -105,7 +103,7 @@ class OrgFeatureApi(APIView):
 
 
 class TierListApi(APIView):
-    @extend_schema(tags=["tiers"], operation_id="tiers_list", responses={200: TierListItemSerializer(many=True), 401: ERRORS[401]})
+    @extend_schema(tags=["tiers"], operation_id="tiers_list", responses={200: TierListItemSerializer(many=True), **error_responses()})
     def get(self, request):
         tiers = selectors.tier_list(product_id=request.auth.product_id)
         return Response(TierListItemSerializer(tiers, many=True).data)
@@ -137,7 +135,7 @@ class TierApplyApi(APIView):
         tags=["tiers"],
         operation_id="tiers_apply",
         request=TierApplySerializer,
-        responses={200: TierApplyResultSerializer, 412: OpenApiResponse(description="Tier is not active"), **ERRORS},
+        responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},
     )
     def post(self, request, code):
         serializer = TierApplySerializer(data=request.data)
@@ -151,7 +149,7 @@ class SubscriptionCreateApi(APIView):
         operation_id="subscriptions_create",
         description="Alias of POST /tiers/{code}/apply with the tier code in the body.",
         request=SubscriptionCreateSerializer,
-        responses={200: TierApplyResultSerializer, 412: OpenApiResponse(description="Tier is not active"), **ERRORS},
+        responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},
     )
     def post(self, request):
         serializer = SubscriptionCreateSerializer(data=request.data)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.envelope import to_application_error
+from config.api.schema import error_responses
 from config.api.serializers import MAX_BIGINT
 from entitlements.actors import Actor
 
@@ -33,12 +34,7 @@ from .serializers import (
 
 REPLAY_HEADER = "Idempotent-Replayed"
 
-_ERRORS = {
-    400: OpenApiResponse(description="Invalid input (`details.fields`)"),
-    404: OpenApiResponse(description="Company or feature not visible to this key"),
-    409: OpenApiResponse(description="Idempotency key reused with a different body"),
-    412: OpenApiResponse(description="Limit would be exceeded, or access disabled/expired"),
-}
+_ERRORS = error_responses(400, 404, 409, 412)
 
 
 def _api_key_actor(request) -> Actor:
@@ -113,7 +109,7 @@ class UsageTrackBatchApi(APIView):
     @extend_schema(
         operation_id="usage_track_batch",
         request=UsageTrackBatchSerializer,
-        responses={200: UsageTrackBatchResponseSerializer, 400: _ERRORS[400]},
+        responses={200: UsageTrackBatchResponseSerializer, **error_responses(400)},
         description="Track up to 1000 events; each gets `ok`, `duplicate` or `error` (with the error a single "
         "track would answer), in request order.",
     )
@@ -203,7 +199,7 @@ class UsageHistoryApi(APIView):
     @extend_schema(
         operation_id="usage_history",
         parameters=[UsageHistoryQuerySerializer],
-        responses={200: UsageHistoryResponseSerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        responses={200: UsageHistoryResponseSerializer, **error_responses(400, 404)},
         description="Usage events, newest first (limit default 50, max 500).",
     )
     def get(self, request):
@@ -226,7 +222,7 @@ class UsageSnapshotsApi(APIView):
     @extend_schema(
         operation_id="usage_snapshots",
         parameters=[UsageSnapshotQuerySerializer],
-        responses={200: UsageSnapshotsResponseSerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        responses={200: UsageSnapshotsResponseSerializer, **error_responses(400, 404)},
         description="Usage snapshots (`set`, `period_close`), newest first.",
     )
     def get(self, request):
