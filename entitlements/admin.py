@@ -64,18 +64,29 @@ def _application_error_to_form(form: forms.Form, error: ApplicationError, *, def
 class FeatureAccessForm(forms.ModelForm):
     """Edits one access row. Any change needs a reason (kept in the history)."""
 
-    quantity_limit = forms.IntegerField(required=False, min_value=0, help_text="Empty = unlimited.")
-    included_quantity = forms.IntegerField(min_value=0, initial=0)
+    quantity_limit = forms.IntegerField(
+        required=False, min_value=0, help_text="Empty = unlimited.", widget=forms.NumberInput(attrs={"style": "width: 6em"})
+    )
+    included_quantity = forms.IntegerField(min_value=0, initial=0, widget=forms.NumberInput(attrs={"style": "width: 6em"}))
     reason = forms.CharField(
         required=False,
         max_length=2000,
-        widget=forms.TextInput(attrs={"size": 28, "placeholder": "Why? (required for a change)"}),
+        widget=forms.TextInput(attrs={"size": 22, "placeholder": "Why? (required for a change)"}),
+    )
+    # One line instead of the admin's stacked date + time widgets: keeps an
+    # inline row, and with it the reason field, on the screen.
+    valid_until = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"size": 14, "placeholder": "YYYY-MM-DD HH:MM"}, format="%Y-%m-%d %H:%M"),
+        help_text="UTC; empty = no end.",
     )
 
     class Meta:
         model = FeatureAccess
         fields = ["feature", *ACCESS_FIELDS]
-        widgets = {"config": forms.Textarea(attrs={"rows": 2, "cols": 30})}
+        widgets = {
+            "config": forms.Textarea(attrs={"rows": 1, "cols": 16}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +191,19 @@ class FeatureAccessInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         formset.request = request
         return formset
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "feature" and formfield is not None:
+            # No add/change/view icons under the feature: features are edited
+            # in the catalog, not from a customer's page.
+            widget = formfield.widget
+            widget.can_add_related = widget.can_change_related = widget.can_view_related = False
+            widget.can_delete_related = False
+            widget.attrs["style"] = "width: 12em"
+        if db_field.name == "source" and formfield is not None:
+            formfield.widget.attrs["style"] = "width: 9em"
+        return formfield
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "feature":
