@@ -8,7 +8,12 @@ default. Features and tiers that exist but are missing from the file are
 left alone (deleting a feature would delete every company's access to it)
 and reported, so a partial file never destroys data. Nothing is written
 unless the whole file is valid, and everything is written in one
-transaction."""
+transaction.
+
+`product.customerPool` (optional) puts the product in a customer pool (SPEC
+section 2): products of one pool share their customers. Absent, a new product
+is a pool of its own (its code) and an existing one keeps its pool; a product
+that already has linked companies cannot change pool."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from typing import Any
 from django.db import transaction
 
 from companies.models import Product
+from companies.services import product_customer_pool_check
+from config.errors import ApplicationError
 
 from .models import Feature, FeatureKind, ResetPeriod, Tier, TierFeature
 
@@ -27,7 +34,8 @@ CURRENCY_PATTERN = re.compile(r"^[a-z]{3}$")
 INTERVALS = ("day", "week", "month", "year")
 MAX_INT = 2**63 - 1
 
-PRODUCT_KEYS = {"code", "name"}
+PRODUCT_KEYS = {"code", "name", "customerPool"}
+POOL_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FEATURE_KEYS = {"code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig"}
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
@@ -132,6 +140,10 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "code": check.string(raw_product.get("code"), "product.code", max_length=64, required=True, pattern=CODE_PATTERN),
             "name": check.string(raw_product.get("name"), "product.name", max_length=200, required=True),
         }
+        if "customerPool" in raw_product:
+            product["customer_pool"] = check.string(
+                raw_product.get("customerPool"), "product.customerPool", max_length=64, required=True, pattern=POOL_PATTERN
+            )
 
     features: list[dict[str, Any]] = []
     raw_features = data.get("features", [])
@@ -275,7 +287,17 @@ def catalog_load(*, data: Any) -> CatalogLoadResult:
             result.unchanged += 1
 
     with transaction.atomic():
-        product, status = _upsert(Product, {"code": spec["product"]["code"]}, {"name": spec["product"]["name"]})
+        product_values = {"name": spec["product"]["name"]}
+        if "customer_pool" in spec["product"]:
+            code = spec["product"]["code"]
+            existing = Product.objects.filter(code=code).first() or Product(code=code)
+            try:
+                product_values["customer_pool"] = product_customer_pool_check(
+                    product=existing, customer_pool=spec["product"]["customer_pool"]
+                )
+            except ApplicationError as error:
+                raise CatalogError([f"product.customerPool: {error.message}"]) from None
+        product, status = _upsert(Product, {"code": spec["product"]["code"]}, product_values)
         record(f"product {product.code}", status)
         features: dict[str, Feature] = {}
         for feature_spec in spec["features"]:
@@ -367,4 +389,7 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             tier_features[tier_feature.feature.code] = spec
         item["features"] = tier_features
         tiers.append(item)
-    return {"product": {"code": product.code, "name": product.name}, "features": features, "tiers": tiers}
+    dumped_product = {"code": product.code, "name": product.name}
+    if product.customer_pool != product.code:
+        dumped_product["customerPool"] = product.customer_pool
+    return {"product": dumped_product, "features": features, "tiers": tiers}
