@@ -454,8 +454,8 @@ class ProductAdminForm(forms.ModelForm):
         help_texts = {
             "customer_pool": (
                 "Products of one pool share their customers: smart link and onboard match only companies "
-                "of the pool. Empty: the product's code (a pool of its own). Fixed once the product has "
-                "linked companies."
+                "of the pool. Empty: the product's code (a pool of its own). The product's companies move "
+                "with it, unless other products share them."
             )
         }
 
@@ -486,6 +486,14 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(company_count=Count("links__company", distinct=True))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        customer_pool = obj.customer_pool
+        obj.save(update_fields=["code", "name"])
+        services.product_customer_pool_set(product=obj, customer_pool=customer_pool)
 
     @admin.display(description="Linked companies", ordering="company_count")
     def company_count(self, product: Product) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from config.errors import NotFound
 
@@ -50,11 +50,32 @@ def company_is_visible(*, product_id: UUID, company_id: UUID | str) -> bool:
     return pk is not None and product_links(product_id=product_id).filter(company_id=pk).exists()
 
 
+def companies_visible_bulk(
+    *, product_id: UUID, company_ids: Iterable[UUID], external_org_ids: Iterable[str] = ()
+) -> tuple[set[UUID], dict[str, UUID]]:
+    """(the visible ones of `company_ids`, external org id → company id) for
+    a batch (track-batch), in one query."""
+    company_ids, external_org_ids = set(company_ids), set(external_org_ids)
+    visible: set[UUID] = set()
+    by_external: dict[str, UUID] = {}
+    if not company_ids and not external_org_ids:
+        return visible, by_external
+    condition = Q(company_id__in=company_ids) | Q(external_org_id__in=external_org_ids)
+    for company_id, external_org_id in (
+        product_links(product_id=product_id).filter(condition).values_list("company_id", "external_org_id")
+    ):
+        if company_id in company_ids:
+            visible.add(company_id)
+        if external_org_id in external_org_ids:
+            by_external[external_org_id] = company_id
+    return visible, by_external
+
+
 def company_ids_not_visible(*, product_id: UUID, company_ids: Iterable[UUID]) -> set[UUID]:
     """Those of `company_ids` that have no link in the product, in one query
     (admin forms that act on many companies at once)."""
     wanted = {pk for pk in (_as_uuid(c) for c in company_ids) if pk is not None}
-    visible = set(product_links(product_id=product_id).filter(company_id__in=wanted).values_list("company_id", flat=True))
+    visible, _ = companies_visible_bulk(product_id=product_id, company_ids=wanted)
     return wanted - visible
 
 
@@ -100,7 +121,7 @@ def company_get_by_external_org(*, product_id: UUID, external_org_id: str) -> tu
     link, and `company.account` set as in company_get_visible."""
     link = product_link_get(product_id=product_id, external_org_id=external_org_id)
     if link is None:
-        raise NotFound("No company is linked to this externalOrgId.")
+        raise company_not_found()
     return company_with_account(company=link.company, product_id=product_id), link
 
 

@@ -12,8 +12,8 @@ transaction.
 
 `product.customerPool` (optional) puts the product in a customer pool (SPEC
 section 2): products of one pool share their customers. Absent, a new product
-is a pool of its own (its code) and an existing one keeps its pool; a product
-that already has linked companies cannot change pool."""
+is a pool of its own (its code) and an existing one keeps its pool. A product's
+linked companies move with it (refused if other products share them)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 
 from companies.models import Product
-from companies.services import product_customer_pool_check
+from companies.services import product_customer_pool_set
 from config.errors import ApplicationError
 
 from .models import Feature, FeatureKind, ResetPeriod, Tier, TierFeature
@@ -287,17 +287,13 @@ def catalog_load(*, data: Any) -> CatalogLoadResult:
             result.unchanged += 1
 
     with transaction.atomic():
-        product_values = {"name": spec["product"]["name"]}
-        if "customer_pool" in spec["product"]:
-            code = spec["product"]["code"]
-            existing = Product.objects.filter(code=code).first() or Product(code=code)
+        product, status = _upsert(Product, {"code": spec["product"]["code"]}, {"name": spec["product"]["name"]})
+        if spec["product"].get("customer_pool", product.customer_pool) != product.customer_pool:
             try:
-                product_values["customer_pool"] = product_customer_pool_check(
-                    product=existing, customer_pool=spec["product"]["customer_pool"]
-                )
+                product_customer_pool_set(product=product, customer_pool=spec["product"]["customer_pool"])
             except ApplicationError as error:
                 raise CatalogError([f"product.customerPool: {error.message}"]) from None
-        product, status = _upsert(Product, {"code": spec["product"]["code"]}, product_values)
+            status = "updated" if status == "unchanged" else status
         record(f"product {product.code}", status)
         features: dict[str, Feature] = {}
         for feature_spec in spec["features"]:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from companies.models import Company, ProductLink
+from companies.models import Company
+from companies.selectors import company_is_visible, company_not_found, product_links
 from config.errors import NotFound
 
 from . import cache as check_cache
@@ -122,12 +123,13 @@ def _load_catalog(product_id) -> dict[str, Any]:
 
 
 def _load_visibility(product_id, company_id) -> bool:
-    return ProductLink.objects.filter(product_id=product_id, company_id=company_id).exists()
+    return company_is_visible(product_id=product_id, company_id=company_id)
 
 
 def _load_org(product_id, external_org_id: str) -> str:
     company_id = (
-        ProductLink.objects.filter(product_id=product_id, external_org_id=external_org_id)
+        product_links(product_id=product_id)
+        .filter(external_org_id=external_org_id)
         .values_list("company_id", flat=True)
         .first()
     )
@@ -169,7 +171,7 @@ def _check_from_cache(
         loaders[check_cache.visibility_key(product_id, company_id)] = lambda: _load_visibility(product_id, company_id)
     values = check_cache.get_or_load(loaders)
     if require_visible and not values[check_cache.visibility_key(product_id, company_id)]:
-        raise NotFound("Company not found.")
+        raise company_not_found()
     catalog = values[check_cache.catalog_key(product_id)]
     feature = catalog["features"].get(feature_code)
     if feature is None:
@@ -252,10 +254,11 @@ def feature_checks_for_company(
 
 
 def company_id_visible(*, product_id, company_id) -> Any:
-    """`company_id` if the company is linked to the product, else NotFound (cached)."""
+    """`company_id` if the company is visible to the product (companies'
+    rule), else NotFound; cached, as the feature check needs it every time."""
     key = check_cache.visibility_key(product_id, company_id)
     if not check_cache.get_or_load({key: lambda: _load_visibility(product_id, company_id)})[key]:
-        raise NotFound("Company not found.")
+        raise company_not_found()
     return company_id
 
 
@@ -264,20 +267,8 @@ def company_id_for_external_org(*, product_id, external_org_id: str) -> uuid.UUI
     key = check_cache.org_key(product_id, external_org_id)
     company_id = check_cache.get_or_load({key: lambda: _load_org(product_id, external_org_id)})[key]
     if not company_id:
-        raise NotFound("No company is linked to this external org id.")
+        raise company_not_found()
     return uuid.UUID(company_id)
-
-
-def company_get_for_product(*, product_id, company_id) -> Company:
-    """The company, if linked to the product (uncached; for writes)."""
-    company = (
-        Company.objects.filter(pk=company_id)
-        .filter(Exists(ProductLink.objects.filter(company_id=OuterRef("pk"), product_id=product_id)))
-        .first()
-    )
-    if company is None:
-        raise NotFound("Company not found.")
-    return company
 
 
 def feature_get(*, product_id, code: str) -> Feature:

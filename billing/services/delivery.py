@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from billing.models import BillingProfile
@@ -165,35 +165,44 @@ _CLAIM_COLUMNS = (
 
 
 class _Lookups:
-    """Meter event name per feature and Stripe customer per company, read
-    once per pass for the ids a batch needs (a pass is short-lived, so a
-    rename in between is picked up by the next one)."""
+    """Meter event name per feature and Stripe customer per account (company
+    × the feature's product: billing is per product, SPEC §2), read once per
+    pass for the ids a batch needs (a pass is short-lived, so a rename in
+    between is picked up by the next one)."""
 
     def __init__(self) -> None:
         self.meter_event_names: dict = {}
+        self.feature_products: dict = {}
         self.customers: dict = {}
 
     def load(self, rows: list[tuple]) -> None:
         features = {row[5] for row in rows} - self.meter_event_names.keys()
-        if features:
-            self.meter_event_names.update(
-                Feature.objects.filter(pk__in=features).values_list("pk", "stripe_meter_event_name")
-            )
-        companies = {row[6] for row in rows} - self.customers.keys()
-        if companies:
-            self.customers.update(
-                BillingProfile.objects.filter(company_id__in=companies).values_list("company_id", "stripe_customer_id")
-            )
+        for feature_id, event_name, product_id in Feature.objects.filter(pk__in=features).values_list(
+            "pk", "stripe_meter_event_name", "product_id"
+        ):
+            self.meter_event_names[feature_id] = event_name
+            self.feature_products[feature_id] = product_id
+        accounts = {(row[6], self.feature_products[row[5]]) for row in rows} - self.customers.keys()
+        if accounts:
+            profiles = BillingProfile.objects.filter(company_id__in={company_id for company_id, _ in accounts})
+            for company_id, product_id, customer_id in profiles.values_list(
+                "company_id", "product_id", "stripe_customer_id"
+            ):
+                self.customers[(company_id, product_id)] = customer_id
+
+    def customer_for(self, *, company_id, feature_id) -> str:
+        return self.customers[(company_id, self.feature_products[feature_id])]
 
 
 def _pending_deliverable():
-    """Pending events of metered features with a Stripe meter, of companies
-    with a Stripe customer. Written as IN-subqueries rather than joins so that
-    PostgreSQL walks metering's partial queue index in order and stops at the
-    LIMIT (a join plan sorts the whole backlog on every claim)."""
+    """Pending events of metered features with a Stripe meter, of accounts
+    (company × the event's product) with a Stripe customer. Written as
+    subqueries rather than joins so that PostgreSQL walks metering's partial
+    queue index in order and stops at the LIMIT (a join plan sorts the whole
+    backlog on every claim)."""
     return UsageEvent.objects.filter(
+        Exists(BillingProfile.objects.filter(company_id=OuterRef("company_id"), product_id=OuterRef("product_id"))),
         stripe_delivery_status=StripeDeliveryStatus.PENDING,
-        company_id__in=BillingProfile.objects.values("company_id"),
         feature_id__in=Feature.objects.exclude(stripe_meter_event_name="").values("id"),
     )
 
@@ -303,7 +312,9 @@ def _deliver_one_batch(
                             "identifier": identifier or str(event_id),
                             "timestamp": _iso(event_time),
                             "payload": {
-                                "stripe_customer_id": lookups.customers[company_id],
+                                "stripe_customer_id": lookups.customer_for(
+                                    company_id=company_id, feature_id=feature_id
+                                ),
                                 "value": str(delta),
                             },
                         },

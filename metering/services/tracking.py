@@ -28,6 +28,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import BigIntegerField, Case, F, JSONField, Value, When
 from django.utils import timezone
 
+from companies.selectors import companies_visible_bulk, company_not_found
 from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
 
@@ -42,7 +43,6 @@ from ..rules import (
     billable_delta,
     check_event_time,
     check_quantity,
-    company_not_found,
     db_value,
     idempotency_conflict,
     limit_exceeded,
@@ -54,7 +54,7 @@ from ..rules import (
     track_fingerprint,
     unknown_feature,
 )
-from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
+from ..selectors import access_terms_bulk, features_by_code, usage_target_get
 from .events import NEW_EVENT_FIELDS, usage_event_build, usage_events_insert
 from .meters import meters_get_or_create
 
@@ -381,7 +381,7 @@ def _batch_prepare(
 ) -> list[_Prepared]:
     """Validate and resolve every event in bulk (two queries); invalid ones get
     their error result at once."""
-    visible, by_external = companies_resolve_bulk(
+    visible, by_external = companies_visible_bulk(
         product_id=product_id,
         company_ids={r.company_id for r in requests if r.company_id is not None},
         external_org_ids={r.external_org_id for r in requests if r.external_org_id is not None},

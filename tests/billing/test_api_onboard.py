@@ -126,7 +126,7 @@ def test_stripe_customer_only_creates_the_billing_profile(api, catalog):
     response = onboard(api, externalOrgId="org_p", stripeCustomerId="cus_123", tierCode="pro")
 
     company = Company.objects.get(pk=response.json()["companyId"])
-    assert company.billing_profile.stripe_customer_id == "cus_123"
+    assert company.billing_profiles.get().stripe_customer_id == "cus_123"
     assert response.json()["billingStatus"] == {"tierApplied": "pro"}
 
 
