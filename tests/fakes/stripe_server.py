@@ -1346,6 +1346,7 @@ class FakeStripe:
             "pending_invoice_item_interval": None, "pending_setup_intent": None,
             "pending_update": None, "schedule": None, "start_date": now, "test_clock": None,
             "transfer_data": None, "trial_end": trial_end, "trial_start": now if trial_end else None,
+            "billing_schedules": [], "managed_payments": None,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "current_period_start": now, "current_period_end": end,
             "_pending_prorations": [],
@@ -1897,7 +1898,8 @@ class FakeStripe:
             "setup_future_usage": p.get("setup_future_usage"), "shipping": None, "source": None,
             "statement_descriptor": None, "statement_descriptor_suffix": None,
             "status": "requires_confirmation" if pm else "requires_payment_method",
-            "transfer_data": None, "transfer_group": None, "off_session": _bool(p.get("off_session")),
+            "transfer_data": None, "transfer_group": None, "managed_payments": None,
+            "off_session": _bool(p.get("off_session")),
         })
         pi["client_secret"] = f"{pi['id']}_secret_{uuid.uuid4().hex[:16]}"
         self._emit("payment_intent.created", pi)
