@@ -5,10 +5,13 @@ Why a server and not mocks: the official ``stripe`` SDK is pointed at it
 the SDK's real request encoding, retry logic (``Retry-After``,
 ``Stripe-Should-Retry``), idempotency keys, error classes and timeouts.
 
-Scope: the resources SaaSDesk uses (customers, products, prices, checkout
-sessions, subscriptions, invoices, payment intents, refunds, events, v1
-billing meters / meter events / adjustments / event summaries, and the v2
-meter event session + stream), with Stripe's documented shapes. State lives
+Scope: the resources SaaSDesk uses (customers, products, prices, payment
+methods with Stripe's test cards, setup intents, checkout sessions,
+subscriptions with trials, prorations and billing cycles, invoices, payment
+intents, charges, refunds, disputes, events, v1 billing meters / meter events
+/ adjustments / event summaries, and the v2 meter event session + stream),
+with Stripe's documented shapes (every key of Stripe's example invoice and
+subscription). State lives
 in memory behind one lock. Injected failures (``fail_next``, ``fail_randomly``,
 ``hang_next``) are decided before any handler runs, so a failed call never
 changes state; a meter event batch is validated as a whole before any of it
