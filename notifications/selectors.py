@@ -27,9 +27,9 @@ def endpoint_list(*, product_id) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(product_id=product_id).order_by("created_at", "id")
 
 
-def event_list(*, product_id, type: str | None = None, after=None, limit: int = 50) -> tuple[list[Event], bool]:
-    """The product's events oldest first, those created after event `after`
-    (an id of this product's), at most `limit`; and whether more follow."""
+def event_list(*, product_id, type: str | None = None, after=None) -> QuerySet[Event]:
+    """The product's events oldest first (by creation time, then id), those
+    created after event `after` (an id of this product's) when given."""
     events = Event.objects.filter(product_id=product_id).select_related("product")
     if type:
         if type not in EventType.values:
@@ -41,5 +41,4 @@ def event_list(*, product_id, type: str | None = None, after=None, limit: int = 
             raise NotFound("Event not found.", details={"fields": {"after": ["Unknown event id."]}})
         created_at, anchor_id = anchor
         events = events.filter(created_at__gte=created_at).exclude(created_at=created_at, pk__lte=anchor_id)
-    page = list(events.order_by("created_at", "pk")[: limit + 1])
-    return page[:limit], len(page) > limit
+    return events.order_by("created_at", "pk")

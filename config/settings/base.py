@@ -211,6 +211,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

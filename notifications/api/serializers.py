@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api.pagination import PageQuerySerializer
 from config.api.serializers import StrictBooleanField, StrictCharField, StrictSerializer, StrictUUIDField, UTCDateTimeField
 
 from ..models import DisabledReason, EventType
@@ -66,12 +67,6 @@ class EndpointWithSecretSerializer(EndpointSerializer):
     )
 
 
-class EndpointListSerializer(serializers.Serializer):
-    data = EndpointSerializer(many=True)
-    hasMore = serializers.BooleanField()
-    nextCursor = serializers.CharField(allow_null=True)
-
-
 # --- Events -----------------------------------------------------------------------------
 
 
@@ -83,17 +78,13 @@ class EventSerializer(serializers.Serializer):
     data = serializers.JSONField(read_only=True, help_text="Payload of the event type (docs/notifications.md).")
 
 
-class EventListQuerySerializer(StrictSerializer):
+class EndpointListQuerySerializer(StrictSerializer, PageQuerySerializer):
+    pass
+
+
+class EventListQuerySerializer(StrictSerializer, PageQuerySerializer):
     type = serializers.ChoiceField(choices=EventType.values, required=False)
     after = StrictUUIDField(required=False, help_text="An event id: list the events created after it.")
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
-    cursor = StrictUUIDField(required=False, help_text="The nextCursor of the previous page (an event id).")
-
-
-class EventPageSerializer(serializers.Serializer):
-    data = EventSerializer(many=True)
-    hasMore = serializers.BooleanField()
-    nextCursor = serializers.CharField(allow_null=True, help_text="An event id: pass it as `cursor` (or `after`).")
 
 
 class EndpointDeletedSerializer(serializers.Serializer):

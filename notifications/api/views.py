@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from companies.models import Product
+from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 
 from .. import selectors, services
@@ -18,17 +19,15 @@ from ..services.endpoints import UNSET
 from .serializers import (
     EndpointCreateInputSerializer,
     EndpointDeletedSerializer,
-    EndpointListSerializer,
+    EndpointListQuerySerializer,
     EndpointSerializer,
     EndpointUpdateInputSerializer,
     EndpointWithSecretSerializer,
     EventListQuerySerializer,
-    EventPageSerializer,
     EventSerializer,
 )
 
 TAGS = ["notifications"]
-MAX_ENDPOINTS_LISTED = 500
 
 
 def _endpoint_id_parameter() -> OpenApiParameter:
@@ -40,17 +39,13 @@ class EndpointListCreateApi(APIView):
         tags=TAGS,
         operation_id="webhook_endpoints_list",
         summary="List this product's webhook endpoints",
-        responses={200: EndpointListSerializer, **error_responses()},
+        parameters=[EndpointListQuerySerializer],
+        responses={200: page_of(EndpointSerializer), **error_responses(400)},
     )
     def get(self, request):
-        endpoints = list(selectors.endpoint_list(product_id=request.auth.product_id)[: MAX_ENDPOINTS_LISTED + 1])
-        return Response(
-            {
-                "data": EndpointSerializer(endpoints[:MAX_ENDPOINTS_LISTED], many=True).data,
-                "hasMore": len(endpoints) > MAX_ENDPOINTS_LISTED,
-                "nextCursor": None,
-            }
-        )
+        query = validated(EndpointListQuerySerializer, request.query_params)
+        endpoints = selectors.endpoint_list(product_id=request.auth.product_id)
+        return page_response(paginate(endpoints, limit=query["limit"], cursor=query.get("cursor")), EndpointSerializer)
 
     @extend_schema(
         tags=TAGS,
@@ -122,20 +117,14 @@ class EventListApi(APIView):
         operation_id="events_list",
         summary="Page through this product's events, oldest first",
         parameters=[EventListQuerySerializer],
-        responses={200: EventPageSerializer, **error_responses(400, 404, _404="`after` names no event of this product.")},
+        responses={
+            200: page_of(EventSerializer),
+            **error_responses(400, 404, _404="`after` names no event of this product."),
+        },
     )
     def get(self, request):
         query = validated(EventListQuerySerializer, request.query_params)
-        events, has_more = selectors.event_list(
-            product_id=request.auth.product_id,
-            type=query.get("type"),
-            after=query.get("cursor") or query.get("after"),
-            limit=query["limit"],
+        events = selectors.event_list(
+            product_id=request.auth.product_id, type=query.get("type"), after=query.get("after")
         )
-        return Response(
-            {
-                "data": EventSerializer(events, many=True).data,
-                "hasMore": has_more,
-                "nextCursor": str(events[-1].pk) if has_more else None,
-            }
-        )
+        return page_response(paginate(events, limit=query["limit"], cursor=query.get("cursor")), EventSerializer)

@@ -93,7 +93,7 @@ def test_feed_pages_oldest_first_and_is_product_scoped(api, other_api, product, 
     event_emit(product=product, type="feature_access.changed", data={"n": 5})
     page = api.get("/api/v1/events", {"limit": 2}).json()
     assert [e["id"] for e in page["data"]] == [str(mine[0].pk), str(mine[1].pk)]
-    assert page["hasMore"] is True and page["nextCursor"] == str(mine[1].pk)
+    assert page["hasMore"] is True and page["nextCursor"]
     first = page["data"][0]
     assert set(first) == {"id", "type", "createdAt", "product", "data"}
     assert first["product"] == "chat" and first["data"] == {"n": 0}
@@ -111,7 +111,8 @@ def test_feed_pages_oldest_first_and_is_product_scoped(api, other_api, product, 
 
 
 @pytest.mark.parametrize(
-    "query", [{"type": "nope"}, {"limit": 0}, {"limit": 501}, {"after": "x"}, {"color": "red"}, {"limit": "ten"}]
+    "query",
+    [{"type": "nope"}, {"limit": 0}, {"limit": 501}, {"after": "x"}, {"color": "red"}, {"limit": "ten"}, {"cursor": "zz"}],
 )
 def test_feed_bad_query_is_400(api, query):
     response = api.get("/api/v1/events", query)
