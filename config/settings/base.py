@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_filters",
     "simple_history",
     "companies",
+    "credits",
     "entitlements",
     "metering",
     "billing",
