@@ -70,6 +70,34 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def service_credential_create(*, product: Product, service_name: str, created_by=None):
+    """Create an HMAC credential for a product's backend service. Returns
+    (credential, secret); the secret is shown once (SPEC §7)."""
+    from .models import ServiceCredential
+    from .service_credentials import SERVICE_NAME_PATTERN, forget_service, generate_secret
+
+    service_name = (service_name or "").strip()
+    if not SERVICE_NAME_PATTERN.match(service_name):
+        raise BadRequest.for_field("serviceName", "Use 1–100 letters, digits, '-' or '_'.")
+    secret = generate_secret()
+    credential = ServiceCredential.objects.create(
+        product=product, service_name=service_name, prefix=secret[:10], secret=secret, created_by=created_by
+    )
+    transaction.on_commit(lambda: forget_service(service_name))
+    return credential, secret
+
+
+def service_credential_revoke(*, credential):
+    """Revoke at once (the cached lookup is cleared). Idempotent."""
+    from .service_credentials import forget_service
+
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+    transaction.on_commit(lambda: forget_service(credential.service_name))
+    return credential
+
+
 # --- Input cleaning shared by the services -----------------------------------------
 
 

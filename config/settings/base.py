@@ -150,7 +150,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["companies.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "companies.api.auth.ApiKeyAuthentication",
+        "companies.api.service_auth.ServiceSignatureAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["companies.api.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["companies.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
