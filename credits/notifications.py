@@ -2,17 +2,14 @@
 each time the balance falls below the wallet's threshold, `credits.depleted`
 when it reaches zero. Emitted in the transaction of the movement (outbox).
 
-NOTIFICATION CALL SITE: `_emit` is the single place credits talks to the
-notifications outbox."""
+`_emit` is the single place credits talks to the notifications outbox."""
 
 from __future__ import annotations
 
+from notifications.services import event_emit
+
 
 def _emit(*, product_id, event_type: str, data: dict) -> None:
-    try:
-        from notifications.services import event_emit
-    except ImportError:  # the notifications app has not landed yet
-        return
     event_emit(product=product_id, type=event_type, data=data)
 
 

@@ -8,7 +8,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.schema import error_responses
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate, paginate_sequence
+from config.api.schema import error_responses, validated
 
 from companies.selectors import company_get_by_external_org, company_get_visible
 
@@ -29,8 +30,12 @@ ERRORS = error_responses(400, 404)
 TAG = ["features"]
 
 
+def _check_data(check) -> dict:
+    return FeatureCheckSerializer(check).data
+
+
 def _check_response(check) -> Response:
-    return Response(FeatureCheckSerializer(check).data)
+    return Response(_check_data(check))
 
 
 def _patch(request, *, company, feature_code: str) -> Response:
@@ -47,19 +52,29 @@ def _patch(request, *, company, feature_code: str) -> Response:
 
 
 class CompanyFeatureListApi(APIView):
-    @extend_schema(tags=TAG, operation_id="company_features_list", responses={200: FeatureCheckSerializer(many=True), **ERRORS})
-    def get(self, request, company_id):
+    @extend_schema(
+        tags=TAG,
+        operation_id="company_features_list",
+        summary="Check results of all of the product's features for a company (list shape, by feature code)",
+        parameters=[PageQuerySerializer],
+        responses={200: page_of(FeatureCheckSerializer), **ERRORS},
+    )
+    def get(self, request, companyId):  # noqa: N803
         product_id = request.auth.product_id
-        selectors.company_id_visible(product_id=product_id, company_id=company_id)
-        checks = selectors.feature_checks_for_company(company=company_id, product_id=product_id)
-        return Response([FeatureCheckSerializer(check).data for check in checks])
+        query = validated(PageQuerySerializer, request.query_params)
+        selectors.company_id_visible(product_id=product_id, company_id=companyId)
+        checks = selectors.feature_checks_for_company(company=companyId, product_id=product_id)
+        page = paginate_sequence(
+            checks, key=lambda check: check.feature_code, limit=query["limit"], cursor=query.get("cursor"), name="featureCode"
+        )
+        return page_response(page, _check_data)
 
 
 class CompanyFeatureApi(APIView):
     @extend_schema(tags=TAG, operation_id="company_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
-    def get(self, request, company_id, feature_code):
+    def get(self, request, companyId, featureCode):  # noqa: N803 - path parameters keep their API names
         check = selectors.feature_access_check_visible(
-            product_id=request.auth.product_id, company_id=company_id, feature_code=feature_code
+            product_id=request.auth.product_id, company_id=companyId, feature_code=featureCode
         )
         return _check_response(check)
 
@@ -69,26 +84,26 @@ class CompanyFeatureApi(APIView):
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
-    def patch(self, request, company_id, feature_code):
-        company = company_get_visible(product_id=request.auth.product_id, company_id=company_id)
-        return _patch(request, company=company, feature_code=feature_code)
+    def patch(self, request, companyId, featureCode):  # noqa: N803
+        company = company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        return _patch(request, company=company, feature_code=featureCode)
 
 
 class OrgFeatureListApi(APIView):
     @extend_schema(tags=TAG, operation_id="org_features_list", responses={200: OrgFeatureListSerializer, **ERRORS})
-    def get(self, request, external_org_id):
+    def get(self, request, externalOrgId):  # noqa: N803
         product_id = request.auth.product_id
-        company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=external_org_id)
+        company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=externalOrgId)
         checks = selectors.feature_checks_for_company(company=company_id, product_id=product_id)
         return Response({"companyId": str(company_id), "features": [FeatureCheckSerializer(c).data for c in checks]})
 
 
 class OrgFeatureApi(APIView):
     @extend_schema(tags=TAG, operation_id="org_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
-    def get(self, request, external_org_id, feature_code):
+    def get(self, request, externalOrgId, featureCode):  # noqa: N803
         product_id = request.auth.product_id
-        company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=external_org_id)
-        check = selectors.feature_access_check(company=company_id, product_id=product_id, feature_code=feature_code)
+        company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=externalOrgId)
+        check = selectors.feature_access_check(company=company_id, product_id=product_id, feature_code=featureCode)
         return _check_response(check)
 
     @extend_schema(
@@ -97,16 +112,23 @@ class OrgFeatureApi(APIView):
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
-    def patch(self, request, external_org_id, feature_code):
-        company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=external_org_id)
-        return _patch(request, company=company, feature_code=feature_code)
+    def patch(self, request, externalOrgId, featureCode):  # noqa: N803
+        company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=externalOrgId)
+        return _patch(request, company=company, feature_code=featureCode)
 
 
 class TierListApi(APIView):
-    @extend_schema(tags=["tiers"], operation_id="tiers_list", responses={200: TierListItemSerializer(many=True), **error_responses()})
+    @extend_schema(
+        tags=["tiers"],
+        operation_id="tiers_list",
+        summary="The product's active tiers in display order (list shape)",
+        parameters=[PageQuerySerializer],
+        responses={200: page_of(TierListItemSerializer), **error_responses(400)},
+    )
     def get(self, request):
+        query = validated(PageQuerySerializer, request.query_params)
         tiers = selectors.tier_list(product_id=request.auth.product_id)
-        return Response(TierListItemSerializer(tiers, many=True).data)
+        return page_response(paginate(tiers, limit=query["limit"], cursor=query.get("cursor")), TierListItemSerializer)
 
 
 class TierDetailApi(APIView):
