@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -12,7 +10,7 @@ from django.db.models import Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from companies.selectors import company_get_by_external_org, company_get_visible
-from config.errors import BadRequest, NotFound
+from config.errors import NotFound
 
 from .models import CreditLot, LedgerEntry, Reservation, Wallet
 from .rules import no_wallet
@@ -121,34 +119,11 @@ def credits_available(*, company_id, product_id) -> int:
     return max(0, summary.available) if wallet.debt == 0 else 0
 
 
-# --- Ledger listing (keyset cursor over created_at, id; newest first) -----------
-
-
-def _encode_cursor(entry: LedgerEntry) -> str:
-    raw = f"{entry.created_at.isoformat()}|{entry.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, pk = raw.partition("|")
-        return datetime.fromisoformat(at), UUID(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest.for_field("cursor", "Invalid cursor.") from None
-
-
-def ledger_list(*, wallet: Wallet | None, limit: int, cursor: str | None = None, kind: str | None = None):
-    """(entries newest first, has_more, next_cursor)."""
+def ledger_entries(*, wallet: Wallet | None, kind: str | None = None) -> QuerySet[LedgerEntry]:
+    """A wallet's ledger, newest first (none without a wallet)."""
     if wallet is None:
-        return [], False, None
-    entries: QuerySet[LedgerEntry] = LedgerEntry.objects.filter(wallet=wallet)
+        return LedgerEntry.objects.none().order_by("-created_at", "-id")
+    entries = LedgerEntry.objects.filter(wallet=wallet)
     if kind:
         entries = entries.filter(kind=kind)
-    if cursor:
-        at, pk = _decode_cursor(cursor)
-        entries = entries.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=pk))
-    page = list(entries.order_by("-created_at", "-id")[: limit + 1])
-    has_more = len(page) > limit
-    page = page[:limit]
-    return page, has_more, (_encode_cursor(page[-1]) if has_more else None)
+    return entries.order_by("-created_at", "-id")

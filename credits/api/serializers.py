@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api.pagination import PageQuerySerializer
 from config.api.serializers import (
     JSONObjectField,
     StrictBooleanField,
@@ -132,10 +133,12 @@ def wallet_data(summary) -> dict:
     }
 
 
-class LedgerQuerySerializer(StrictSerializer):
+class LedgerQuerySerializer(StrictSerializer, PageQuerySerializer):
     companyId = StrictUUIDField(source="company_id")
-    limit = serializers.IntegerField(min_value=1, max_value=LEDGER_MAX_LIMIT, default=LEDGER_MAX_LIMIT)
-    cursor = serializers.CharField(required=False, max_length=500)
+    limit = serializers.IntegerField(
+        min_value=1, max_value=LEDGER_MAX_LIMIT, default=LEDGER_MAX_LIMIT,
+        help_text=f"Page size (1–{LEDGER_MAX_LIMIT}, default {LEDGER_MAX_LIMIT}).",
+    )
     kind = serializers.ChoiceField(choices=EntryKind.values, required=False)
 
 
@@ -164,10 +167,6 @@ class LedgerEntrySerializer(serializers.Serializer):
         return data
 
 
-class LedgerPageSerializer(serializers.Serializer):
-    data = LedgerEntrySerializer(many=True)
-    hasMore = serializers.BooleanField()
-    nextCursor = serializers.CharField(allow_null=True)
 
 
 class ReservationCreateSerializer(StrictSerializer):

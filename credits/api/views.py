@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 from config.errors import Forbidden
 
@@ -18,7 +19,6 @@ from .serializers import (
     GrantResultSerializer,
     GrantSerializer,
     LedgerEntrySerializer,
-    LedgerPageSerializer,
     LedgerQuerySerializer,
     RefundResultSerializer,
     RefundSerializer,
@@ -189,18 +189,16 @@ class CreditsLedgerApi(APIView):
         operation_id="credits_ledger",
         summary="The wallet's ledger, newest first",
         parameters=[LedgerQuerySerializer],
-        responses={200: LedgerPageSerializer, **error_responses(400, 404)},
+        responses={200: page_of(LedgerEntrySerializer), **error_responses(400, 404)},
     )
     def get(self, request):
         data = validated(LedgerQuerySerializer, request.query_params.dict())
         company_id = company_id_resolve(product_id=request.auth.product_id, company_id=data["company_id"])
         wallet = selectors.wallet_find(product_id=request.auth.product_id, company_id=company_id)
-        entries, has_more, cursor = selectors.ledger_list(
-            wallet=wallet, limit=data["limit"], cursor=data.get("cursor"), kind=data.get("kind")
+        page = paginate(
+            selectors.ledger_entries(wallet=wallet, kind=data.get("kind")), limit=data["limit"], cursor=data.get("cursor")
         )
-        return Response(
-            {"data": LedgerEntrySerializer(entries, many=True).data, "hasMore": has_more, "nextCursor": cursor}
-        )
+        return page_response(page, LedgerEntrySerializer)
 
 
 class ReservationCreateApi(APIView):

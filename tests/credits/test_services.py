@@ -252,3 +252,41 @@ def test_summary_hides_expired_lots_before_the_sweep(product, company, grant):
     CreditLot.objects.filter(pk=lot.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     summary = wallet_summary(wallet=Wallet.objects.get())
     assert summary.total == 3
+
+
+def test_low_balance_fires_once_per_fall_and_depleted_at_zero(product, company, grant):
+    from notifications.models import Event
+
+    wallet = grant(30).lot.wallet
+    services.wallet_threshold_set(wallet=wallet, low_balance_threshold=10, reason="test", actor="user:ann")
+    debit(product, company, 15, job="a")  # 15 left: above
+    debit(product, company, 6, job="b")  # 9: falls below → low_balance
+    debit(product, company, 4, job="c")  # 5: still below → nothing
+    assert list(Event.objects.values_list("type", flat=True)) == ["credits.low_balance"]
+    grant(20)  # 25: back above
+    debit(product, company, 20, job="d")  # 5: falls again → low_balance
+    debit(product, company, 5, job="e")  # 0 → depleted
+    types = list(Event.objects.order_by("created_at").values_list("type", flat=True))
+    assert types == ["credits.low_balance", "credits.low_balance", "credits.depleted"]
+    assert Event.objects.last().data["companyId"] == str(company.pk)
+
+
+def test_jobs_run_from_run_job(product, company, grant):
+    from django.core.management import call_command
+
+    grant(5, expires_in=timedelta(seconds=1))
+    CreditLot.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    call_command("run_job", "expire_credits")
+    call_command("run_job", "expire_reservations")
+    assert LedgerEntry.objects.filter(kind=EntryKind.EXPIRY).count() == 1
+
+
+def test_credits_verify_command_exits_1_on_drift(product, company, wallet, capsys):
+    from django.core.management import call_command
+
+    call_command("credits_verify")
+    Wallet.objects.filter(pk=wallet.pk).update(reserved=3)
+    with pytest.raises(SystemExit) as exit_:
+        call_command("credits_verify")
+    assert exit_.value.code == 1
+    Wallet.objects.filter(pk=wallet.pk).update(reserved=0)
