@@ -1,8 +1,16 @@
 from django.urls import path
 
-from . import views
+from . import checks, views
 
 urlpatterns = [
+    path("companies/<uuid:company_id>/features", checks.CompanyFeatureListApi.as_view(), name="company-features"),
+    path(
+        "companies/<uuid:company_id>/features/<str:feature_code>",
+        checks.CompanyFeatureApi.as_view(),
+        name="company-feature",
+    ),
+    path("orgs/<str:external_org_id>/features", checks.OrgFeatureListApi.as_view(), name="org-features"),
+    path("orgs/<str:external_org_id>/features/<str:feature_code>", checks.OrgFeatureApi.as_view(), name="org-feature"),
     path("usage/track", views.UsageTrackApi.as_view(), name="usage-track"),
     path("usage/track-batch", views.UsageTrackBatchApi.as_view(), name="usage-track-batch"),
     path("usage/set", views.UsageSetApi.as_view(), name="usage-set"),
