@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from config.errors import NotFound
 
@@ -27,6 +27,25 @@ def companies_visible(*, product_id: UUID) -> QuerySet[Company]:
     return Company.objects.filter(
         Exists(ProductLink.objects.filter(company=OuterRef("pk"), product_id=product_id))
     )
+
+
+def company_list(*, product_id: UUID, q: str | None = None) -> QuerySet[Company]:
+    """The product's companies by name (then id), optionally those whose name,
+    domain, shortId or one of the product's external org ids contains `q`."""
+    companies = companies_visible(product_id=product_id)
+    q = (q or "").strip()
+    if q:
+        companies = companies.filter(
+            Q(name__icontains=q)
+            | Q(domain__icontains=q)
+            | Q(short_id__icontains=q)
+            | Exists(
+                ProductLink.objects.filter(
+                    company=OuterRef("pk"), product_id=product_id, external_org_id__icontains=q
+                )
+            )
+        )
+    return companies.order_by("name", "id")
 
 
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
@@ -53,7 +72,7 @@ def company_get_by_external_org(*, product_id: UUID, external_org_id: str) -> tu
 
 def contact_list(*, company: Company, primary_only: bool = False) -> QuerySet[Contact]:
     """A company's contacts, the primary first, then by email."""
-    contacts = Contact.objects.filter(company=company).order_by("-is_primary", "email")
+    contacts = Contact.objects.filter(company=company).order_by("-is_primary", "email", "id")
     if primary_only:
         contacts = contacts.filter(is_primary=True)
     return contacts

@@ -1,7 +1,7 @@
 """Smart linking (SPEC §3): find the existing customer a product's new org
 most likely belongs to, from hints (company name, domain, contact emails).
 
-This module only reads; `companies.services.company_smart_link` decides and
+This module only reads; `companies.services.smart_link.company_smart_link` decides and
 writes the link. Scores are 0–100:
 
 - same normalised domain as the hint domain: 95

@@ -38,9 +38,6 @@ from .rules import (
     unknown_feature,
 )
 
-HISTORY_DEFAULT_LIMIT = 50
-HISTORY_MAX_LIMIT = 500
-
 
 # --- What a call refers to ------------------------------------------------------
 
@@ -178,10 +175,9 @@ def usage_history_list(
     feature_id: UUID | None = None,
     event_type: str | None = None,
     include_delivered: bool = True,
-    limit: int = HISTORY_DEFAULT_LIMIT,
 ) -> QuerySet[UsageEvent]:
     """A company's usage events of the product's features, newest first (by
-    event time), at most `limit` (≤ 500)."""
+    event time; the API pages through it with `config.api.pagination`)."""
     events = UsageEvent.objects.filter(company_id=company_id, product_id=product_id).select_related("feature")
     if feature_id is not None:
         events = events.filter(feature_id=feature_id)
@@ -189,19 +185,19 @@ def usage_history_list(
         events = events.filter(event_type=event_type)
     if not include_delivered:
         events = events.exclude(stripe_delivery_status="delivered")
-    return events.order_by("-event_time", "-created_at")[: max(1, min(limit, HISTORY_MAX_LIMIT))]
+    return events.order_by("-event_time", "-created_at", "-id")
 
 
 def usage_snapshot_list(
-    *, product_id: UUID, company_id: UUID, feature_id: UUID | None = None, limit: int = HISTORY_DEFAULT_LIMIT
+    *, product_id: UUID, company_id: UUID, feature_id: UUID | None = None
 ) -> QuerySet[UsageSnapshot]:
-    """A company's usage snapshots of the product's features, newest first, at most `limit` (≤ 500)."""
+    """A company's usage snapshots of the product's features, newest first."""
     snapshots = UsageSnapshot.objects.filter(company_id=company_id, feature__product_id=product_id).select_related(
         "feature", "meter"
     )
     if feature_id is not None:
         snapshots = snapshots.filter(feature_id=feature_id)
-    return snapshots.order_by("-created_at")[: max(1, min(limit, HISTORY_MAX_LIMIT))]
+    return snapshots.order_by("-created_at", "-id")
 
 
 def feature_id_for_code(*, product_id: UUID, feature_code: str) -> UUID:

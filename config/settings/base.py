@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
+    "config.db_router.AdminListReplicaMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -82,6 +83,20 @@ else:
     # SQLite serialises writers; wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# An optional streaming replica for reads that only show numbers (statistics,
+# insights, admin list pages); see config/db_router.py. Everything that decides
+# money or access reads and writes the primary.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+READ_REPLICA_ENABLED = bool(DATABASE_REPLICA_URL)
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    for _key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS"):
+        if _key in DATABASES["default"]:
+            DATABASES["replica"].setdefault(_key, DATABASES["default"][_key])
+    # Tests have no real replica: the alias reads the primary's test database.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
 
 # --- Redis: Celery broker and cache -------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

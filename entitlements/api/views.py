@@ -8,7 +8,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.schema import error_responses
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
+from config.api.schema import error_responses, validated
 
 from companies.selectors import company_get_visible
 
@@ -28,10 +29,17 @@ ERRORS = error_responses(400, 404)
 
 
 class TierListApi(APIView):
-    @extend_schema(tags=["tiers"], operation_id="tiers_list", responses={200: TierListItemSerializer(many=True), **error_responses()})
+    @extend_schema(
+        tags=["tiers"],
+        operation_id="tiers_list",
+        summary="The product's active tiers in display order (list shape)",
+        parameters=[PageQuerySerializer],
+        responses={200: page_of(TierListItemSerializer), **error_responses(400)},
+    )
     def get(self, request):
+        query = validated(PageQuerySerializer, request.query_params)
         tiers = selectors.tier_list(product_id=request.auth.product_id)
-        return Response(TierListItemSerializer(tiers, many=True).data)
+        return page_response(paginate(tiers, limit=query["limit"], cursor=query.get("cursor")), TierListItemSerializer)
 
 
 class TierDetailApi(APIView):

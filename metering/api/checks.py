@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from companies.selectors import company_get_by_external_org, company_get_visible
-from config.api.schema import error_responses
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate_sequence
+from config.api.schema import error_responses, validated
 from entitlements import selectors as entitlement_selectors
 from entitlements import services as entitlement_services
 from entitlements.actors import Actor
@@ -26,8 +27,12 @@ ERRORS = error_responses(400, 404)
 TAG = ["features"]
 
 
+def _check_data(check) -> dict:
+    return FeatureCheckSerializer(check).data
+
+
 def _check_response(check) -> Response:
-    return Response(FeatureCheckSerializer(check).data)
+    return Response(_check_data(check))
 
 
 def _patch(request, *, company, feature_code: str) -> Response:
@@ -48,18 +53,28 @@ def _patch(request, *, company, feature_code: str) -> Response:
 
 
 class CompanyFeatureListApi(APIView):
-    @extend_schema(tags=TAG, operation_id="company_features_list", responses={200: FeatureCheckSerializer(many=True), **ERRORS})
-    def get(self, request, company_id):
+    @extend_schema(
+        tags=TAG,
+        operation_id="company_features_list",
+        summary="Check results of all of the product's features for a company (list shape, by feature code)",
+        parameters=[PageQuerySerializer],
+        responses={200: page_of(FeatureCheckSerializer), **ERRORS},
+    )
+    def get(self, request, companyId):  # noqa: N803 - path parameters keep their API names
         product_id = request.auth.product_id
-        entitlement_selectors.company_id_visible(product_id=product_id, company_id=company_id)
-        checks = selectors.feature_checks(product_id=product_id, company_id=company_id)
-        return Response([FeatureCheckSerializer(check).data for check in checks])
+        query = validated(PageQuerySerializer, request.query_params)
+        entitlement_selectors.company_id_visible(product_id=product_id, company_id=companyId)
+        checks = selectors.feature_checks(product_id=product_id, company_id=companyId)
+        page = paginate_sequence(
+            checks, key=lambda check: check.feature_code, limit=query["limit"], cursor=query.get("cursor"), name="featureCode"
+        )
+        return page_response(page, _check_data)
 
 
 class CompanyFeatureApi(APIView):
     @extend_schema(tags=TAG, operation_id="company_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
-    def get(self, request, company_id, feature_code):
-        check = selectors.feature_check(product_id=request.auth.product_id, company_id=company_id, feature_code=feature_code)
+    def get(self, request, companyId, featureCode):  # noqa: N803
+        check = selectors.feature_check(product_id=request.auth.product_id, company_id=companyId, feature_code=featureCode)
         return _check_response(check)
 
     @extend_schema(
@@ -68,17 +83,17 @@ class CompanyFeatureApi(APIView):
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
-    def patch(self, request, company_id, feature_code):
-        company = company_get_visible(product_id=request.auth.product_id, company_id=company_id)
-        return _patch(request, company=company, feature_code=feature_code)
+    def patch(self, request, companyId, featureCode):  # noqa: N803
+        company = company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        return _patch(request, company=company, feature_code=featureCode)
 
 
 class OrgFeatureListApi(APIView):
     @extend_schema(tags=TAG, operation_id="org_features_list", responses={200: OrgFeatureListSerializer, **ERRORS})
-    def get(self, request, external_org_id):
+    def get(self, request, externalOrgId):  # noqa: N803
         product_id = request.auth.product_id
         company_id = entitlement_selectors.company_id_for_external_org(
-            product_id=product_id, external_org_id=external_org_id
+            product_id=product_id, external_org_id=externalOrgId
         )
         checks = selectors.feature_checks(product_id=product_id, company_id=company_id)
         return Response({"companyId": str(company_id), "features": [FeatureCheckSerializer(c).data for c in checks]})
@@ -86,13 +101,13 @@ class OrgFeatureListApi(APIView):
 
 class OrgFeatureApi(APIView):
     @extend_schema(tags=TAG, operation_id="org_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
-    def get(self, request, external_org_id, feature_code):
+    def get(self, request, externalOrgId, featureCode):  # noqa: N803
         product_id = request.auth.product_id
         company_id = entitlement_selectors.company_id_for_external_org(
-            product_id=product_id, external_org_id=external_org_id
+            product_id=product_id, external_org_id=externalOrgId
         )
         check = selectors.feature_check(
-            product_id=product_id, company_id=company_id, feature_code=feature_code, require_visible=False
+            product_id=product_id, company_id=company_id, feature_code=featureCode, require_visible=False
         )
         return _check_response(check)
 
@@ -102,6 +117,6 @@ class OrgFeatureApi(APIView):
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
-    def patch(self, request, external_org_id, feature_code):
-        company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=external_org_id)
-        return _patch(request, company=company, feature_code=feature_code)
+    def patch(self, request, externalOrgId, featureCode):  # noqa: N803
+        company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=externalOrgId)
+        return _patch(request, company=company, feature_code=featureCode)

@@ -3,14 +3,14 @@ from django.urls import path
 from . import checks, views
 
 urlpatterns = [
-    path("companies/<uuid:company_id>/features", checks.CompanyFeatureListApi.as_view(), name="company-features"),
+    path("companies/<uuid:companyId>/features", checks.CompanyFeatureListApi.as_view(), name="company-features"),
     path(
-        "companies/<uuid:company_id>/features/<str:feature_code>",
+        "companies/<uuid:companyId>/features/<str:featureCode>",
         checks.CompanyFeatureApi.as_view(),
         name="company-feature",
     ),
-    path("orgs/<str:external_org_id>/features", checks.OrgFeatureListApi.as_view(), name="org-features"),
-    path("orgs/<str:external_org_id>/features/<str:feature_code>", checks.OrgFeatureApi.as_view(), name="org-feature"),
+    path("orgs/<str:externalOrgId>/features", checks.OrgFeatureListApi.as_view(), name="org-features"),
+    path("orgs/<str:externalOrgId>/features/<str:featureCode>", checks.OrgFeatureApi.as_view(), name="org-feature"),
     path("usage/track", views.UsageTrackApi.as_view(), name="usage-track"),
     path("usage/track-batch", views.UsageTrackBatchApi.as_view(), name="usage-track-batch"),
     path("usage/set", views.UsageSetApi.as_view(), name="usage-set"),

@@ -1,0 +1,166 @@
+"""Company writes: create (with its link and contact), update, shortIds."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from config.errors import BadRequest, Conflict
+
+from ..models import Company, CompanyStatus, ProductLink
+from .cleaning import UNSET, clean_created_at, clean_domain, clean_email, clean_external_id, clean_name, merge_json
+from .contacts import contact_upsert
+from .links import already_linked_conflict, link_insert
+
+SHORT_ID_MAX_BASE = 70
+SHORT_ID_ATTEMPTS = 8
+
+
+def short_id_base(name: str) -> str:
+    return slugify(name)[:SHORT_ID_MAX_BASE].strip("-") or "company"
+
+
+def _next_free_short_id(base: str) -> str:
+    """`base`, else `base-N` with N one past the highest taken suffix."""
+    taken = set(
+        Company.objects.filter(short_id__regex=rf"^{re.escape(base)}(-[0-9]+)?$").values_list("short_id", flat=True)
+    )
+    if base not in taken:
+        return base
+    suffixes = [int(s.rsplit("-", 1)[1]) for s in taken if s != base and s.rsplit("-", 1)[1].isdigit()]
+    return f"{base}-{max(suffixes, default=1) + 1}"
+
+
+def company_insert(*, company: Company) -> Company:
+    """Save a new, already validated Company, giving it a unique shortId from
+    its name when it has none. Race-safe: two inserts that pick the same
+    shortId meet the unique constraint; the loser retries with the next one."""
+    if company.short_id:
+        company.save(force_insert=True)
+        return company
+    base = short_id_base(company.name)
+    for attempt in range(SHORT_ID_ATTEMPTS):
+        candidate = _next_free_short_id(base)
+        if attempt >= SHORT_ID_ATTEMPTS // 2:
+            # Heavy contention on one name: stop guessing the sequence.
+            candidate = f"{base}-{secrets.token_hex(3)}"
+        company.short_id = candidate
+        try:
+            with transaction.atomic():
+                company.save(force_insert=True)
+            return company
+        except IntegrityError:
+            if not Company.objects.filter(short_id=candidate).exists():
+                raise  # some other constraint: not ours to retry
+    raise Conflict("Could not allocate a unique shortId; retry.")
+
+
+def company_create_unlinked(
+    *,
+    name: str,
+    domain: str | None = None,
+    status: str = CompanyStatus.ACTIVE,
+    mrr: int = 0,
+    created_at: datetime | None = None,
+    metadata: dict | None = None,
+) -> Company:
+    """Create a company that no product is linked to yet (admin, imports)."""
+    company = Company(
+        name=clean_name(name),
+        domain=clean_domain(domain),
+        status=status,
+        mrr=mrr,
+        metadata=metadata or {},
+        created_at=clean_created_at(created_at) or timezone.now(),
+    )
+    return company_insert(company=company)
+
+
+def company_create(
+    *,
+    product_id: UUID,
+    name: str,
+    domain: str | None = None,
+    external_org_id: str,
+    external_user_id: str = "",
+    contact_email: str | None = None,
+    contact_name: str | None = None,
+    created_at: datetime | None = None,
+    metadata: dict | None = None,
+    label: str = "",
+) -> Company:
+    """Create a company, link it to `product_id` as `external_org_id`, and add
+    the contact (as primary) — all or nothing. 409 if the external org id is
+    already linked in this product; the unique constraint decides races."""
+    name = clean_name(name)
+    domain = clean_domain(domain)
+    external_org_id = clean_external_id(external_org_id)
+    created_at = clean_created_at(created_at)
+    if contact_email:
+        contact_email = clean_email(contact_email, field_name="contactEmail")
+    existing = ProductLink.objects.filter(product_id=product_id, external_org_id=external_org_id).first()
+    if existing is not None:
+        raise already_linked_conflict(existing)
+    with transaction.atomic():
+        company = company_insert(
+            company=Company(
+                name=name, domain=domain, metadata=metadata or {}, created_at=created_at or timezone.now()
+            )
+        )
+        link_insert(
+            product_id=product_id,
+            company=company,
+            external_org_id=external_org_id,
+            external_user_id=external_user_id or "",
+            label=label or "",
+        )
+        if contact_email:
+            contact_upsert(company=company, email=contact_email, name=contact_name, is_primary=True)
+    return company
+
+
+def company_update(
+    *,
+    company: Company,
+    name: str = UNSET,
+    domain: str | None = UNSET,
+    created_at: datetime = UNSET,
+    metadata: dict = UNSET,
+    status: str = UNSET,
+    mrr: int = UNSET,
+) -> Company:
+    """Change the given fields only. `metadata` is merged key by key (a key
+    set to None is removed); the shortId never changes with the name."""
+    changes: dict[str, Any] = {}
+    if name is not UNSET:
+        changes["name"] = clean_name(name)
+    if domain is not UNSET:
+        changes["domain"] = clean_domain(domain)
+    if created_at is not UNSET:
+        if created_at is None:
+            raise BadRequest.for_field("createdAt", "This field may not be null.")
+        changes["created_at"] = clean_created_at(created_at)
+    if status is not UNSET:
+        if status not in CompanyStatus.values:
+            raise BadRequest.for_field("status", f'"{status}" is not a valid choice.')
+        changes["status"] = status
+    if mrr is not UNSET:
+        if mrr < 0:
+            raise BadRequest.for_field("mrr", "Must be zero or more.")
+        changes["mrr"] = mrr
+    with transaction.atomic():
+        # The row lock makes the metadata merge a safe read-modify-write.
+        locked = Company.objects.select_for_update().get(pk=company.pk)
+        if metadata is not UNSET:
+            changes["metadata"] = merge_json(locked.metadata, metadata or {})
+        for attribute, value in changes.items():
+            setattr(locked, attribute, value)
+        locked.save()
+    return locked
