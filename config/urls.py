@@ -10,6 +10,7 @@ from config.health import healthz
 api_v1 = [
     path("", include("companies.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("credits.api.urls")),
     path("", include("entitlements.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
