@@ -12,6 +12,8 @@ from simple_history.models import HistoricalRecords
 
 from companies.models import Company, Product
 
+from .rules import access_in_force
+
 
 class FeatureKind(models.TextChoices):
     BOOLEAN = "boolean", "On/off"
@@ -173,8 +175,8 @@ class HistoricalActorMixin(models.Model):
 
 
 class FeatureAccess(models.Model):
-    """Whether one company may use one feature, and how much. Access past
-    `valid_until` counts as disabled. Every change leaves a historical row
+    """Whether one company may use one feature, and how much. Access outside
+    [valid_from, valid_until) is not in force (`entitlements.rules`). Every change leaves a historical row
     (who, when, old → new, why): write through `entitlements.services`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -217,8 +219,7 @@ class FeatureAccess(models.Model):
         return self.valid_until is not None and self.valid_until <= timezone.now()
 
     def is_active_at(self, when) -> bool:
-        if not self.is_enabled:
-            return False
-        if self.valid_from and when < self.valid_from:
-            return False
-        return not (self.valid_until and when >= self.valid_until)
+        """In force at `when` (the rule lives in `entitlements.rules`)."""
+        return access_in_force(
+            is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=when
+        )

@@ -135,12 +135,6 @@ class UsageTrackBatchResponseSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
 
 
-class ActorSerializer(serializers.Serializer):
-    kind = serializers.CharField(source="actor_kind")
-    id = serializers.CharField(source="actor_id")
-    label = serializers.CharField(source="actor_label")
-
-
 class UsageEventSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     companyId = serializers.UUIDField(source="company_id")
