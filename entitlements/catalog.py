@@ -23,7 +23,15 @@ from config.errors import BadRequest
 
 from .error_codes import EntitlementsErrorCode
 
-from .models import Feature, FeatureKind, ResetPeriod, Tier, TierFeature
+from .models import (
+    DEFAULT_ALERT_THRESHOLDS,
+    Feature,
+    FeatureKind,
+    ResetPeriod,
+    Tier,
+    TierFeature,
+    alert_thresholds_problem,
+)
 
 CODE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 CURRENCY_PATTERN = re.compile(r"^[a-z]{3}$")
@@ -31,7 +39,9 @@ INTERVALS = ("day", "week", "month", "year")
 MAX_INT = 2**63 - 1
 
 PRODUCT_KEYS = {"code", "name"}
-FEATURE_KEYS = {"code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig"}
+FEATURE_KEYS = {
+    "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig", "alertThresholds",
+}
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
 TIER_FEATURE_KEYS = {"isEnabled", "includedQuantity", "quantityLimit", "config", "stripePriceId"}
@@ -172,7 +182,16 @@ def catalog_validate(data: Any) -> dict[str, Any]:
                 raw.get("stripeMeterEventName"), f"{path}.stripeMeterEventName", max_length=100
             ),
             "default_config": check.json_object(raw.get("defaultConfig", {}), f"{path}.defaultConfig"),
+            "alert_thresholds": list(DEFAULT_ALERT_THRESHOLDS),
         }
+        if "alertThresholds" in raw:
+            problem = alert_thresholds_problem(raw["alertThresholds"])
+            if problem:
+                check.error(f"{path}.alertThresholds", problem)
+            elif not metered:
+                check.error(f"{path}.alertThresholds", "only metered features have this")
+            else:
+                feature["alert_thresholds"] = sorted(raw["alertThresholds"])
         if "resetPeriod" in raw and raw["resetPeriod"] not in ResetPeriod.values:
             check.error(f"{path}.resetPeriod", f"must be one of: {', '.join(ResetPeriod.values)}")
         if not metered:
@@ -347,6 +366,8 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             item["stripeMeterEventName"] = feature.stripe_meter_event_name
         if feature.default_config:
             item["defaultConfig"] = feature.default_config
+        if feature.kind == FeatureKind.METERED and feature.alert_thresholds != list(DEFAULT_ALERT_THRESHOLDS):
+            item["alertThresholds"] = feature.alert_thresholds
         features.append(item)
     tiers = []
     for tier in Tier.objects.filter(product=product).order_by("display_order", "code").prefetch_related("tier_features__feature"):

@@ -238,3 +238,27 @@ class UsageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_type} {self.absolute_value} ({self.id})"
+
+
+class UsageAlert(models.Model):
+    """That a meter's period crossed one alert threshold (percent of its
+    limit) and the product was notified. The unique constraint is what makes
+    the notification exactly once per meter period and threshold, whatever
+    races or corrections move the value across it again."""
+
+    id = models.BigAutoField(primary_key=True)
+    meter = models.ForeignKey(UsageMeter, on_delete=models.CASCADE, related_name="alerts")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit.")
+    quantity_limit = models.BigIntegerField()
+    # The usage event that crossed it (no FK: the event table is append-only and partition-ready).
+    usage_event_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "threshold"], name="usage_alert_once_per_meter_threshold"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.quantity_limit} ({self.meter_id})"
