@@ -79,6 +79,25 @@ def company_ids_not_visible(*, product_id: UUID, company_ids: Iterable[UUID]) ->
     return wanted - visible
 
 
+def company_list(*, product_id: UUID, q: str | None = None) -> QuerySet[Company]:
+    """The product's companies by name (then id), optionally those whose name,
+    domain, shortId or one of the product's external org ids contains `q`."""
+    companies = companies_visible(product_id=product_id)
+    q = (q or "").strip()
+    if q:
+        companies = companies.filter(
+            Q(name__icontains=q)
+            | Q(domain__icontains=q)
+            | Q(short_id__icontains=q)
+            | Exists(
+                ProductLink.objects.filter(
+                    company=OuterRef("pk"), product_id=product_id, external_org_id__icontains=q
+                )
+            )
+        )
+    return companies.order_by("name", "id")
+
+
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
     """The company if it has a link in the product, with `company.account`
     set to its account with that product; NotFound otherwise (including for
@@ -141,7 +160,7 @@ def company_with_account(*, company: Company, product_id: UUID) -> Company:
 
 def contact_list(*, company: Company, primary_only: bool = False) -> QuerySet[Contact]:
     """A company's contacts, the primary first, then by email."""
-    contacts = Contact.objects.filter(company=company).order_by("-is_primary", "email")
+    contacts = Contact.objects.filter(company=company).order_by("-is_primary", "email", "id")
     if primary_only:
         contacts = contacts.filter(is_primary=True)
     return contacts

@@ -27,6 +27,7 @@ from config.errors import BadRequest, NotFound, PreconditionFailed
 from . import cache as check_cache
 from .actors import Actor
 from .models import AccessSource, Feature, FeatureAccess, Tier
+from .rules import access_in_force_for_good
 
 # Service keyword → API field name, for error messages that name the field
 # the caller actually sent.
@@ -236,11 +237,8 @@ def _hand_row_survives(row: FeatureAccess, now: datetime) -> bool:
     (enabled, started, no end). A disabled, expired or time-limited one (a
     trial) gives way to the tier's grant, so an upgrade never ends with the
     trial."""
-    return (
-        row.source != AccessSource.SUBSCRIPTION
-        and row.is_enabled
-        and row.valid_until is None
-        and (row.valid_from is None or row.valid_from <= now)
+    return row.source != AccessSource.SUBSCRIPTION and access_in_force_for_good(
+        is_enabled=row.is_enabled, valid_from=row.valid_from, valid_until=row.valid_until, at=now
     )
 
 

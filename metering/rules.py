@@ -15,6 +15,7 @@ from django.db import connection
 
 from config.api.serializers import MAX_BIGINT, iso_utc
 from config.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from entitlements.rules import access_window_refusal
 
 from .models import StripeDeliveryStatus, UsageEvent
 
@@ -67,16 +68,13 @@ class AccessTerms:
     valid_until: datetime | None
 
     def refusal(self, now: datetime) -> str | None:
-        """Why a track is refused (None = allowed): no access row, disabled, expired."""
+        """Why a track is refused (None = allowed): no access row, or the
+        access is not in force (`entitlements.rules`)."""
         if self.access_id is None:
             return "no_access"
-        if not self.is_enabled:
-            return "disabled"
-        if self.valid_from and now < self.valid_from:
-            return "not_yet_valid"
-        if self.valid_until and now >= self.valid_until:
-            return "expired"
-        return None
+        return access_window_refusal(
+            is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=now
+        )
 
 
 NO_ACCESS = AccessTerms(None, False, None, 0, None, None)
@@ -89,6 +87,8 @@ class FeatureInfo:
     kind: str
     reset_period: str
     stripe_meter_event_name: str
+    # Percentages of the limit that notify the product (metering.services.alerts).
+    alert_thresholds: tuple[int, ...] = (80, 100)
 
 
 def billable(value: int, included_quantity: int) -> int:

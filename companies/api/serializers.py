@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api.pagination import PageQuerySerializer
 from config.api.serializers import (
     JSONObjectField,
     StrictCharField,
@@ -92,10 +93,6 @@ class ContactSerializer(serializers.Serializer):
 
 class ContactUpsertResultSerializer(ContactSerializer):
     isNew = serializers.BooleanField(source="is_new", read_only=True)
-
-
-class ContactListSerializer(serializers.Serializer):
-    contacts = ContactSerializer(many=True, read_only=True)
 
 
 class BulkContactResultSerializer(serializers.Serializer):
@@ -230,8 +227,17 @@ class LinksResetInputSerializer(StrictSerializer):
     resetMrr = StrictBooleanField(required=False, default=False)
 
 
-class ContactListQuerySerializer(serializers.Serializer):
-    primaryOnly = serializers.ChoiceField(choices=["true", "false", "1", "0"], required=False)
+class ContactListQuerySerializer(PageQuerySerializer):
+    primaryOnly = serializers.ChoiceField(
+        choices=["true", "false", "1", "0"], required=False, help_text="true: only the primary contact"
+    )
+
+
+class CompanyListQuerySerializer(PageQuerySerializer):
+    q = StrictCharField(
+        required=False, allow_blank=True, max_length=200,
+        help_text="Part of the name, domain, shortId or one of this product's external org ids.",
+    )
 
 
 class ByProductLinkQuerySerializer(serializers.Serializer):

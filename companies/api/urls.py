@@ -6,7 +6,7 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("companies", views.CompanyCreateApi.as_view(), name="companies-create"),
+    path("companies", views.CompanyListCreateApi.as_view(), name="companies"),
     path("companies/by-product-link", views.CompanyByProductLinkApi.as_view(), name="companies-by-product-link"),
     path("companies/smart-link", views.CompanySmartLinkApi.as_view(), name="companies-smart-link"),
     path("companies/<str:companyId>", views.CompanyDetailApi.as_view(), name="companies-detail"),

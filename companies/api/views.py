@@ -10,6 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 
 from .. import selectors, services
@@ -17,11 +18,12 @@ from ..services import UNSET
 from .serializers import (
     ByProductLinkQuerySerializer,
     CompanyCreateInputSerializer,
+    CompanyListQuerySerializer,
     CompanySerializer,
     CompanyUpdateInputSerializer,
     CompanyWithLinkSerializer,
     ContactListQuerySerializer,
-    ContactListSerializer,
+    ContactSerializer,
     ContactsBulkResultSerializer,
     ContactsBulkUpsertInputSerializer,
     ContactUpsertInputSerializer,
@@ -41,7 +43,19 @@ def _company_id_parameter() -> OpenApiParameter:
     return OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Company UUID")
 
 
-class CompanyCreateApi(APIView):
+class CompanyListCreateApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="companies_list",
+        summary="The product's companies (list shape), optionally searched with q",
+        parameters=[CompanyListQuerySerializer],
+        responses={200: page_of(CompanySerializer), **error_responses(400)},
+    )
+    def get(self, request):
+        query = validated(CompanyListQuerySerializer, request.query_params)
+        companies = selectors.company_list(product_id=request.auth.product_id, q=query.get("q"))
+        return page_response(paginate(companies, limit=query["limit"], cursor=query.get("cursor")), CompanySerializer)
+
     @extend_schema(
         tags=TAGS,
         operation_id="companies_create",
@@ -216,18 +230,15 @@ class CompanyContactsApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="contacts_list",
-        summary="A company's contacts, primary first",
-        parameters=[
-            _company_id_parameter(),
-            OpenApiParameter("primaryOnly", bool, OpenApiParameter.QUERY, description="true: only the primary"),
-        ],
-        responses={200: ContactListSerializer, **error_responses(400, 404)},
+        summary="A company's contacts, primary first (list shape)",
+        parameters=[_company_id_parameter(), ContactListQuerySerializer],
+        responses={200: page_of(ContactSerializer), **error_responses(400, 404)},
     )
     def get(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
         query = validated(ContactListQuerySerializer, request.query_params)
         contacts = selectors.contact_list(company=company, primary_only=query.get("primaryOnly") in ("true", "1"))
-        return Response(ContactListSerializer({"contacts": contacts}).data)
+        return page_response(paginate(contacts, limit=query["limit"], cursor=query.get("cursor")), ContactSerializer)
 
 
 class LinkCreateApi(APIView):

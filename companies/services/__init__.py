@@ -3,6 +3,7 @@
 - `api_keys`: api_key_create, api_key_revoke
 - `products`: the customer pool setting
 - `accounts`: account_ensure, account_update (a company's per-product state)
+- `service_credentials`: service_credential_create, service_credential_revoke
 - `cleaning`: the input cleaners every write shares, UNSET
 - `companies`: company_create, company_update, company_insert, shortIds
 - `links`: product_link_create, product_links_reset
@@ -29,6 +30,7 @@ from .contacts import (
 )
 from .links import LinksResetResult, link_insert, link_pool_check, product_link_create, product_links_reset
 from .products import customer_pool_clean, product_customer_pool_check, product_customer_pool_set
+from .service_credentials import service_credential_create, service_credential_revoke
 from .smart_link import SmartLinkResult, SmartLinkStatus, company_smart_link
 
 __all__ = [
@@ -58,5 +60,7 @@ __all__ = [
     "product_customer_pool_check",
     "product_customer_pool_set",
     "product_links_reset",
+    "service_credential_create",
+    "service_credential_revoke",
     "short_id_base",
 ]

@@ -31,7 +31,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "simple_history",
+    "config",
     "companies",
+    "notifications",
+    "credits",
     "entitlements",
     "metering",
     "billing",
@@ -48,6 +51,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
+    "config.db_router.AdminListReplicaMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -82,6 +86,20 @@ else:
     # SQLite serialises writers; wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# An optional streaming replica for reads that only show numbers (statistics,
+# insights, admin list pages); see config/db_router.py. Everything that decides
+# money or access reads and writes the primary.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+READ_REPLICA_ENABLED = bool(DATABASE_REPLICA_URL)
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    for _key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS"):
+        if _key in DATABASES["default"]:
+            DATABASES["replica"].setdefault(_key, DATABASES["default"][_key])
+    # Tests have no real replica: the alias reads the primary's test database.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
 
 # --- Redis: Celery broker and cache -------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -125,7 +143,31 @@ CELERY_BEAT_SCHEDULE: dict = {
     "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
     # Yesterday's delivered totals against Stripe's meter event summaries.
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
+    # Due webhook deliveries: retries, and events whose task never reached the broker.
+    "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Credit holds past their TTL: fallback charge or release (SPEC §7).
+    "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
+    # Expired credit lots get their `expiry` ledger entry.
+    "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
 }
+# `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
+# in the foreground. Every scheduled job has a name here.
+RUN_JOBS: dict[str, str] = {
+    "sync_usage_to_stripe": "billing.tasks.deliver_usage",
+    "close_periods": "metering.tasks.close_periods",
+    "reconcile_meters": "billing.tasks.reconcile_meters",
+    "deliver_notifications": "notifications.tasks.deliver_due",
+    "expire_reservations": "credits.tasks.expire_reservations",
+    "expire_credits": "credits.tasks.expire_credits",
+}
+
+# --- Notifications (SPEC §11) ---------------------------------------------------
+# Development defaults: any http(s) URL, local receivers included. Production
+# turns both guards on (config/settings/production.py).
+NOTIFICATIONS_REQUIRE_HTTPS = env.bool("NOTIFICATIONS_REQUIRE_HTTPS", default=False)
+NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=True)
+NOTIFICATIONS_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_TIMEOUT_SECONDS", default=5.0)
+NOTIFICATIONS_RETRY_WINDOW_SECONDS = 3 * 24 * 3600
 
 # --- Stripe -------------------------------------------------------------------
 STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
@@ -149,11 +191,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["companies.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "companies.api.auth.ApiKeyAuthentication",
+        "companies.api.service_auth.ServiceSignatureAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["companies.api.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["companies.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -176,6 +221,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

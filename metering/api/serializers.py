@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api.pagination import PageQuerySerializer
 from config.api.serializers import (
     JSONObjectField,
     StrictIntegerField,
@@ -13,7 +14,6 @@ from config.api.serializers import (
 )
 
 from ..models import UsageEventType
-from ..selectors import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT
 from ..services import MAX_BATCH_SIZE
 
 
@@ -70,16 +70,14 @@ class UsageAdjustSerializer(_CompanyRefSerializer):
         return value
 
 
-class UsageHistoryQuerySerializer(_CompanyRefSerializer):
+class UsageHistoryQuerySerializer(_CompanyRefSerializer, PageQuerySerializer):
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
-    limit = serializers.IntegerField(min_value=1, max_value=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT)
     eventType = serializers.ChoiceField(source="event_type", choices=UsageEventType.values, required=False)
     includeDelivered = serializers.BooleanField(source="include_delivered", default=True)
 
 
-class UsageSnapshotQuerySerializer(_CompanyRefSerializer):
+class UsageSnapshotQuerySerializer(_CompanyRefSerializer, PageQuerySerializer):
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
-    limit = serializers.IntegerField(min_value=1, max_value=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT)
 
 
 # --- Responses --------------------------------------------------------------------
@@ -137,12 +135,6 @@ class UsageTrackBatchResponseSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
 
 
-class ActorSerializer(serializers.Serializer):
-    kind = serializers.CharField(source="actor_kind")
-    id = serializers.CharField(source="actor_id")
-    label = serializers.CharField(source="actor_label")
-
-
 class UsageEventSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     companyId = serializers.UUIDField(source="company_id")
@@ -184,10 +176,6 @@ class UsageEventSerializer(serializers.Serializer):
         return {"kind": event.actor_kind, "id": event.actor_id, "label": event.actor_label}
 
 
-class UsageHistoryResponseSerializer(serializers.Serializer):
-    events = UsageEventSerializer(many=True)
-
-
 class UsageSnapshotSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     companyId = serializers.UUIDField(source="company_id")
@@ -212,7 +200,3 @@ class UsageSnapshotSerializer(serializers.Serializer):
 
     def get_createdAt(self, snapshot) -> str:
         return iso_utc(snapshot.created_at)
-
-
-class UsageSnapshotsResponseSerializer(serializers.Serializer):
-    snapshots = UsageSnapshotSerializer(many=True)

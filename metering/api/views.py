@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from companies.selectors import company_id_get_visible
 from config.api.envelope import to_application_error
+from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses
 from config.api.serializers import MAX_BIGINT
 from entitlements.actors import Actor
@@ -21,12 +22,10 @@ from .serializers import (
     UsageAdjustSerializer,
     UsageEventSerializer,
     UsageHistoryQuerySerializer,
-    UsageHistoryResponseSerializer,
     UsageResultSerializer,
     UsageSetSerializer,
     UsageSnapshotQuerySerializer,
     UsageSnapshotSerializer,
-    UsageSnapshotsResponseSerializer,
     UsageTrackBatchResponseSerializer,
     UsageTrackBatchSerializer,
     UsageTrackSerializer,
@@ -200,8 +199,8 @@ class UsageHistoryApi(APIView):
     @extend_schema(
         operation_id="usage_history",
         parameters=[UsageHistoryQuerySerializer],
-        responses={200: UsageHistoryResponseSerializer, **error_responses(400, 404)},
-        description="Usage events, newest first (limit default 50, max 500).",
+        responses={200: page_of(UsageEventSerializer), **error_responses(400, 404)},
+        description="Usage events, newest first (list shape; limit default 50, max 500).",
     )
     def get(self, request):
         query = UsageHistoryQuerySerializer(data=request.query_params)
@@ -214,17 +213,16 @@ class UsageHistoryApi(APIView):
             feature_id=feature_id,
             event_type=data.get("event_type"),
             include_delivered=data["include_delivered"],
-            limit=data["limit"],
         )
-        return Response({"events": UsageEventSerializer(events, many=True).data})
+        return page_response(paginate(events, limit=data["limit"], cursor=data.get("cursor")), UsageEventSerializer)
 
 
 class UsageSnapshotsApi(APIView):
     @extend_schema(
         operation_id="usage_snapshots",
         parameters=[UsageSnapshotQuerySerializer],
-        responses={200: UsageSnapshotsResponseSerializer, **error_responses(400, 404)},
-        description="Usage snapshots (`set`, `period_close`), newest first.",
+        responses={200: page_of(UsageSnapshotSerializer), **error_responses(400, 404)},
+        description="Usage snapshots (`set`, `period_close`, …), newest first (list shape).",
     )
     def get(self, request):
         query = UsageSnapshotQuerySerializer(data=request.query_params)
@@ -232,7 +230,7 @@ class UsageSnapshotsApi(APIView):
         data = query.validated_data
         company_id, feature_id = _company_and_feature(request, data)
         snapshots = selectors.usage_snapshot_list(
-            product_id=request.auth.product_id, company_id=company_id, feature_id=feature_id, limit=data["limit"]
+            product_id=request.auth.product_id, company_id=company_id, feature_id=feature_id
         )
-        return Response({"snapshots": UsageSnapshotSerializer(snapshots, many=True).data})
+        return page_response(paginate(snapshots, limit=data["limit"], cursor=data.get("cursor")), UsageSnapshotSerializer)
 

@@ -339,11 +339,11 @@ class TestContactList:
         ContactFactory(company=linked_company, email="a@acme.com")
         ContactFactory(company=linked_company, email="z@acme.com", is_primary=True)
         body = api.get(f"/api/v1/companies/{linked_company.pk}/contacts").json()
-        assert [c["email"] for c in body["contacts"]] == ["z@acme.com", "a@acme.com"]
+        assert [c["email"] for c in body["data"]] == ["z@acme.com", "a@acme.com"]
         body = api.get(f"/api/v1/companies/{linked_company.pk}/contacts", {"primaryOnly": "true"}).json()
-        assert [c["email"] for c in body["contacts"]] == ["z@acme.com"]
+        assert [c["email"] for c in body["data"]] == ["z@acme.com"]
         body = api.get(f"/api/v1/companies/{linked_company.pk}/contacts", {"primaryOnly": "false"}).json()
-        assert len(body["contacts"]) == 2
+        assert len(body["data"]) == 2
 
     def test_errors(self, api, linked_company):
         _error(api.get(f"/api/v1/companies/{linked_company.pk}/contacts", {"primaryOnly": "maybe"}), 400,

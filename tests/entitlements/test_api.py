@@ -62,8 +62,9 @@ def test_valid_until_is_iso_utc(api, company, features):
 def test_list_features(api, company, features):
     FeatureAccessFactory(company=company, feature=features["sso"])
     body = api.get(f"/api/v1/companies/{company.pk}/features").json()
-    assert [item["featureCode"] for item in body] == sorted(features)
-    assert all(set(item) == CHECK_KEYS for item in body)
+    assert (body["hasMore"], body["nextCursor"]) == (False, None)
+    assert [item["featureCode"] for item in body["data"]] == sorted(features)
+    assert all(set(item) == CHECK_KEYS for item in body["data"])
 
 
 def test_org_endpoints(api, company, features):
@@ -162,7 +163,7 @@ def test_patch_unknown_feature_is_404(api, company, catalog):
 def test_tier_list_shows_active_tiers_in_order(api, tiers):
     tiers["starter"].is_active = False
     tiers["starter"].save()
-    body = api.get("/api/v1/tiers").json()
+    body = api.get("/api/v1/tiers").json()["data"]
     assert [t["code"] for t in body] == ["free", "pro", "enterprise"]
     assert set(body[0]) == {"code", "name", "description", "displayOrder"}
 
@@ -244,7 +245,7 @@ def test_tenant_isolation_both_directions(api, other_api, company, other_company
     assert api.patch(f"/api/v1/companies/{other_company.pk}/features/sso", {"isEnabled": False}, format="json").status_code == 404
     assert api.patch("/api/v1/orgs/org_globex/features/sso", {"isEnabled": False}, format="json").status_code == 404
     assert api.post("/api/v1/tiers/pro/apply", {"companyId": str(other_company.pk)}, format="json").status_code == 404
-    assert "crm_pro" not in [t["code"] for t in api.get("/api/v1/tiers").json()]
+    assert "crm_pro" not in [t["code"] for t in api.get("/api/v1/tiers").json()["data"]]
 
     # ... and the CRM key cannot see chat's.
     for url in (
@@ -255,7 +256,7 @@ def test_tenant_isolation_both_directions(api, other_api, company, other_company
     ):
         assert other_api.get(url).status_code == 404, url
     assert other_api.post("/api/v1/tiers/crm_pro/apply", {"companyId": str(company.pk)}, format="json").status_code == 404
-    assert [t["code"] for t in other_api.get("/api/v1/tiers").json()] == ["crm_pro"]
+    assert [t["code"] for t in other_api.get("/api/v1/tiers").json()["data"]] == ["crm_pro"]
     # Same feature code in both products: each key sees its own row.
     assert other_api.get(f"/api/v1/companies/{other_company.pk}/features/sso").json()["isEnabled"] is True
     assert FeatureAccess.objects.get(company=other_company).is_enabled
@@ -266,8 +267,8 @@ def test_company_linked_to_both_products_sees_each_products_features(api, other_
 
     ProductLinkFactory(product=other_product, company=company, external_org_id="crm_acme")
     FeatureFactory(product=other_product, code="pipeline")
-    chat_codes = {f["featureCode"] for f in api.get(f"/api/v1/companies/{company.pk}/features").json()}
-    crm_codes = {f["featureCode"] for f in other_api.get(f"/api/v1/companies/{company.pk}/features").json()}
+    chat_codes = {f["featureCode"] for f in api.get(f"/api/v1/companies/{company.pk}/features").json()["data"]}
+    crm_codes = {f["featureCode"] for f in other_api.get(f"/api/v1/companies/{company.pk}/features").json()["data"]}
     assert chat_codes == set(features) and crm_codes == {"pipeline"}
     assert other_api.get(f"/api/v1/companies/{company.pk}/features/sso").status_code == 404
 
@@ -275,9 +276,9 @@ def test_company_linked_to_both_products_sees_each_products_features(api, other_
 def test_schema_documents_the_endpoints(client):
     schema = client.get("/api/v1/schema/?format=json").json()
     for path in (
-        "/api/v1/companies/{company_id}/features",
-        "/api/v1/companies/{company_id}/features/{feature_code}",
-        "/api/v1/orgs/{external_org_id}/features/{feature_code}",
+        "/api/v1/companies/{companyId}/features",
+        "/api/v1/companies/{companyId}/features/{featureCode}",
+        "/api/v1/orgs/{externalOrgId}/features/{featureCode}",
         "/api/v1/tiers/{code}/apply",
         "/api/v1/subscriptions",
     ):

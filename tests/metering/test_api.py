@@ -206,7 +206,7 @@ class TestTenantIsolation:
         post(api, "track", track_body(company))
         post(other_api, "track", {"companyId": str(company.id), "featureCode": "crm_calls"})
         assert_error(api.get("/api/v1/usage/history", {"companyId": str(company.id), "featureCode": "crm_calls"}), 404, "NOT_FOUND")
-        events = api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["events"]
+        events = api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["data"]
         assert [e["featureCode"] for e in events] == ["ai_credit"]
 
 
@@ -323,7 +323,7 @@ class TestHistoryAndSnapshots:
         post(api, "track", {"companyId": str(company.id), "featureCode": "calls"})
         post(api, "adjust", track_body(company, delta=-1, reason="Refund"))
 
-        events = api.get("/api/v1/usage/history", {"companyId": str(company.id), "featureCode": "ai_credit"}).json()["events"]
+        events = api.get("/api/v1/usage/history", {"companyId": str(company.id), "featureCode": "ai_credit"}).json()["data"]
         assert [(e["eventType"], e["quantity"]) for e in events] == [("adjustment", -1), ("increment", 1), ("increment", 2)]
         adjustment = events[0]
         assert adjustment["adjustmentReason"] == "Refund" and adjustment["previousValue"] == 3 and adjustment["newValue"] == 2
@@ -337,18 +337,18 @@ class TestHistoryAndSnapshots:
 
         only_adjustments = api.get(
             "/api/v1/usage/history", {"externalOrgId": "org_acme", "eventType": "adjustment"}
-        ).json()["events"]
+        ).json()["data"]
         assert len(only_adjustments) == 1
-        assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id), "limit": 2}).json()["events"]) == 2
-        assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["events"]) == 4
+        assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id), "limit": 2}).json()["data"]) == 2
+        assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["data"]) == 4
 
     def test_include_delivered_false_hides_delivered_events(self, api, company, access):
         post(api, "track", track_body(company, quantity=20))
         UsageEvent.objects.update(stripe_delivery_status="delivered", delivered_at=timezone.now())
         post(api, "track", track_body(company, quantity=1))
         query = {"companyId": str(company.id), "includeDelivered": "false"}
-        assert len(api.get("/api/v1/usage/history", query).json()["events"]) == 1
-        delivered = api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["events"][1]
+        assert len(api.get("/api/v1/usage/history", query).json()["data"]) == 1
+        delivered = api.get("/api/v1/usage/history", {"companyId": str(company.id)}).json()["data"][1]
         assert delivered["stripeDeliveryStatus"] == "delivered" and delivered["deliveredAt"].endswith("Z")
 
     @pytest.mark.parametrize(
@@ -374,11 +374,11 @@ class TestHistoryAndSnapshots:
         post(api, "set", track_body(company, absoluteValue=5, reason="First"))
         post(api, "set", track_body(company, absoluteValue=50, reason="Second", performedBy="bob"))
         response = api.get("/api/v1/usage/snapshots", {"companyId": str(company.id), "featureCode": "ai_credit"})
-        snapshots = response.json()["snapshots"]
+        snapshots = response.json()["data"]
         assert [(s["absoluteValue"], s["billableValue"], s["reason"]) for s in snapshots] == [(50, 40, "Second"), (5, 0, "First")]
         assert snapshots[0]["snapshotType"] == "set" and snapshots[0]["createdBy"] == "bob"
         assert snapshots[0]["triggerEventId"] and snapshots[0]["periodStart"].endswith("Z")
-        assert len(api.get("/api/v1/usage/snapshots", {"companyId": str(company.id), "limit": 1}).json()["snapshots"]) == 1
+        assert len(api.get("/api/v1/usage/snapshots", {"companyId": str(company.id), "limit": 1}).json()["data"]) == 1
         assert_error(api.get("/api/v1/usage/snapshots", {"companyId": str(company.id), "limit": 501}), 400, "BAD_REQUEST", ["limit"])
 
 

@@ -6,8 +6,8 @@ class Migration(migrations.Migration):
     """Billing profiles per account (company × product, SPEC §2), step 1."""
 
     dependencies = [
-        ("billing", "0001_initial"),
-        ("companies", "0005_company_fields_moved_to_accounts"),
+        ("billing", "0002_price"),
+        ("companies", "0006_company_fields_moved_to_accounts"),
     ]
 
     operations = [

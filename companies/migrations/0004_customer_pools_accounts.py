@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     """Customer pools and accounts (SPEC §2), step 1: the new columns and table."""
 
     dependencies = [
-        ('companies', '0002_staff_roles'),
+        ('companies', '0003_servicecredential_servicenonce_and_more'),
     ]
 
     operations = [
