@@ -223,3 +223,28 @@ class FeatureAccess(models.Model):
         return access_in_force(
             is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=when
         )
+
+
+class AccessWindowNotice(models.Model):
+    """That the start or end of an access row's validity window was notified
+    (`feature_access.changed`, by the `expire_overrides` job). Unique per row,
+    boundary and moment: each boundary is notified once, and moving the
+    window makes a new boundary."""
+
+    class Boundary(models.TextChoices):
+        START = "start", "Window started"
+        END = "end", "Window ended"
+
+    id = models.BigAutoField(primary_key=True)
+    access = models.ForeignKey(FeatureAccess, on_delete=models.CASCADE, related_name="window_notices")
+    boundary = models.CharField(max_length=8, choices=Boundary.choices)
+    at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["access", "boundary", "at"], name="access_window_notice_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.access_id} {self.boundary} {self.at:%Y-%m-%d %H:%M}"
