@@ -19,6 +19,9 @@ from typing import Any
 from django.db import transaction
 
 from companies.models import Product
+from config.errors import BadRequest
+
+from .error_codes import EntitlementsErrorCode
 
 from .models import (
     DEFAULT_ALERT_THRESHOLDS,
@@ -44,12 +47,19 @@ BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
 TIER_FEATURE_KEYS = {"isEnabled", "includedQuantity", "quantityLimit", "config", "stripePriceId"}
 
 
-class CatalogError(Exception):
-    """An invalid catalog file; `errors` are `path: message` lines."""
+class CatalogError(BadRequest):
+    """An invalid catalog file; `errors` are `path: message` lines, also given
+    as `details.fields` (path → messages) like any other 400."""
+
+    reason = EntitlementsErrorCode.CATALOG_INVALID
 
     def __init__(self, errors: list[str]):
         self.errors = errors
-        super().__init__("\n".join(errors))
+        fields: dict[str, list[str]] = {}
+        for line in errors:
+            path, _, message = line.partition(": ")
+            fields.setdefault(path if message else "catalog", []).append(message or line)
+        super().__init__("\n".join(errors), details={"fields": fields})
 
 
 @dataclass

@@ -16,7 +16,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from companies.models import Company, Product
+from config.errors import ApplicationError
 from entitlements.models import Feature
+
+from .error_codes import MeteringErrorCode
 
 
 class UsageMeter(models.Model):
@@ -88,8 +91,11 @@ STRIPE_DELIVERY_FIELDS = frozenset(
 )
 
 
-class AppendOnlyError(Exception):
-    pass
+class AppendOnlyError(ApplicationError):
+    """Code tried to change or delete a ledger row: a bug, never caller input
+    (a correction is a new row)."""
+
+    reason = MeteringErrorCode.APPEND_ONLY
 
 
 class UsageEventQuerySet(models.QuerySet):
