@@ -58,6 +58,7 @@ from ..rules import (
     unknown_feature,
 )
 from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
+from .alerts import usage_alerts_emit
 from .events import (
     EventRow,
     usage_event_insert_sql,
@@ -225,7 +226,9 @@ def _track_apply(
             cursor.execute(_METER_VALUE.format(table=_meter_table()), params)
             existing = cursor.fetchone()
         else:
-            _after_counter_update(product_id=product_id, tracked=[TrackedUsage(row=row, feature=feature, terms=terms)])
+            _after_counter_update(
+                product_id=product_id, tracked=[TrackedUsage(row=row, feature=feature, terms=terms)], now=now
+            )
     if applied is None:
         return _why_not_applied(existing, quantity=quantity, terms=terms, feature=feature)
     return result_from_row(row, feature_code=feature.code)
@@ -242,7 +245,7 @@ class TrackedUsage:
     terms: AccessTerms
 
 
-def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage]) -> None:
+def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage], now: datetime) -> None:
     """THE place for work that must commit together with tracked usage (a
     credit debit, a threshold-crossing notification written to an outbox).
     Runs inside the track's transaction, after the counter UPDATE and the
@@ -250,6 +253,10 @@ def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage]) -> N
     it counted; raising here rolls back those events and counters. (To refuse
     single events of a batch on their own, judge them in `_batch_apply`'s
     per-event loop, where the limit is checked.)"""
+    # Usage alerts, in meter and value order, so that a batch crossing a
+    # threshold several times notifies the first event that crossed it.
+    for item in sorted(tracked, key=lambda t: (t.row["meter_id"], t.row["new_value"])):
+        usage_alerts_emit(event=item.row, feature=item.feature, now=now)
 
 
 def _meter_table() -> str:
@@ -558,7 +565,7 @@ def _batch_apply(
             # entries in the same order and cannot deadlock on them.
             events.sort(key=lambda e: (e["idempotency_key"] is None, e["idempotency_key"] or ""))
             usage_events_insert(events)
-            _after_counter_update(product_id=product_id, tracked=tracked)
+            _after_counter_update(product_id=product_id, tracked=tracked, now=now)
 
     for item, first in repeats:
         first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
