@@ -28,7 +28,9 @@ INTERVALS = ("day", "week", "month", "year")
 MAX_INT = 2**63 - 1
 
 PRODUCT_KEYS = {"code", "name"}
-FEATURE_KEYS = {"code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig"}
+FEATURE_KEYS = {
+    "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost", "defaultConfig",
+}
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
 TIER_FEATURE_KEYS = {"isEnabled", "includedQuantity", "quantityLimit", "config", "stripePriceId"}
@@ -161,12 +163,17 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "stripe_meter_event_name": check.string(
                 raw.get("stripeMeterEventName"), f"{path}.stripeMeterEventName", max_length=100
             ),
+            "credit_cost": check.integer(raw.get("creditCost"), f"{path}.creditCost", nullable=True, minimum=1),
             "default_config": check.json_object(raw.get("defaultConfig", {}), f"{path}.defaultConfig"),
         }
+        if feature["credit_cost"] is not None and feature["stripe_meter_event_name"]:
+            check.error(f"{path}.creditCost", "a feature cannot have both creditCost and stripeMeterEventName")
         if "resetPeriod" in raw and raw["resetPeriod"] not in ResetPeriod.values:
             check.error(f"{path}.resetPeriod", f"must be one of: {', '.join(ResetPeriod.values)}")
         if not metered:
-            for key, api_key in (("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName")):
+            for key, api_key in (
+                ("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName"), ("credit_cost", "creditCost")
+            ):
                 if feature[key]:
                     check.error(f"{path}.{api_key}", "only metered features have this")
             if "resetPeriod" in raw and raw["resetPeriod"]:
@@ -335,6 +342,8 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             item["resetPeriod"] = feature.reset_period or ResetPeriod.MONTHLY
         if feature.stripe_meter_event_name:
             item["stripeMeterEventName"] = feature.stripe_meter_event_name
+        if feature.credit_cost is not None:
+            item["creditCost"] = feature.credit_cost
         if feature.default_config:
             item["defaultConfig"] = feature.default_config
         features.append(item)

@@ -23,6 +23,7 @@ from entitlements.selectors import (
     FeatureCheck,
     feature_check_build,
     feature_check_input,
+    feature_credits_available,
     feature_check_inputs_for_company,
 )
 
@@ -267,7 +268,14 @@ def feature_check(
     if check_input.is_metered:
         usage = current_usage_read(company_id=company_id, features=[check_input.feature], at=at)[check_input.feature["id"]]
     return feature_check_build(
-        feature=check_input.feature, access=check_input.access, usage=usage, tier_code=check_input.tier_code, at=at
+        feature=check_input.feature,
+        access=check_input.access,
+        usage=usage,
+        tier_code=check_input.tier_code,
+        at=at,
+        credits_available=feature_credits_available(
+            feature=check_input.feature, company_id=company_id, product_id=product_id
+        ),
     )
 
 
@@ -284,6 +292,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
             at=at,
+            credits_available=feature_credits_available(feature=item.feature, company_id=company_id, product_id=product_id),
         )
         for item in inputs
     ]
