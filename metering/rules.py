@@ -87,6 +87,8 @@ class FeatureInfo:
     kind: str
     reset_period: str
     stripe_meter_event_name: str
+    # Percentages of the limit that notify the product (metering.services.alerts).
+    alert_thresholds: tuple[int, ...] = (80, 100)
 
 
 def billable(value: int, included_quantity: int) -> int:

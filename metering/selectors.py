@@ -4,6 +4,8 @@ figures the admin shows."""
 
 from __future__ import annotations
 
+import json
+
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,7 +58,7 @@ def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, exte
     return found
 
 
-_FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name")
+_FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds")
 
 
 def _target_sql(by_external_org_id: bool) -> str:
@@ -69,7 +71,7 @@ def _target_sql(by_external_org_id: bool) -> str:
     # feature" and "what access" (a company may have several links: LIMIT 1).
     return (
         "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
-        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until "
+        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds "
         f"FROM {link} l "
         f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
         f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
@@ -89,6 +91,13 @@ def _aware(value) -> datetime | None:
         return value
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
     return parsed.replace(tzinfo=UTC)
+
+
+def _thresholds(value) -> tuple[int, ...]:
+    """alert_thresholds from a raw row: a list (PostgreSQL jsonb) or JSON text (SQLite)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(value or ())
 
 
 def usage_target_get(
@@ -111,7 +120,7 @@ def usage_target_get(
         raise company_not_found()
     if row[1] is None:
         raise unknown_feature(feature_code)
-    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5])
+    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]))
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
     if row[6] is None:
@@ -145,7 +154,7 @@ def companies_resolve_bulk(
 
 def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:
     rows = Feature.objects.filter(product_id=product_id, code__in=set(codes)).order_by().values_list(*_FEATURE_COLUMNS)
-    return {row[1]: FeatureInfo(*row) for row in rows}
+    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5])) for row in rows}
 
 
 def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID]) -> dict[tuple[UUID, UUID], AccessTerms]:

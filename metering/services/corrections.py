@@ -26,6 +26,7 @@ from ..rules import (
     stored_result,
 )
 from ..selectors import usage_target_get
+from .alerts import usage_alerts_emit
 from .events import usage_event_build, usage_events_insert
 from .meters import meters_get_or_create
 
@@ -91,6 +92,7 @@ def usage_set(
                 performed_by=_performer(performed_by, actor), adjustment_reason=reason, metadata=metadata,
             )
             usage_events_insert([event])
+            usage_alerts_emit(event=event, feature=feature, now=now)
             UsageSnapshot.objects.create(
                 company_id=company_id,
                 feature_id=feature.id,
@@ -183,6 +185,7 @@ def usage_adjust(
                 adjusts_event_id=adjusts_event_id, metadata=metadata,
             )
             usage_events_insert([event])
+            usage_alerts_emit(event=event, feature=feature, now=now)
     except IntegrityError:
         replay = stored_result(
             product_id=product_id, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint

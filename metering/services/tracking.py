@@ -55,6 +55,7 @@ from ..rules import (
     unknown_feature,
 )
 from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
+from .alerts import usage_alerts_emit
 from .events import NEW_EVENT_FIELDS, usage_event_build, usage_events_insert
 from .meters import meters_get_or_create
 
@@ -221,6 +222,7 @@ def _track_apply(
     if row is None:
         return _why_not_applied(existing, quantity=quantity, terms=terms, feature=feature)
     _complete(event, meter_id=row[0], new_value=row[1], quantity=quantity, terms=terms, feature=feature)
+    usage_alerts_emit(event=event, feature=feature, now=now)
     return result_from_event(event, feature_code=feature.code)
 
 
@@ -557,6 +559,9 @@ def _batch_apply(
             # entries in the same order and cannot deadlock on them.
             events.sort(key=lambda e: (e.idempotency_key is None, e.idempotency_key or ""))
             usage_events_insert(events)
+            features = {item.feature.id: item.feature for item in to_apply}
+            for event in sorted(events, key=lambda e: (e.meter_id, e.new_value)):
+                usage_alerts_emit(event=event, feature=features[event.feature_id], now=now)
 
     for item, first in repeats:
         first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
