@@ -66,10 +66,10 @@ def _merged_config(default_config: dict, config: dict) -> dict:
     return merged
 
 
-def feature_credits_available(*, feature: dict[str, Any], company_id, product_id) -> int | None:
-    """Credits the company could spend now on a credit-priced feature (None
-    for a feature without `creditCost`): the input the check needs from the wallet."""
-    if feature.get("credit_cost") is None:
+def feature_credits_available(*, features: list[dict[str, Any]], company_id, product_id) -> int | None:
+    """Credits the company could spend now, if any of `features` is
+    credit-priced (one query), else None: the input checks need from the wallet."""
+    if all(feature.get("credit_cost") is None for feature in features):
         return None
     from credits.selectors import credits_available
 
@@ -280,7 +280,7 @@ def feature_access_check(
         tier_code=check_input.tier_code,
         at=at or timezone.now(),
         credits_available=feature_credits_available(
-            feature=check_input.feature, company_id=_company_id(company), product_id=product_id
+            features=[check_input.feature], company_id=_company_id(company), product_id=product_id
         ),
     )
 
@@ -292,6 +292,10 @@ def feature_checks_for_company(
     current-period `usage` per feature id as the caller passes it (missing = 0)."""
     at = at or timezone.now()
     usage = usage or {}
+    inputs = feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
+    credits = feature_credits_available(
+        features=[item.feature for item in inputs], company_id=_company_id(company), product_id=product_id
+    )
     return [
         feature_check_build(
             feature=item.feature,
@@ -299,11 +303,9 @@ def feature_checks_for_company(
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
             at=at,
-            credits_available=feature_credits_available(
-                feature=item.feature, company_id=_company_id(company), product_id=product_id
-            ),
+            credits_available=credits,
         )
-        for item in feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
+        for item in inputs
     ]
 
 

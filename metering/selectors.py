@@ -283,7 +283,7 @@ def feature_check(
         tier_code=check_input.tier_code,
         at=at,
         credits_available=feature_credits_available(
-            feature=check_input.feature, company_id=company_id, product_id=product_id
+            features=[check_input.feature], company_id=company_id, product_id=product_id
         ),
     )
 
@@ -294,6 +294,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
     at = at or timezone.now()
     inputs = feature_check_inputs_for_company(product_id=product_id, company_id=company_id)
     usage = current_usage_read(company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at)
+    credits = feature_credits_available(features=[i.feature for i in inputs], company_id=company_id, product_id=product_id)
     return [
         feature_check_build(
             feature=item.feature,
@@ -301,7 +302,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
             at=at,
-            credits_available=feature_credits_available(feature=item.feature, company_id=company_id, product_id=product_id),
+            credits_available=credits,
         )
         for item in inputs
     ]
