@@ -36,6 +36,7 @@ from .rules import (
     db_value,
     AccessTerms,
     FeatureInfo,
+    billable,
     company_not_found,
     not_metered,
     unknown_feature,
@@ -320,7 +321,7 @@ class MeteredFeatureUsage:
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.current_usage - self.included_quantity)
+        return billable(self.current_usage, self.included_quantity)
 
     @property
     def percent_of_limit(self) -> int | None:

@@ -10,6 +10,7 @@ from companies.api_keys import hash_key
 from companies.models import ApiKey, Company, Contact, Product, ProductLink
 from entitlements.models import FeatureAccess
 from metering.models import UsageEvent
+from notifications.models import Event, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +46,11 @@ class TestDemoSetup:
         assert LedgerEntry.objects.filter(kind="usage").count() > 50
         assert LedgerEntry.objects.filter(kind="refund").exists()
         assert Feature.objects.get(code="ai_image").credit_cost == 5
+        # A webhook endpoint (its secret printed once) and the events the data caused.
+        endpoint = WebhookEndpoint.objects.get(product__code="chat")
+        assert endpoint.secret in stdout
+        assert Event.objects.filter(type="usage.threshold_reached").exists()
+        assert Event.objects.filter(type="feature_access.changed").exists()
 
     def test_running_twice_adds_no_companies_and_rotates_credentials(self):
         first, _ = _run("demo_setup")
@@ -58,5 +64,6 @@ class TestDemoSetup:
         assert Company.objects.count() == companies and Contact.objects.count() == contacts
         assert UsageEvent.objects.count() == events
         assert LedgerEntry.objects.count() == entries
+        assert WebhookEndpoint.objects.count() == 1 and "Webhooks:" not in second
         assert first != second
         assert User.objects.filter(username="admin").count() == 1

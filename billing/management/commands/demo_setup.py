@@ -28,10 +28,16 @@ from entitlements.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
 from metering.services import TrackRequest, usage_track_batch
+from notifications.models import WebhookEndpoint
+from notifications.services import endpoint_create
 
 DEMO_PRODUCT = {"code": "chat", "name": "Chat App"}
 DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.json"
 USAGE_DAYS = 30
+# Where the demo's webhook endpoint points: run the receiver of the README there
+# (`python -m tests.notifications.receiver --port 9000`); until then its
+# deliveries fail and are retried, which the admin shows too.
+DEMO_WEBHOOK_URL = "http://127.0.0.1:9000/hooks"
 
 # name, domain, status, MRR in cents, (contact name, role) — the first contact is primary.
 DEMO_COMPANIES = [
@@ -74,6 +80,7 @@ class Command(BaseCommand):
             code=DEMO_PRODUCT["code"], defaults={"name": DEMO_PRODUCT["name"]}
         )
         call_command("load_catalog", str(DEMO_CATALOG), stdout=self.stderr, stderr=self.stderr)
+        self.webhook_secret = self._create_webhook_endpoint(product)
         created = self._create_companies(product)
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
@@ -84,6 +91,19 @@ class Command(BaseCommand):
         )
         if not options["no_credentials"]:
             self._print_credentials(product)
+
+    def _create_webhook_endpoint(self, product: Product) -> str | None:
+        """A webhook endpoint for the usage and access events the demo data
+        causes (its secret is printed with the credentials when created)."""
+        if WebhookEndpoint.objects.filter(product=product, url=DEMO_WEBHOOK_URL).exists():
+            return None
+        endpoint = endpoint_create(
+            product=product,
+            url=DEMO_WEBHOOK_URL,
+            event_types=["usage.threshold_reached", "usage.limit_reached", "feature_access.changed"],
+            description="Demo receiver (python -m tests.notifications.receiver --port 9000)",
+        )
+        return endpoint.secret
 
     def _create_companies(self, product: Product) -> int:
         created = 0
@@ -236,6 +256,15 @@ class Command(BaseCommand):
                     "",
                     "  export API=http://127.0.0.1:8000/api/v1",
                     f"  export KEY={raw_key}",
+                    *(
+                        [
+                            "",
+                            f"  Webhooks:  {DEMO_WEBHOOK_URL}  secret {self.webhook_secret}",
+                            f"             python -m tests.notifications.receiver --port 9000 --secret {self.webhook_secret}",
+                        ]
+                        if getattr(self, "webhook_secret", None)
+                        else []
+                    ),
                     "=" * 72,
                     "",
                 ]
