@@ -108,14 +108,28 @@ NAME_STOPWORDS = frozenset(
 )
 
 
+# German spells an umlaut out when it cannot type it ("Mueller" for
+# "Müller", stored as "muller" once accents are stripped): the prefilter
+# also looks for the folded word, and the similarity score does the rest.
+_UMLAUT_SPELLINGS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
+
+
+def _folded(word: str) -> str:
+    for spelled, folded in _UMLAUT_SPELLINGS:
+        word = word.replace(spelled, folded)
+    return word
+
+
 def _name_tokens(normalized_name: str) -> list[str]:
-    """The longest distinctive words of the hint, for the database prefilter."""
+    """The longest distinctive words of the hint (and their umlaut-folded
+    spelling), for the database prefilter."""
     words = sorted(
         {w for w in normalized_name.split() if len(w) >= 3 and w not in NAME_STOPWORDS}, key=lambda w: (-len(w), w)
     )
     if not words and normalized_name:
         words = [normalized_name]
-    return words[:MAX_NAME_TOKENS]
+    words = words[:MAX_NAME_TOKENS]
+    return words + [folded for word in words if (folded := _folded(word)) != word and folded not in words]
 
 
 def _candidate_companies(hints: SmartLinkHints, normalized_name: str, *, customer_pool: str) -> Iterable[Company]:

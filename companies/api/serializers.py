@@ -20,7 +20,7 @@ from config.api.serializers import (
 )
 from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
-from ..models import CompanyStatus
+from ..models import Account, CompanyStatus
 from ..services import MAX_BULK_CONTACTS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
@@ -59,6 +59,13 @@ class CompanySerializer(serializers.Serializer):
 
     def get_domain(self, company) -> str | None:
         return company.domain or None
+
+    def to_representation(self, company):
+        if not hasattr(company, "account"):
+            # Lists prefetch the key's product's account (selectors.with_accounts).
+            accounts = getattr(company, "product_accounts", None) or [Account(company=company)]
+            company.account = accounts[0]
+        return super().to_representation(company)
 
 
 class CompanyWithLinkSerializer(CompanySerializer):
