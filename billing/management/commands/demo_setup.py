@@ -20,7 +20,6 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-<<<<<<< HEAD
 from companies.models import Account, CompanyStatus, Product, ProductLink
 from companies.services import (
     SmartLinkStatus,
@@ -31,12 +30,8 @@ from companies.services import (
     company_update,
     contacts_bulk_upsert,
 )
-=======
-from companies.models import CompanyStatus, Product, ProductLink
-from companies.services import api_key_create, company_create, company_update, contacts_bulk_upsert
 from config.errors import ApplicationError
 from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
->>>>>>> main
 from entitlements.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
@@ -98,25 +93,17 @@ class Command(BaseCommand):
             code=DEMO_PRODUCT["code"], defaults={"name": DEMO_PRODUCT["name"]}
         )
         call_command("load_catalog", str(DEMO_CATALOG), stdout=self.stderr, stderr=self.stderr)
-<<<<<<< HEAD
         call_command("load_catalog", str(DEMO_POOL_PRODUCT_CATALOG), stdout=self.stderr, stderr=self.stderr)
-        created = self._create_companies(product)
-        tiers_applied = self._apply_tiers(product)
-        events = self._track_usage(product)
-        shared = self._share_in_pool(Product.objects.get(code="crm"))
-        self.stderr.write(
-            f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
-            f"{events} new usage events; product 'crm' (same customer pool) shares {shared} of them."
-=======
         self.webhook_secret = self._create_webhook_endpoint(product)
         created = self._create_companies(product)
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
         movements = self._credit_history(product)
+        shared = self._share_in_pool(Product.objects.get(code="crm"))
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
-            f"{events} new usage events, {movements} new credit movements."
->>>>>>> main
+            f"{events} new usage events, {movements} new credit movements; product 'crm' (same customer pool) "
+            f"shares {shared} of the companies."
         )
         if not options["no_credentials"]:
             self._print_credentials(product)
@@ -234,13 +221,15 @@ class Command(BaseCommand):
         now = timezone.now()
         cycle_end = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)).replace(day=1)
         written = 0
+        mrr_of = self._mrr_by_company(product)
         for link in self._demo_links(product):
             company = link.company
-            if not company.mrr:
+            mrr = mrr_of.get(company.pk, 0)
+            if not mrr:
                 continue
             grants = [
                 (USAGE_DAYS, "promotional", 500, "Welcome credits", None),
-                (USAGE_DAYS - 10, "topup", 1500 + company.mrr // 20, "Top-up (demo)", None),
+                (USAGE_DAYS - 10, "topup", 1500 + mrr // 20, "Top-up (demo)", None),
                 (3, "subscription", 1000, f"Subscription credits {now:%Y-%m}", cycle_end),
             ]
             events = [(days, ("grant", g)) for days, *g in grants]
