@@ -82,14 +82,6 @@ class CompanyAdminForm(forms.ModelForm):
             raise ValidationError("A company keeps its shortId; it cannot be emptied.")
         return short_id
 
-    def validate_unique(self):
-        # shortId is unique per pool (one constraint on two fields): the
-        # generic check would name fields staff never see together.
-        try:
-            self.instance.validate_constraints(exclude=self._get_validation_exclusions())
-        except ValidationError as exc:
-            self._update_errors(exc)
-
 
 class ContactAdminForm(forms.ModelForm):
     avatar_url = forms.URLField(max_length=500, required=False, assume_scheme="https")

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from companies import services
-from companies.models import Account, Contact, Product, ProductLink
+from companies.models import Account, Company, Contact, Product, ProductLink
 from config.errors import BadRequest, Conflict
 from entitlements.catalog import CatalogError, catalog_dump, catalog_load
 from tests.factories.companies import CompanyFactory, ContactFactory, ProductFactory, ProductLinkFactory
@@ -269,3 +269,19 @@ def test_migration_moves_company_values_into_accounts():
         }
     finally:
         call_command("migrate", verbosity=0)
+
+
+def test_admin_refuses_a_short_id_taken_in_the_pool_and_allows_it_in_another(admin_client, product, other_product, linked_company):
+    def add(pool):
+        form = admin_client.get(reverse("admin:companies_company_add")).context["inline_admin_formsets"]
+        data = {"name": "Acme Two", "customer_pool": pool, "short_id": "acme-inc", "domain": "",
+                "created_at_0": "2024-01-01", "created_at_1": "00:00:00"}
+        for inline in form:
+            management = inline.formset.management_form
+            for name in management.fields:
+                data[management.add_prefix(name)] = management[name].value() or 0
+        return admin_client.post(reverse("admin:companies_company_add"), data)
+
+    assert add("chat").status_code == 200  # linked_company is acme-inc in pool chat
+    assert add("crm").status_code == 302
+    assert sorted(Company.objects.filter(short_id="acme-inc").values_list("customer_pool", flat=True)) == ["chat", "crm"]
