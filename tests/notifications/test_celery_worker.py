@@ -26,6 +26,9 @@ from tests.factories.entitlements import FeatureAccessFactory, MeteredFeatureFac
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
+# A queue of this run's own: other test runs may share the Redis DB (and run
+# workers on the default queue against other databases).
+QUEUE = f"notifications-test-{os.getpid()}-{time.monotonic_ns()}"
 
 
 @pytest.fixture
@@ -40,7 +43,7 @@ def worker():
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", QUEUE],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -55,12 +58,22 @@ def worker():
                 process.wait(timeout=5)
 
 
+def _route_notifications(queue: str | None) -> None:
+    celery_app.conf.task_routes = {"notifications.*": {"queue": queue}} if queue else None
+    # The router and its route table are built once; rebuild them with these routes.
+    celery_app.amqp._rtable = None
+    celery_app.amqp.__dict__.pop("router", None)
+
+
 @pytest.fixture
 def through_the_broker():
-    """This process enqueues to the real broker instead of running tasks inline."""
+    """This process enqueues to the real broker (on QUEUE) instead of running
+    tasks inline."""
     celery_app.conf.task_always_eager = False
+    _route_notifications(QUEUE)
     yield
     celery_app.conf.task_always_eager = True
+    _route_notifications(None)
 
 
 def _wait_for(predicate, timeout: float = 60.0):
