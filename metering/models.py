@@ -4,7 +4,8 @@ A UsageMeter is one company's usage of one metered feature in one period.
 Every change to a meter is a UsageEvent written in the same transaction; the
 meter value is the sum of its events' quantities (`new_value` of the latest
 event). Events are never edited or deleted — corrections are new events — with
-one exception: billing's Stripe delivery bookkeeping (`stripe_*`, `delivered_at`).
+one exception: the Stripe delivery bookkeeping (`stripe_*`, `delivered_at`), which
+only `metering.services.delivery` writes (billing's delivery pass calls it).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class StripeDeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# The only columns anyone may change once an event exists (billing's delivery).
+# The only columns anyone may change once an event exists (metering.services.delivery).
 STRIPE_DELIVERY_FIELDS = frozenset(
     {
         "stripe_delivery_status",
@@ -144,7 +145,7 @@ class UsageEvent(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
 
-    # --- Stripe delivery (written by billing) -----------------------------------
+    # --- Stripe delivery (written only by metering.services.delivery) -----------
     stripe_delivery_status = models.CharField(
         max_length=16, choices=StripeDeliveryStatus.choices, default=StripeDeliveryStatus.NOT_APPLICABLE
     )
@@ -161,6 +162,7 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-event_time", "-created_at"]
         verbose_name = "usage event"
+        permissions = [("retry_usage_delivery", "Can retry delivery of usage events to Stripe")]
         constraints = [
             # Exactly once: the database, not a read-then-write, decides which of
             # two concurrent requests with one key wins. Key first so the admin's

@@ -2,6 +2,7 @@
 each with its contract in the docstring. Import from here."""
 
 from .corrections import usage_adjust, usage_set
+from .delivery import usage_delivery_retry
 from .meters import meter_close, meters_close_due, meters_get_or_create
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
@@ -13,6 +14,7 @@ __all__ = [
     "meters_close_due",
     "meters_get_or_create",
     "usage_adjust",
+    "usage_delivery_retry",
     "usage_set",
     "usage_track",
     "usage_track_batch",
