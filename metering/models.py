@@ -266,3 +266,29 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% of {self.quantity_limit} ({self.meter_id})"
+
+
+class BillingPeriod(models.Model):
+    """A period of one of the company's subscriptions that grant access, as
+    billing reports it (`metering.services.billing_periods_set`): metering
+    cannot read subscriptions (billing is downstream), so billing pushes them
+    here (SPEC §1 (b)). `billing_period` meters follow the latest-starting
+    period containing a moment; a moment none contains falls in its calendar
+    month."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "billing period"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "period_start", "period_end"], name="billing_period_unique"),
+            models.CheckConstraint(condition=Q(period_end__gt=models.F("period_start")), name="billing_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
+
