@@ -67,6 +67,11 @@ class Feature(models.Model):
     reset_period = models.CharField(max_length=16, choices=ResetPeriod.choices, blank=True, default="")
     default_config = models.JSONField(default=dict, blank=True)
     stripe_meter_event_name = models.CharField(max_length=100, blank=True, default="")
+    credit_cost = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Credits per unit beyond the included quantity: the feature is paid from the credit wallet.",
+    )
     # Percentages of the limit whose crossing notifies the product (SPEC §4, §11).
     alert_thresholds = models.JSONField(
         default=default_alert_thresholds,
@@ -85,6 +90,13 @@ class Feature(models.Model):
             models.CheckConstraint(
                 condition=Q(kind="metered") | (Q(reset_period="") & Q(stripe_meter_event_name="") & Q(unit="")),
                 name="feature_metering_fields_only_when_metered",
+            ),
+            # Credit-priced features are metered, cost at least 1 credit per
+            # unit, and are paid from the wallet, never also through a Stripe meter.
+            models.CheckConstraint(
+                condition=Q(credit_cost__isnull=True)
+                | (Q(kind="metered") & Q(credit_cost__gte=1) & Q(stripe_meter_event_name="")),
+                name="feature_credit_cost_metered_not_stripe",
             ),
         ]
 
