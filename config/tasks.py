@@ -26,11 +26,11 @@ _lock = threading.Lock()
 def enqueue(task, *args, countdown: float | None = None, **kwargs) -> bool:
     """Send `task(*args, **kwargs)` to the broker. False (logged once per
     outage) if the broker cannot take it: the periodic pass will do the work."""
+    options = {"countdown": max(0.0, countdown)} if countdown is not None else {}
     try:
-        if countdown is None:
-            task.delay(*args, **kwargs)
-        else:
-            task.apply_async(args=args, kwargs=kwargs, countdown=max(0.0, countdown))
+        # retry=False: with the broker down, fail at once instead of holding
+        # the request that committed the work; the periodic pass does it.
+        task.apply_async(args=args, kwargs=kwargs, retry=False, **options)
     except Exception as error:  # noqa: BLE001 - any broker failure; the work waits in the database
         with _lock:
             first = _state["down_since"] is None

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.db.models import Min, Q, QuerySet, Sum
+from django.db.models import Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from companies.selectors import company_get_by_external_org, company_get_visible
@@ -111,12 +112,23 @@ def wallet_summary(*, wallet: Wallet | None, now: datetime | None = None) -> Wal
 
 
 def credits_available(*, company_id, product_id) -> int:
-    """Credits a debit could take now (0 without a wallet): for feature checks."""
-    wallet = wallet_find(product_id=product_id, company_id=company_id)
-    if wallet is None:
+    """Credits a debit could take now (0 without a wallet or while it owes
+    debt), in one query: for feature checks."""
+    now = timezone.now()
+    stale = (
+        CreditLot.objects.filter(wallet=OuterRef("pk"), remaining__gt=0, expires_at__lte=now)
+        .values("wallet")
+        .annotate(left=Sum("remaining"))
+        .values("left")
+    )
+    wallet = (
+        Wallet.objects.filter(company_id=company_id, product_id=product_id)
+        .annotate(stale=Coalesce(Subquery(stale), 0))
+        .first()
+    )
+    if wallet is None or wallet.debt:
         return 0
-    summary = wallet_summary(wallet=wallet)
-    return max(0, summary.available) if wallet.debt == 0 else 0
+    return max(0, wallet.available - wallet.stale)
 
 
 def ledger_entries(*, wallet: Wallet | None, kind: str | None = None) -> QuerySet[LedgerEntry]:

@@ -40,7 +40,8 @@ MAX_INT = 2**63 - 1
 
 PRODUCT_KEYS = {"code", "name"}
 FEATURE_KEYS = {
-    "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig", "alertThresholds",
+    "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost",
+    "defaultConfig", "alertThresholds",
 }
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
@@ -181,9 +182,12 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "stripe_meter_event_name": check.string(
                 raw.get("stripeMeterEventName"), f"{path}.stripeMeterEventName", max_length=100
             ),
+            "credit_cost": check.integer(raw.get("creditCost"), f"{path}.creditCost", nullable=True, minimum=1),
             "default_config": check.json_object(raw.get("defaultConfig", {}), f"{path}.defaultConfig"),
             "alert_thresholds": list(DEFAULT_ALERT_THRESHOLDS),
         }
+        if feature["credit_cost"] is not None and feature["stripe_meter_event_name"]:
+            check.error(f"{path}.creditCost", "a feature cannot have both creditCost and stripeMeterEventName")
         if "alertThresholds" in raw:
             problem = alert_thresholds_problem(raw["alertThresholds"])
             if problem:
@@ -195,7 +199,9 @@ def catalog_validate(data: Any) -> dict[str, Any]:
         if "resetPeriod" in raw and raw["resetPeriod"] not in ResetPeriod.values:
             check.error(f"{path}.resetPeriod", f"must be one of: {', '.join(ResetPeriod.values)}")
         if not metered:
-            for key, api_key in (("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName")):
+            for key, api_key in (
+                ("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName"), ("credit_cost", "creditCost")
+            ):
                 if feature[key]:
                     check.error(f"{path}.{api_key}", "only metered features have this")
             if "resetPeriod" in raw and raw["resetPeriod"]:
@@ -364,6 +370,8 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             item["resetPeriod"] = feature.reset_period or ResetPeriod.MONTHLY
         if feature.stripe_meter_event_name:
             item["stripeMeterEventName"] = feature.stripe_meter_event_name
+        if feature.credit_cost is not None:
+            item["creditCost"] = feature.credit_cost
         if feature.default_config:
             item["defaultConfig"] = feature.default_config
         if feature.kind == FeatureKind.METERED and feature.alert_thresholds != list(DEFAULT_ALERT_THRESHOLDS):

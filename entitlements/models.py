@@ -67,6 +67,11 @@ class Feature(models.Model):
     reset_period = models.CharField(max_length=16, choices=ResetPeriod.choices, blank=True, default="")
     default_config = models.JSONField(default=dict, blank=True)
     stripe_meter_event_name = models.CharField(max_length=100, blank=True, default="")
+    credit_cost = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Credits per unit beyond the included quantity: the feature is paid from the credit wallet.",
+    )
     # Percentages of the limit whose crossing notifies the product (SPEC §4, §11).
     alert_thresholds = models.JSONField(
         default=default_alert_thresholds,
@@ -85,6 +90,13 @@ class Feature(models.Model):
             models.CheckConstraint(
                 condition=Q(kind="metered") | (Q(reset_period="") & Q(stripe_meter_event_name="") & Q(unit="")),
                 name="feature_metering_fields_only_when_metered",
+            ),
+            # Credit-priced features are metered, cost at least 1 credit per
+            # unit, and are paid from the wallet, never also through a Stripe meter.
+            models.CheckConstraint(
+                condition=Q(credit_cost__isnull=True)
+                | (Q(kind="metered") & Q(credit_cost__gte=1) & Q(stripe_meter_event_name="")),
+                name="feature_credit_cost_metered_not_stripe",
             ),
         ]
 
@@ -223,3 +235,28 @@ class FeatureAccess(models.Model):
         return access_in_force(
             is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=when
         )
+
+
+class AccessWindowNotice(models.Model):
+    """That the start or end of an access row's validity window was notified
+    (`feature_access.changed`, by the `expire_overrides` job). Unique per row,
+    boundary and moment: each boundary is notified once, and moving the
+    window makes a new boundary."""
+
+    class Boundary(models.TextChoices):
+        START = "start", "Window started"
+        END = "end", "Window ended"
+
+    id = models.BigAutoField(primary_key=True)
+    access = models.ForeignKey(FeatureAccess, on_delete=models.CASCADE, related_name="window_notices")
+    boundary = models.CharField(max_length=8, choices=Boundary.choices)
+    at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["access", "boundary", "at"], name="access_window_notice_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.access_id} {self.boundary} {self.at:%Y-%m-%d %H:%M}"

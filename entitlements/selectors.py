@@ -18,7 +18,9 @@ from . import cache as check_cache
 from .models import AccessSource, Feature, FeatureAccess, FeatureKind, Tier, TierFeature
 from .rules import access_in_force
 
-_FEATURE_FIELDS = ("id", "code", "name", "kind", "unit", "reset_period", "default_config", "stripe_meter_event_name")
+_FEATURE_FIELDS = (
+    "id", "code", "name", "kind", "unit", "reset_period", "default_config", "stripe_meter_event_name", "credit_cost",
+)
 _ACCESS_FIELDS = (
     "feature_id",
     "is_enabled",
@@ -50,6 +52,9 @@ class FeatureCheck:
     source: str | None = None
     valid_until: datetime | None = None
     tier_code: str | None = None
+    status: str = "active"
+    credit_cost: int | None = None
+    credits_available: int | None = None
 
 
 # --- building a check from plain data ---------------------------------------------
@@ -61,13 +66,36 @@ def _merged_config(default_config: dict, config: dict) -> dict:
     return merged
 
 
+def feature_credits_available(*, features: list[dict[str, Any]], company_id, product_id) -> int | None:
+    """Credits the company could spend now, if any of `features` is
+    credit-priced (one query), else None: the input checks need from the wallet."""
+    if all(feature.get("credit_cost") is None for feature in features):
+        return None
+    from credits.selectors import credits_available
+
+    return credits_available(company_id=company_id, product_id=product_id)
+
+
 def feature_check_build(
-    *, feature: dict[str, Any], access: dict[str, Any] | None, usage: int, tier_code: str | None, at: datetime
+    *,
+    feature: dict[str, Any],
+    access: dict[str, Any] | None,
+    usage: int,
+    tier_code: str | None,
+    at: datetime,
+    credits_available: int | None = None,
 ) -> FeatureCheck:
     """Pure rules of the check: a missing row reads as disabled; access
     outside [validFrom, validUntil) reads as disabled; a metered feature can
-    be used while its usage is under the limit (no limit = unlimited)."""
+    be used while its usage is under the limit (no limit = unlimited); a
+    credit-priced feature needs the credits for one more unit (free while
+    usage is within the included quantity)."""
     has_quantity = feature["kind"] == FeatureKind.METERED
+    credit_cost = feature.get("credit_cost")
+    credit_fields = {
+        "credit_cost": credit_cost,
+        "credits_available": (credits_available or 0) if credit_cost is not None else None,
+    }
     if not access:
         return FeatureCheck(
             feature_code=feature["code"],
@@ -81,6 +109,8 @@ def feature_check_build(
             included_quantity=0,
             remaining=0 if has_quantity else None,
             config_values=_merged_config(feature["default_config"], {}),
+            status="not_granted",
+            **credit_fields,
         )
     valid_until = access["valid_until"]
     is_enabled = access_in_force(
@@ -95,12 +125,23 @@ def feature_check_build(
             remaining = None if limit is None else max(0, limit - usage)
     else:
         under_limit, remaining = True, None
+    has_credits = True
+    if credit_cost is not None and usage + 1 > access["included_quantity"]:
+        has_credits = (credits_available or 0) >= credit_cost
+    if not is_enabled:
+        status = "disabled"
+    elif not under_limit:
+        status = "limit_reached"
+    elif not has_credits:
+        status = "no_credits"
+    else:
+        status = "active"
     return FeatureCheck(
         feature_code=feature["code"],
         feature_name=feature["name"],
         kind=feature["kind"],
         is_enabled=is_enabled,
-        can_use=is_enabled and under_limit,
+        can_use=status == "active",
         has_quantity=has_quantity,
         current_usage=usage if has_quantity else 0,
         quantity_limit=limit,
@@ -110,6 +151,8 @@ def feature_check_build(
         source=access["source"],
         valid_until=valid_until,
         tier_code=tier_code,
+        status=status,
+        **credit_fields,
     )
 
 
@@ -236,6 +279,9 @@ def feature_access_check(
         usage=usage,
         tier_code=check_input.tier_code,
         at=at or timezone.now(),
+        credits_available=feature_credits_available(
+            features=[check_input.feature], company_id=_company_id(company), product_id=product_id
+        ),
     )
 
 
@@ -246,6 +292,10 @@ def feature_checks_for_company(
     current-period `usage` per feature id as the caller passes it (missing = 0)."""
     at = at or timezone.now()
     usage = usage or {}
+    inputs = feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
+    credits = feature_credits_available(
+        features=[item.feature for item in inputs], company_id=_company_id(company), product_id=product_id
+    )
     return [
         feature_check_build(
             feature=item.feature,
@@ -253,8 +303,9 @@ def feature_checks_for_company(
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
             at=at,
+            credits_available=credits,
         )
-        for item in feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
+        for item in inputs
     ]
 
 

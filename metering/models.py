@@ -199,7 +199,9 @@ class UsageEvent(models.Model):
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.new_value - self.included_quantity)
+        from .rules import billable
+
+        return billable(self.new_value, self.included_quantity)
 
 
 class UsageSnapshotType(models.TextChoices):

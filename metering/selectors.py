@@ -25,6 +25,7 @@ from entitlements.selectors import (
     FeatureCheck,
     feature_check_build,
     feature_check_input,
+    feature_credits_available,
     feature_check_inputs_for_company,
 )
 
@@ -35,6 +36,7 @@ from .rules import (
     db_value,
     AccessTerms,
     FeatureInfo,
+    billable,
     company_not_found,
     not_metered,
     unknown_feature,
@@ -276,7 +278,14 @@ def feature_check(
     if check_input.is_metered:
         usage = current_usage_read(company_id=company_id, features=[check_input.feature], at=at)[check_input.feature["id"]]
     return feature_check_build(
-        feature=check_input.feature, access=check_input.access, usage=usage, tier_code=check_input.tier_code, at=at
+        feature=check_input.feature,
+        access=check_input.access,
+        usage=usage,
+        tier_code=check_input.tier_code,
+        at=at,
+        credits_available=feature_credits_available(
+            features=[check_input.feature], company_id=company_id, product_id=product_id
+        ),
     )
 
 
@@ -286,6 +295,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
     at = at or timezone.now()
     inputs = feature_check_inputs_for_company(product_id=product_id, company_id=company_id)
     usage = current_usage_read(company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at)
+    credits = feature_credits_available(features=[i.feature for i in inputs], company_id=company_id, product_id=product_id)
     return [
         feature_check_build(
             feature=item.feature,
@@ -293,6 +303,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
             at=at,
+            credits_available=credits,
         )
         for item in inputs
     ]
@@ -310,7 +321,7 @@ class MeteredFeatureUsage:
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.current_usage - self.included_quantity)
+        return billable(self.current_usage, self.included_quantity)
 
     @property
     def percent_of_limit(self) -> int | None:

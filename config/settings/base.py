@@ -159,6 +159,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
     "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Access windows (trials, promotions) that started or ended → feature_access.changed.
+    "entitlements.expire_overrides": {"task": "entitlements.expire_overrides", "schedule": 60.0},
     # Credit holds past their TTL: fallback charge or release (SPEC §7).
     "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
     # Expired credit lots get their `expiry` ledger entry.
@@ -171,6 +173,7 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
+    "expire_overrides": "entitlements.tasks.expire_overrides",
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
 }

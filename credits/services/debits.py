@@ -11,6 +11,7 @@ credits; either way it answers with the stored entry of the winner."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
@@ -52,6 +53,7 @@ def credits_debit(
     actor: str = "",
     actor_user_id: str = "",
     metadata: dict | None = None,
+    recorded_at: datetime | None = None,
 ) -> DebitResult:
     """Take `amount` credits for a job: one `usage` entry. A repeat of the
     idempotency key (default sha256(jobId + sourceService)) returns the first
@@ -74,6 +76,7 @@ def credits_debit(
                 request_fingerprint=request_fingerprint,
                 actor=actor_user_id and f"{actor} user:{actor_user_id}" or actor,
                 metadata=metadata or {},
+                recorded_at=recorded_at,
             )
         return DebitResult(entry=entry)
     except (ApplicationError, IntegrityError):
@@ -100,6 +103,7 @@ def debit_locked(
     actor: str = "",
     metadata: dict | None = None,
     description: str = "",
+    recorded_at: datetime | None = None,
 ) -> LedgerEntry:
     """The debit itself, inside the caller's transaction (metering's
     credit-priced track calls this in the transaction of its usage event).
@@ -127,6 +131,7 @@ def debit_locked(
         actor=actor,
         metadata=metadata or {},
         description=description,
+        recorded_at=recorded_at,
     )
 
 

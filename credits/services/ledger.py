@@ -92,12 +92,14 @@ def entry_apply(
     lot_deltas: list[tuple[CreditLot, int]] = (),
     debt_delta: int = 0,
     extra_allocations: list[dict] = (),
+    recorded_at: datetime | None = None,
     **fields,
 ) -> LedgerEntry:
     """Move the lots by `lot_deltas` and the debt by `debt_delta` (positive:
     the wallet owes more), write the ledger entry that says so, and keep the
     wallet's balances in step. The entry's amount is the sum of the moves.
-    The caller holds the wallet lock."""
+    The entry is stamped with the time of writing (`recorded_at` backfills
+    history: imports and the demo). The caller holds the wallet lock."""
     before = wallet.total
     allocations: list[dict] = []
     for lot, delta in lot_deltas:
@@ -120,7 +122,7 @@ def entry_apply(
         bucket_balances_after={str(k): v for k, v in wallet.bucket_balances().items()},
         allocations=allocations + list(extra_allocations),
         # The time of writing, not `now` (a sweep's cut-off): the ledger's order.
-        created_at=timezone.now(),
+        created_at=recorded_at or timezone.now(),
         **fields,
     )
     if wallet.total < before:

@@ -54,7 +54,7 @@ def lot_add(
     the wallet's debt first (on the same entry). Wallet locked."""
     lot = CreditLot.objects.create(
         wallet=wallet, bucket=bucket, amount=amount, remaining=0, expires_at=expires_at, origin=origin,
-        created_at=now, **(lot_fields or {}),
+        created_at=entry_fields.get("recorded_at") or now, **(lot_fields or {}),
     )
     deltas, debt_delta = credit_lot_deltas(wallet, [(lot, amount)])
     entry = entry_apply(wallet, kind=kind, now=now, lot_deltas=deltas, debt_delta=debt_delta, lot=lot, **entry_fields)
@@ -70,6 +70,7 @@ def credits_grant(
     bucket: str = Bucket.PROMOTIONAL,
     expires_at: datetime | None = None,
     actor: str = "",
+    recorded_at: datetime | None = None,
 ) -> GrantResult:
     """Grant credits once per (wallet, reason): a repeat with the same amount,
     bucket and expiry returns the first grant (`created=False`), with other
@@ -103,7 +104,7 @@ def credits_grant(
         entry, lot = lot_add(
             wallet, kind=EntryKind.GRANT, bucket=bucket, amount=amount, origin=LotOrigin.GRANT, now=now,
             expires_at=expires_at, lot_fields={"grant_reason": reason}, reason=reason, actor=actor,
-            description=f"{amount} {Bucket(bucket).label.lower()} credits granted",
+            description=f"{amount} {Bucket(bucket).label.lower()} credits granted", recorded_at=recorded_at,
         )
     return GrantResult(created=True, entry=entry, lot=lot)
 

@@ -13,12 +13,9 @@ once per written event, right after the counter moved:
   lowered and raised again in the same period, notify once. The events are
   written through the outbox (`notifications.event_emit`) in the same
   transaction as the alert rows.
-- Batches and corrections call it inside their own transaction, so the
-  usage change and its notification commit together. A single track on
-  PostgreSQL commits its counter in one statement (the hot path holds no
-  transaction); its alert is written right after, in a transaction of its
-  own. A crash between the two loses that one alert (the usage is kept);
-  that trade keeps the meter row lock short for every track.
+- Every usage write calls it inside its own transaction (tracks through
+  `tracking._after_counter_update`), so the usage change and its
+  notification commit together.
 """
 
 from __future__ import annotations
@@ -61,25 +58,25 @@ def crossed_thresholds(
     ]
 
 
-def usage_alerts_emit(*, event, feature: FeatureInfo, now: datetime | None = None) -> list[int]:
-    """Notify the thresholds `event` (a just-written usage event with
-    meter_id, previous_value, new_value, quantity_limit) crossed and that were
-    not notified before in this meter period. Returns the thresholds notified."""
+def usage_alerts_emit(*, event: dict, feature: FeatureInfo, now: datetime | None = None) -> list[int]:
+    """Notify the thresholds `event` (a just-written usage event row, see
+    `metering.services.events`) crossed and that were not notified before in
+    this meter period. Returns the thresholds notified."""
     crossed = crossed_thresholds(
         thresholds=feature.alert_thresholds,
-        quantity_limit=event.quantity_limit,
-        previous_value=event.previous_value,
-        new_value=event.new_value,
+        quantity_limit=event["quantity_limit"],
+        previous_value=event["previous_value"],
+        new_value=event["new_value"],
     )
     if not crossed:
         return []
     now = now or timezone.now()
     with transaction.atomic():
         claimed = _alerts_claim(
-            meter_id=event.meter_id,
+            meter_id=event["meter_id"],
             thresholds=crossed,
-            quantity_limit=event.quantity_limit,
-            usage_event_id=event.id,
+            quantity_limit=event["quantity_limit"],
+            usage_event_id=event["id"],
             now=now,
         )
         if claimed:
@@ -107,33 +104,33 @@ def _alerts_claim(*, meter_id: UUID, thresholds: list[int], quantity_limit: int,
 
 
 def _emit(*, event, feature: FeatureInfo, thresholds: list[int], now: datetime) -> None:
-    period_start, period_end = UsageMeter.objects.filter(pk=event.meter_id).values_list("period_start", "period_end").get()
+    period_start, period_end = UsageMeter.objects.filter(pk=event["meter_id"]).values_list("period_start", "period_end").get()
     external_org_id = (
-        ProductLink.objects.filter(product_id=event.product_id, company_id=event.company_id)
+        ProductLink.objects.filter(product_id=event["product_id"], company_id=event["company_id"])
         .order_by("created_at")
         .values_list("external_org_id", flat=True)
         .first()
     )
     base = {
-        "companyId": str(event.company_id),
+        "companyId": str(event["company_id"]),
         "externalOrgId": external_org_id,
         "featureCode": feature.code,
-        "quantityLimit": event.quantity_limit,
-        "currentUsage": event.new_value,
-        "previousUsage": event.previous_value,
+        "quantityLimit": event["quantity_limit"],
+        "currentUsage": event["new_value"],
+        "previousUsage": event["previous_value"],
         "periodStart": iso_utc(period_start),
         "resetAt": iso_utc(period_end),
-        "meterId": str(event.meter_id),
-        "usageEventId": str(event.id),
+        "meterId": str(event["meter_id"]),
+        "usageEventId": str(event["id"]),
     }
     notifications = []
     for percent in thresholds:
         if percent in feature.alert_thresholds:
-            level = threshold_level(event.quantity_limit, percent)
+            level = threshold_level(event["quantity_limit"], percent)
             data = {**base, "threshold": percent, "thresholdUsage": level}
             notifications.append((EventType.USAGE_THRESHOLD_REACHED, data))
         if percent == LIMIT:
             notifications.append((EventType.USAGE_LIMIT_REACHED, base))
     for index, (event_type, data) in enumerate(notifications):
         # A microsecond apart, so the feed lists them in the order they happened.
-        event_emit(product=event.product_id, type=event_type, data=data, now=now + timedelta(microseconds=index))
+        event_emit(product=event["product_id"], type=event_type, data=data, now=now + timedelta(microseconds=index))
