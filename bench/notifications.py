@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BenchConfig, django_setup, ensure_database, free_port, gunicorn, log, print_table, run_wrk  # noqa: E402
+from bench.track import TRACK  # noqa: E402
+from bench.track import _script as track_script  # noqa: E402
 
 PRODUCT_CODE = "bench-notify"
 SETTINGS = "bench.track_settings"
@@ -162,42 +164,16 @@ def seed_track() -> dict:
     return {"product": product, "companies": [str(c.id) for c in companies], "key": raw_key}
 
 
-_TRACK_LUA = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %(key)s"
-COMPANIES = %(companies)s
-local counter = 0
-local prefix = nil
-function init(args)
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f:read(8)
-  f:close()
-  prefix = string.gsub(bytes, ".", function(c) return string.format("%%02x", string.byte(c)) end)
-end
-request = function()
-  counter = counter + 1
-  local i = (counter %% #COMPANIES) + 1
-  return wrk.format(nil, "/api/v1/usage/track", nil,
-    '{"companyId":"' .. COMPANIES[i] .. '","featureCode":"%(feature)s","quantity":1,"idempotencyKey":"' .. prefix .. "-" .. counter .. '"}')
-end
-done = function(summary, latency, requests)
-  io.write(string.format("BENCH_RESULT requests=%%d p50_us=%%d p99_us=%%d errors=%%d status=%%d\n",
-    summary.requests, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
-end
-"""
-
-
 def bench_track(config: BenchConfig) -> None:
     from notifications.services import endpoint_create
 
     data = seed_track()
-    companies = "{" + ",".join(f'"{c}"' for c in data["companies"]) + "}"
+    # bench/track.py's wrk script (unique idempotency keys per request), on this product's features.
+    seed_data = {**data, "meters": data["companies"], "product_id": str(data["product"].pk), "feature_id": ""}
 
     def script(feature: str) -> str:
-        return _TRACK_LUA % {"key": data["key"], "companies": companies, "feature": feature}
+        body = TRACK.replace('"featureCode":"tokens"', f'"featureCode":"{feature}"')
+        return track_script(seed_data, request_body=body)
 
     env = config.server_env(settings_module=SETTINGS)
     with gunicorn(config, env=env) as base_url:

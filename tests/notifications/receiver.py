@@ -38,6 +38,17 @@ class Receiver:
                 if isinstance(answer, str) and answer.startswith("sleep:"):
                     time.sleep(float(answer.split(":", 1)[1]))
                     answer = 200
+                if isinstance(answer, str) and answer.startswith("drip:"):
+                    # Headers a byte at a time, each just inside the socket timeout.
+                    pause = float(answer.split(":", 1)[1])
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(pause)
+                    return
                 payload = b'{"ok": true}' if answer < 300 else b"receiver says no " * 200
                 self.send_response(answer)
                 self.send_header("Content-Type", "application/json")
