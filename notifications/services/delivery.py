@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from config.api.serializers import iso_utc
 from config.errors import BadRequest
+from config.tasks import enqueue
 
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus, DisabledReason, Event, WebhookEndpoint
 from ..signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
@@ -292,10 +293,7 @@ def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, gone: bool) ->
 def _enqueue_retry(delivery_id, delay: float) -> None:
     from ..tasks import deliver_one
 
-    try:
-        deliver_one.apply_async(args=[str(delivery_id)], countdown=max(0.0, delay), retry=False)
-    except Exception:  # noqa: BLE001 - the beat pass picks it up
-        logger.warning("notification retry not enqueued; the periodic pass will send it", exc_info=True)
+    enqueue(deliver_one, str(delivery_id), countdown=delay)
 
 
 # --- the pass -----------------------------------------------------------------------------
