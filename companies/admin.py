@@ -14,7 +14,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
-from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from . import admin_extensions, services
