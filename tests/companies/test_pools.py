@@ -238,8 +238,8 @@ def test_migration_moves_company_values_into_accounts():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before = [("companies", "0004_customer_pools_accounts")]
-    after = [("companies", "0006_company_fields_moved_to_accounts")]
+    before = [("companies", "0005_customer_pools_accounts")]
+    after = [("companies", "0007_company_fields_moved_to_accounts")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

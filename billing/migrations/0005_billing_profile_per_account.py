@@ -6,8 +6,8 @@ class Migration(migrations.Migration):
     """Billing profiles per account (company × product, SPEC §2), step 1."""
 
     dependencies = [
-        ("billing", "0002_price"),
-        ("companies", "0006_company_fields_moved_to_accounts"),
+        ("billing", "0004_push_billing_periods"),
+        ("companies", "0007_company_fields_moved_to_accounts"),
     ]
 
     operations = [

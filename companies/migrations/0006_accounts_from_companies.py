@@ -65,6 +65,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("companies", "0004_customer_pools_accounts")]
+    dependencies = [("companies", "0005_customer_pools_accounts")]
 
     operations = [migrations.RunPython(forwards, backwards)]

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     """Customer pools and accounts (SPEC §2), step 1: the new columns and table."""
 
     dependencies = [
-        ('companies', '0003_servicecredential_servicenonce_and_more'),
+        ('companies', '0004_ratelimitcounter'),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     """Billing profiles per account, step 3: the product is required, one profile per account."""
 
-    dependencies = [("billing", "0004_billing_profiles_to_accounts")]
+    dependencies = [("billing", "0006_billing_profiles_to_accounts")]
 
     operations = [
         migrations.AlterField(

@@ -33,6 +33,6 @@ def forwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0003_billing_profile_per_account")]
+    dependencies = [("billing", "0005_billing_profile_per_account")]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

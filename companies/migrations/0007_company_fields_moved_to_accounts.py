@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     shortId unique per pool instead of globally."""
 
     dependencies = [
-        ('companies', '0005_accounts_from_companies'),
+        ('companies', '0006_accounts_from_companies'),
     ]
 
     operations = [
