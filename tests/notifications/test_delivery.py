@@ -256,3 +256,19 @@ def test_a_dripping_receiver_cannot_hold_a_worker(product, receiver, settings):
     deliveries_run()
     attempt = DeliveryAttempt.objects.get()
     assert not attempt.succeeded and "no complete answer" in attempt.error
+
+
+def test_a_worker_stops_sending_before_its_lease_runs_out(product, receiver, settings):
+    """With a lease that covers about two slow attempts, the worker releases
+    the rest of its batch and claims again: everything is delivered once."""
+    settings.NOTIFICATIONS_TIMEOUT_SECONDS = 0.5
+    settings.NOTIFICATIONS_LEASE_SECONDS = 2 * 0.5 + 5.0 + 0.5
+    receiver.script.extend(["sleep:0.3"] * 6)
+    endpoint_create(product=product, url=receiver.url)
+    for n in range(6):
+        event_emit(product=product, type="usage.threshold_reached", data={"n": n})
+    result = deliveries_run(batch_size=10)
+    assert result.succeeded == 6 and result.batches > 1
+    assert len(receiver.requests) == 6
+    assert len({r.headers["SaaSDesk-Event-Id"] for r in receiver.requests}) == 6
+    assert not Delivery.objects.filter(lease_token__isnull=False).exists()
