@@ -28,11 +28,12 @@ from ..rules import (
     default_refund_key,
     fingerprint,
     idempotency_conflict,
+    no_wallet,
     not_enough_credits,
     wallet_frozen,
 )
 from ..selectors import wallet_get
-from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock
+from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock, wallet_lock_visible
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,19 @@ def credits_debit(
     check_positive(amount, field="amount")
     if source_service.startswith(USAGE_SOURCE_PREFIX):
         raise BadRequest.for_field("sourceService", f"The '{USAGE_SOURCE_PREFIX}' prefix is reserved for usage tracking.")
-    wallet = wallet_get(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
     key = idempotency_key or default_debit_key(job_id=job_id, source_service=source_service)
     request_fingerprint = fingerprint(amount=amount, job_id=job_id, source_service=source_service)
+    wallet_id = None
     try:
         with transaction.atomic():
+            wallet = wallet_lock_visible(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+            if wallet is None:
+                # The right 404: an unknown/invisible company, or no wallet.
+                wallet_get(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+                raise no_wallet()
+            wallet_id = wallet.pk
             entry = debit_locked(
-                wallet_id=wallet.pk,
+                wallet=wallet,
                 amount=amount,
                 job_id=job_id,
                 source_service=source_service,
@@ -82,7 +89,7 @@ def credits_debit(
     except (ApplicationError, IntegrityError):
         # A retry of a debit that once succeeded answers with that success,
         # even if the wallet could not pay it again now.
-        stored = LedgerEntry.objects.filter(wallet_id=wallet.pk, idempotency_key=key).first()
+        stored = LedgerEntry.objects.filter(wallet_id=wallet_id, idempotency_key=key).first() if wallet_id else None
         if stored is None:
             raise
         if stored.request_fingerprint != request_fingerprint:
@@ -94,7 +101,6 @@ def credits_debit(
 
 def debit_locked(
     *,
-    wallet_id: UUID,
     amount: int,
     job_id: str,
     source_service: str,
@@ -104,12 +110,14 @@ def debit_locked(
     metadata: dict | None = None,
     description: str = "",
     recorded_at: datetime | None = None,
+    wallet: Wallet | None = None,
+    wallet_id: UUID | None = None,
 ) -> LedgerEntry:
-    """The debit itself, inside the caller's transaction (metering's
-    credit-priced track calls this in the transaction of its usage event).
-    Locks the wallet row until the caller commits."""
+    """The debit itself, inside the caller's transaction, on `wallet` locked
+    by the caller or on `wallet_id`, which it locks until the caller commits."""
     now = timezone.now()
-    wallet = wallet_lock(wallet_id=wallet_id)
+    if wallet is None:
+        wallet = wallet_lock(wallet_id=wallet_id)
     if wallet.frozen:
         raise wallet_frozen(wallet)
     company_suspended_check(company_id=wallet.company_id, product_id=wallet.product_id)
