@@ -159,6 +159,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
     "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Events (and their deliveries) past NOTIFICATIONS_EVENT_RETENTION_DAYS.
+    "notifications.prune_events": {"task": "notifications.prune_events", "schedule": crontab(hour=3, minute=30)},
     # Access windows (trials, promotions) that started or ended → feature_access.changed.
     "entitlements.expire_overrides": {"task": "entitlements.expire_overrides", "schedule": 60.0},
     # Credit holds past their TTL: fallback charge or release (SPEC §7).
@@ -173,6 +175,7 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
+    "prune_notifications": "notifications.tasks.prune_events",
     "expire_overrides": "entitlements.tasks.expire_overrides",
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
@@ -185,6 +188,7 @@ NOTIFICATIONS_REQUIRE_HTTPS = env.bool("NOTIFICATIONS_REQUIRE_HTTPS", default=Fa
 NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=True)
 NOTIFICATIONS_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_TIMEOUT_SECONDS", default=5.0)
 NOTIFICATIONS_RETRY_WINDOW_SECONDS = 3 * 24 * 3600
+NOTIFICATIONS_EVENT_RETENTION_DAYS = env.int("NOTIFICATIONS_EVENT_RETENTION_DAYS", default=90)
 
 # --- Stripe -------------------------------------------------------------------
 STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
