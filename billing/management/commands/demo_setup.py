@@ -8,6 +8,7 @@ and stored only as hashes."""
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from datetime import timedelta
@@ -74,6 +75,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-credentials", action="store_true", help="Only the data; no admin/key.")
+        parser.add_argument(
+            "--base-url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+            help="Where the back office will be served, for the printed links (default: port $PORT or 8000).",
+        )
 
     def handle(self, *args, **options):
         product, _ = Product.objects.update_or_create(
@@ -90,7 +95,7 @@ class Command(BaseCommand):
             f"{events} new usage events, {movements} new credit movements."
         )
         if not options["no_credentials"]:
-            self._print_credentials(product)
+            self._print_credentials(product, base_url=options["base_url"].rstrip("/"))
 
     def _create_webhook_endpoint(self, product: Product) -> str | None:
         """A webhook endpoint for the usage and access events the demo data
@@ -232,7 +237,7 @@ class Command(BaseCommand):
                 pass
         return written
 
-    def _print_credentials(self, product: Product) -> None:
+    def _print_credentials(self, product: Product, *, base_url: str) -> None:
         password = secrets.token_urlsafe(12)
         user_model = get_user_model()
         user = user_model.objects.filter(username="admin").first() or user_model(username="admin")
@@ -248,14 +253,14 @@ class Command(BaseCommand):
                     "=" * 72,
                     "  SaaSDesk demo is ready. These credentials are shown only once:",
                     "",
-                    "  Admin:     http://127.0.0.1:8000/admin/",
+                    f"  Admin:     {base_url}/admin/",
                     "  Username:  admin",
                     f"  Password:  {password}",
                     "",
-                    "  API docs:  http://127.0.0.1:8000/api/v1/docs/",
+                    f"  API docs:  {base_url}/api/v1/docs/",
                     f"  API key:   {raw_key}   (product '{product.code}')",
                     "",
-                    "  export API=http://127.0.0.1:8000/api/v1",
+                    f"  export API={base_url}/api/v1",
                     f"  export KEY={raw_key}",
                     *(
                         [
