@@ -15,7 +15,7 @@ names."""
 
 from .api_keys import api_key_create, api_key_revoke
 from .cleaning import UNSET
-from .companies import company_create, company_create_unlinked, company_insert, company_update, short_id_base
+from .companies import company_create, company_insert, company_update, short_id_base
 from .contacts import MAX_BULK_CONTACTS, ContactsBulkResult, contact_save, contact_upsert, contacts_bulk_upsert
 from .service_credentials import service_credential_create, service_credential_revoke
 from .links import LinksResetResult, product_link_create, product_links_reset
@@ -31,7 +31,6 @@ __all__ = [
     "api_key_create",
     "api_key_revoke",
     "company_create",
-    "company_create_unlinked",
     "company_insert",
     "company_smart_link",
     "company_update",

@@ -62,27 +62,6 @@ def company_insert(*, company: Company) -> Company:
     raise Conflict("Could not allocate a unique shortId; retry.")
 
 
-def company_create_unlinked(
-    *,
-    name: str,
-    domain: str | None = None,
-    status: str = CompanyStatus.ACTIVE,
-    mrr: int = 0,
-    created_at: datetime | None = None,
-    metadata: dict | None = None,
-) -> Company:
-    """Create a company that no product is linked to yet (admin, imports)."""
-    company = Company(
-        name=clean_name(name),
-        domain=clean_domain(domain),
-        status=status,
-        mrr=mrr,
-        metadata=metadata or {},
-        created_at=clean_created_at(created_at) or timezone.now(),
-    )
-    return company_insert(company=company)
-
-
 def company_create(
     *,
     product_id: UUID,
