@@ -210,6 +210,7 @@ def entry_apply(
     wallet.updated_at = now
     entry = LedgerEntry(
         wallet=wallet,
+        product_id=wallet.product_id,
         kind=kind,
         amount=sum(item["amount"] for item in allocations),
         balance_after=wallet.total,
