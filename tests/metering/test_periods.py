@@ -197,10 +197,10 @@ def test_close_periods_retries_transient_errors_only():
 
     with mock.patch("metering.tasks.meters_close_due", side_effect=ValueError("a bug")) as close:
         with pytest.raises(ValueError):
-            close_periods.apply()
+            close_periods.apply(throw=True)
     assert close.call_count == 1
     from celery.exceptions import Retry
 
     with mock.patch("metering.tasks.meters_close_due", side_effect=OperationalError("connection lost")):
         with pytest.raises(Retry):  # eager mode: the retry is scheduled, not run
-            close_periods.apply()
+            close_periods.apply(throw=True)
