@@ -277,3 +277,15 @@ def test_a_worker_stops_sending_before_its_lease_runs_out(product, receiver, set
     assert len(receiver.requests) == 6
     assert len({r.headers["SaaSDesk-Event-Id"] for r in receiver.requests}) == 6
     assert not Delivery.objects.filter(lease_token__isnull=False).exists()
+
+
+def test_prune_drops_old_events_with_their_deliveries(product, receiver, capsys):
+    endpoint_create(product=product, url=receiver.url)
+    old = event_emit(product=product, type="usage.threshold_reached", data={"old": True})
+    deliveries_run()
+    Event.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=91))
+    kept = event_emit(product=product, type="usage.threshold_reached", data={"old": False})
+    call_command("run_job", "prune_notifications")
+    assert '"deleted": 1' in capsys.readouterr().out
+    assert list(Event.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert Delivery.objects.count() == 1 and not DeliveryAttempt.objects.filter(delivery__event_id=old.pk).exists()
