@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from companies.models import Company
 from companies.selectors import company_get_visible
+from config.errors import NotFound
 from entitlements.models import FeatureAccess
 
 from .models import GRANTING_STATUSES, BillingProfile, Price, Subscription
@@ -93,3 +94,35 @@ def price_monthly_amount(*, price: Price, quantity: int = 1) -> Decimal | None:
         return None
     per_interval = price.unit_amount_decimal * quantity
     return per_interval * _INTERVALS_PER_MONTH[price.interval] / (price.interval_count or 1)
+
+
+# --- customers and subscriptions managed from SaaSDesk ----------------------------------
+
+
+def billing_profile_for(*, company_id, product_id) -> BillingProfile | None:
+    """The Stripe customer that bills this company in this product, if any."""
+    return BillingProfile.objects.filter(company_id=company_id).first()
+
+
+def subscriptions_list(*, product_id, company_id) -> QuerySet[Subscription]:
+    """The product's subscriptions of a visible company (all statuses), newest first."""
+    company = company_get_visible(product_id=product_id, company_id=company_id)
+    return (
+        Subscription.objects.filter(company=company, product_id=product_id)
+        .select_related("tier")
+        .order_by("-created_at", "-id")
+    )
+
+
+def subscription_get_visible(*, product_id, subscription_id) -> Subscription:
+    """One of the product's subscriptions whose company the product sees; 404 otherwise
+    (another product's subscription is as unknown as a missing one)."""
+    subscription = (
+        Subscription.objects.select_related("tier", "company")
+        .filter(pk=subscription_id, product_id=product_id)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound("Unknown subscription.")
+    company_get_visible(product_id=product_id, company_id=subscription.company_id)
+    return subscription
