@@ -11,11 +11,17 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from companies.admin_extensions import ReadOnlyAdminMixin, register_company_inline, register_company_list_filter
+from companies.admin_extensions import (
+    ReadOnlyAdminMixin,
+    register_company_action,
+    register_company_inline,
+    register_company_list_filter,
+)
 from metering.models import StripeDeliveryStatus, UsageEvent
 
 from config.errors import ApplicationError
 
+from . import admin_actions
 from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
 from .services.delivery import usage_delivery_retry
@@ -49,6 +55,7 @@ class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
+register_company_action(admin_actions.billing_subscribe)
 
 
 @admin.register(BillingProfile)
@@ -70,11 +77,13 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
     # A mirror of Stripe: state changes come from Stripe (webhooks), not from here.
     readonly_fields = (
         "company", "product", "stripe_subscription_id", "stripe_customer_id", "status", "tier",
-        "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at",
+        "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at", "trial_end",
         "checkout_session_id", "price_ids", "created_at", "updated_at",
     )
     fields = ("display_name", *readonly_fields)
     show_full_result_count = False
+    # Through Stripe, by the same services as the API (billing/admin_actions.py).
+    actions = [admin_actions.change_tier, admin_actions.cancel, admin_actions.resume]
 
     def has_add_permission(self, request):
         return False

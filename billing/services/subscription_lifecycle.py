@@ -89,6 +89,7 @@ def subscription_create(
     idempotency_key: str,
     trial_period_days: int | None = None,
     payment_method_id: str | None = None,
+    reason: str | None = None,
     actor: Actor,
 ) -> SubscriptionSyncResult:
     """Subscribe the company to a tier in Stripe (the tier's base fee and
@@ -124,7 +125,7 @@ def subscription_create(
         stripe_subscription=stripe_subscription,
         tier=tier,
         actor=actor,
-        reason=f"Subscribed to {tier.code} in Stripe",
+        reason=f"Subscribed to {tier.code} in Stripe" + (f": {reason}" if reason else ""),
     )
 
 
@@ -141,7 +142,13 @@ def _require_not_ended(subscription: Subscription) -> None:
 
 
 def subscription_change(
-    *, product_id, subscription_id, tier_code: str, proration_behavior: str = "create_prorations", actor: Actor
+    *,
+    product_id,
+    subscription_id,
+    tier_code: str,
+    proration_behavior: str = "create_prorations",
+    reason: str | None = None,
+    actor: Actor,
 ) -> SubscriptionSyncResult:
     """Move a subscription to another tier: its Stripe items are swapped to
     the new tier's prices (kept where the price stays), prorated as asked,
@@ -178,7 +185,7 @@ def subscription_change(
         stripe_subscription=updated,
         tier=tier,
         actor=actor,
-        reason=f"Tier changed to {tier.code}",
+        reason=f"Tier changed to {tier.code}" + (f": {reason}" if reason else ""),
     )
 
 
@@ -211,7 +218,7 @@ def subscription_cancel(*, product_id, subscription_id, at_period_end: bool = Tr
     )
 
 
-def subscription_resume(*, product_id, subscription_id, actor: Actor) -> SubscriptionSyncResult:
+def subscription_resume(*, product_id, subscription_id, reason: str | None = None, actor: Actor) -> SubscriptionSyncResult:
     """Undo a pending cancel at period end. 409 when none is pending (as Stripe
     sees it now)."""
     subscription = subscription_get_visible(product_id=product_id, subscription_id=subscription_id)
@@ -234,5 +241,5 @@ def subscription_resume(*, product_id, subscription_id, actor: Actor) -> Subscri
         stripe_subscription=result,
         tier=None,
         actor=actor,
-        reason="Pending cancellation undone",
+        reason="Pending cancellation undone" + (f": {reason}" if reason else ""),
     )

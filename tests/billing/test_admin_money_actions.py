@@ -1,0 +1,100 @@
+"""Billing admin actions through Stripe (the fake, over real HTTP): subscribe a
+company, change tier, cancel, resume — same services as the API, a
+confirmation form with a reason, the Billing admin role only."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from billing.models import Subscription
+from tests.billing.conftest import access_of
+from tests.billing.test_api_money_flows import add_card, subscribe
+
+pytestmark = pytest.mark.django_db
+
+
+def client_with_role(role: str) -> Client:
+    user = User.objects.create_user(role.lower().replace(" ", "_"), "s@example.com", "pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def billing_admin():
+    return client_with_role("Billing admin")
+
+
+def run_action(client, url, action, objects, **form):
+    return client.post(url, {"action": action, "_selected_action": [str(o.pk) for o in objects], "apply": "yes", **form},
+                       follow=True)
+
+
+@pytest.fixture
+def subscription(api, company, fake_stripe, stripe_catalog):
+    add_card(api, fake_stripe, company)
+    return Subscription.objects.get(pk=subscribe(api, company).json()["id"])
+
+
+def test_confirmation_page_then_change_tier(billing_admin, fake_stripe, stripe_catalog, subscription):
+    url = "/admin/billing/subscription/"
+    page = billing_admin.post(url, {"action": "change_tier", "_selected_action": [str(subscription.pk)]})
+    assert page.status_code == 200 and b"billing-subscription-form" in page.content and b"reason" in page.content
+
+    response = run_action(billing_admin, url, "change_tier", [subscription], tier=str(stripe_catalog.enterprise.pk),
+                          proration_behavior="none", reason="Upgrade agreed on the phone")
+
+    assert b"now enterprise" in response.content
+    subscription.refresh_from_db()
+    assert subscription.tier.code == "enterprise"
+    stripe_sub = fake_stripe.get(subscription.stripe_subscription_id)
+    assert "price_ent_base" in [i["price"]["id"] for i in stripe_sub["items"]["data"]]
+
+
+def test_cancel_then_resume(billing_admin, company, fake_stripe, stripe_catalog, subscription):
+    url = "/admin/billing/subscription/"
+    run_action(billing_admin, url, "cancel", [subscription], at_period_end="on", reason="Asked by email")
+    subscription.refresh_from_db()
+    assert subscription.cancel_at_period_end is True
+
+    response = run_action(billing_admin, url, "resume", [subscription], reason="Changed their mind")
+    assert b"will renew again" in response.content
+    subscription.refresh_from_db()
+    assert subscription.cancel_at_period_end is False
+
+    run_action(billing_admin, url, "cancel", [subscription], reason="Closed")  # unticked: now
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled" and not access_of(company, stripe_catalog.sso).is_enabled
+
+
+def test_support_may_not(company, fake_stripe, stripe_catalog, subscription):
+    support = client_with_role("Support")
+    response = run_action(support, "/admin/billing/subscription/", "cancel", [subscription], reason="x")
+    assert response.status_code in (200, 403)
+    subscription.refresh_from_db()
+    assert subscription.status == "active" and subscription.cancel_at_period_end is False
+
+
+def test_subscribe_company_from_the_admin(billing_admin, api, company, fake_stripe, stripe_catalog):
+    add_card(api, fake_stripe, company)
+    form = {"tier": str(stripe_catalog.pro.pk), "reason": "Signed contract", "idempotency_key": "a" * 32}
+
+    first = run_action(billing_admin, "/admin/companies/company/", "billing_subscribe", [company], **form)
+    run_action(billing_admin, "/admin/companies/company/", "billing_subscribe", [company], **form)  # double submit
+
+    assert b"subscribed to pro" in first.content
+    assert Subscription.objects.get(company=company).tier.code == "pro"
+    assert len(fake_stripe.subscriptions) == 1
+
+
+def test_declined_card_shows_on_the_form(billing_admin, api, company, fake_stripe, stripe_catalog):
+    add_card(api, fake_stripe, company, "pm_card_chargeCustomerFail")
+
+    response = run_action(billing_admin, "/admin/companies/company/", "billing_subscribe", [company],
+                          tier=str(stripe_catalog.pro.pk), reason="Contract", idempotency_key="b" * 32)
+
+    assert response.status_code == 200 and b"declined" in response.content
+    assert not Subscription.objects.exists()
