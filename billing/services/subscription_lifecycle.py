@@ -68,11 +68,13 @@ def _stripe_call(operation: str, call):
             raise BadRequest(error.user_message or "Stripe refused the request.", details={"stripeCode": error.code}) from error
 
 
-def _sync(*, subscription_company: Company, product_id, stripe_subscription: Any, tier: Tier | None, actor: Actor, reason: str) -> SubscriptionSyncResult:
+def _sync(*, company: Company, product_id, stripe_subscription: Any, tier: Tier | None, actor: Actor, reason: str) -> SubscriptionSyncResult:
+    """Mirror what Stripe answered and apply the tier, the company row locked
+    (the lock every subscription write of a company takes first)."""
     with transaction.atomic():
-        Company.objects.select_for_update().filter(pk=subscription_company.pk).first()
+        Company.objects.select_for_update().filter(pk=company.pk).first()
         return subscription_sync(
-            company=subscription_company,
+            company=company,
             product_id=product_id,
             stripe_subscription=stripe_subscription,
             tier=tier,
@@ -120,13 +122,18 @@ def subscription_create(
         "subscription.create", lambda: client.v1.subscriptions.create(params, {"idempotency_key": key})
     )
     return _sync(
-        subscription_company=company,
+        company=company,
         product_id=product_id,
         stripe_subscription=stripe_subscription,
         tier=tier,
         actor=actor,
         reason=f"Subscribed to {tier.code} in Stripe" + (f": {reason}" if reason else ""),
     )
+
+
+def _sync_linked(subscription: Subscription, stripe_subscription: Any, *, tier: Tier | None = None, actor: Actor, reason: str):
+    return _sync(company=subscription.company, product_id=subscription.product_id,
+                 stripe_subscription=stripe_subscription, tier=tier, actor=actor, reason=reason)
 
 
 def _retrieve(subscription: Subscription) -> Any:
@@ -179,14 +186,8 @@ def subscription_change(
     updated = _stripe_call(
         "subscription.update", lambda: client.v1.subscriptions.update(subscription.stripe_subscription_id, params)
     )
-    return _sync(
-        subscription_company=subscription.company,
-        product_id=product_id,
-        stripe_subscription=updated,
-        tier=tier,
-        actor=actor,
-        reason=f"Tier changed to {tier.code}" + (f": {reason}" if reason else ""),
-    )
+    return _sync_linked(subscription, updated, tier=tier, actor=actor,
+                        reason=f"Tier changed to {tier.code}" + (f": {reason}" if reason else ""))
 
 
 def subscription_cancel(*, product_id, subscription_id, at_period_end: bool = True, reason: str, actor: Actor) -> SubscriptionSyncResult:
@@ -208,14 +209,8 @@ def subscription_cancel(*, product_id, subscription_id, at_period_end: bool = Tr
             "subscription.cancel",
             lambda: client.v1.subscriptions.cancel(subscription.stripe_subscription_id, {"cancellation_details": details}),
         )
-    return _sync(
-        subscription_company=subscription.company,
-        product_id=product_id,
-        stripe_subscription=result,
-        tier=None,
-        actor=actor,
-        reason=f"Canceled {'at period end' if at_period_end else 'now'}: {reason}",
-    )
+    return _sync_linked(subscription, result, actor=actor,
+                        reason=f"Canceled {'at period end' if at_period_end else 'now'}: {reason}")
 
 
 def subscription_resume(*, product_id, subscription_id, reason: str | None = None, actor: Actor) -> SubscriptionSyncResult:
@@ -225,8 +220,7 @@ def subscription_resume(*, product_id, subscription_id, reason: str | None = Non
     _require_not_ended(subscription)
     current = _retrieve(subscription)
     if not current.get("cancel_at_period_end") and not current.get("cancel_at"):
-        _sync(subscription_company=subscription.company, product_id=product_id, stripe_subscription=current,
-              tier=None, actor=actor, reason="Stripe state re-read")
+        _sync_linked(subscription, current, actor=actor, reason="Stripe state re-read")
         raise Conflict("No cancellation is pending on this subscription.")
     client = get_stripe_client()
     result = _stripe_call(
@@ -235,11 +229,5 @@ def subscription_resume(*, product_id, subscription_id, reason: str | None = Non
             subscription.stripe_subscription_id, {"cancel_at_period_end": False}
         ),
     )
-    return _sync(
-        subscription_company=subscription.company,
-        product_id=product_id,
-        stripe_subscription=result,
-        tier=None,
-        actor=actor,
-        reason="Pending cancellation undone" + (f": {reason}" if reason else ""),
-    )
+    return _sync_linked(subscription, result, actor=actor,
+                        reason="Pending cancellation undone" + (f": {reason}" if reason else ""))
