@@ -5,10 +5,13 @@ end against the fake Stripe over real HTTP: POST /billing/customers,
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from billing.models import BillingProfile, Subscription
 from tests.billing.conftest import access_of
+from tests.billing.test_webhooks import last_event, post_event
 
 pytestmark = pytest.mark.django_db
 
@@ -247,3 +250,42 @@ class TestSubscriptionLifecycle:
         assert one.status_code == 200 and one.json() == listed["data"][0]
         assert other_api.get(f"{API}/subscriptions/{subscription['id']}").status_code == 404
         assert other_api.post(f"{API}/subscriptions/{subscription['id']}/resume").status_code == 404
+
+
+def wait_until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+class TestLostAnswers:
+    def test_created_at_stripe_but_answer_lost_is_linked_by_the_webhook(self, api, client, company, fake_stripe,
+                                                                        stripe_catalog, settings):
+        add_card(api, fake_stripe, company)
+        settings.STRIPE_TIMEOUT_SECONDS = 0.3
+        fake_stripe.hang_next(1, seconds=0.6, paths="/v1/subscriptions", then="process")
+
+        assert subscribe(api, company).status_code == 503
+        assert not Subscription.objects.exists()
+        wait_until(lambda: fake_stripe.subscriptions)  # Stripe finishes it after the client gave up
+
+        response = post_event(client, fake_stripe, last_event(fake_stripe, "customer.subscription.created"))
+
+        assert response.status_code == 200
+        linked = Subscription.objects.get()
+        assert (linked.company, linked.tier.code) == (company, "pro")
+        assert access_of(company, stripe_catalog.sso).is_enabled
+
+    def test_created_at_stripe_but_answer_lost_is_returned_by_the_retry(self, api, company, fake_stripe,
+                                                                        stripe_catalog, settings):
+        add_card(api, fake_stripe, company)
+        settings.STRIPE_TIMEOUT_SECONDS = 0.3
+        fake_stripe.hang_next(1, seconds=0.6, paths="/v1/subscriptions", then="process")
+        assert subscribe(api, company, key="retry-me").status_code == 503
+        wait_until(lambda: fake_stripe.subscriptions)
+
+        retry = subscribe(api, company, key="retry-me")
+
+        assert retry.status_code == 201
+        assert [s["id"] for s in fake_stripe.subscriptions] == [retry.json()["stripeSubscriptionId"]]
