@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
+from django.db import transaction
 
 from billing.models import BillingProfile
 from billing.selectors import billing_profile_for
@@ -85,7 +86,14 @@ def stripe_customer_ensure(
         customer = client.v1.customers.create(
             params, {"idempotency_key": stripe_idempotency_key("customer", product_id, company.pk)}
         )
-    profile = billing_profile_ensure(company=company, stripe_customer_id=customer["id"])
+    # Concurrent calls get the same customer from Stripe (same idempotency
+    # key); the company lock lets exactly one of them link it.
+    with transaction.atomic():
+        Company.objects.select_for_update().filter(pk=company.pk).first()
+        existing = billing_profile_for(company_id=company.pk, product_id=product_id)
+        if existing is not None:
+            return CustomerEnsureResult(profile=existing, created=False)
+        profile = billing_profile_ensure(company=company, stripe_customer_id=customer["id"])
     return CustomerEnsureResult(profile=profile, created=True)
 
 
