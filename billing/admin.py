@@ -55,6 +55,7 @@ class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
+register_company_action(admin_actions.billing_create_customer)
 register_company_action(admin_actions.billing_subscribe)
 
 

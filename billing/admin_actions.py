@@ -3,8 +3,8 @@ Stripe, change a subscription's tier, cancel it, undo a pending cancel. Each
 shows an intermediate confirmation form (Django's delete_selected pattern)
 with a required reason and calls the same service as the API — the form
 shows the service's error (a declined card, Stripe down) instead of a 500.
-Only staff with `billing.change_subscription` (the Billing admin role) may
-run them."""
+Only staff with `billing.change_subscription` (`billing.add_billingprofile`
+for creating customers) — the Billing admin role — may run them."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from config.errors import ApplicationError
+from companies.models import Product
 from entitlements.actors import Actor
 from entitlements.models import Tier
 
+from .services.customers import stripe_customer_ensure
 from .services.subscription_lifecycle import (
     PRORATION_BEHAVIORS,
     subscription_cancel,
@@ -56,6 +58,11 @@ class SubscribeForm(_ReasonForm):
             self.initial["idempotency_key"] = uuid.uuid4().hex
 
 
+class CustomerForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.order_by("code"))
+    email = forms.EmailField(required=False, help_text="Optional: the address Stripe sends invoices and receipts to.")
+
+
 class ChangeTierForm(_ReasonForm):
     tier = _TierField(queryset=Tier.objects.none())
     proration_behavior = forms.ChoiceField(choices=[(b, b) for b in PRORATION_BEHAVIORS], initial="create_prorations")
@@ -70,11 +77,12 @@ class CancelForm(_ReasonForm):
                                        help_text="Unticked: cancel now; access falls back to the default tier at once.")
 
 
-def _run(modeladmin, request, queryset, *, form_class, title, action_name, summary, submit_label, apply_one):
+def _run(modeladmin, request, queryset, *, form_class, title, action_name, summary, submit_label, apply_one,
+         permission=PERMISSION):
     """The intermediate page: show the form; on submit call `apply_one(obj,
     cleaned_data)` for every selected object, stopping at the first error."""
-    if not request.user.has_perm(PERMISSION):
-        modeladmin.message_user(request, "You may not change subscriptions.", messages.ERROR)
+    if not request.user.has_perm(permission):
+        modeladmin.message_user(request, "You may not do this.", messages.ERROR)
         return None
     objects = list(queryset)
     form = form_class(request.POST if "apply" in request.POST else None)
@@ -130,6 +138,22 @@ def billing_subscribe(modeladmin, request, queryset):
                         "(its Stripe customer first, if it has none) and charged to the company's default card, "
                         "unless a trial is given. A declined card stops here and nothing is created.",
                 submit_label="Subscribe", apply_one=apply_one)
+
+
+@admin.action(description="Create Stripe customer…")
+def billing_create_customer(modeladmin, request, queryset):
+    def apply_one(company, data):
+        result = stripe_customer_ensure(
+            product_id=data["product"].pk, company_id=company.pk, email=data.get("email") or None, actor=_actor(request)
+        )
+        verb = "created" if result.created else "already had"
+        return f"{company.name}: {verb} Stripe customer {result.stripe_customer_id} for {data['product'].code}."
+
+    return _run(modeladmin, request, queryset.order_by("name"), form_class=CustomerForm,
+                title="Create Stripe customers", action_name="billing_create_customer",
+                summary="Each company gets its Stripe customer in the product (named after the company); "
+                        "a company that has one keeps it. Cards are then added by the company in the product's page.",
+                submit_label="Create customers", apply_one=apply_one, permission="billing.add_billingprofile")
 
 
 @admin.action(description="Change tier…")

@@ -98,3 +98,16 @@ def test_declined_card_shows_on_the_form(billing_admin, api, company, fake_strip
 
     assert response.status_code == 200 and b"declined" in response.content
     assert not Subscription.objects.exists()
+
+
+def test_create_stripe_customer_from_the_admin(billing_admin, company, product, fake_stripe):
+    response = run_action(billing_admin, "/admin/companies/company/", "billing_create_customer", [company],
+                          product=str(product.pk), email="ap@acme.com")
+
+    assert b"created Stripe customer" in response.content
+    customer = fake_stripe.customers[0]
+    assert customer["email"] == "ap@acme.com"
+    assert company.billing_profile.stripe_customer_id == customer["id"]
+    again = run_action(billing_admin, "/admin/companies/company/", "billing_create_customer", [company],
+                       product=str(product.pk))
+    assert b"already had Stripe customer" in again.content and len(fake_stripe.customers) == 1
