@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from billing.models import Subscription
+from billing.models import BillingProfile, Subscription
 from tests.billing.conftest import access_of
 from tests.billing.test_api_money_flows import add_card, subscribe
 
@@ -111,3 +111,30 @@ def test_create_stripe_customer_from_the_admin(billing_admin, company, product, 
     again = run_action(billing_admin, "/admin/companies/company/", "billing_create_customer", [company],
                        product=str(product.pk))
     assert b"already had Stripe customer" in again.content and len(fake_stripe.customers) == 1
+
+
+def test_cards_on_the_company_page_and_managed_by_billing_admins(billing_admin, api, company, fake_stripe):
+    visa = add_card(api, fake_stripe, company)
+    mastercard = add_card(api, fake_stripe, company, "pm_card_mastercard", default=False)
+    profile = BillingProfile.objects.get(company=company)
+
+    page = billing_admin.get(f"/admin/companies/company/{company.pk}/change/")
+    assert b"billing-cards-panel" in page.content and b"4242" in page.content and b"4444" in page.content
+
+    cards_url = f"/admin/billing/billingprofile/{profile.pk}/cards/"
+    billing_admin.post(cards_url, {"op": "default", "payment_method": mastercard})
+    assert fake_stripe.get(profile.stripe_customer_id)["invoice_settings"]["default_payment_method"] == mastercard
+    response = billing_admin.post(cards_url, {"op": "detach", "payment_method": visa}, follow=True)
+    assert b"was removed" in response.content and fake_stripe.get(visa)["customer"] is None
+
+    support = client_with_role("Support")
+    assert support.get(cards_url).status_code == 200
+    assert support.post(cards_url, {"op": "detach", "payment_method": mastercard}).status_code == 403
+    assert fake_stripe.get(mastercard)["customer"] == profile.stripe_customer_id
+
+
+def test_cards_panel_survives_stripe_down(billing_admin, api, company, fake_stripe):
+    add_card(api, fake_stripe, company)
+    fake_stripe.fail_next(5, status=500)
+    page = billing_admin.get(f"/admin/companies/company/{company.pk}/change/")
+    assert page.status_code == 200 and b"unreachable" in page.content
