@@ -9,7 +9,7 @@ Entries (all plain data, never model instances):
   ent:org:{product}:{sha1(org id)}  company id of an external org id ("" = none)
   ent:acc:{product}:{company}:{code} the access row ({} = no row)
 
-Usage is *not* cached: it is read live through `entitlements.usage`.
+Usage is *not* cached: metering reads it live and passes it to the check.
 
 Stale-set race. A reader that misses, reads the database before a writer
 commits and stores the old value after the writer's invalidation would keep

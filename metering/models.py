@@ -16,7 +16,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from companies.models import Company, Product
+from config.errors import ApplicationError
 from entitlements.models import Feature
+
+from .error_codes import MeteringErrorCode
 
 
 class UsageMeter(models.Model):
@@ -88,8 +91,11 @@ STRIPE_DELIVERY_FIELDS = frozenset(
 )
 
 
-class AppendOnlyError(Exception):
-    pass
+class AppendOnlyError(ApplicationError):
+    """Code tried to change or delete a ledger row: a bug, never caller input
+    (a correction is a new row)."""
+
+    reason = MeteringErrorCode.APPEND_ONLY
 
 
 class UsageEventQuerySet(models.QuerySet):
@@ -193,7 +199,9 @@ class UsageEvent(models.Model):
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.new_value - self.included_quantity)
+        from .rules import billable
+
+        return billable(self.new_value, self.included_quantity)
 
 
 class UsageSnapshotType(models.TextChoices):
@@ -232,3 +240,27 @@ class UsageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_type} {self.absolute_value} ({self.id})"
+
+
+class UsageAlert(models.Model):
+    """That a meter's period crossed one alert threshold (percent of its
+    limit) and the product was notified. The unique constraint is what makes
+    the notification exactly once per meter period and threshold, whatever
+    races or corrections move the value across it again."""
+
+    id = models.BigAutoField(primary_key=True)
+    meter = models.ForeignKey(UsageMeter, on_delete=models.CASCADE, related_name="alerts")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit.")
+    quantity_limit = models.BigIntegerField()
+    # The usage event that crossed it (no FK: the event table is append-only and partition-ready).
+    usage_event_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "threshold"], name="usage_alert_once_per_meter_threshold"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.quantity_limit} ({self.meter_id})"

@@ -10,10 +10,11 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input (details.fields names each bad field).",
     401: "Missing, malformed, unknown or revoked API key.",
     402: "Not enough credits (details.required, details.available).",
+    403: "Authenticated but not allowed (e.g. a signed request debiting for another service).",
     404: "Unknown, or not visible to this key's product.",
     409: "Conflict: idempotency key reused with another body, or already linked elsewhere.",
     412: "Usage limit would be exceeded, or the feature is disabled or expired.",
-    423: "Credit wallet frozen.",
+    423: "Credit wallet frozen, or the company suspended (details.reason).",
     429: "Rate limited (Retry-After).",
     503: "A backing service (database, Stripe) is unavailable; safe to retry.",
 }

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "config",
     "companies",
     "notifications",
+    "credits",
     "entitlements",
     "metering",
     "billing",
@@ -144,6 +145,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
     "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Access windows (trials, promotions) that started or ended → feature_access.changed.
+    "entitlements.expire_overrides": {"task": "entitlements.expire_overrides", "schedule": 60.0},
+    # Credit holds past their TTL: fallback charge or release (SPEC §7).
+    "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
+    # Expired credit lots get their `expiry` ledger entry.
+    "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -152,6 +159,9 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
+    "expire_overrides": "entitlements.tasks.expire_overrides",
+    "expire_reservations": "credits.tasks.expire_reservations",
+    "expire_credits": "credits.tasks.expire_credits",
 }
 
 # --- Notifications (SPEC §11) ---------------------------------------------------
@@ -184,11 +194,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["companies.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "companies.api.auth.ApiKeyAuthentication",
+        "companies.api.service_auth.ServiceSignatureAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["companies.api.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["companies.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

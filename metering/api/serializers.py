@@ -7,6 +7,7 @@ from rest_framework import serializers
 from config.api.pagination import PageQuerySerializer
 from config.api.serializers import (
     JSONObjectField,
+    PlainInputFastPathMixin,
     StrictIntegerField,
     StrictSerializer,
     UTCDateTimeField,
@@ -30,7 +31,11 @@ class _CompanyRefSerializer(StrictSerializer):
         return attrs
 
 
-class UsageTrackSerializer(_CompanyRefSerializer):
+class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
+    """The one validated input of a track: `POST /usage/track` and every item
+    of `POST /usage/track-batch` (which validates item by item, so that one bad
+    event is an `error` result of its own)."""
+
     featureCode = serializers.CharField(source="feature_code", max_length=64)
     quantity = StrictIntegerField(min_value=1, default=1)
     idempotencyKey = serializers.CharField(source="idempotency_key", required=False, max_length=255)
@@ -133,12 +138,6 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class UsageTrackBatchResponseSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
-
-
-class ActorSerializer(serializers.Serializer):
-    kind = serializers.CharField(source="actor_kind")
-    id = serializers.CharField(source="actor_id")
-    label = serializers.CharField(source="actor_label")
 
 
 class UsageEventSerializer(serializers.Serializer):

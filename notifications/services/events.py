@@ -66,6 +66,8 @@ def enqueue_event_delivery(event_id: UUID) -> None:
     from ..tasks import deliver_event
 
     try:
-        deliver_event.delay(str(event_id))
+        # retry=False: with the broker down, fail at once instead of holding the
+        # request that committed the event; the beat pass delivers it.
+        deliver_event.apply_async(args=[str(event_id)], retry=False)
     except Exception:  # noqa: BLE001 - the broker being down must not fail the caller
         logger.warning("notification delivery not enqueued; the periodic pass will send it", exc_info=True)

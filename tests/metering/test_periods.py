@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from entitlements.usage import current_usage
+from metering.selectors import current_usage_read as current_usage
 from metering.models import UsageMeter, UsageSnapshot
 from metering.periods import (
     EPOCH,
