@@ -23,7 +23,6 @@ from companies.admin_extensions import (
     register_company_list_filter,
     register_company_panel,
 )
-from metering.models import StripeDeliveryStatus, UsageEvent
 
 from config.errors import ApplicationError
 from entitlements.actors import Actor
@@ -32,7 +31,6 @@ from . import admin_actions
 from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
 from .services.customers import payment_method_detach, payment_method_set_default, payment_methods_list
-from .services.delivery import usage_delivery_retry
 from .services.prices import price_refresh
 from .services.webhooks import webhook_events_reprocess
 
@@ -293,39 +291,6 @@ class MeterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("company",)
     date_hierarchy = "window_start"
     show_full_result_count = False
-
-
-# --- usage events (metering owns the admin; billing adds its action) --------------------
-
-
-@admin.action(description="Retry Stripe delivery of selected events", permissions=["retry_stripe_delivery"])
-def retry_stripe_delivery(modeladmin, request, queryset):
-    requeued = usage_delivery_retry(
-        event_ids=queryset.filter(
-            stripe_delivery_status__in=[StripeDeliveryStatus.FAILED, StripeDeliveryStatus.PENDING]
-        ).values_list("pk", flat=True)
-    )
-    modeladmin.message_user(
-        request, f"{requeued} event(s) queued for delivery to Stripe; the next delivery run sends them.", messages.SUCCESS
-    )
-
-
-def _register_usage_event_action() -> None:
-    usage_event_admin = admin.site._registry.get(UsageEvent)
-    if usage_event_admin is None:
-        return
-    actions = list(usage_event_admin.actions or [])
-    if retry_stripe_delivery not in actions:
-        usage_event_admin.actions = [*actions, retry_stripe_delivery]
-    # Django looks up `has_<permission>_permission` on the ModelAdmin.
-    usage_event_admin.has_retry_stripe_delivery_permission = _can_retry_stripe_delivery
-
-
-def _can_retry_stripe_delivery(request) -> bool:
-    return request.user.has_perm("billing.retry_usage_delivery")
-
-
-_register_usage_event_action()
 
 
 class CompanySubscriptionStatusFilter(admin.SimpleListFilter):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -48,23 +47,6 @@ def billing_status(*, product_id, company_id) -> BillingStatus:
         active_subscriptions=list(subscriptions_active(company_id=company.pk, product_id=product_id)),
         enabled_features_count=enabled,
     )
-
-
-def billing_period_for(*, company_id, at: datetime) -> tuple[datetime, datetime] | None:
-    """The current period of the company's granting subscription that contains
-    `at` (metering's `billing_period` resolver); None → calendar month."""
-    subscription = (
-        Subscription.objects.filter(
-            company_id=company_id,
-            status__in=GRANTING_STATUSES,
-            current_period_start__lte=at,
-            current_period_end__gt=at,
-        )
-        .order_by("-current_period_start")
-        .values_list("current_period_start", "current_period_end")
-        .first()
-    )
-    return subscription if subscription else None
 
 
 # How many of each billing interval make a month (SPEC §8: yearly / 12,

@@ -14,10 +14,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
-from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from . import admin_extensions, services
+from .admin_secrets import SecretShownOnceMixin
 from .domains import InvalidDomain, normalize_domain
 from .models import ApiKey, Company, Contact, Product, ProductLink
 
@@ -315,7 +315,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(SecretShownOnceMixin, admin.ModelAdmin):
     """Keys are created here and shown once, on the page that follows the
     save (never in a message, which would sit in the session or a cookie).
     Only the SHA-256 is stored, and it is never displayed."""
@@ -326,6 +326,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ["product", "created_by"]
     exclude = ["key_hash"]
     actions = ["revoke_selected"]
+    secret_template = "admin/companies/apikey/key_created.html"
+    secret_title = "API key created"
+    secret_context_names = ("api_key", "raw_key")
     show_full_result_count = False
 
     def get_form(self, request, obj=None, **kwargs):
@@ -351,32 +354,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the row keeps who used which key when
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            obj.save(update_fields=["name"])
-            return
-        created, raw_key = services.api_key_create(product=obj.product, name=obj.name, created_by=request.user)
-        # The admin goes on with `obj` (log entry, redirect): make it the row
-        # the service created.
-        obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
-        obj._state.adding = False
-        obj._state.db = created._state.db
-        request._new_api_key = raw_key
+    def create_with_secret(self, request, obj):
+        return services.api_key_create(product=obj.product, name=obj.name, created_by=request.user)
 
-    def response_add(self, request, obj, post_url_continue=None):
-        raw_key = getattr(request, "_new_api_key", None)
-        if raw_key is None:
-            return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "API key created",
-            "api_key": obj,
-            "raw_key": raw_key,
-        }
-        response = TemplateResponse(request, "admin/companies/apikey/key_created.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+    def save_change(self, request, obj) -> None:
+        obj.save(update_fields=["name"])
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):

@@ -193,3 +193,17 @@ class ServiceNonce(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["credential", "nonce"], name="service_nonce_once")]
         indexes = [models.Index(fields=["seen_at"], name="service_nonce_seen_idx")]
+
+
+class RateLimitCounter(models.Model):
+    """Rate-limit counters, kept here only while the cache (Redis) is
+    unreachable (SPEC §2 "Degrade, don't fail"); Redis holds them otherwise.
+    One row per limited subject and window; expired rows are pruned by the
+    limiter itself."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    count = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "rate-limit counter"

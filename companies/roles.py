@@ -60,7 +60,7 @@ _BILLING_ADMIN_GRANTS = (
     "companies.add_servicecredential",
     "companies.change_servicecredential",
     "companies.view_servicecredential",
-    "billing.retry_usage_delivery",
+    "metering.retry_usage_delivery",
     "notifications.add_webhookendpoint",
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",

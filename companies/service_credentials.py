@@ -20,6 +20,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.cache import CacheUnavailable, delete_eventually
+
 from .api_keys import ApiPrincipal
 
 logger = logging.getLogger("saasdesk.auth")
@@ -65,27 +67,28 @@ def active_credentials(service_name: str) -> list[tuple]:
     key = _candidates_cache_key(service_name)
     try:
         cached = cache.get(key)
-    except Exception:  # the cache is down: read the database
+    except CacheUnavailable:  # read the database (the backend logged the outage once)
         cached = None
-    if cached is not None:
+    if cached:
         return cached
     rows = list(
         ServiceCredential.objects.filter(service_name=service_name, revoked_at__isnull=True).values_list(
             "id", "product_id", "product__code", "secret"
         )
     )
-    try:
-        cache.set(key, rows, LOOKUP_CACHE_SECONDS)
-    except Exception:
-        pass
+    # Unknown names are not cached: random names must not grow the cache (the
+    # per-address failure throttle bounds their lookups instead).
+    if rows:
+        try:
+            cache.set(key, rows, LOOKUP_CACHE_SECONDS)
+        except CacheUnavailable:
+            pass
     return rows
 
 
 def forget_service(service_name: str) -> None:
-    try:
-        cache.delete(_candidates_cache_key(service_name))
-    except Exception:
-        logger.warning("could not clear the service credential cache")
+    """Drop the cached credentials now, or as soon as Redis is back."""
+    delete_eventually([_candidates_cache_key(service_name)])
 
 
 def verify(*, service_name: str, timestamp: str, nonce: str, signature: str, method: str, path: str, body: bytes):
@@ -117,8 +120,8 @@ def nonce_first_use(*, credential_id, nonce: str) -> bool:
     ttl = 2 * MAX_SKEW_SECONDS + 5
     try:
         return bool(cache.add(f"svcnonce:{credential_id}:{nonce}", 1, ttl))
-    except Exception:
-        logger.warning("cache unavailable: nonce checked in the database")
+    except CacheUnavailable:
+        pass  # checked in the database below (the backend logged the outage once)
     from .models import ServiceNonce
 
     try:

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.api.envelope import error_response
+from config.cache import cache_is_down
 from config.errors import ServiceUnavailable
 
 logger = logging.getLogger("saasdesk.health")
@@ -27,4 +28,5 @@ def healthz(request):
         logger.error("healthz: database unavailable", extra={"error": exc.__class__.__name__})
         return error_response(ServiceUnavailable("The database is unavailable."), request=request,
                               headers={"Retry-After": "1"})
-    return JsonResponse({"status": "ok"})
+    # Redis being down is a degradation, not a failure: still 200.
+    return JsonResponse({"status": "ok", "database": "ok", "cache": "down" if cache_is_down() else "ok"})

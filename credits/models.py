@@ -5,7 +5,7 @@ What the database enforces (constraints below, and a PostgreSQL trigger that
 refuses UPDATE and DELETE on ledger entries):
 - a lot's `remaining` stays within 0 … `amount`; wallet balances, debt and
   holds are never negative;
-- one wallet per (company, product); one ledger entry per (wallet,
+- one wallet per (company, product); one ledger entry per (product,
   idempotency key); one grant per (wallet, reason); one `usage` charge per
   (reservation, usageId); one active reservation per (wallet, runId); a paid
   invoice or a PaymentIntent adds at most one lot.
@@ -189,6 +189,9 @@ class LedgerEntry(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    # The wallet's product, kept on the entry so that idempotency keys are
+    # unique per product (SPEC §2), not only per wallet.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
     amount = models.BigIntegerField(help_text="Signed: credits in are positive.")
     balance_after = models.BigIntegerField()
@@ -217,9 +220,9 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
         constraints = [
             models.UniqueConstraint(
-                fields=["wallet", "idempotency_key"],
+                fields=["product", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="ledger_unique_idempotency_key",
+                name="ledger_idempotency_key_per_product",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "reason"], condition=Q(kind=EntryKind.GRANT), name="ledger_one_grant_per_reason"

@@ -4,7 +4,8 @@ A UsageMeter is one company's usage of one metered feature in one period.
 Every change to a meter is a UsageEvent written in the same transaction; the
 meter value is the sum of its events' quantities (`new_value` of the latest
 event). Events are never edited or deleted — corrections are new events — with
-one exception: billing's Stripe delivery bookkeeping (`stripe_*`, `delivered_at`).
+one exception: the Stripe delivery bookkeeping (`stripe_*`, `delivered_at`), which
+only `metering.services.delivery` writes (billing's delivery pass calls it).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class StripeDeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# The only columns anyone may change once an event exists (billing's delivery).
+# The only columns anyone may change once an event exists (metering.services.delivery).
 STRIPE_DELIVERY_FIELDS = frozenset(
     {
         "stripe_delivery_status",
@@ -144,7 +145,7 @@ class UsageEvent(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
 
-    # --- Stripe delivery (written by billing) -----------------------------------
+    # --- Stripe delivery (written only by metering.services.delivery) -----------
     stripe_delivery_status = models.CharField(
         max_length=16, choices=StripeDeliveryStatus.choices, default=StripeDeliveryStatus.NOT_APPLICABLE
     )
@@ -161,6 +162,7 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-event_time", "-created_at"]
         verbose_name = "usage event"
+        permissions = [("retry_usage_delivery", "Can retry delivery of usage events to Stripe")]
         constraints = [
             # Exactly once: the database, not a read-then-write, decides which of
             # two concurrent requests with one key wins. Key first so the admin's
@@ -264,3 +266,29 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% of {self.quantity_limit} ({self.meter_id})"
+
+
+class BillingPeriod(models.Model):
+    """A period of one of the company's subscriptions that grant access, as
+    billing reports it (`metering.services.billing_periods_set`): metering
+    cannot read subscriptions (billing is downstream), so billing pushes them
+    here (SPEC §1 (b)). `billing_period` meters follow the latest-starting
+    period containing a moment; a moment none contains falls in its calendar
+    month."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "billing period"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "period_start", "period_end"], name="billing_period_unique"),
+            models.CheckConstraint(condition=Q(period_end__gt=models.F("period_start")), name="billing_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
+

@@ -89,6 +89,8 @@ class FeatureInfo:
     stripe_meter_event_name: str
     # Percentages of the limit that notify the product (metering.services.alerts).
     alert_thresholds: tuple[int, ...] = (80, 100)
+    # Credits per billable unit: the feature is paid from the wallet (SPEC §5).
+    credit_cost: int | None = None
 
 
 # --- What is billable, and what goes to Stripe (issue 9, item 3) -----------------

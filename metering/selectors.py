@@ -59,7 +59,9 @@ def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, exte
     return found
 
 
-_FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds")
+_FEATURE_COLUMNS = (
+    "id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds", "credit_cost",
+)
 
 
 def _target_sql(by_external_org_id: bool) -> str:
@@ -72,7 +74,8 @@ def _target_sql(by_external_org_id: bool) -> str:
     # feature" and "what access" (a company may have several links: LIMIT 1).
     return (
         "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
-        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds "
+        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds, "
+        "f.credit_cost "
         f"FROM {link} l "
         f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
         f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
@@ -121,7 +124,7 @@ def usage_target_get(
         raise company_not_found()
     if row[1] is None:
         raise unknown_feature(feature_code)
-    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]))
+    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]), row[13])
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
     if row[6] is None:
@@ -155,7 +158,7 @@ def companies_resolve_bulk(
 
 def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:
     rows = Feature.objects.filter(product_id=product_id, code__in=set(codes)).order_by().values_list(*_FEATURE_COLUMNS)
-    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5])) for row in rows}
+    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5]), row[6]) for row in rows}
 
 
 def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID]) -> dict[tuple[UUID, UUID], AccessTerms]:

@@ -6,20 +6,21 @@ endpoint and permission that accepts an API key accepts a signed service."""
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication
 
 from config.errors import Unauthorized
 
 from ..service_credentials import verify
+from .auth import ThrottledAuthentication
 
 _HEADERS = ("HTTP_X_SERVICE_NAME", "HTTP_X_TIMESTAMP", "HTTP_X_NONCE", "HTTP_X_SIGNATURE")
 
 
-class ServiceSignatureAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request):
+class ServiceSignatureAuthentication(ThrottledAuthentication):
+    def has_credentials(self, request) -> bool:
+        return any(request.META.get(name, "").strip() for name in _HEADERS)
+
+    def authenticate_credentials(self, request):
         values = [request.META.get(name, "").strip() for name in _HEADERS]
-        if not any(values):
-            return None
         if not all(values):
             raise Unauthorized("Signed requests need X-Service-Name, X-Timestamp, X-Nonce and X-Signature.")
         service_name, timestamp, nonce, signature = values

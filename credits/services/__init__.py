@@ -10,6 +10,7 @@ from .reservations import (
     reservation_usage_record,
     reservations_expire,
 )
+from .usage import UsageCreditBudget, usage_charge, usage_source_service
 from .wallets import (
     GrantResult,
     credits_grant,
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_TTL_SECONDS",
     "DebitResult",
     "GrantResult",
+    "UsageCreditBudget",
     "RefundResult",
     "credit_lots_expire",
     "credits_debit",
@@ -39,6 +41,8 @@ __all__ = [
     "reservation_settle",
     "reservation_usage_record",
     "reservations_expire",
+    "usage_charge",
+    "usage_source_service",
     "wallet_freeze",
     "wallet_get_or_create",
     "wallet_threshold_set",

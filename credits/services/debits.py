@@ -4,7 +4,8 @@ A debit is one short transaction that locks the wallet row: the lock is what
 makes "N debits of 1 on a balance of K admit exactly K" hold (each debit
 re-reads the balance the previous one committed) and what keeps the lots,
 the wallet balances and the ledger summing to the same number. Idempotency
-is the unique (wallet, idempotency key) index: a concurrent identical debit
+is the unique (product, idempotency key) index (SPEC §2: keys are scoped
+to the product, so one key names one debit of one company): a concurrent identical debit
 waits for the lock, then either fails its insert or is refused for want of
 credits; either way it answers with the stored entry of the winner."""
 
@@ -28,11 +29,12 @@ from ..rules import (
     default_refund_key,
     fingerprint,
     idempotency_conflict,
+    no_wallet,
     not_enough_credits,
     wallet_frozen,
 )
 from ..selectors import wallet_get
-from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock
+from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock, wallet_lock_visible
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,19 @@ def credits_debit(
     check_positive(amount, field="amount")
     if source_service.startswith(USAGE_SOURCE_PREFIX):
         raise BadRequest.for_field("sourceService", f"The '{USAGE_SOURCE_PREFIX}' prefix is reserved for usage tracking.")
-    wallet = wallet_get(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
     key = idempotency_key or default_debit_key(job_id=job_id, source_service=source_service)
     request_fingerprint = fingerprint(amount=amount, job_id=job_id, source_service=source_service)
+    wallet_id = None
     try:
         with transaction.atomic():
+            wallet = wallet_lock_visible(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+            if wallet is None:
+                # The right 404: an unknown/invisible company, or no wallet.
+                wallet_get(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+                raise no_wallet()
+            wallet_id = wallet.pk
             entry = debit_locked(
-                wallet_id=wallet.pk,
+                wallet=wallet,
                 amount=amount,
                 job_id=job_id,
                 source_service=source_service,
@@ -82,10 +90,10 @@ def credits_debit(
     except (ApplicationError, IntegrityError):
         # A retry of a debit that once succeeded answers with that success,
         # even if the wallet could not pay it again now.
-        stored = LedgerEntry.objects.filter(wallet_id=wallet.pk, idempotency_key=key).first()
+        stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first() if wallet_id else None
         if stored is None:
             raise
-        if stored.request_fingerprint != request_fingerprint:
+        if stored.request_fingerprint != request_fingerprint or stored.wallet_id != wallet_id:
             raise idempotency_conflict(
                 stored, "This jobId and sourceService (or idempotency key) were already debited with another amount."
             ) from None
@@ -94,7 +102,6 @@ def credits_debit(
 
 def debit_locked(
     *,
-    wallet_id: UUID,
     amount: int,
     job_id: str,
     source_service: str,
@@ -104,12 +111,14 @@ def debit_locked(
     metadata: dict | None = None,
     description: str = "",
     recorded_at: datetime | None = None,
+    wallet: Wallet | None = None,
+    wallet_id: UUID | None = None,
 ) -> LedgerEntry:
-    """The debit itself, inside the caller's transaction (metering's
-    credit-priced track calls this in the transaction of its usage event).
-    Locks the wallet row until the caller commits."""
+    """The debit itself, inside the caller's transaction, on `wallet` locked
+    by the caller or on `wallet_id`, which it locks until the caller commits."""
     now = timezone.now()
-    wallet = wallet_lock(wallet_id=wallet_id)
+    if wallet is None:
+        wallet = wallet_lock(wallet_id=wallet_id)
     if wallet.frozen:
         raise wallet_frozen(wallet)
     company_suspended_check(company_id=wallet.company_id, product_id=wallet.product_id)
@@ -240,7 +249,7 @@ def credits_refund(
         refund_for_job_id=refund_for_job_id, source_service=source_service, reason=reason
     )
     request_fingerprint = fingerprint(amount=amount, job=refund_for_job_id, source=source_service, reason=reason)
-    stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+    stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first()
     if stored is None:
         try:
             with transaction.atomic():
@@ -255,10 +264,14 @@ def credits_refund(
                     actor=actor,
                 )
         except IntegrityError:
-            stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+            stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first()
             if stored is None:
                 raise
-    if stored.request_fingerprint != request_fingerprint or stored.kind != EntryKind.REFUND:
+    if (
+        stored.request_fingerprint != request_fingerprint
+        or stored.kind != EntryKind.REFUND
+        or stored.wallet_id != wallet.pk
+    ):
         raise idempotency_conflict(stored, "This refund idempotency key was already used with another request.")
     forfeited = sum(item.get("forfeited", 0) for item in stored.allocations)
     return RefundResult(entry=stored, refunded=stored.amount, forfeited=forfeited, replayed=True)

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
+from credits.services import UsageCreditBudget, usage_charge
 
 from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSource
 from ..periods import Period, period_for
@@ -50,6 +51,7 @@ from ..rules import (
     not_metered,
     overflow,
     RESULT_COLUMNS,
+    billable_delta,
     billable_delta_sql,
     result_from_row,
     stored_result,
@@ -257,6 +259,19 @@ def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage], now:
     # threshold several times notifies the first event that crossed it.
     for item in sorted(tracked, key=lambda t: (t.row["meter_id"], t.row["new_value"])):
         usage_alerts_emit(event=item.row, feature=item.feature, now=now)
+    # Credit-priced features: each event's billable units × creditCost, as a
+    # debit with jobId = the event id (a batch admitted them in `_batch_apply`).
+    for item in tracked:
+        cost = _credit_cost(item.row["billable_delta"], item.feature)
+        if cost:
+            usage_charge(
+                product_id=product_id, company_id=item.row["company_id"], amount=cost,
+                event_id=item.row["id"], feature_code=item.feature.code,
+            )
+
+
+def _credit_cost(billable: int, feature: FeatureInfo) -> int:
+    return billable * feature.credit_cost if feature.credit_cost and billable > 0 else 0
 
 
 def _meter_table() -> str:
@@ -515,6 +530,9 @@ def _batch_apply(
             .order_by("id")
             .values_list("id", "value")
         )
+        priced = {item.company_id for item in to_apply if item.feature.credit_cost}
+        # Locks the wallets (after the meters, as a single track does).
+        credit_budget = UsageCreditBudget(product_id=product_id, company_ids=priced) if priced else None
         events: list[EventRow] = []
         tracked: list[TrackedUsage] = []
         by_index: dict[int, BatchItemResult] = {}
@@ -532,6 +550,12 @@ def _batch_apply(
             if current + quantity > MAX_BIGINT:
                 by_index[item.index] = _error(item.index, overflow())
                 continue
+            if credit_budget is not None:
+                cost = _credit_cost(billable_delta(current, current + quantity, item.terms.included_quantity), item.feature)
+                refused = credit_budget.admit(company_id=item.company_id, amount=cost)
+                if refused is not None:
+                    by_index[item.index] = _error(item.index, refused)
+                    continue
             values[meter_id] = current + quantity
             event = usage_event_row(
                 product_id=product_id,

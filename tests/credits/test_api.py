@@ -34,6 +34,19 @@ def test_debit_and_replay(api, funded):
     assert conflict.status_code == 409 and conflict.json()["error"]["details"]["ledgerEntryId"] == body["ledgerEntryId"]
 
 
+def test_idempotency_keys_are_scoped_to_the_product(api, funded, product, grant):
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    other = CompanyFactory()
+    ProductLinkFactory(product=product, company=other)
+    grant(10, target=other)
+    first = post(api, "debit", debit_body(funded))
+    clash = post(api, "debit", debit_body(other))
+    assert clash.status_code == 409
+    assert clash.json()["error"]["details"]["ledgerEntryId"] == first.json()["ledgerEntryId"]
+    assert post(api, "debit", debit_body(other, job="job-2")).status_code == 200
+
+
 def test_debit_by_external_org_and_402(api, funded):
     response = post(api, "debit", {"externalOrgId": "org_acme", "amount": 101, "jobId": "j", "sourceService": "ai"})
     assert response.status_code == 402

@@ -99,7 +99,7 @@ def test_signed_service_sees_only_its_product(credential, other_product, company
     assert response.status_code == 404
 
 
-@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+@override_settings(CACHES={"default": {"BACKEND": "config.cache.PooledRedisCache",
                                        "LOCATION": "redis://127.0.0.1:1/0"}})
 def test_nonces_fall_back_to_the_database_when_the_cache_is_down(credential):
     credential_row, _ = credential

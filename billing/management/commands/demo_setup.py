@@ -211,7 +211,7 @@ class Command(BaseCommand):
                     else:
                         result = credits_debit(
                             product_id=product.pk, company_id=company.pk, amount=rng.randint(5, 40),
-                            job_id=f"demo-render-{(now - timedelta(days=days_ago)).date()}",
+                            job_id=f"demo-render-{link.external_org_id}-{(now - timedelta(days=days_ago)).date()}",
                             source_service="image-renderer",
                             actor="system:demo_setup", recorded_at=at,
                         )
@@ -224,7 +224,8 @@ class Command(BaseCommand):
             try:
                 refund = credits_refund(
                     product_id=product.pk, company_id=company.pk, source_service="image-renderer",
-                    refund_for_job_id=f"demo-render-{(now - timedelta(days=2)).date()}", reason="Render failed (demo)",
+                    refund_for_job_id=f"demo-render-{link.external_org_id}-{(now - timedelta(days=2)).date()}",
+                    reason="Render failed (demo)",
                 )
                 written += not refund.replayed
             except ApplicationError:
