@@ -38,12 +38,13 @@ from .services.webhooks import webhook_events_reprocess
 # --- company page ----------------------------------------------------------------------
 
 
-class BillingProfileInline(admin.StackedInline):
+class BillingProfileInline(admin.TabularInline):
+    """One Stripe customer per account (company × product)."""
+
     model = BillingProfile
     extra = 0
-    max_num = 1
     can_delete = False
-    fields = ("stripe_customer_id", "created_at")
+    fields = ("product", "stripe_customer_id", "created_at")
     readonly_fields = ("created_at",)
     show_change_link = True
     verbose_name = "Stripe billing profile"
@@ -65,18 +66,10 @@ register_company_action(admin_actions.billing_create_customer)
 register_company_action(admin_actions.billing_subscribe)
 
 
-def _profile_product_id(profile: BillingProfile):
-    """The product a Stripe customer bills in (the company's linked product)."""
-    return profile.company.links.values_list("product_id", flat=True).order_by("created_at").first()
-
-
 def _profile_cards(profile: BillingProfile):
     """(cards, error): the customer's cards from Stripe, or why they cannot be shown."""
-    product_id = _profile_product_id(profile)
-    if product_id is None:
-        return [], "The company is not linked to a product."
     try:
-        return payment_methods_list(product_id=product_id, company_id=profile.company_id), None
+        return payment_methods_list(product_id=profile.product_id, company_id=profile.company_id), None
     except ApplicationError as error:
         return [], error.message
 
@@ -86,11 +79,10 @@ def billing_cards_panel(request, company) -> str:
     if not request.user.has_perm("billing.view_billingprofile"):
         return ""
     rows = []
-    for profile in BillingProfile.objects.filter(company=company).select_related("company"):
+    for profile in BillingProfile.objects.filter(company=company).select_related("company", "product"):
         cards, error = _profile_cards(profile)
-        product_code = company.links.select_related("product").values_list("product__code", flat=True).first()
         rows.append({
-            "profile": profile, "cards": cards, "error": error, "product_code": product_code or "",
+            "profile": profile, "cards": cards, "error": error, "product_code": profile.product.code,
             "manage_url": reverse("admin:billing_billingprofile_cards", args=[profile.pk]),
         })
     return render_to_string("admin/billing/company_cards_panel.html", {"rows": rows}, request=request)
@@ -101,10 +93,11 @@ register_company_panel(billing_cards_panel)
 
 @admin.register(BillingProfile)
 class BillingProfileAdmin(admin.ModelAdmin):
-    list_display = ("company", "stripe_customer_id", "created_at")
+    list_display = ("company", "product", "stripe_customer_id", "created_at")
+    list_filter = ("product",)
     search_fields = ("stripe_customer_id", "company__name", "company__short_id", "company__domain")
     raw_id_fields = ("company",)
-    list_select_related = ("company",)
+    list_select_related = ("company", "product")
     readonly_fields = ("created_at", "updated_at", "cards_link")
 
     @admin.display(description="cards")
@@ -132,7 +125,7 @@ class BillingProfileAdmin(admin.ModelAdmin):
             operation = payment_method_set_default if request.POST.get("op") == "default" else payment_method_detach
             try:
                 operation(
-                    product_id=_profile_product_id(profile),
+                    product_id=profile.product_id,
                     company_id=profile.company_id,
                     payment_method_id=request.POST.get("payment_method", ""),
                     actor=Actor.for_user(request.user),

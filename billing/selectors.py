@@ -34,11 +34,12 @@ def subscriptions_active(*, company_id, product_id=None) -> QuerySet[Subscriptio
 
 
 def billing_status(*, product_id, company_id) -> BillingStatus:
-    """The billing state of a company as seen by one product: its Stripe
-    customer, the product's active subscriptions, and how many of the
-    product's features it may use now. NotFound if not visible."""
+    """The billing state of a company as seen by one product: the Stripe
+    customer of its account with that product (never another product's), the
+    product's active subscriptions, and how many of the product's features it
+    may use now. NotFound if not visible."""
     company = company_get_visible(product_id=product_id, company_id=company_id)
-    profile = BillingProfile.objects.filter(company=company).first()
+    profile = BillingProfile.objects.filter(company=company, product_id=product_id).first()
     now = timezone.now()
     enabled = FeatureAccess.objects.filter(access_in_force_q(now), company=company, feature__product_id=product_id).count()
     return BillingStatus(
@@ -82,8 +83,9 @@ def price_monthly_amount(*, price: Price, quantity: int = 1) -> Decimal | None:
 
 
 def billing_profile_for(*, company_id, product_id) -> BillingProfile | None:
-    """The Stripe customer that bills this company in this product, if any."""
-    return BillingProfile.objects.filter(company_id=company_id).first()
+    """The Stripe customer of the company's account with this product, if any
+    (never another product's: each account has its own customer)."""
+    return BillingProfile.objects.filter(company_id=company_id, product_id=product_id).first()
 
 
 def subscriptions_list(*, product_id, company_id) -> QuerySet[Subscription]:

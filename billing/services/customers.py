@@ -93,7 +93,7 @@ def stripe_customer_ensure(
         existing = billing_profile_for(company_id=company.pk, product_id=product_id)
         if existing is not None:
             return CustomerEnsureResult(profile=existing, created=False)
-        profile = billing_profile_ensure(company=company, stripe_customer_id=customer["id"])
+        profile = billing_profile_ensure(company=company, product_id=product_id, stripe_customer_id=customer["id"])
     return CustomerEnsureResult(profile=profile, created=True)
 
 

@@ -107,7 +107,7 @@ def test_create_stripe_customer_from_the_admin(billing_admin, company, product, 
     assert b"created Stripe customer" in response.content
     customer = fake_stripe.customers[0]
     assert customer["email"] == "ap@acme.com"
-    assert company.billing_profile.stripe_customer_id == customer["id"]
+    assert BillingProfile.objects.get(company=company, product=product).stripe_customer_id == customer["id"]
     again = run_action(billing_admin, "/admin/companies/company/", "billing_create_customer", [company],
                        product=str(product.pk))
     assert b"already had Stripe customer" in again.content and len(fake_stripe.customers) == 1
