@@ -289,3 +289,18 @@ class TestLostAnswers:
 
         assert retry.status_code == 201
         assert [s["id"] for s in fake_stripe.subscriptions] == [retry.json()["stripeSubscriptionId"]]
+
+
+class TestPerProductAccounts:
+    def test_each_product_has_its_own_customer_and_cards(self, api, other_api, company, other_product, fake_stripe):
+        from tests.factories.companies import ProductLinkFactory
+
+        ProductLinkFactory(product=other_product, company=company, external_org_id="crm_acme")
+        chat = ensure_customer(api, company).json()["stripeCustomerId"]
+        crm = ensure_customer(other_api, company).json()["stripeCustomerId"]
+        assert chat != crm and fake_stripe.get(crm)["metadata"]["product"] == "crm"
+
+        card = add_card(api, fake_stripe, company)
+        assert [m["id"] for m in api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"]] == [card]
+        assert other_api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json() == {"data": []}
+        assert other_api.delete(f"{API}/payment-methods/{card}?companyId={company.pk}").status_code == 404
