@@ -76,6 +76,7 @@ class CompanyListCreateApi(APIView):
             created_at=data.get("createdAt"),
             metadata=data.get("metadata"),
         )
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
 
@@ -92,6 +93,7 @@ class CompanyByProductLinkApi(APIView):
         company, link = selectors.company_get_by_external_org(
             product_id=request.auth.product_id, external_org_id=query["externalOrgId"]
         )
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         company.link = link
         return Response(CompanyWithLinkSerializer(company).data)
 
@@ -106,6 +108,7 @@ class CompanyDetailApi(APIView):
     )
     def get(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
     @extend_schema(
@@ -121,11 +124,13 @@ class CompanyDetailApi(APIView):
         data = validated(CompanyUpdateInputSerializer, request.data)
         company = services.company_update(
             company=company,
+            product_id=request.auth.product_id,
             name=data.get("name", UNSET),
             domain=data.get("domain", UNSET),
             created_at=data.get("createdAt", UNSET),
             metadata=data.get("metadata", UNSET),
         )
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
 
@@ -268,8 +273,8 @@ class LinksResetApi(APIView):
         operation_id="links_reset",
         summary="Delete all links of this product",
         description=(
-            "Only this product's links. deleteContacts / resetMrr apply to the companies that were linked "
-            "to this product only; companies themselves are kept."
+            "Only this product's links. deleteContacts applies to the companies that were linked to this "
+            "product only; resetMrr to this product's accounts; companies themselves are kept."
         ),
         request=LinksResetInputSerializer,
         responses={200: LinksResetResultSerializer, **error_responses(400)},
