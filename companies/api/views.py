@@ -76,6 +76,7 @@ class CompanyListCreateApi(APIView):
             created_at=data.get("createdAt"),
             metadata=data.get("metadata"),
         )
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
 
@@ -121,11 +122,13 @@ class CompanyDetailApi(APIView):
         data = validated(CompanyUpdateInputSerializer, request.data)
         company = services.company_update(
             company=company,
+            product_id=request.auth.product_id,
             name=data.get("name", UNSET),
             domain=data.get("domain", UNSET),
             created_at=data.get("createdAt", UNSET),
             metadata=data.get("metadata", UNSET),
         )
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
 
@@ -268,8 +271,8 @@ class LinksResetApi(APIView):
         operation_id="links_reset",
         summary="Delete all links of this product",
         description=(
-            "Only this product's links. deleteContacts / resetMrr apply to the companies that were linked "
-            "to this product only; companies themselves are kept."
+            "Only this product's links. deleteContacts applies to the companies that were linked to this "
+            "product only; resetMrr to this product's accounts; companies themselves are kept."
         ),
         request=LinksResetInputSerializer,
         responses={200: LinksResetResultSerializer, **error_responses(400)},

@@ -6,6 +6,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from config.errors import ErrorCode
+
 ERROR_DESCRIPTIONS = {
     400: "Invalid input (details.fields names each bad field).",
     401: "Missing, malformed, unknown or revoked API key.",
@@ -21,7 +23,7 @@ ERROR_DESCRIPTIONS = {
 
 
 class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
+    code = serializers.ChoiceField(choices=[code.value for code in ErrorCode])
     message = serializers.CharField()
     httpStatus = serializers.IntegerField()
     details = serializers.JSONField()

@@ -46,6 +46,10 @@ def _takes_json_string(field: serializers.Field) -> bool:
     return False
 
 
+def _checks_children(child: serializers.Field) -> bool:
+    return _takes_json_string(child) or isinstance(child, (serializers.ListField, serializers.DictField))
+
+
 def _json_type_errors(field: serializers.Field, value) -> list[str] | dict | None:
     """Type errors of one input value, in DRF's error shape; None when fine.
     Nested serializers check themselves; list and dict children are checked
@@ -55,6 +59,8 @@ def _json_type_errors(field: serializers.Field, value) -> list[str] | dict | Non
     if _takes_json_string(field):
         message = string_input_error(value)
         return [message] if message else None
+    if isinstance(field, (serializers.ListField, serializers.DictField)) and not _checks_children(field.child):
+        return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         errors = {index: err for index, item in enumerate(value) if (err := _json_type_errors(field.child, item))}
         return errors or None
