@@ -283,9 +283,9 @@ def _plain_value(field, value):
         # values those settings leave unchanged are plain.
         if type(value) is not str or not value or value != value.strip() or not field.trim_whitespace:
             return _REFUSED
-        return value
+        return value if string_input_error(value) is None else _REFUSED
     if kind in (serializers.UUIDField, StrictUUIDField):
-        if type(value) is not str:
+        if type(value) is not str or string_input_error(value) is not None:
             return _REFUSED
         try:
             return uuid.UUID(value)

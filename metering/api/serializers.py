@@ -61,6 +61,7 @@ class UsageSetSerializer(_CompanyRefSerializer):
 
 
 class UsageAdjustSerializer(_CompanyRefSerializer):
+    # `delta ≠ 0` is checked once, by the service (metering.rules.check_quantity).
     featureCode = serializers.CharField(source="feature_code", max_length=64)
     delta = StrictIntegerField()
     reason = serializers.CharField(max_length=2000)
@@ -68,11 +69,6 @@ class UsageAdjustSerializer(_CompanyRefSerializer):
     performedBy = serializers.CharField(source="performed_by", required=False, allow_blank=True, max_length=200)
     idempotencyKey = serializers.CharField(source="idempotency_key", required=False, max_length=255)
     metadata = JSONObjectField(required=False)
-
-    def validate_delta(self, value):
-        if value == 0:
-            raise serializers.ValidationError("Must not be zero.")
-        return value
 
 
 class UsageHistoryQuerySerializer(_CompanyRefSerializer, PageQuerySerializer):
