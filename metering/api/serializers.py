@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -43,12 +44,23 @@ class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
     metadata = JSONObjectField(required=False)
 
 
+@extend_schema_field(UsageTrackSerializer)
+class _BatchItemField(serializers.Field):
+    """One item of a batch, as parsed from the request's JSON: passed on as it
+    is, to be validated by UsageTrackSerializer item by item. (DRF's JSONField
+    would re-encode every item only to check it is JSON, which it is.)"""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class UsageTrackBatchSerializer(StrictSerializer):
     # Items are validated one by one in the view, so that one bad event is an
     # `error` result of its own instead of failing the other 999.
-    events = serializers.ListField(
-        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BATCH_SIZE
-    )
+    events = serializers.ListField(child=_BatchItemField(), allow_empty=False, max_length=MAX_BATCH_SIZE)
 
 
 class UsageSetSerializer(_CompanyRefSerializer):
