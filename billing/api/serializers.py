@@ -151,10 +151,6 @@ class PaymentMethodSerializer(serializers.Serializer):
     isDefault = serializers.BooleanField(source="is_default")
 
 
-class PaymentMethodListSerializer(serializers.Serializer):
-    data = PaymentMethodSerializer(many=True)
-
-
 class PaymentMethodDefaultInputSerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     paymentMethodId = _stripe_id()

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate, paginate_sequence
 from config.api.schema import error_responses, validated
 from config.errors import BadRequest
 from entitlements.actors import Actor
@@ -38,7 +38,6 @@ from .serializers import (
     CustomerEnsureInputSerializer,
     CustomerEnsureResultSerializer,
     PaymentMethodDefaultInputSerializer,
-    PaymentMethodListSerializer,
     PaymentMethodSerializer,
     PurchaseCreateInputSerializer,
     PurchaseCreateResultSerializer,
@@ -182,18 +181,23 @@ class SetupIntentCreateApi(APIView):
         return Response(SetupIntentResultSerializer(result).data, status=201)
 
 
+class PaymentMethodsListQuerySerializer(PageQuerySerializer):
+    companyId = serializers.UUIDField()
+
+
 class PaymentMethodListApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="billing_payment_methods_list",
         summary="The company's saved cards, the default one flagged",
-        parameters=[COMPANY_ID_QUERY],
-        responses={200: PaymentMethodListSerializer, **error_responses(400, 404, 503)},
+        parameters=[PaymentMethodsListQuerySerializer],
+        responses={200: page_of(PaymentMethodSerializer), **error_responses(400, 404, 503)},
     )
     def get(self, request):
-        query = validated(CompanyIdQuerySerializer, request.query_params)
+        query = validated(PaymentMethodsListQuerySerializer, request.query_params)
         methods = payment_methods_list(product_id=request.auth.product_id, company_id=query["companyId"])
-        return Response({"data": PaymentMethodSerializer(methods, many=True).data})
+        page = paginate_sequence(methods, key=lambda method: method.id, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, PaymentMethodSerializer)
 
 
 class PaymentMethodDefaultApi(APIView):
