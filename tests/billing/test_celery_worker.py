@@ -75,7 +75,9 @@ class Worker:
 
 @pytest.fixture
 def broker():
-    app = Celery("billing-worker-test", broker=_broker_url())
+    # Not the current app: shared tasks enqueued later by other tests must keep
+    # using config.celery_app, not this broker-only app.
+    app = Celery("billing-worker-test", broker=_broker_url(), set_as_current=False)
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()  # a Redis DB of our own
     yield app
