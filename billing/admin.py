@@ -28,7 +28,7 @@ from config.errors import ApplicationError
 from entitlements.actors import Actor
 
 from . import admin_actions
-from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
+from .models import BillingProfile, CreditPurchase, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
 from .services.customers import payment_method_detach, payment_method_set_default, payment_methods_list
 from .services.prices import price_refresh
@@ -169,6 +169,31 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- credit purchases ---------------------------------------------------------------------
+
+
+@admin.register(CreditPurchase)
+class CreditPurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credits bought through Stripe (SPEC §7): written by the purchase
+    services only; *Refund purchase…* (Billing admin) goes through Stripe."""
+
+    list_display = ("created_at", "company", "product", "credits", "price", "status", "refunded", "credits_reversed",
+                    "disputed", "origin")
+    list_filter = ("status", "origin", "disputed", "product")
+    search_fields = ("stripe_payment_intent_id", "stripe_charge_id", "company__name", "company__short_id")
+    list_select_related = ("company", "product")
+    show_full_result_count = False
+    actions = [admin_actions.refund_purchase]
+
+    @admin.display(description="Price")
+    def price(self, obj: CreditPurchase) -> str:
+        return f"{obj.amount / 100:.2f} {obj.currency.upper()}"
+
+    @admin.display(description="Refunded")
+    def refunded(self, obj: CreditPurchase) -> str:
+        return f"{obj.amount_refunded / 100:.2f} {obj.currency.upper()}" if obj.amount_refunded else "—"
 
 
 # --- prices -------------------------------------------------------------------------------

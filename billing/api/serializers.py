@@ -151,10 +151,6 @@ class PaymentMethodSerializer(serializers.Serializer):
     isDefault = serializers.BooleanField(source="is_default")
 
 
-class PaymentMethodListSerializer(serializers.Serializer):
-    data = PaymentMethodSerializer(many=True)
-
-
 class PaymentMethodDefaultInputSerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     paymentMethodId = _stripe_id()
@@ -194,3 +190,35 @@ class SubscriptionSerializer(serializers.Serializer):
     trialEnd = UTCDateTimeField(source="trial_end", allow_null=True)
     canceledAt = UTCDateTimeField(source="canceled_at", allow_null=True)
     createdAt = UTCDateTimeField(source="created_at")
+
+
+# --- credit purchases (SPEC §7) ------------------------------------------------------------
+
+
+class PurchaseCreateInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    credits = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    amount = serializers.IntegerField(min_value=1, max_value=100_000_000, help_text="Price in minor units (cents).")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217, e.g. eur.")
+    paymentMethodId = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    offSession = serializers.BooleanField(required=False, default=False)
+
+
+class PurchaseSerializer(serializers.Serializer):
+    purchaseId = serializers.UUIDField(source="pk")
+    companyId = serializers.UUIDField(source="company_id")
+    paymentIntentId = serializers.CharField(source="stripe_payment_intent_id")
+    status = serializers.CharField()
+    credits = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    amountRefunded = serializers.IntegerField(source="amount_refunded")
+    creditsReversed = serializers.IntegerField(source="credits_reversed")
+    disputed = serializers.BooleanField()
+    declineCode = serializers.CharField(source="failure_code")
+    ledgerEntryId = serializers.UUIDField(source="ledger_entry_id", allow_null=True)
+    createdAt = UTCDateTimeField(source="created_at")
+
+
+class PurchaseCreateResultSerializer(PurchaseSerializer):
+    clientSecret = serializers.CharField(allow_null=True, help_text="For Stripe.js when the PaymentIntent still needs a card.")

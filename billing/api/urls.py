@@ -8,6 +8,7 @@ from .views import (
     PaymentMethodDefaultApi,
     PaymentMethodDetachApi,
     PaymentMethodListApi,
+    PurchaseCollectionApi,
     SetupIntentCreateApi,
     SubscriptionCancelApi,
     SubscriptionChangeApi,
@@ -32,4 +33,5 @@ urlpatterns = [
     path("billing/subscriptions/<uuid:subscriptionId>/change", SubscriptionChangeApi.as_view(), name="billing-subscription-change"),
     path("billing/subscriptions/<uuid:subscriptionId>/cancel", SubscriptionCancelApi.as_view(), name="billing-subscription-cancel"),
     path("billing/subscriptions/<uuid:subscriptionId>/resume", SubscriptionResumeApi.as_view(), name="billing-subscription-resume"),
+    path("credits/purchases", PurchaseCollectionApi.as_view(), name="credits-purchases"),
 ]

@@ -2,12 +2,16 @@
 from .meters import MeterDrift
 from .prices import Price, PriceInterval
 from .profiles import BillingProfile
+from .purchases import CreditPurchase, PurchaseOrigin, PurchaseStatus
 from .subscriptions import GRANTING_STATUSES, Subscription, SubscriptionStatus
 from .webhooks import StripeWebhookEvent, WebhookEventStatus
 
 __all__ = [
     "GRANTING_STATUSES",
     "BillingProfile",
+    "CreditPurchase",
+    "PurchaseOrigin",
+    "PurchaseStatus",
     "MeterDrift",
     "Price",
     "PriceInterval",

@@ -31,6 +31,7 @@ from entitlements.actors import Actor
 
 from . import stripe_objects
 from .prices import price_product_refresh, price_refresh
+from .purchases import purchase_sync_by_charge_id, purchase_sync_by_intent_id
 from .subscriptions import (
     checkout_claim_apply,
     subscription_mark_ended,
@@ -409,3 +410,31 @@ def _checkout_target(session: Any) -> tuple[Company, Any] | None:
     if len(product_ids) != 1:
         return None
     return company, product_ids.pop()
+
+
+# --- credit purchases (SPEC §7) ------------------------------------------------------
+
+
+def _purchase_summary(purchase) -> dict:
+    if purchase is None:
+        return {"action": "ignored", "reason": "not a SaaSDesk credit purchase"}
+    return {"action": "synced", "purchaseId": str(purchase.pk), "status": purchase.status,
+            "amountRefunded": purchase.amount_refunded, "creditsReversed": purchase.credits_reversed,
+            "disputed": purchase.disputed}
+
+
+@webhook_handler("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled")
+def handle_payment_intent_event(event: dict) -> dict:
+    intent_id = _data_object(event).get("id")
+    if not intent_id:
+        raise BadRequest("The event has no PaymentIntent id.")
+    return _purchase_summary(purchase_sync_by_intent_id(intent_id))
+
+
+@webhook_handler("charge.refunded", "charge.dispute.created", "charge.dispute.closed")
+def handle_charge_event(event: dict) -> dict:
+    obj = _data_object(event)
+    charge_id = stripe_objects.object_id(obj.get("charge")) if obj.get("object") == "dispute" else obj.get("id")
+    if not charge_id:
+        raise BadRequest("The event has no charge id.")
+    return _purchase_summary(purchase_sync_by_charge_id(charge_id))
