@@ -159,6 +159,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     # Pending billable usage → Stripe meters (a no-op without STRIPE_API_KEY).
     "billing.deliver_usage": {"task": "billing.deliver_usage", "schedule": 10.0},
+    # Refill requests written by debits → off-session PaymentIntents (also enqueued on commit).
+    "billing.auto_refill": {"task": "billing.auto_refill", "schedule": 30.0},
     # Close usage periods whose boundary has passed (writes period_close snapshots).
     "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
     # Yesterday's delivered totals against Stripe's meter event summaries.
@@ -178,6 +180,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 # in the foreground. Every scheduled job has a name here.
 RUN_JOBS: dict[str, str] = {
     "sync_usage_to_stripe": "billing.tasks.deliver_usage",
+    "auto_refill": "billing.tasks.auto_refill",
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
