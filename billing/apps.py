@@ -14,5 +14,6 @@ class BillingConfig(AppConfig):
 def _enqueue_auto_refill(sender, wallet_id, **kwargs):
     """A debit left a wallet under its refill threshold (on commit): run the job now-ish."""
     from billing.tasks import auto_refill
+    from config.tasks import enqueue
 
-    auto_refill.delay()
+    enqueue(auto_refill)  # already on commit; a broker outage leaves it to the beat
