@@ -49,3 +49,41 @@ class UsageStatSerializer(serializers.Serializer):
     billableQuantity = serializers.IntegerField(source="billable_quantity")
     events = serializers.IntegerField(help_text="Number of usage events.")
 
+
+
+class RevenueQuerySerializer(StrictSerializer):
+    interval = serializers.ChoiceField(choices=GROUP_BY_CHOICES, default="month")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = UTCDateOrDateTimeField(source="start", help_text="Inclusive: an ISO date or datetime (UTC).")
+        fields["to"] = UTCDateOrDateTimeField(source="end", help_text="Exclusive: an ISO date or datetime (UTC).")
+        return fields
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"to": ["Must be after `from`."]})
+        if attrs["end"] - attrs["start"] > MAX_RANGE:
+            raise serializers.ValidationError({"to": ["At most 5 years after `from`."]})
+        return attrs
+
+
+class RevenuePeriodSerializer(serializers.Serializer):
+    periodStart = UTCDateTimeField(source="period_start")
+    mrr = serializers.IntegerField(help_text="Closing MRR, minor units of the product's currency.")
+    newMrr = serializers.IntegerField(source="new_mrr")
+    expansionMrr = serializers.IntegerField(source="expansion_mrr")
+    contractionMrr = serializers.IntegerField(source="contraction_mrr")
+    churnedMrr = serializers.IntegerField(source="churned_mrr")
+    reactivationMrr = serializers.IntegerField(source="reactivation_mrr")
+    activeCustomers = serializers.IntegerField(source="active_customers")
+    newCustomers = serializers.IntegerField(source="new_customers")
+    churnedCustomers = serializers.IntegerField(source="churned_customers")
+    customerChurnRate = serializers.FloatField(source="customer_churn_rate", help_text="0–100")
+    revenueChurnRate = serializers.FloatField(source="revenue_churn_rate", help_text="0–100")
+    arpu = serializers.IntegerField(help_text="MRR per active customer, rounded half-up.")
+
+
+class RevenueSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    periods = RevenuePeriodSerializer(many=True)
