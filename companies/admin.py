@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils.safestring import mark_safe
+from unfold.admin import ModelAdmin, TabularInline
 
 from config.errors import ApplicationError
 
@@ -157,7 +158,7 @@ class ProductLinkInlineForm(forms.ModelForm):
 # --- Company ---------------------------------------------------------------------------
 
 
-class ContactInline(admin.TabularInline):
+class ContactInline(TabularInline):
     model = Contact
     form = ContactAdminForm
     formset = ContactInlineFormSet
@@ -166,7 +167,7 @@ class ContactInline(admin.TabularInline):
     show_change_link = True
 
 
-class ProductLinkInline(admin.TabularInline):
+class ProductLinkInline(TabularInline):
     model = ProductLink
     form = ProductLinkInlineForm
     fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
@@ -174,7 +175,7 @@ class ProductLinkInline(admin.TabularInline):
     extra = 0
 
 
-class AccountInline(admin.TabularInline):
+class AccountInline(TabularInline):
     """The company's account with each product it is linked to (made by the
     link): what differs per product."""
 
@@ -219,7 +220,7 @@ class ProductFilter(admin.SimpleListFilter):
 
 
 @admin.register(Company)
-class CompanyAdmin(admin.ModelAdmin):
+class CompanyAdmin(ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
     list_display = ["name", "short_id", "customer_pool", "domain", "mrr_display", "product_codes", "created_at"]
@@ -354,7 +355,7 @@ class CompanyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ModelAdmin):
     form = ContactAdminForm
     list_display = ["email", "name", "role", "company", "is_primary", "created_at"]
     list_filter = ["is_primary"]
@@ -376,7 +377,7 @@ class ProductLinkAdminForm(ProductLinkInlineForm):
 
 
 @admin.register(ProductLink)
-class ProductLinkAdmin(admin.ModelAdmin):
+class ProductLinkAdmin(ModelAdmin):
     form = ProductLinkAdminForm
     list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
     list_filter = ["product"]
@@ -401,7 +402,7 @@ class ProductLinkAdmin(admin.ModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
@@ -420,7 +421,7 @@ class AccountAdmin(admin.ModelAdmin):
 # --- Products and API keys -----------------------------------------------------------------------
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(TabularInline):
     model = ApiKey
     fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = fields
@@ -462,7 +463,7 @@ class ProductAdminForm(forms.ModelForm):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ModelAdmin):
     """Products and their customer pool (the pool: Billing admin, SPEC §2)."""
 
     form = ProductAdminForm
@@ -510,7 +511,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SecretShownOnceMixin, admin.ModelAdmin):
+class ApiKeyAdmin(SecretShownOnceMixin, ModelAdmin):
     """Keys are created here and shown once, on the page that follows the
     save (never in a message, which would sit in the session or a cookie).
     Only the SHA-256 is stored, and it is never displayed."""

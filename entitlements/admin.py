@@ -26,6 +26,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
 
 from companies import admin_extensions
 from companies.models import Company, Product
@@ -172,7 +173,7 @@ class FeatureAccessInlineFormSet(forms.BaseInlineFormSet):
         raise PermissionDenied("Feature access is disabled, not deleted.")
 
 
-class FeatureAccessInline(admin.TabularInline):
+class FeatureAccessInline(TabularInline):
     model = FeatureAccess
     form = FeatureAccessForm
     formset = FeatureAccessInlineFormSet
@@ -272,7 +273,7 @@ class ExpiredFilter(admin.SimpleListFilter):
 
 
 @admin.register(FeatureAccess)
-class FeatureAccessAdmin(SimpleHistoryAdmin):
+class FeatureAccessAdmin(SimpleHistoryAdmin, ModelAdmin):
     form = FeatureAccessForm
     list_display = [
         "company",
@@ -572,7 +573,7 @@ admin_extensions.register_company_panel(feature_access_panel)
 
 
 @admin.register(Feature)
-class FeatureAdmin(admin.ModelAdmin):
+class FeatureAdmin(ModelAdmin):
     list_display = ["code", "name", "product", "kind", "unit", "reset_period", "stripe_meter_event_name"]
     list_filter = ["product", "kind"]
     search_fields = ["code", "name"]
@@ -604,7 +605,7 @@ class TierFeatureInlineFormSet(forms.BaseInlineFormSet):
                 form.add_error("feature", "This feature belongs to another product.")
 
 
-class TierFeatureInline(admin.TabularInline):
+class TierFeatureInline(TabularInline):
     model = TierFeature
     form = TierFeatureForm
     formset = TierFeatureInlineFormSet
@@ -623,7 +624,7 @@ class TierFeatureInline(admin.TabularInline):
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(ModelAdmin):
     list_display = ["code", "name", "product", "is_active", "is_default", "display_order", "base_fee"]
     list_filter = ["product", "is_active"]
     search_fields = ["code", "name"]
