@@ -23,6 +23,7 @@ from companies.admin_extensions import (
     register_company_inline,
     register_company_list_filter,
     register_company_panel,
+    register_company_summary,
 )
 
 from config.errors import ApplicationError
@@ -204,7 +205,7 @@ register_company_panel(billing_invoices_panel)
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Mirror of Stripe's invoices (invoice webhooks, `manage.py sync_invoices`)."""
 
     list_display = ("number_or_id", "company", "product", "status", "billing_reason", "total_display",
@@ -397,3 +398,18 @@ class CompanySubscriptionStatusFilter(admin.SimpleListFilter):
 
 
 register_company_list_filter(CompanySubscriptionStatusFilter)
+
+
+def company_subscription_summary(request, company) -> list[dict]:
+    """Header facts of the customer overview: each subscription, its status
+    and the end of its current period (SPEC §9)."""
+    subscriptions = Subscription.objects.filter(company=company).select_related("product", "tier").order_by("-current_period_end")[:3]
+    parts = []
+    for subscription in subscriptions:
+        tier = subscription.tier.name if subscription.tier else subscription.display_name or subscription.product.code
+        end = subscription.current_period_end.strftime("%d %b %Y") if subscription.current_period_end else "—"
+        parts.append(f"{tier} · {subscription.get_status_display()} · until {end}")
+    return [{"label": "Subscription", "value": "; ".join(parts) or "none"}]
+
+
+register_company_summary(company_subscription_summary)

@@ -357,3 +357,16 @@ admin_extensions.register_company_action(credits_unfreeze_action)
 admin_extensions.register_company_panel(company_credits_panel)
 
 
+
+
+def company_wallet_summary(request, company: Company) -> list[dict]:
+    """Header fact of the customer overview: the available credits per
+    product wallet, and whether it is frozen."""
+    parts = []
+    for wallet in Wallet.objects.filter(company=company).select_related("product"):
+        summary = selectors.wallet_summary(wallet=wallet)
+        parts.append(f"{wallet.product.code}: {summary.available:,} credits" + (" (frozen)" if wallet.frozen else ""))
+    return [{"label": "Wallet", "value": "; ".join(parts) or "no wallet"}]
+
+
+admin_extensions.register_company_summary(company_wallet_summary)

@@ -84,6 +84,9 @@ TEMPLATES = [
     },
 ]
 
+# The only sign-in is the admin's; unfold's login form posts without `next`.
+LOGIN_REDIRECT_URL = "/admin/"
+
 # --- Admin theme (django-unfold, SPEC §9; docs/admin.md) ---------------------
 UNFOLD = {
     "SITE_TITLE": "SaaSDesk",
