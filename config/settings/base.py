@@ -201,6 +201,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
     # Accounts' lifecycle status (SPEC §3) from subscriptions and payments.
     "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
+    # Accounts' MRR and today's revenue snapshot (SPEC §8).
+    "insights.snapshot_revenue": {"task": "insights.snapshot_revenue", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -214,6 +216,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
     "update_lifecycle": "insights.tasks.update_lifecycle",
+    "snapshot_revenue": "insights.tasks.snapshot_revenue",
 }
 
 # --- Notifications (SPEC §11) ---------------------------------------------------
