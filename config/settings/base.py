@@ -21,6 +21,12 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
+    # django-unfold (SPEC §9) must come before django.contrib.admin: its
+    # templates override the admin's.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -78,6 +84,26 @@ TEMPLATES = [
         },
     },
 ]
+
+# The only sign-in is the admin's; unfold's login form posts without `next`.
+LOGIN_REDIRECT_URL = "/admin/"
+
+# --- Admin theme (django-unfold, SPEC §9; docs/admin.md) ---------------------
+UNFOLD = {
+    "SITE_TITLE": "SaaSDesk",
+    "SITE_HEADER": "SaaSDesk",
+    "SITE_SUBHEADER": "Support & billing back office",
+    "SITE_SYMBOL": "support_agent",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SHOW_BACK_BUTTON": True,
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        # Grouped by area and filtered by the user's permissions, per request.
+        "navigation": "config.admin_navigation.sidebar_navigation",
+    },
+}
 
 # --- Database -----------------------------------------------------------------
 # PostgreSQL in production and CI; SQLite when DATABASE_URL is unset.
