@@ -201,6 +201,7 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     assert actions.is_visible()
     assert actions.bounding_box()["y"] < VIEWPORT["height"]
     assert "Adjust usage…" in actions.inner_text() and "Apply tier…" in actions.inner_text()
+    assert "Freeze wallet" not in actions.inner_text()  # Billing admin only (SPEC §9)
     assert _no_sideways_scroll(page)
     _shot(page, "03-company-overview")
 
