@@ -325,6 +325,31 @@ class CompanyAdmin(ModelAdmin):
             actions[name] = (func, name, description)
         return actions
 
+    # The tab of the overview each app's panels go to (by the app's name, so
+    # companies imports none of them); a panel may set its own `tab`.
+    PANEL_TABS = {
+        "entitlements": "Access history",
+        "metering": "Usage",
+        "credits": "Credits",
+        "billing": "Subscriptions & invoices",
+        "insights": "Health",
+        "desk": "Timeline",
+        "notifications": "Notifications",
+    }
+
+    def _panel_tabs(self, request, company: Company) -> list[dict]:
+        """The panels under the form, grouped into tabs (first tab open)."""
+        tabs: dict[str, list[str]] = {}
+        for panel, html in zip(
+            [p for p in admin_extensions.COMPANY_PANELS if not getattr(p, "top", False)],
+            self._panels(request, company),
+        ):
+            if not html.strip():
+                continue
+            title = getattr(panel, "tab", None) or self.PANEL_TABS.get(panel.__module__.split(".")[0], "More")
+            tabs.setdefault(title, []).append(html)
+        return [{"title": title, "slug": f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
+
     def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
         for panel in admin_extensions.COMPANY_PANELS:
@@ -424,7 +449,7 @@ class CompanyAdmin(ModelAdmin):
         if object_id:
             company = self.get_object(request, object_id)
             if company is not None:
-                extra_context["company_panels"] = self._panels(request, company)
+                extra_context["company_panel_tabs"] = self._panel_tabs(request, company)
                 extra_context["company_panels_top"] = self._panels(request, company, top=True)
                 extra_context["company_summary"] = self._summary(request, company)
                 extra_context["company_actions"] = self._page_actions(request, company)
