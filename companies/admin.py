@@ -44,7 +44,10 @@ def _customer_pool_choices() -> list[tuple[str, str]]:
 class CompanyAdminForm(forms.ModelForm):
     class Meta:
         model = Company
-        fields = ["name", "customer_pool", "short_id", "domain", "created_at"]
+        fields = [
+            "name", "customer_pool", "short_id", "domain", "created_at",
+            "country", "industry", "size", "timezone", "locale",
+        ]
         help_texts = {
             "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …), unique in the pool.",
             "domain": "Any form is accepted (https://www.acme.com/path); it is stored as acme.com.",
@@ -169,8 +172,8 @@ class ContactInline(admin.TabularInline):
 class ProductLinkInline(admin.TabularInline):
     model = ProductLink
     form = ProductLinkInlineForm
-    fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["product", "external_org_id", "external_user_id", "label", "link_type", "confidence", "created_at"]
+    readonly_fields = ["link_type", "confidence", "created_at"]
     extra = 0
 
 
@@ -179,9 +182,14 @@ class AccountInline(admin.TabularInline):
     link): what differs per product."""
 
     model = Account
-    fields = ["product", "status", "mrr", "currency", "metadata", "updated_at"]
-    # Status and MRR are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr", "currency", "updated_at"]
+    fields = [
+        "product", "status", "mrr", "currency", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
+    # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
+    readonly_fields = [
+        "product", "status", "mrr", "currency", "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at"
+    ]
     extra = 0
     can_delete = False
 
@@ -223,7 +231,7 @@ class CompanyAdmin(admin.ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
     list_display = ["name", "short_id", "customer_pool", "domain", "mrr_display", "product_codes", "created_at"]
-    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool"]
+    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool", "size", "country", "industry"]
     # Exact for external ids (they are opaque), substring for the rest.
     search_fields = ["name", "domain", "short_id", "=links__external_org_id", "contacts__email"]
     search_help_text = "Name, domain, shortId, external org id (exact) or contact email."
@@ -234,6 +242,7 @@ class CompanyAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "customer_pool", "short_id", "domain"]}),
+        ("Profile", {"fields": ["country", "industry", "size", "timezone", "locale"]}),
         ("Details", {"fields": ["created_at", "updated_at", "id"], "classes": ["collapse"]}),
     ]
 
@@ -369,7 +378,7 @@ class ContactAdmin(admin.ModelAdmin):
 
 class ProductLinkAdminForm(ProductLinkInlineForm):
     class Meta(ProductLinkInlineForm.Meta):
-        fields = ["company", *ProductLinkInlineForm.Meta.fields]
+        fields = ["company", *ProductLinkInlineForm.Meta.fields, "metadata"]
 
     def _company(self, cleaned: dict):
         return cleaned.get("company")
@@ -378,8 +387,11 @@ class ProductLinkAdminForm(ProductLinkInlineForm):
 @admin.register(ProductLink)
 class ProductLinkAdmin(admin.ModelAdmin):
     form = ProductLinkAdminForm
-    list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
-    list_filter = ["product"]
+    list_display = [
+        "external_org_id", "product", "company", "label", "link_type", "confidence", "external_user_id", "created_at"
+    ]
+    list_filter = ["product", "link_type"]
+    readonly_fields = ["link_type", "confidence", "created_at", "updated_at"]
     search_fields = ["=external_org_id", "company__name", "label"]
     list_select_related = ["product", "company"]
     autocomplete_fields = ["company"]
@@ -396,6 +408,7 @@ class ProductLinkAdmin(admin.ModelAdmin):
             external_org_id=obj.external_org_id,
             external_user_id=obj.external_user_id,
             label=obj.label,
+            metadata=obj.metadata,
         )
         obj.pk, obj._state.adding, obj._state.db = link.pk, False, link._state.db
 
@@ -405,12 +418,18 @@ class AccountAdmin(admin.ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr", "currency", "updated_at"]
+    list_display = ["company", "product", "status", "mrr", "currency", "lifetime_value", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
-    search_fields = ["company__name", "company__short_id"]
+    search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
-    readonly_fields = ["company", "product", "status", "mrr", "currency", "created_at", "updated_at"]
-    fields = ["company", "product", "status", "mrr", "currency", "metadata", "created_at", "updated_at"]
+    readonly_fields = [
+        "company", "product", "status", "mrr", "currency", "lifetime_value", "first_purchase_at", "last_activity_at",
+        "created_at", "updated_at",
+    ]
+    fields = [
+        "company", "product", "status", "mrr", "currency", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+    ]
     show_full_result_count = False
 
     def has_add_permission(self, request):

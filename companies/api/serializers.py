@@ -354,6 +354,7 @@ class LinkCreateInputSerializer(StrictSerializer):
     externalOrgId = StrictCharField(max_length=200)
     label = _optional_text(200)
     externalUserId = _optional_text(200)
+    metadata = JSONObjectField(required=False, help_text="Stored with a new link; a replay keeps the link as it is.")
 
 
 class LinksResetInputSerializer(StrictSerializer):

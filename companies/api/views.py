@@ -263,6 +263,7 @@ class LinkCreateApi(APIView):
             external_org_id=data["externalOrgId"],
             external_user_id=data.get("externalUserId") or "",
             label=data.get("label") or "",
+            metadata=data.get("metadata"),
         )
         return Response(
             ProductLinkSerializer(link).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

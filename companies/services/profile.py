@@ -86,14 +86,15 @@ def profile_clean(changes: Mapping[str, Any]) -> dict[str, Any]:
         if attribute not in PROFILE_FIELDS:
             raise TypeError(f"not a profile field: {attribute}")
         stored, problem = _clean_one(attribute, value)
-        if problem:
+        if isinstance(problem, dict):  # per part, named like the API's nested errors
+            errors.update({f"{PROFILE_FIELDS[attribute]}.{part}": messages for part, messages in problem.items()})
+        elif problem:
             errors[PROFILE_FIELDS[attribute]] = problem
         else:
             cleaned[attribute] = stored
     if errors:
-        first = next(iter(errors.values()))
-        message = first[0] if isinstance(first, list) else "Invalid input."
-        raise BadRequest(message, details={"fields": errors})
+        name, messages = next(iter(errors.items()))
+        raise BadRequest(f"{name}: {messages[0]}", details={"fields": errors})
     return cleaned
 
 
