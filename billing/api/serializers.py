@@ -222,3 +222,45 @@ class PurchaseSerializer(serializers.Serializer):
 
 class PurchaseCreateResultSerializer(PurchaseSerializer):
     clientSecret = serializers.CharField(allow_null=True, help_text="For Stripe.js when the PaymentIntent still needs a card.")
+
+
+# --- invoices (SPEC §8) ------------------------------------------------------------------------
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    companyId = serializers.UUIDField(source="company_id")
+    stripeInvoiceId = serializers.CharField(source="stripe_invoice_id")
+    number = serializers.CharField()
+    status = serializers.CharField()
+    billingReason = serializers.CharField(source="billing_reason")
+    currency = serializers.CharField()
+    subtotal = serializers.IntegerField(help_text="Minor units, as all amounts here.")
+    tax = serializers.IntegerField()
+    total = serializers.IntegerField()
+    amountPaid = serializers.IntegerField(source="amount_paid")
+    amountDue = serializers.IntegerField(source="amount_due")
+    periodStart = UTCDateTimeField(source="period_start", allow_null=True)
+    periodEnd = UTCDateTimeField(source="period_end", allow_null=True)
+    hostedInvoiceUrl = serializers.CharField(source="hosted_invoice_url")
+    invoicePdf = serializers.CharField(source="invoice_pdf")
+    createdAt = UTCDateTimeField(source="stripe_created_at")
+
+
+class InvoiceLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    quantity = serializers.IntegerField(allow_null=True)
+    unitAmount = serializers.FloatField(allow_null=True)
+    amount = serializers.IntegerField()
+    priceId = serializers.CharField(allow_null=True)
+    periodStart = serializers.CharField(allow_null=True)
+    periodEnd = serializers.CharField(allow_null=True)
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True)
+
+
+class InvoicesListQuerySerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["draft", "open", "paid", "void", "uncollectible"], required=False)

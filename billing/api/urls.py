@@ -4,6 +4,8 @@ from .views import (
     BillingStatusApi,
     CheckoutClaimApi,
     CustomerEnsureApi,
+    InvoiceDetailApi,
+    InvoiceListApi,
     OnboardApi,
     PaymentMethodDefaultApi,
     PaymentMethodDetachApi,
@@ -33,5 +35,7 @@ urlpatterns = [
     path("billing/subscriptions/<uuid:subscriptionId>/change", SubscriptionChangeApi.as_view(), name="billing-subscription-change"),
     path("billing/subscriptions/<uuid:subscriptionId>/cancel", SubscriptionCancelApi.as_view(), name="billing-subscription-cancel"),
     path("billing/subscriptions/<uuid:subscriptionId>/resume", SubscriptionResumeApi.as_view(), name="billing-subscription-resume"),
+    path("billing/invoices", InvoiceListApi.as_view(), name="billing-invoices"),
+    path("billing/invoices/<uuid:invoiceId>", InvoiceDetailApi.as_view(), name="billing-invoice"),
     path("credits/purchases", PurchaseCollectionApi.as_view(), name="credits-purchases"),
 ]

@@ -14,7 +14,7 @@ from config.api.schema import error_responses, validated
 from config.errors import BadRequest
 from entitlements.actors import Actor
 
-from ..selectors import billing_status, purchases_list, subscription_get_visible, subscriptions_list
+from ..selectors import billing_status, invoice_get_visible, invoices_list, purchases_list, subscription_get_visible, subscriptions_list
 from ..services.customers import (
     payment_method_detach,
     payment_method_set_default,
@@ -38,6 +38,9 @@ from .serializers import (
     CustomerEnsureInputSerializer,
     CustomerEnsureResultSerializer,
     PaymentMethodDefaultInputSerializer,
+    InvoiceDetailSerializer,
+    InvoiceSerializer,
+    InvoicesListQuerySerializer,
     PaymentMethodSerializer,
     PurchaseCreateInputSerializer,
     PurchaseCreateResultSerializer,
@@ -415,3 +418,39 @@ def _idempotency_key(request) -> str:
     if not key or len(key) > IDEMPOTENCY_KEY_MAX:
         raise BadRequest.for_field("Idempotency-Key", f"Required header, 1–{IDEMPOTENCY_KEY_MAX} characters.")
     return key
+
+
+# --- invoices (SPEC §8) ------------------------------------------------------------------------
+
+
+class InvoicesQuerySerializer(PageQuerySerializer, InvoicesListQuerySerializer):
+    pass
+
+
+class InvoiceListApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_invoices_list",
+        summary="The company's Stripe invoices (mirrored), newest first",
+        parameters=[InvoicesQuerySerializer],
+        responses={200: page_of(InvoiceSerializer), **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(InvoicesQuerySerializer, request.query_params)
+        invoices = invoices_list(product_id=request.auth.product_id, company_id=query["companyId"],
+                                 status=query.get("status"))
+        page = paginate(invoices, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, InvoiceSerializer)
+
+
+class InvoiceDetailApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_invoices_get",
+        summary="One invoice with its lines",
+        parameters=[OpenApiParameter("invoiceId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: InvoiceDetailSerializer, **error_responses(404)},
+    )
+    def get(self, request, invoiceId):  # noqa: N803 - the path parameter's API name
+        invoice = invoice_get_visible(product_id=request.auth.product_id, invoice_id=invoiceId)
+        return Response(InvoiceDetailSerializer(invoice).data)

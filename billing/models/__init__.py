@@ -1,4 +1,5 @@
 # Billing's models are split by concern; import them all here so Django sees them.
+from .invoices import Invoice
 from .meters import MeterDrift
 from .prices import Price, PriceInterval
 from .profiles import BillingProfile
@@ -12,6 +13,7 @@ __all__ = [
     "CreditPurchase",
     "PurchaseOrigin",
     "PurchaseStatus",
+    "Invoice",
     "MeterDrift",
     "Price",
     "PriceInterval",

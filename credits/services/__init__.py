@@ -1,4 +1,5 @@
 from .debits import DebitResult, RefundResult, credits_debit, credits_refund, debit_locked
+from .cycles import credits_cycle_grant
 from .expiry import credit_lots_expire
 from .purchases import (
     PurchaseLanded,
@@ -36,6 +37,7 @@ __all__ = [
     "RefundResult",
     "PurchaseLanded",
     "credit_lots_expire",
+    "credits_cycle_grant",
     "credits_purchase_land",
     "credits_purchase_reverse_to",
     "credits_purchase_reversed",
