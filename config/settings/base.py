@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "entitlements",
     "metering",
     "billing",
+    "insights",
 ]
 
 MIDDLEWARE = [
