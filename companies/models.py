@@ -44,6 +44,9 @@ class Product(models.Model):
             "of the pool). Empty: the product's code, i.e. a pool of its own."
         ),
     )
+    currency = models.CharField(
+        max_length=3, default="usd", help_text="ISO 4217, lower case: the currency of MRR and revenue metrics."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

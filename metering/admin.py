@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
 
 from companies import admin_extensions
 from companies.admin_extensions import ReadOnlyAdminMixin
@@ -39,7 +40,7 @@ def _company_link(obj) -> str:
 
 
 @admin.register(UsageMeter)
-class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageMeterAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "company_display", "feature", "period_start", "period_end", "value", "closed_at", "updated_at", "events_link",
     ]
@@ -65,7 +66,7 @@ class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "event_time",
         "company_display",
@@ -171,7 +172,7 @@ class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(UsageSnapshot)
-class UsageSnapshotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageSnapshotAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "created_at",
         "company_display",
