@@ -387,6 +387,9 @@ class CompanyAdmin(ModelAdmin):
         for name, (_func, _name, description) in self.get_actions(request).items():
             if name == "delete_selected":
                 continue
+            required = getattr(_func, "required_permission", None)
+            if required and not request.user.has_perm(required):
+                continue
             buttons.append(
                 {
                     "name": name,

@@ -28,7 +28,11 @@ def register_company_inline(inline_class) -> None:
         COMPANY_INLINES.append(inline_class)
 
 
-def register_company_action(action) -> None:
+def register_company_action(action, *, permission: str | None = None) -> None:
+    """`permission` ("app.codename"): the company page shows the action's
+    button only to users who have it (the action still checks it itself)."""
+    if permission:
+        action.required_permission = permission
     if action not in COMPANY_ACTIONS:
         COMPANY_ACTIONS.append(action)
 

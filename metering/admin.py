@@ -360,5 +360,5 @@ def metering_adjust_usage(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/metering/adjust_usage.html", context)
 
 
-admin_extensions.register_company_action(metering_adjust_usage)
+admin_extensions.register_company_action(metering_adjust_usage, permission=ADJUST_PERMISSION)
 admin_extensions.register_company_panel(company_usage_panel)

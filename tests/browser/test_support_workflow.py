@@ -145,6 +145,8 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     assert "Upgraded to Pro on the phone" in history
     assert "user:sally" in history
     assert "5000" in history and "250000" in history
+    assert "chat · Free → chat · Pro" in history  # tier names, not ids
+    assert str(FeatureAccess.objects.get(company=company, feature__code="sso").tier_id) not in history
 
     # And the access row's own history page shows the limit change.
     page.goto(f"{live_server.url}/admin/entitlements/featureaccess/{ai_credit.pk}/history/")
@@ -201,6 +203,7 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     assert actions.is_visible()
     assert actions.bounding_box()["y"] < VIEWPORT["height"]
     assert "Adjust usage…" in actions.inner_text() and "Apply tier…" in actions.inner_text()
+    assert "Freeze wallet" not in actions.inner_text()  # Billing admin only (SPEC §9)
     assert _no_sideways_scroll(page)
     _shot(page, "03-company-overview")
 
