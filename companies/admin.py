@@ -332,9 +332,11 @@ class CompanyAdmin(ModelAdmin):
             actions[name] = (func, name, description)
         return actions
 
-    def _panels(self, request, company: Company) -> list[str]:
+    def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
         for panel in admin_extensions.COMPANY_PANELS:
+            if getattr(panel, "top", False) != top:
+                continue
             try:
                 rendered.append(mark_safe(panel(request, company)))
             except Exception:
@@ -430,6 +432,7 @@ class CompanyAdmin(ModelAdmin):
             company = self.get_object(request, object_id)
             if company is not None:
                 extra_context["company_panels"] = self._panels(request, company)
+                extra_context["company_panels_top"] = self._panels(request, company, top=True)
                 extra_context["company_summary"] = self._summary(request, company)
                 extra_context["company_actions"] = self._page_actions(request, company)
         return super().changeform_view(request, object_id, form_url, extra_context)

@@ -37,7 +37,11 @@ def register_company_action(action, *, permission: str | None = None) -> None:
         COMPANY_ACTIONS.append(action)
 
 
-def register_company_panel(panel) -> None:
+def register_company_panel(panel, *, top: bool = False) -> None:
+    """`top`: shown above the form, on the first screen of the overview
+    (the per-feature access rows); else under the form."""
+    if top:
+        panel.top = True
     if panel not in COMPANY_PANELS:
         COMPANY_PANELS.append(panel)
 
