@@ -59,7 +59,10 @@ def _customer_pool_choices() -> list[tuple[str, str]]:
 class CompanyAdminForm(forms.ModelForm):
     class Meta:
         model = Company
-        fields = ["name", "customer_pool", "short_id", "domain", "created_at"]
+        fields = [
+            "name", "customer_pool", "short_id", "domain", "created_at",
+            "country", "industry", "size", "timezone", "locale",
+        ]
         help_texts = {
             "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …), unique in the pool.",
             "domain": "Any form is accepted (https://www.acme.com/path); it is stored as acme.com.",
@@ -186,8 +189,8 @@ class ProductLinkInline(TabularInline):
     tab = True
     model = ProductLink
     form = ProductLinkInlineForm
-    fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["product", "external_org_id", "external_user_id", "label", "link_type", "confidence", "created_at"]
+    readonly_fields = ["link_type", "confidence", "created_at"]
     extra = 0
 
 
@@ -197,9 +200,12 @@ class AccountInline(_MoneyMixin, TabularInline):
 
     tab = True
     model = Account
-    fields = ["product", "status", "mrr_amount", "metadata", "updated_at"]
-    # Status and MRR are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr_amount", "updated_at"]
+    fields = [
+        "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
+    # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
+    readonly_fields = ["product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at"]
     extra = 0
     can_delete = False
 
@@ -241,7 +247,7 @@ class CompanyAdmin(ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
     list_display = ["name", "short_id", "status_display", "mrr_display", "product_codes", "domain", "created_at"]
-    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool"]
+    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool", "size", "country", "industry"]
     # Exact for external ids (they are opaque), substring for the rest.
     search_fields = ["name", "domain", "short_id", "=links__external_org_id", "contacts__email"]
     search_help_text = "Name, domain, shortId, external org id (exact) or contact email."
@@ -252,6 +258,7 @@ class CompanyAdmin(ModelAdmin):
     readonly_fields = ["id", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "customer_pool", "short_id", "domain"]}),
+        ("Profile", {"fields": ["country", "industry", "size", "timezone", "locale"]}),
         ("Details", {"fields": ["created_at", "updated_at", "id"], "classes": ["collapse"]}),
     ]
 
@@ -515,7 +522,7 @@ class ContactAdmin(ModelAdmin):
 
 class ProductLinkAdminForm(ProductLinkInlineForm):
     class Meta(ProductLinkInlineForm.Meta):
-        fields = ["company", *ProductLinkInlineForm.Meta.fields]
+        fields = ["company", *ProductLinkInlineForm.Meta.fields, "metadata"]
 
     def _company(self, cleaned: dict):
         return cleaned.get("company")
@@ -524,8 +531,11 @@ class ProductLinkAdminForm(ProductLinkInlineForm):
 @admin.register(ProductLink)
 class ProductLinkAdmin(ModelAdmin):
     form = ProductLinkAdminForm
-    list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
-    list_filter = ["product"]
+    list_display = [
+        "external_org_id", "product", "company", "label", "link_type", "confidence", "external_user_id", "created_at"
+    ]
+    list_filter = ["product", "link_type"]
+    readonly_fields = ["link_type", "confidence", "created_at", "updated_at"]
     search_fields = ["=external_org_id", "company__name", "label"]
     list_select_related = ["product", "company"]
     autocomplete_fields = ["company"]
@@ -542,6 +552,7 @@ class ProductLinkAdmin(ModelAdmin):
             external_org_id=obj.external_org_id,
             external_user_id=obj.external_user_id,
             label=obj.label,
+            metadata=obj.metadata,
         )
         obj.pk, obj._state.adding, obj._state.db = link.pk, False, link._state.db
 
@@ -551,12 +562,18 @@ class AccountAdmin(_MoneyMixin, ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr_amount", "updated_at"]
+    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
-    search_fields = ["company__name", "company__short_id"]
+    search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
-    readonly_fields = ["company", "product", "status", "mrr_amount", "created_at", "updated_at"]
-    fields = ["company", "product", "status", "mrr_amount", "metadata", "created_at", "updated_at"]
+    readonly_fields = [
+        "company", "product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at",
+        "created_at", "updated_at",
+    ]
+    fields = [
+        "company", "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+    ]
     show_full_result_count = False
 
     def has_add_permission(self, request):
