@@ -40,6 +40,10 @@ class _MoneyMixin:
     def mrr_amount(self, account: Account) -> str:
         return format_money(account.mrr, account.currency)
 
+    @admin.display(description="Lifetime value", ordering="lifetime_value")
+    def lifetime_value_amount(self, account: Account) -> str:
+        return format_money(account.lifetime_value, account.currency)
+
 
 # --- Forms ---------------------------------------------------------------------------
 
@@ -202,10 +206,12 @@ class AccountInline(_MoneyMixin, TabularInline):
     model = Account
     fields = [
         "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
-        "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
     ]
     # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at"]
+    readonly_fields = [
+        "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
     extra = 0
     can_delete = False
 
@@ -562,17 +568,17 @@ class AccountAdmin(_MoneyMixin, ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value", "last_activity_at", "updated_at"]
+    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value_amount", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
     search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
     readonly_fields = [
-        "company", "product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at",
+        "company", "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at",
         "created_at", "updated_at",
     ]
     fields = [
         "company", "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
-        "lifetime_value", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
     ]
     show_full_result_count = False
 
