@@ -64,9 +64,9 @@ class SubscriptionInline(ReadOnlyAdminMixin, TabularInline):
 
 register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
-register_company_action(admin_actions.billing_create_customer)
-register_company_action(admin_actions.billing_subscribe)
-register_company_action(admin_actions.send_statement)
+register_company_action(admin_actions.billing_create_customer, permission="billing.add_billingprofile")
+register_company_action(admin_actions.billing_subscribe, permission=admin_actions.PERMISSION)
+register_company_action(admin_actions.send_statement, permission="billing.send_statement")
 
 
 def _profile_cards(profile: BillingProfile):

@@ -40,6 +40,10 @@ class _MoneyMixin:
     def mrr_amount(self, account: Account) -> str:
         return format_money(account.mrr, account.currency)
 
+    @admin.display(description="Lifetime value", ordering="lifetime_value")
+    def lifetime_value_amount(self, account: Account) -> str:
+        return format_money(account.lifetime_value, account.currency)
+
 
 # --- Forms ---------------------------------------------------------------------------
 
@@ -59,7 +63,10 @@ def _customer_pool_choices() -> list[tuple[str, str]]:
 class CompanyAdminForm(forms.ModelForm):
     class Meta:
         model = Company
-        fields = ["name", "customer_pool", "short_id", "domain", "created_at"]
+        fields = [
+            "name", "customer_pool", "short_id", "domain", "created_at",
+            "country", "industry", "size", "timezone", "locale",
+        ]
         help_texts = {
             "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …), unique in the pool.",
             "domain": "Any form is accepted (https://www.acme.com/path); it is stored as acme.com.",
@@ -186,8 +193,8 @@ class ProductLinkInline(TabularInline):
     tab = True
     model = ProductLink
     form = ProductLinkInlineForm
-    fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["product", "external_org_id", "external_user_id", "label", "link_type", "confidence", "created_at"]
+    readonly_fields = ["link_type", "confidence", "created_at"]
     extra = 0
 
 
@@ -197,9 +204,14 @@ class AccountInline(_MoneyMixin, TabularInline):
 
     tab = True
     model = Account
-    fields = ["product", "status", "mrr_amount", "metadata", "updated_at"]
-    # Status and MRR are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr_amount", "updated_at"]
+    fields = [
+        "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
+    # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
+    readonly_fields = [
+        "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
     extra = 0
     can_delete = False
 
@@ -241,7 +253,7 @@ class CompanyAdmin(ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
     list_display = ["name", "short_id", "status_display", "mrr_display", "product_codes", "domain", "created_at"]
-    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool"]
+    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool", "size", "country", "industry"]
     # Exact for external ids (they are opaque), substring for the rest.
     search_fields = ["name", "domain", "short_id", "=links__external_org_id", "contacts__email"]
     search_help_text = "Name, domain, shortId, external org id (exact) or contact email."
@@ -252,6 +264,7 @@ class CompanyAdmin(ModelAdmin):
     readonly_fields = ["id", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "customer_pool", "short_id", "domain"]}),
+        ("Profile", {"fields": ["country", "industry", "size", "timezone", "locale"]}),
         ("Details", {"fields": ["created_at", "updated_at", "id"], "classes": ["collapse"]}),
     ]
 
@@ -325,9 +338,36 @@ class CompanyAdmin(ModelAdmin):
             actions[name] = (func, name, description)
         return actions
 
-    def _panels(self, request, company: Company) -> list[str]:
+    # The tab of the overview each app's panels go to (by the app's name, so
+    # companies imports none of them); a panel may set its own `tab`.
+    PANEL_TABS = {
+        "entitlements": "Access history",
+        "metering": "Usage",
+        "credits": "Credits",
+        "billing": "Subscriptions & invoices",
+        "insights": "Health",
+        "desk": "Timeline",
+        "notifications": "Notifications",
+    }
+
+    def _panel_tabs(self, request, company: Company) -> list[dict]:
+        """The panels under the form, grouped into tabs (first tab open)."""
+        tabs: dict[str, list[str]] = {}
+        for panel, html in zip(
+            [p for p in admin_extensions.COMPANY_PANELS if not getattr(p, "top", False)],
+            self._panels(request, company),
+        ):
+            if not html.strip():
+                continue
+            title = getattr(panel, "tab", None) or self.PANEL_TABS.get(panel.__module__.split(".")[0], "More")
+            tabs.setdefault(title, []).append(html)
+        return [{"title": title, "slug": f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
+
+    def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
         for panel in admin_extensions.COMPANY_PANELS:
+            if getattr(panel, "top", False) != top:
+                continue
             try:
                 rendered.append(mark_safe(panel(request, company)))
             except Exception:
@@ -380,6 +420,9 @@ class CompanyAdmin(ModelAdmin):
         for name, (_func, _name, description) in self.get_actions(request).items():
             if name == "delete_selected":
                 continue
+            required = getattr(_func, "required_permission", None)
+            if required and not request.user.has_perm(required):
+                continue
             buttons.append(
                 {
                     "name": name,
@@ -419,7 +462,8 @@ class CompanyAdmin(ModelAdmin):
         if object_id:
             company = self.get_object(request, object_id)
             if company is not None:
-                extra_context["company_panels"] = self._panels(request, company)
+                extra_context["company_panel_tabs"] = self._panel_tabs(request, company)
+                extra_context["company_panels_top"] = self._panels(request, company, top=True)
                 extra_context["company_summary"] = self._summary(request, company)
                 extra_context["company_actions"] = self._page_actions(request, company)
         return super().changeform_view(request, object_id, form_url, extra_context)
@@ -484,7 +528,7 @@ class ContactAdmin(ModelAdmin):
 
 class ProductLinkAdminForm(ProductLinkInlineForm):
     class Meta(ProductLinkInlineForm.Meta):
-        fields = ["company", *ProductLinkInlineForm.Meta.fields]
+        fields = ["company", *ProductLinkInlineForm.Meta.fields, "metadata"]
 
     def _company(self, cleaned: dict):
         return cleaned.get("company")
@@ -493,8 +537,11 @@ class ProductLinkAdminForm(ProductLinkInlineForm):
 @admin.register(ProductLink)
 class ProductLinkAdmin(ModelAdmin):
     form = ProductLinkAdminForm
-    list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
-    list_filter = ["product"]
+    list_display = [
+        "external_org_id", "product", "company", "label", "link_type", "confidence", "external_user_id", "created_at"
+    ]
+    list_filter = ["product", "link_type"]
+    readonly_fields = ["link_type", "confidence", "created_at", "updated_at"]
     search_fields = ["=external_org_id", "company__name", "label"]
     list_select_related = ["product", "company"]
     autocomplete_fields = ["company"]
@@ -511,6 +558,7 @@ class ProductLinkAdmin(ModelAdmin):
             external_org_id=obj.external_org_id,
             external_user_id=obj.external_user_id,
             label=obj.label,
+            metadata=obj.metadata,
         )
         obj.pk, obj._state.adding, obj._state.db = link.pk, False, link._state.db
 
@@ -520,12 +568,18 @@ class AccountAdmin(_MoneyMixin, ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr_amount", "updated_at"]
+    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value_amount", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
-    search_fields = ["company__name", "company__short_id"]
+    search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
-    readonly_fields = ["company", "product", "status", "mrr_amount", "created_at", "updated_at"]
-    fields = ["company", "product", "status", "mrr_amount", "metadata", "created_at", "updated_at"]
+    readonly_fields = [
+        "company", "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at",
+        "created_at", "updated_at",
+    ]
+    fields = [
+        "company", "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+    ]
     show_full_result_count = False
 
     def has_add_permission(self, request):

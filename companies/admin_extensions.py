@@ -28,12 +28,20 @@ def register_company_inline(inline_class) -> None:
         COMPANY_INLINES.append(inline_class)
 
 
-def register_company_action(action) -> None:
+def register_company_action(action, *, permission: str | None = None) -> None:
+    """`permission` ("app.codename"): the company page shows the action's
+    button only to users who have it (the action still checks it itself)."""
+    if permission:
+        action.required_permission = permission
     if action not in COMPANY_ACTIONS:
         COMPANY_ACTIONS.append(action)
 
 
-def register_company_panel(panel) -> None:
+def register_company_panel(panel, *, top: bool = False) -> None:
+    """`top`: shown above the form, on the first screen of the overview
+    (the per-feature access rows); else under the form."""
+    if top:
+        panel.top = True
     if panel not in COMPANY_PANELS:
         COMPANY_PANELS.append(panel)
 

@@ -350,10 +350,10 @@ def credits_unfreeze_action(modeladmin, request, queryset):
     return _freeze_action(modeladmin, request, queryset, freeze=False)
 
 
-admin_extensions.register_company_action(credits_grant_action)
-admin_extensions.register_company_action(credits_threshold_action)
-admin_extensions.register_company_action(credits_freeze_action)
-admin_extensions.register_company_action(credits_unfreeze_action)
+admin_extensions.register_company_action(credits_grant_action, permission=GRANT_PERMISSION)
+admin_extensions.register_company_action(credits_threshold_action, permission=GRANT_PERMISSION)
+admin_extensions.register_company_action(credits_freeze_action, permission=FREEZE_PERMISSION)
+admin_extensions.register_company_action(credits_unfreeze_action, permission=FREEZE_PERMISSION)
 admin_extensions.register_company_panel(company_credits_panel)
 
 

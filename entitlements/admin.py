@@ -421,7 +421,41 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
                 "url": reverse("admin:entitlements_featureaccess_history", args=[record.id]),
             }
         )
+    _changes_in_words(entries)
     return entries
+
+
+_FIELD_WORDS = {
+    "is_enabled": "enabled",
+    "quantity_limit": "limit",
+    "included_quantity": "included",
+    "valid_until": "valid until",
+    "tier": "tier",
+}
+
+
+def _changes_in_words(entries: list[dict[str, Any]]) -> None:
+    """History in words (SPEC §9): tier names instead of tier ids, field
+    names as people say them. One query for every tier mentioned."""
+    tier_ids = {
+        value
+        for entry in entries
+        for change in entry["changes"]
+        if change["field"] in ("tier", "tier_id")
+        for value in (change["old"], change["new"])
+        if value
+    }
+    names = {
+        str(tier.pk): f"{tier.product.code} · {tier.name}"
+        for tier in Tier.objects.filter(pk__in=[str(v) for v in tier_ids]).select_related("product")
+    } if tier_ids else {}
+    for entry in entries:
+        for change in entry["changes"]:
+            if change["field"] in ("tier", "tier_id"):
+                change["old"] = names.get(str(change["old"]), change["old"]) if change["old"] else None
+                change["new"] = names.get(str(change["new"]), change["new"]) if change["new"] else None
+                change["field"] = "tier"
+            change["field"] = _FIELD_WORDS.get(change["field"], change["field"])
 
 
 def feature_access_panel(request, company: Company) -> str:
