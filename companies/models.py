@@ -85,6 +85,7 @@ class CompanyStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     AT_RISK = "at_risk", "At risk"
     CHURNED = "churned", "Churned"
+    SUSPENDED = "suspended", "Suspended"
 
 
 class Company(models.Model):
@@ -148,6 +149,10 @@ class Account(models.Model):
     mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units of `currency`.")
     currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217, lower case.")
     metadata = models.JSONField(default=dict, blank=True)
+    # Suspension by staff (SPEC §3): the status to go back to on reactivate.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.TextField(blank=True, default="")
+    status_before_suspension = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
