@@ -91,7 +91,7 @@ def test_support_raises_a_limit_with_a_reason(support, pro_company):
     assert record.history_user == support.user and record.actor == "user:sam"
     history = support.get(reverse("admin:entitlements_featureaccess_history", args=[access.pk])).content.decode()
     assert "Goodwill for ticket #881" in history and "user:sam" in history
-    assert "Quantity limit" in history and "5000" in history
+    assert "quantity_limit" in history and "5000" in history  # the override's fields
 
 
 @pytest.mark.parametrize(
