@@ -9,6 +9,7 @@ for creating customers) — the Billing admin role — may run them."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -20,6 +21,7 @@ from entitlements.actors import Actor
 from entitlements.models import Tier
 
 from .services.customers import stripe_customer_ensure
+from .services.purchases import purchase_refund
 from .services.subscription_lifecycle import (
     PRORATION_BEHAVIORS,
     subscription_cancel,
@@ -209,3 +211,30 @@ def resume(modeladmin, request, queryset):
                 title="Resume subscriptions", action_name="resume",
                 summary="The pending cancellation at period end is undone in Stripe; the subscriptions renew as before.",
                 submit_label="Resume", apply_one=apply_one)
+
+
+# --- credit purchases -------------------------------------------------------------------------
+
+
+class RefundPurchaseForm(_ReasonForm):
+    amount = forms.DecimalField(
+        required=False, min_value=Decimal("0.01"), decimal_places=2,
+        help_text="In currency units (e.g. 12.50); empty: refund all that is left.",
+    )
+
+
+@admin.action(description="Refund purchase…")
+def refund_purchase(modeladmin, request, queryset):
+    def apply_one(purchase, data):
+        amount = data.get("amount")
+        minor = int((amount * 100).to_integral_value()) if amount is not None else None
+        result = purchase_refund(purchase_id=purchase.pk, amount=minor, reason=data["reason"], actor=_actor(request))
+        return (f"{purchase.company}: refunded, {result.amount_refunded / 100:.2f} {result.currency.upper()} in total; "
+                f"{result.credits_reversed} credits taken back.")
+
+    return _run(modeladmin, request, queryset.select_related("company"), form_class=RefundPurchaseForm,
+                title="Refund credit purchase", action_name="refund_purchase",
+                summary="Each purchase is refunded at Stripe (the amount given, or all that is left), and the "
+                        "matching share of its credits, round(credits × refunded / amount), is taken back; what the "
+                        "wallet no longer holds becomes debt.",
+                submit_label="Refund", apply_one=apply_one, permission="billing.refund_creditpurchase")

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "entitlements",
     "metering",
     "billing",
+    "insights",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = env.bool("AXES_VERBOSE", default=False)
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 # The same client address as the API's throttles (REMOTE_ADDR, or NUM_PROXIES
 # hops back in X-Forwarded-For).
 AXES_CLIENT_IP_CALLABLE = "companies.api.throttling.client_ip"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -43,12 +44,23 @@ class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
     metadata = JSONObjectField(required=False)
 
 
+@extend_schema_field(UsageTrackSerializer)
+class _BatchItemField(serializers.Field):
+    """One item of a batch, as parsed from the request's JSON: passed on as it
+    is, to be validated by UsageTrackSerializer item by item. (DRF's JSONField
+    would re-encode every item only to check it is JSON, which it is.)"""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class UsageTrackBatchSerializer(StrictSerializer):
     # Items are validated one by one in the view, so that one bad event is an
     # `error` result of its own instead of failing the other 999.
-    events = serializers.ListField(
-        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BATCH_SIZE
-    )
+    events = serializers.ListField(child=_BatchItemField(), allow_empty=False, max_length=MAX_BATCH_SIZE)
 
 
 class UsageSetSerializer(_CompanyRefSerializer):
@@ -61,6 +73,7 @@ class UsageSetSerializer(_CompanyRefSerializer):
 
 
 class UsageAdjustSerializer(_CompanyRefSerializer):
+    # `delta ≠ 0` is checked once, by the service (metering.rules.check_quantity).
     featureCode = serializers.CharField(source="feature_code", max_length=64)
     delta = StrictIntegerField()
     reason = serializers.CharField(max_length=2000)
@@ -68,11 +81,6 @@ class UsageAdjustSerializer(_CompanyRefSerializer):
     performedBy = serializers.CharField(source="performed_by", required=False, allow_blank=True, max_length=200)
     idempotencyKey = serializers.CharField(source="idempotency_key", required=False, max_length=255)
     metadata = JSONObjectField(required=False)
-
-    def validate_delta(self, value):
-        if value == 0:
-            raise serializers.ValidationError("Must not be zero.")
-        return value
 
 
 class UsageHistoryQuerySerializer(_CompanyRefSerializer, PageQuerySerializer):

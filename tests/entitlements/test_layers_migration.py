@@ -1,4 +1,4 @@
-"""The data migration of issue 14 (`0006_hand_rows_to_overrides`) turns
+"""The data migration of issue 14 (`0007_hand_rows_to_overrides`) turns
 hand-set rows into overrides without changing any company's effective
 access: every check is computed before (with the rule of the time, frozen
 below) and after, and they must agree."""
@@ -19,7 +19,7 @@ from tests.factories.companies import CompanyFactory, ProductLinkFactory
 
 pytestmark = pytest.mark.django_db
 
-migration = importlib.import_module("entitlements.migrations.0006_hand_rows_to_overrides")
+migration = importlib.import_module("entitlements.migrations.0007_hand_rows_to_overrides")
 
 COMPARED = ("is_enabled", "can_use", "quantity_limit", "included_quantity", "remaining", "config_values", "status")
 
@@ -120,7 +120,7 @@ def test_the_migration_runs_backwards_and_forwards(transactional_db):
     from django.db.migrations.executor import MigrationExecutor
 
     executor = MigrationExecutor(connection)
-    executor.migrate([("entitlements", "0005_access_layers")])
+    executor.migrate([("entitlements", "0006_access_layers")])
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())

@@ -416,6 +416,9 @@ def test_schema_documents_the_usage_endpoints(api):
         {"companyId": "not-a-uuid-but-36-characters-long!!!", "featureCode": "ai_credit"},
         {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "x" * 65},
         {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "metadata": {}},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai\ud800credit"},
+        {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "idempotencyKey": "k\udfff"},
+        {"companyId": 12345, "featureCode": "ai_credit"},
         {"externalOrgId": "org", "featureCode": "ai_credit"},
         ["not", "a", "dict"],
     ],
@@ -434,6 +437,7 @@ def test_track_input_fast_path_accepts_exactly_what_the_serializer_accepts(item)
     fast = track_input._plain_attrs(item)
     if fast is not None:
         assert fast == expected
+
     try:
         answer = dict(track_input.run_validation(item))
     except ValidationError as error:
@@ -449,3 +453,13 @@ def test_event_rows_take_every_column_the_row_leaves_out_from_the_model(api, com
     assert (event.stripe_delivery_error, event.stripe_delivery_attempts, event.adjustment_reason) == ("", 0, "")
     assert event.delivered_at is None and event.stripe_next_attempt_at is None and event.adjusts_event_id is None
     assert event.metadata == {} and event.stripe_event_identifier == str(event.id)
+
+
+def test_plain_track_items_take_the_fast_path():
+    from metering.api.serializers import UsageTrackSerializer
+
+    track_input = UsageTrackSerializer()
+    item = {"companyId": "6f1c3c9e-8d1c-4c3e-9a51-0d7f0f0b6a11", "featureCode": "ai_credit", "quantity": 7, "idempotencyKey": "k"}
+    assert track_input._plain_attrs(item) is not None
+    assert track_input._plain_attrs({**item, "metadata": {}}) is None  # a field the fast path does not read
+

@@ -65,6 +65,6 @@ def overrides_to_hand_rows(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("entitlements", "0005_access_layers")]
+    dependencies = [("entitlements", "0006_access_layers")]
 
     operations = [migrations.RunPython(hand_rows_to_overrides, overrides_to_hand_rows)]
