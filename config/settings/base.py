@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "metering",
     "billing",
     "insights",
+    "desk",
 ]
 
 MIDDLEWARE = [
