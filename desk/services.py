@@ -6,7 +6,9 @@ where it matters: checks answer `canUse: false` / `status: suspended`
 (entitlements, cached per account), tracks are 412 `details.status:
 suspended` (metering), debits and holds are 423 `details.reason:
 company_suspended` (credits; settle and usage of reservations still work).
-Nothing is deleted. Each change emits `company.status_changed`."""
+Nothing is deleted. Each change goes through insights' one writer of
+`Account.status` (`account_status_change`: an `AccountStatusChange` row with
+its cause and `company.status_changed`)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from companies.models import Account, Company, CompanyStatus
-from companies.selectors import company_not_found, external_org_id_for
+from companies.selectors import company_not_found
 from config.errors import BadRequest, Conflict
 from entitlements import cache as check_cache
-from notifications.models import EventType
-from notifications.services import event_emit
+from insights.services.lifecycle import account_status_change
 
 MAX_REASON_LENGTH = 2000
 
@@ -50,20 +51,7 @@ def _locked_account(*, company: Company | UUID, product_id) -> Account:
     return account
 
 
-def _emit(account: Account, *, previous: str, reason: str, actor: str, at) -> None:
-    event_emit(
-        product=account.product_id,
-        type=EventType.COMPANY_STATUS_CHANGED,
-        data={
-            "companyId": str(account.company_id),
-            "externalOrgId": external_org_id_for(product_id=account.product_id, company_id=account.company_id),
-            "previousStatus": previous,
-            "status": account.status,
-            "reason": reason,
-            "actor": actor or None,
-            "at": at,
-        },
-    )
+def _invalidate(account: Account) -> None:
     check_cache.invalidate_keys([check_cache.account_key(account.product_id, account.company_id)])
 
 
@@ -77,12 +65,15 @@ def account_suspend(*, company: Company | UUID, product_id, reason: str, actor: 
         if previous == CompanyStatus.SUSPENDED:
             return StatusChange(account.company_id, account.product_id, previous, previous, False)
         now = timezone.now()
-        account.status_before_suspension = previous
+        # insights keeps Account.status (one writer): the change, its cause and `company.status_changed`.
+        account_status_change(
+            account_id=account.pk, to_status=CompanyStatus.SUSPENDED, cause="staff_suspend", actor=actor, reason=reason, now=now
+        )
+        Account.objects.filter(pk=account.pk).update(
+            status_before_suspension=previous, suspended_at=now, suspension_reason=reason
+        )
         account.status = CompanyStatus.SUSPENDED
-        account.suspended_at = now
-        account.suspension_reason = reason
-        account.save(update_fields=["status", "status_before_suspension", "suspended_at", "suspension_reason", "updated_at"])
-        _emit(account, previous=previous, reason=reason, actor=actor, at=now)
+        _invalidate(account)
     return StatusChange(account.company_id, account.product_id, previous, account.status, True)
 
 
@@ -97,9 +88,9 @@ def account_reactivate(*, company: Company | UUID, product_id, reason: str, acto
             raise Conflict("The account is not suspended.", details={"status": previous})
         now = timezone.now()
         account.status = account.status_before_suspension or CompanyStatus.ACTIVE
-        account.status_before_suspension = ""
-        account.suspended_at = None
-        account.suspension_reason = ""
-        account.save(update_fields=["status", "status_before_suspension", "suspended_at", "suspension_reason", "updated_at"])
-        _emit(account, previous=previous, reason=reason, actor=actor, at=now)
+        account_status_change(
+            account_id=account.pk, to_status=account.status, cause="staff_reactivate", actor=actor, reason=reason, now=now
+        )
+        Account.objects.filter(pk=account.pk).update(status_before_suspension="", suspended_at=None, suspension_reason="")
+        _invalidate(account)
     return StatusChange(account.company_id, account.product_id, previous, account.status, True)

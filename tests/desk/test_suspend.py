@@ -48,7 +48,7 @@ def test_suspend_blocks_checks_tracks_debits_and_holds(api, product, company, ca
     change = account_suspend(company=company, product_id=product.pk, reason="Chargeback fraud", actor="user:bea")
     assert (change.previous_status, change.status, change.changed) == ("active", "suspended", True)
     [event] = Event.objects.filter(type="company.status_changed")
-    assert event.data["status"] == "suspended" and event.data["reason"] == "Chargeback fraud"
+    assert event.data["status"] == "suspended" and event.data["reason"] == "Chargeback fraud" and event.data["cause"] == "staff_suspend"
 
     body = api.get(f"/api/v1/companies/{company.pk}/features/ai_credit").json()
     assert (body["canUse"], body["status"]) == (False, "suspended")
