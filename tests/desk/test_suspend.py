@@ -46,7 +46,7 @@ def test_suspend_blocks_checks_tracks_debits_and_holds(api, product, company, ca
     with pytest.raises(BadRequest):
         account_suspend(company=company, product_id=product.pk, reason=" ")
     change = account_suspend(company=company, product_id=product.pk, reason="Chargeback fraud", actor="user:bea")
-    assert (change.previous_status, change.status, change.changed) == ("active", "suspended", True)
+    assert (change.previous_status, change.status, change.changed) == ("prospect", "suspended", True)
     [event] = Event.objects.filter(type="company.status_changed")
     assert event.data["status"] == "suspended" and event.data["reason"] == "Chargeback fraud" and event.data["cause"] == "staff_suspend"
 
@@ -75,7 +75,7 @@ def test_suspend_blocks_checks_tracks_debits_and_holds(api, product, company, ca
     assert account_suspend(company=company, product_id=product.pk, reason="again").changed is False
 
     change = account_reactivate(company=company, product_id=product.pk, reason="Chargeback won", actor="user:bea")
-    assert (change.previous_status, change.status) == ("suspended", "active")
+    assert (change.previous_status, change.status) == ("suspended", "prospect")
     assert Account.objects.get(company=company, product=product).suspension_reason == ""
     body = api.get(f"/api/v1/companies/{company.pk}/features/ai_credit").json()
     assert (body["canUse"], body["status"]) == (True, "active")
