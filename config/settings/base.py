@@ -308,7 +308,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "notifications.models.EventType.values",
+        "CompanyStatusEnum": "companies.models.CompanyStatus.values",
+    },
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------
