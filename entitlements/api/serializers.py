@@ -193,8 +193,6 @@ class TierFeatureSerializer(serializers.Serializer):
 
 
 class TierDetailSerializer(TierListItemSerializer):
-    isActive = serializers.BooleanField(source="is_active")
-    isDefault = serializers.BooleanField(source="is_default")
     baseFee = serializers.SerializerMethodField()
     features = TierFeatureSerializer(source="tier_features", many=True)
     stripePriceIds = serializers.SerializerMethodField()
