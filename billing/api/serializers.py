@@ -93,10 +93,14 @@ class BillingStatusSerializer(serializers.Serializer):
 
 
 class OnboardBillingStatusSerializer(serializers.Serializer):
-    claimed = serializers.BooleanField(required=False)
-    linked = serializers.BooleanField(required=False)
-    tierApplied = serializers.CharField(required=False, allow_null=True)
-    subscriptionId = serializers.UUIDField(required=False)
+    claimed = serializers.BooleanField(help_text="The checkout session is claimed by this company.")
+    linked = serializers.BooleanField(help_text="The Stripe subscription is linked to this company.")
+    tierApplied = serializers.BooleanField(source="tier_applied", help_text="This call applied a tier.")
+    tierCode = serializers.CharField(
+        source="tier_code", allow_null=True, help_text="The subscription's tier, or the tier applied."
+    )
+    subscriptionId = serializers.UUIDField(source="subscription_id", allow_null=True)
+    stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id", allow_null=True)
 
 
 class OnboardResultSerializer(serializers.Serializer):
@@ -104,11 +108,4 @@ class OnboardResultSerializer(serializers.Serializer):
     companyName = serializers.CharField(source="company.name")
     shortId = serializers.CharField(source="company.short_id")
     linkStatus = serializers.ChoiceField(source="link_status", choices=["created", "linked", "already_linked"])
-    # Only the keys that apply to this call are present (SPEC §6: all optional).
     billingStatus = OnboardBillingStatusSerializer(source="billing_status")
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["billingStatus"] = dict(instance.billing_status)
-        return data
-

@@ -4,7 +4,7 @@ Product-scoped through the calling key (`request.auth`)."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,7 +33,10 @@ class CheckoutClaimApi(APIView):
         operation_id="billing_claim_checkout",
         summary="Claim a completed Stripe checkout session for a company",
         request=CheckoutClaimInputSerializer,
-        responses={200: CheckoutClaimResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(CheckoutClaimResultSerializer, description="Claimed now (a subscription was made)."),
+            200: OpenApiResponse(CheckoutClaimResultSerializer, description="Already claimed by this company: nothing changed."),
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(CheckoutClaimInputSerializer, request.data)
@@ -43,7 +46,7 @@ class CheckoutClaimApi(APIView):
             checkout_session_id=data["checkoutSessionId"],
             actor=Actor.from_request(request),
         )
-        return Response(CheckoutClaimResultSerializer(result).data)
+        return Response(CheckoutClaimResultSerializer(result).data, status=200 if result.already_claimed else 201)
 
 
 class SubscriptionLinkApi(APIView):
@@ -52,7 +55,10 @@ class SubscriptionLinkApi(APIView):
         operation_id="billing_link_subscription",
         summary="Link an existing Stripe subscription to a company",
         request=SubscriptionLinkInputSerializer,
-        responses={200: SubscriptionLinkResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(SubscriptionLinkResultSerializer, description="Linked now."),
+            200: OpenApiResponse(SubscriptionLinkResultSerializer, description="Already linked to this company: nothing changed."),
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(SubscriptionLinkInputSerializer, request.data)
@@ -65,7 +71,7 @@ class SubscriptionLinkApi(APIView):
             display_name=data.get("displayName") or None,
             actor=Actor.from_request(request),
         )
-        return Response(SubscriptionLinkResultSerializer(result).data)
+        return Response(SubscriptionLinkResultSerializer(result).data, status=200 if result.already_linked else 201)
 
 
 class BillingStatusApi(APIView):
@@ -87,7 +93,10 @@ class OnboardApi(APIView):
         operation_id="onboard",
         summary="Onboard an organisation in one call (match or create, link, subscription or tier, contact)",
         request=OnboardInputSerializer,
-        responses={200: OnboardResultSerializer, **error_responses(400, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(OnboardResultSerializer, description="Linked or created now (linkStatus linked or created)."),
+            200: OpenApiResponse(OnboardResultSerializer, description="Already linked (linkStatus already_linked)."),
+            **error_responses(400, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(OnboardInputSerializer, request.data)
@@ -105,4 +114,4 @@ class OnboardApi(APIView):
             created_at=data.get("createdAt"),
             actor=Actor.from_request(request),
         )
-        return Response(OnboardResultSerializer(result).data)
+        return Response(OnboardResultSerializer(result).data, status=201 if result.created else 200)

@@ -140,7 +140,11 @@ class CompanySmartLinkApi(APIView):
             "clear winner: at or above minConfidence × 100 and ≥ 10 points ahead of the runner-up."
         ),
         request=SmartLinkInputSerializer,
-        responses={200: SmartLinkResultSerializer, **error_responses(400)},
+        responses={
+            201: OpenApiResponse(SmartLinkResultSerializer, description="status linked: a link was made now."),
+            200: OpenApiResponse(SmartLinkResultSerializer, description="already_linked, suggestions or no_match."),
+            **error_responses(400),
+        },
     )
     def post(self, request):
         data = validated(SmartLinkInputSerializer, request.data)
@@ -154,7 +158,8 @@ class CompanySmartLinkApi(APIView):
             min_confidence=data["minConfidence"],
             external_user_id=data.get("externalUserId") or "",
         )
-        return Response(SmartLinkResultSerializer(result).data)
+        created = result.status == services.SmartLinkStatus.LINKED
+        return Response(SmartLinkResultSerializer(result).data, status=201 if created else 200)
 
 
 class ContactUpsertApi(APIView):
@@ -194,7 +199,11 @@ class ContactsBulkUpsertApi(APIView):
         operation_id="contacts_bulk_upsert",
         summary="Create or update up to 1000 contacts of one company, all or nothing",
         request=ContactsBulkUpsertInputSerializer,
-        responses={200: ContactsBulkResultSerializer, **error_responses(400, 404)},
+        responses={
+            201: OpenApiResponse(ContactsBulkResultSerializer, description="At least one contact was created."),
+            200: OpenApiResponse(ContactsBulkResultSerializer, description="Only updates (or an empty list)."),
+            **error_responses(400, 404),
+        },
     )
     def post(self, request):
         data = validated(ContactsBulkUpsertInputSerializer, request.data)
@@ -220,7 +229,7 @@ class ContactsBulkUpsertApi(APIView):
                 {"id": contact.pk, "email": contact.email, "isNew": is_new} for contact, is_new in result.contacts
             ],
         }
-        return Response(ContactsBulkResultSerializer(body).data)
+        return Response(ContactsBulkResultSerializer(body).data, status=201 if result.created else 200)
 
 
 class CompanyContactsApi(APIView):

@@ -25,7 +25,7 @@ class TestClaimCheckout:
 
         response = claim(api, company, session["id"])
 
-        assert response.status_code == 200, response.json()
+        assert response.status_code == 201, response.json()
         body = response.json()
         assert body["alreadyClaimed"] is False
         assert body["tierCode"] == "pro"
@@ -56,7 +56,7 @@ class TestClaimCheckout:
 
     def test_session_claimed_by_another_company_is_409(self, api, company, other_company, stripe_catalog, fake_stripe):
         session = completed_checkout(fake_stripe)
-        assert claim(api, company, session["id"]).status_code == 200
+        assert claim(api, company, session["id"]).status_code == 201
 
         response = claim(api, other_company, session["id"])
 
@@ -144,7 +144,7 @@ class TestLinkSubscription:
 
         response = link(api, company, subscription["id"], displayName="Acme Enterprise")
 
-        assert response.status_code == 200, response.json()
+        assert response.status_code == 201, response.json()
         assert response.json()["alreadyLinked"] is False
         local = Subscription.objects.get(pk=response.json()["subscriptionId"])
         assert local.tier.code == "enterprise"
@@ -159,14 +159,14 @@ class TestLinkSubscription:
 
         response = link(api, company, subscription["id"], tierCode="pro")
 
-        assert response.status_code == 200
+        assert response.status_code == 201
         assert Subscription.objects.get().tier.code == "pro"
 
     def test_tier_from_subscription_metadata(self, api, company, stripe_catalog, fake_stripe):
         customer = fake_stripe.create_customer()
         subscription = fake_stripe.create_subscription(customer["id"], ["price_other"], metadata={"tier_code": "enterprise"})
 
-        assert link(api, company, subscription["id"]).status_code == 200
+        assert link(api, company, subscription["id"]).status_code == 201
         assert Subscription.objects.get().tier.code == "enterprise"
 
     def test_linking_twice_is_already_linked(self, api, company, stripe_catalog, fake_stripe):
@@ -182,7 +182,7 @@ class TestLinkSubscription:
     def test_subscription_of_another_company_is_409(self, api, company, other_company, stripe_catalog, fake_stripe):
         customer = fake_stripe.create_customer()
         subscription = fake_stripe.create_subscription(customer["id"], ["price_pro_base"])
-        assert link(api, company, subscription["id"]).status_code == 200
+        assert link(api, company, subscription["id"]).status_code == 201
 
         assert link(api, other_company, subscription["id"]).status_code == 409
 
