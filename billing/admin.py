@@ -14,8 +14,12 @@ from simple_history.admin import SimpleHistoryAdmin
 from companies.admin_extensions import ReadOnlyAdminMixin, register_company_inline, register_company_list_filter
 from metering.models import StripeDeliveryStatus, UsageEvent
 
-from .models import BillingProfile, MeterDrift, StripeWebhookEvent, Subscription
+from config.errors import ApplicationError
+
+from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
+from .selectors import price_monthly_amount
 from .services.delivery import usage_delivery_retry
+from .services.prices import price_refresh
 from .services.webhooks import webhook_events_reprocess
 
 
@@ -74,6 +78,61 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- prices -------------------------------------------------------------------------------
+
+
+@admin.register(Price)
+class PriceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Mirror of Stripe's prices (price webhooks, `manage.py sync_prices`)."""
+
+    list_display = (
+        "stripe_price_id", "product_name", "nickname", "amount", "billed_every", "usage_type", "active", "synced_at",
+    )
+    list_filter = ("active", "currency", "interval", "usage_type", "livemode")
+    search_fields = ("stripe_price_id", "stripe_product_id", "product_name", "nickname", "lookup_key")
+    ordering = ("product_name", "stripe_product_id", "interval", "unit_amount")
+    actions = ["refresh_from_stripe"]
+    fields = (
+        "stripe_price_id", "stripe_product_id", "product_name", "nickname", "lookup_key", "amount",
+        "unit_amount", "unit_amount_decimal", "currency", "billed_every", "monthly", "usage_type", "active",
+        "livemode", "stripe_created_at", "synced_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="amount", ordering="unit_amount")
+    def amount(self, obj: Price) -> str:
+        if obj.unit_amount_decimal is None:
+            return "—"
+        return f"{obj.unit_amount_decimal / 100:,.2f} {obj.currency.upper()}"
+
+    @admin.display(description="billed every", ordering="interval")
+    def billed_every(self, obj: Price) -> str:
+        if not obj.interval:
+            return "once"
+        count = obj.interval_count or 1
+        return obj.interval if count == 1 else f"{count} {obj.interval}s"
+
+    @admin.display(description="per month (MRR)")
+    def monthly(self, obj: Price) -> str:
+        monthly = price_monthly_amount(price=obj)
+        return "—" if monthly is None else f"{monthly / 100:,.2f} {obj.currency.upper()}"
+
+    def has_refresh_from_stripe_permission(self, request) -> bool:
+        return request.user.has_perm("billing.view_price")
+
+    @admin.action(description="Re-read selected prices from Stripe", permissions=["refresh_from_stripe"])
+    def refresh_from_stripe(self, request, queryset):
+        refreshed = 0
+        try:
+            for stripe_price_id in queryset.values_list("stripe_price_id", flat=True):
+                price_refresh(stripe_price_id=stripe_price_id)
+                refreshed += 1
+        except ApplicationError as error:
+            self.message_user(request, f"Re-read {refreshed} price(s), then: {error.message}", messages.ERROR)
+            return
+        self.message_user(request, f"Re-read {refreshed} price(s) from Stripe.", messages.SUCCESS)
 
 
 # --- webhook events ---------------------------------------------------------------------

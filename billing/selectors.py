@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -12,7 +13,7 @@ from companies.models import Company
 from companies.selectors import company_get_visible
 from entitlements.models import FeatureAccess
 
-from .models import GRANTING_STATUSES, BillingProfile, Subscription
+from .models import GRANTING_STATUSES, BillingProfile, Price, Subscription
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,32 @@ def billing_period_for(*, company_id, at: datetime) -> tuple[datetime, datetime]
         .first()
     )
     return subscription if subscription else None
+
+
+# How many of each billing interval make a month (SPEC §8: yearly / 12,
+# weekly × 52 / 12; daily × 365 / 12). The one home of this rule.
+_INTERVALS_PER_MONTH = {
+    "day": Decimal(365) / Decimal(12),
+    "week": Decimal(52) / Decimal(12),
+    "month": Decimal(1),
+    "year": Decimal(1) / Decimal(12),
+}
+
+
+def price_get(*, stripe_price_id: str) -> Price | None:
+    return Price.objects.filter(stripe_price_id=stripe_price_id).first()
+
+
+def prices_by_stripe_id(*, stripe_price_ids) -> dict[str, Price]:
+    """The mirrored prices among these ids (unknown ids are left out)."""
+    return {price.stripe_price_id: price for price in Price.objects.filter(stripe_price_id__in=list(stripe_price_ids))}
+
+
+def price_monthly_amount(*, price: Price, quantity: int = 1) -> Decimal | None:
+    """What `quantity` of a recurring licensed price costs per month, in minor
+    units, unrounded (MRR rounds once per account and day). None for one-time
+    and metered prices (metered usage is not MRR) and prices without an amount."""
+    if not price.interval or price.usage_type == "metered" or price.unit_amount_decimal is None:
+        return None
+    per_interval = price.unit_amount_decimal * quantity
+    return per_interval * _INTERVALS_PER_MONTH[price.interval] / (price.interval_count or 1)

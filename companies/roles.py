@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "entitlements", "metering", "billing")
+BACK_OFFICE_APPS = ("companies", "notifications", "entitlements", "metering", "billing")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
@@ -57,6 +57,10 @@ _BILLING_ADMIN_GRANTS = (
     "billing.delete_billingprofile",
     "billing.reprocess_webhook",
     "billing.retry_usage_delivery",
+    "notifications.add_webhookendpoint",
+    "notifications.change_webhookendpoint",
+    "notifications.delete_webhookendpoint",
+    "notifications.resend_delivery",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
 _BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey")

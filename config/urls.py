@@ -7,6 +7,7 @@ from config.api.envelope import api_handler404, api_handler500, is_api_request
 
 api_v1 = [
     path("", include("companies.api.urls")),
+    path("", include("notifications.api.urls")),
     path("", include("entitlements.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),

@@ -1,5 +1,6 @@
 # Billing's models are split by concern; import them all here so Django sees them.
 from .meters import MeterDrift
+from .prices import Price, PriceInterval
 from .profiles import BillingProfile
 from .subscriptions import GRANTING_STATUSES, Subscription, SubscriptionStatus
 from .webhooks import StripeWebhookEvent, WebhookEventStatus
@@ -8,6 +9,8 @@ __all__ = [
     "GRANTING_STATUSES",
     "BillingProfile",
     "MeterDrift",
+    "Price",
+    "PriceInterval",
     "StripeWebhookEvent",
     "Subscription",
     "SubscriptionStatus",

@@ -28,6 +28,7 @@ from config.errors import ApplicationError, BadRequest, ServiceUnavailable
 from entitlements.actors import Actor
 
 from . import stripe_objects
+from .prices import price_product_refresh, price_refresh
 from .subscriptions import (
     checkout_claim_apply,
     subscription_mark_ended,
@@ -331,6 +332,31 @@ def handle_checkout_completed(event: dict) -> dict:
         "tierCode": result.tier_code,
         "featuresApplied": result.features_applied,
     }
+
+
+@webhook_handler("price.created", "price.updated", "price.deleted")
+def handle_price_event(event: dict) -> dict:
+    price_id = _data_object(event).get("id")
+    if not price_id:
+        raise BadRequest("The event has no price id.")
+    result = price_refresh(stripe_price_id=price_id)
+    if result is None:
+        return {"action": "ignored", "reason": "price unknown at Stripe"}
+    return {
+        "action": "created" if result.created else "updated" if result.changed else "unchanged",
+        "priceId": str(result.price.pk),
+        "stripePriceId": price_id,
+        "active": result.price.active,
+    }
+
+
+@webhook_handler("product.updated")
+def handle_product_event(event: dict) -> dict:
+    product_id = _data_object(event).get("id")
+    if not product_id:
+        raise BadRequest("The event has no product id.")
+    return {"action": "updated", "stripeProductId": product_id,
+            "pricesRenamed": price_product_refresh(stripe_product_id=product_id)}
 
 
 def _checkout_target(session: Any) -> tuple[Company, Any] | None:

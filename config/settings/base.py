@@ -31,7 +31,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "simple_history",
+    "config",
     "companies",
+    "notifications",
     "entitlements",
     "metering",
     "billing",
@@ -140,7 +142,25 @@ CELERY_BEAT_SCHEDULE: dict = {
     "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
     # Yesterday's delivered totals against Stripe's meter event summaries.
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
+    # Due webhook deliveries: retries, and events whose task never reached the broker.
+    "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
 }
+# `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
+# in the foreground. Every scheduled job has a name here.
+RUN_JOBS: dict[str, str] = {
+    "sync_usage_to_stripe": "billing.tasks.deliver_usage",
+    "close_periods": "metering.tasks.close_periods",
+    "reconcile_meters": "billing.tasks.reconcile_meters",
+    "deliver_notifications": "notifications.tasks.deliver_due",
+}
+
+# --- Notifications (SPEC §11) ---------------------------------------------------
+# Development defaults: any http(s) URL, local receivers included. Production
+# turns both guards on (config/settings/production.py).
+NOTIFICATIONS_REQUIRE_HTTPS = env.bool("NOTIFICATIONS_REQUIRE_HTTPS", default=False)
+NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=True)
+NOTIFICATIONS_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_TIMEOUT_SECONDS", default=5.0)
+NOTIFICATIONS_RETRY_WINDOW_SECONDS = 3 * 24 * 3600
 
 # --- Stripe -------------------------------------------------------------------
 STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
@@ -191,6 +211,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

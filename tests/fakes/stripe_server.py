@@ -5,10 +5,13 @@ Why a server and not mocks: the official ``stripe`` SDK is pointed at it
 the SDK's real request encoding, retry logic (``Retry-After``,
 ``Stripe-Should-Retry``), idempotency keys, error classes and timeouts.
 
-Scope: the resources SaaSDesk uses (customers, products, prices, checkout
-sessions, subscriptions, invoices, payment intents, refunds, events, v1
-billing meters / meter events / adjustments / event summaries, and the v2
-meter event session + stream), with Stripe's documented shapes. State lives
+Scope: the resources SaaSDesk uses (customers, products, prices, payment
+methods with Stripe's test cards, setup intents, checkout sessions,
+subscriptions with trials, prorations and billing cycles, invoices, payment
+intents, charges, refunds, disputes, events, v1 billing meters / meter events
+/ adjustments / event summaries, and the v2 meter event session + stream),
+with Stripe's documented shapes (every key of Stripe's example invoice and
+subscription). State lives
 in memory behind one lock. Injected failures (``fail_next``, ``fail_randomly``,
 ``hang_next``) are decided before any handler runs, so a failed call never
 changes state; a meter event batch is validated as a whole before any of it
@@ -201,6 +204,49 @@ _ID_CHARS = itertools.count(1)
 def new_id(prefix: str) -> str:
     """Stripe-looking ids (``cus_…``); a counter keeps them unique and ordered."""
     return f"{prefix}_{uuid.uuid4().hex[:14]}{next(_ID_CHARS):010d}"
+
+
+# --------------------------------------------------------------------------
+# Test cards (Stripe's test PaymentMethod tokens)
+# --------------------------------------------------------------------------
+
+# decline_code → (error code, message), as Stripe words them.
+DECLINES = {
+    "generic_decline": ("card_declined", "Your card was declined."),
+    "insufficient_funds": ("card_declined", "Your card has insufficient funds."),
+    "lost_card": ("card_declined", "Your card was declined."),
+    "expired_card": ("expired_card", "Your card has expired."),
+    "incorrect_cvc": ("incorrect_cvc", "Your card's security code is incorrect."),
+}
+
+# Stripe's test tokens: using one creates a new ``pm_…`` with these card
+# details. ``decline``: the card is refused when it is set up (attach,
+# SetupIntent) and when it is charged; ``charge_decline``: it attaches fine
+# but every charge fails (Stripe's ``pm_card_chargeCustomerFail``);
+# ``dispute``: the charge succeeds, then a dispute is opened.
+TEST_CARDS: dict[str, dict[str, Any]] = {
+    "pm_card_visa": {"brand": "visa", "last4": "4242"},
+    "pm_card_visa_debit": {"brand": "visa", "last4": "5556", "funding": "debit"},
+    "pm_card_mastercard": {"brand": "mastercard", "last4": "4444"},
+    "pm_card_amex": {"brand": "amex", "last4": "8431"},
+    "pm_card_chargeDeclined": {"brand": "visa", "last4": "0002", "decline": "generic_decline"},
+    "pm_card_chargeDeclinedInsufficientFunds": {"brand": "visa", "last4": "9995",
+                                                "decline": "insufficient_funds"},
+    "pm_card_chargeDeclinedLostCard": {"brand": "visa", "last4": "9987", "decline": "lost_card"},
+    "pm_card_chargeDeclinedExpiredCard": {"brand": "visa", "last4": "0069", "decline": "expired_card"},
+    "pm_card_chargeDeclinedIncorrectCvc": {"brand": "visa", "last4": "0127", "decline": "incorrect_cvc"},
+    "pm_card_chargeCustomerFail": {"brand": "visa", "last4": "0341", "charge_decline": "generic_decline"},
+    "pm_card_createDispute": {"brand": "visa", "last4": "0259", "dispute": True},
+}
+# ``tok_visa`` (card[token] on POST /v1/payment_methods) → the same cards.
+_TOKEN_ALIASES = {"tok_" + k[len("pm_card_"):]: k for k in TEST_CARDS}
+
+_NULL_ADDRESS = {"city": None, "country": None, "line1": None, "line2": None,
+                 "postal_code": None, "state": None}
+PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")
+PAYMENT_BEHAVIORS = ("allow_incomplete", "error_if_incomplete", "default_incomplete",
+                     "pending_if_incomplete")
+INTERVAL_MAX_COUNT = {"day": 365, "week": 52, "month": 12, "year": 1}
 
 
 # --------------------------------------------------------------------------
@@ -547,7 +593,7 @@ class FakeStripe:
             ("POST", "/v1/prices", self._price_create, "key"),
             ("GET", "/v1/prices", self._price_list, "key"),
             ("GET", f"/v1/prices/{oid}", self._generic_get("price"), "key"),
-            ("POST", f"/v1/prices/{oid}", self._generic_update("price", ("nickname", "lookup_key")), "key"),
+            ("POST", f"/v1/prices/{oid}", self._generic_update("price", ("nickname", "lookup_key", "tax_behavior")), "key"),
             ("POST", "/v1/checkout/sessions", self._checkout_create, "key"),
             ("GET", "/v1/checkout/sessions", self._generic_list(
                 "checkout.session", ("customer", "subscription", "payment_intent", "status")), "key"),
@@ -559,15 +605,40 @@ class FakeStripe:
             ("GET", f"/v1/subscriptions/{oid}", self._generic_get("subscription"), "key"),
             ("POST", f"/v1/subscriptions/{oid}", self._subscription_update, "key"),
             ("DELETE", f"/v1/subscriptions/{oid}", self._subscription_cancel, "key"),
+            ("POST", f"/v1/subscriptions/{oid}/resume", self._subscription_resume, "key"),
+            ("GET", f"/v1/customers/{oid}/payment_methods", self._customer_payment_methods, "key"),
+            ("POST", "/v1/payment_methods", self._payment_method_create, "key"),
+            ("GET", "/v1/payment_methods", self._payment_method_list, "key"),
+            ("GET", f"/v1/payment_methods/{oid}", self._payment_method_get, "key"),
+            ("POST", f"/v1/payment_methods/{oid}", self._payment_method_update, "key"),
+            ("POST", f"/v1/payment_methods/{oid}/attach", self._payment_method_attach, "key"),
+            ("POST", f"/v1/payment_methods/{oid}/detach", self._payment_method_detach, "key"),
+            ("POST", "/v1/setup_intents", self._setup_intent_create, "key"),
+            ("GET", "/v1/setup_intents", self._generic_list("setup_intent", ("customer", "payment_method")), "key"),
+            ("GET", f"/v1/setup_intents/{oid}", self._generic_get("setup_intent"), "key"),
+            ("POST", f"/v1/setup_intents/{oid}/confirm", self._setup_intent_confirm, "key"),
+            ("POST", f"/v1/setup_intents/{oid}/cancel", self._setup_intent_cancel, "key"),
             ("GET", "/v1/invoices", self._generic_list("invoice", ("customer", "subscription", "status")), "key"),
             ("GET", f"/v1/invoices/{oid}", self._generic_get("invoice"), "key"),
+            ("GET", f"/v1/invoices/{oid}/lines", self._invoice_lines, "key"),
+            ("POST", f"/v1/invoices/{oid}/finalize", self._invoice_action("finalize"), "key"),
+            ("POST", f"/v1/invoices/{oid}/pay", self._invoice_action("pay"), "key"),
+            ("POST", f"/v1/invoices/{oid}/void", self._invoice_action("void"), "key"),
+            ("POST", f"/v1/invoices/{oid}/mark_uncollectible", self._invoice_action("mark_uncollectible"), "key"),
             ("POST", "/v1/payment_intents", self._payment_intent_create, "key"),
             ("GET", "/v1/payment_intents", self._generic_list("payment_intent", ("customer",)), "key"),
             ("GET", f"/v1/payment_intents/{oid}", self._generic_get("payment_intent"), "key"),
             ("POST", f"/v1/payment_intents/{oid}/confirm", self._payment_intent_confirm, "key"),
+            ("POST", f"/v1/payment_intents/{oid}/cancel", self._payment_intent_cancel, "key"),
+            ("GET", "/v1/charges", self._generic_list("charge", ("customer", "payment_intent")), "key"),
             ("GET", f"/v1/charges/{oid}", self._generic_get("charge"), "key"),
             ("POST", "/v1/refunds", self._refund_create, "key"),
+            ("GET", "/v1/refunds", self._generic_list("refund", ("charge", "payment_intent")), "key"),
             ("GET", f"/v1/refunds/{oid}", self._generic_get("refund"), "key"),
+            ("GET", "/v1/disputes", self._generic_list("dispute", ("charge", "payment_intent")), "key"),
+            ("GET", f"/v1/disputes/{oid}", self._generic_get("dispute"), "key"),
+            ("POST", f"/v1/disputes/{oid}", self._dispute_update, "key"),
+            ("POST", f"/v1/disputes/{oid}/close", self._dispute_close_http, "key"),
             ("GET", "/v1/events", self._generic_list("event", ("type",)), "key"),
             ("GET", f"/v1/events/{oid}", self._generic_get("event"), "key"),
             ("POST", "/v1/billing/meters", self._meter_create, "key"),
@@ -676,12 +747,23 @@ class FakeStripe:
         def handler(req: _Request, oid: str):
             obj = self._get(kind, oid)
             p = req.params
+            if kind == "price" and p.get("lookup_key"):
+                for other in self._objects["price"].values():
+                    if other is not obj and other["lookup_key"] == p["lookup_key"]:
+                        if not _bool(p.get("transfer_lookup_key")):
+                            raise StripeError(400, f"A price (`{other['id']}`) already uses that "
+                                                   "lookup key.", param="lookup_key")
+                        other["lookup_key"] = None
+            before = copy.deepcopy(obj)
             for f in fields:
                 if f in p:
                     obj[f] = p[f] or None
             if "active" in p:
                 obj["active"] = _bool(p["active"])
             obj["metadata"] = _merge_metadata(obj["metadata"], p.get("metadata"))
+            if "updated" in obj:
+                obj["updated"] = self._now()
+            self._emit(f"{kind}.updated", obj, _diff(before, obj))
             return self._respond(obj, req)
         return handler
 
@@ -693,9 +775,23 @@ class FakeStripe:
             "email": p.get("email"), "name": p.get("name"), "description": p.get("description"),
             "phone": p.get("phone"), "metadata": _merge_metadata({}, p.get("metadata") or {}),
             "livemode": False, "balance": 0, "currency": None, "delinquent": False,
-            "invoice_settings": {"default_payment_method":
-                                 (p.get("invoice_settings") or {}).get("default_payment_method")},
+            "address": p.get("address") or None, "shipping": None, "default_source": None,
+            "discount": None, "invoice_prefix": uuid.uuid4().hex[:8].upper(),
+            "next_invoice_sequence": 1, "preferred_locales": p.get("preferred_locales") or [],
+            "tax_exempt": "none", "test_clock": None,
+            "invoice_settings": {"custom_fields": None, "default_payment_method": None,
+                                 "footer": None, "rendering_options": None},
         })
+        # A test token given at creation is attached, as Stripe does.
+        pm = self._payment_method(p.get("payment_method"))
+        if pm is not None:
+            self._attach_payment_method(pm, cus["id"])
+        default_pm = (p.get("invoice_settings") or {}).get("default_payment_method")
+        if default_pm:
+            if pm is not None and default_pm == p.get("payment_method"):
+                default_pm = pm["id"]
+            cus["invoice_settings"]["default_payment_method"] = \
+                self._require_attached(default_pm, cus["id"], "invoice_settings[default_payment_method]")["id"]
         self._emit("customer.created", cus)
         return cus
 
@@ -708,11 +804,20 @@ class FakeStripe:
     def _customer_update(self, req, oid):
         cus, p = self._get("customer", oid), req.params
         before = copy.deepcopy(cus)
+        settings = p.get("invoice_settings") if isinstance(p.get("invoice_settings"), dict) else {}
+        default_pm = settings.get("default_payment_method")
+        if default_pm:  # validated before anything changes
+            self._require_attached(default_pm, oid, "invoice_settings[default_payment_method]")
         for f in ("email", "name", "description", "phone"):
             if f in p:
                 cus[f] = p[f] or None
-        if "invoice_settings" in p:
-            cus["invoice_settings"].update(p["invoice_settings"])
+        if "address" in p:
+            cus["address"] = {**_NULL_ADDRESS, **p["address"]} if isinstance(p["address"], dict) else None
+        if "preferred_locales" in p:
+            cus["preferred_locales"] = p["preferred_locales"] or []
+        for k in ("default_payment_method", "footer"):
+            if k in settings:
+                cus["invoice_settings"][k] = settings[k] or None
         cus["metadata"] = _merge_metadata(cus["metadata"], p.get("metadata"))
         self._emit("customer.updated", cus, _diff(before, cus))
         return self._respond(cus, req)
@@ -734,12 +839,14 @@ class FakeStripe:
         if not p.get("name"):
             raise StripeError(400, "Missing required param: name.", code="parameter_missing",
                               param="name")
-        return self._store({
+        product = self._store({
             "id": p.get("id") or new_id("prod"), "object": "product", "name": p["name"],
             "description": p.get("description"), "active": _bool(p.get("active"), True),
             "metadata": _merge_metadata({}, p.get("metadata") or {}), "created": self._now(),
             "updated": self._now(), "livemode": False, "default_price": None,
         })
+        self._emit("product.created", product)
+        return product
 
     def _product_create(self, req):
         return self._respond(self._create_product(req.params), req)
@@ -757,11 +864,18 @@ class FakeStripe:
                               code="parameter_missing", param="currency")
         recurring = p.get("recurring") or None
         if recurring:
-            recurring = {"interval": recurring.get("interval", "month"),
-                         "interval_count": _int(recurring.get("interval_count"), "recurring", 1),
+            interval = recurring.get("interval")
+            if interval not in INTERVAL_MAX_COUNT:
+                raise StripeError(400, f"Invalid recurring[interval]: must be one of day, week, month, "
+                                       f"or year", param="recurring[interval]")
+            count = _int(recurring.get("interval_count"), "recurring[interval_count]", 1)
+            if not 1 <= count <= INTERVAL_MAX_COUNT[interval]:
+                raise StripeError(400, "Invalid recurring[interval_count]: the maximum billing "
+                                       "frequency is one year (1 year, 12 months, or 52 weeks).",
+                                  param="recurring[interval_count]")
+            recurring = {"interval": interval, "interval_count": count,
                          "usage_type": recurring.get("usage_type", "licensed"),
-                         "meter": recurring.get("meter"), "aggregate_usage": None,
-                         "trial_period_days": None}
+                         "meter": recurring.get("meter"), "trial_period_days": None}
         lookup_key = p.get("lookup_key")
         if lookup_key:
             for other in self._objects["price"].values():
@@ -771,15 +885,19 @@ class FakeStripe:
                                                "lookup key.", param="lookup_key")
                     other["lookup_key"] = None
         amount = _int(p.get("unit_amount"), "unit_amount")
-        return self._store({
+        price = self._store({
             "id": p.get("id") or new_id("price"), "object": "price", "product": product,
             "unit_amount": amount, "unit_amount_decimal": None if amount is None else str(amount),
             "currency": p["currency"].lower(), "recurring": recurring,
             "type": "recurring" if recurring else "one_time", "lookup_key": lookup_key,
             "nickname": p.get("nickname"), "active": _bool(p.get("active"), True),
             "billing_scheme": "per_unit", "metadata": _merge_metadata({}, p.get("metadata") or {}),
-            "created": self._now(), "livemode": False,
+            "created": self._now(), "livemode": False, "custom_unit_amount": None,
+            "tax_behavior": p.get("tax_behavior") or "unspecified", "tiers_mode": None,
+            "transform_quantity": None,
         })
+        self._emit("price.created", price)
+        return price
 
     def _price_create(self, req):
         return self._respond(self._create_price(req.params), req)
@@ -868,11 +986,12 @@ class FakeStripe:
         s["customer_details"] = {"email": cus["email"] or s["customer_email"], "name": cus["name"]}
         if s["mode"] == "subscription":
             sub_data = s["subscription_data"]
+            pm = self._attach_payment_method(self._payment_method(payment_method or "pm_card_visa"), cus_id)
             sub = self._create_subscription({
                 "customer": cus_id, "items": s["_line_items"],
                 "metadata": sub_data.get("metadata") or {},
                 "trial_period_days": sub_data.get("trial_period_days"),
-                "default_payment_method": payment_method or "pm_card_visa",
+                "default_payment_method": pm["id"],
             })
             s["subscription"], s["invoice"] = sub["id"], sub["latest_invoice"]
         elif s["mode"] == "payment":
@@ -898,77 +1017,443 @@ class FakeStripe:
     def _checkout_expire_http(self, req, oid):
         return self._respond(self._expire_checkout(oid), req)
 
-    # ---- subscriptions & invoices -------------------------------------------
+    # ---- payment methods & setup intents -------------------------------------
+
+    def _new_payment_method(self, token: str, param: str) -> dict:
+        card = TEST_CARDS.get(_TOKEN_ALIASES.get(token, token))
+        if card is None:
+            raise _missing("PaymentMethod", token, param)
+        year = datetime.fromtimestamp(self._now(), timezone.utc).year + 3
+        brand = card["brand"]
+        return self._store({
+            "id": new_id("pm"), "object": "payment_method", "type": "card",
+            "allow_redisplay": "unspecified",
+            "billing_details": {"address": dict(_NULL_ADDRESS), "email": None, "name": None,
+                                "phone": None, "tax_id": None},
+            "card": {"brand": brand, "display_brand": brand, "last4": card["last4"],
+                     "exp_month": 12, "exp_year": year, "country": "US",
+                     "funding": card.get("funding", "credit"),
+                     "fingerprint": hashlib.sha1(f"{brand}{card['last4']}".encode()).hexdigest()[:16],
+                     "checks": {"address_line1_check": None, "address_postal_code_check": None,
+                                "cvc_check": "pass"},
+                     "generated_from": None, "networks": {"available": [brand], "preferred": None},
+                     "three_d_secure_usage": {"supported": True}, "wallet": None,
+                     "regulated_status": "unregulated"},
+            "created": self._now(), "customer": None, "customer_account": None, "livemode": False,
+            "metadata": {}, "_test_card": _TOKEN_ALIASES.get(token, token),
+        })
+
+    def _payment_method(self, ref: str | None, param: str = "payment_method") -> dict | None:
+        """A stored PaymentMethod by id, or a new one from a test token (``pm_card_visa``)."""
+        if not ref:
+            return None
+        existing = self._objects["payment_method"].get(ref)
+        if existing is not None:
+            return existing
+        return self._new_payment_method(ref, param)
+
+    def _card_decline(self, pm: dict, *, charging: bool) -> tuple[str, str, str] | None:
+        """``(code, decline_code, message)`` if ``pm`` is refused: an injected
+        failure (charges only) or the test card's own behaviour."""
+        if charging and self._payment_failures:
+            failure = self._payment_failures[0]
+            failure["remaining"] -= 1
+            if failure["remaining"] <= 0:
+                self._payment_failures.pop(0)
+            return failure["code"], failure["decline_code"], failure["message"]
+        card = TEST_CARDS.get(pm.get("_test_card") or "", {})
+        decline_code = card.get("decline") or (card.get("charge_decline") if charging else None)
+        if decline_code:
+            code, message = DECLINES[decline_code]
+            return code, decline_code, message
+        return None
+
+    @staticmethod
+    def _card_error(decline: tuple[str, str, str], **extra: Any) -> StripeError:
+        code, decline_code, message = decline
+        return StripeError(402, message, type="card_error", code=code, decline_code=decline_code,
+                           doc_url=f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+                           **extra)
+
+    def _attach_payment_method(self, pm: dict, customer_id: str, param: str = "customer") -> dict:
+        self._get("customer", customer_id, param)
+        if pm["customer"] == customer_id:
+            return pm
+        if pm["customer"]:
+            raise StripeError(400, "The payment method you provided has already been attached to a "
+                                   "customer.", code="payment_method_unexpected_state")
+        decline = self._card_decline(pm, charging=False)
+        if decline:  # Stripe validates the card when it is attached
+            raise self._card_error(decline, param="payment_method")
+        pm["customer"] = customer_id
+        self._emit("payment_method.attached", pm)
+        return pm
+
+    def _require_attached(self, pm_id: str, customer_id: str, param: str) -> dict:
+        pm = self._objects["payment_method"].get(pm_id)
+        if pm is None or pm["customer"] != customer_id:
+            raise StripeError(400, f"The customer does not have a payment method with the ID {pm_id}. "
+                                   "The payment method must be attached to the customer.",
+                              code="resource_missing", param=param)
+        return pm
+
+    def _payment_method_create(self, req):
+        p = req.params
+        if (p.get("type") or "card") != "card":
+            raise StripeError(400, "Only type=card is supported by the fake.", param="type")
+        token = (p.get("card") or {}).get("token") if isinstance(p.get("card"), dict) else None
+        pm = self._new_payment_method(token or "pm_card_visa", "card[token]")
+        if isinstance(p.get("billing_details"), dict):
+            pm["billing_details"].update({k: v for k, v in p["billing_details"].items() if k != "address"})
+        pm["metadata"] = _merge_metadata({}, p.get("metadata") or {})
+        return self._respond(pm, req)
+
+    def _payment_method_get(self, req, oid):
+        return self._respond(self._get("payment_method", oid), req)
+
+    def _payment_method_update(self, req, oid):
+        pm, p = self._get("payment_method", oid), req.params
+        before = copy.deepcopy(pm)
+        if isinstance(p.get("billing_details"), dict):
+            pm["billing_details"].update({k: v for k, v in p["billing_details"].items() if k != "address"})
+        if isinstance(p.get("card"), dict):
+            for k in ("exp_month", "exp_year"):
+                if k in p["card"]:
+                    pm["card"][k] = _int(p["card"][k], f"card[{k}]")
+        pm["metadata"] = _merge_metadata(pm["metadata"], p.get("metadata"))
+        self._emit("payment_method.updated", pm, _diff(before, pm))
+        return self._respond(pm, req)
+
+    def _payment_method_attach(self, req, oid):
+        customer = req.params.get("customer")
+        if not customer:
+            raise StripeError(400, "Missing required param: customer.", code="parameter_missing",
+                              param="customer")
+        pm = self._payment_method(oid, "payment_method")
+        return self._respond(self._attach_payment_method(pm, customer), req)
+
+    def _detach_payment_method(self, pm: dict) -> dict:
+        if not pm["customer"]:
+            raise StripeError(400, "The payment method you provided is not attached to a customer so "
+                                   "detachment is impossible.", code="payment_method_unexpected_state")
+        cus = self._by_id.get(pm["customer"])
+        previous = pm["customer"]
+        pm["customer"] = None
+        # Stripe forgets a detached card wherever it was the default.
+        if cus and cus["invoice_settings"].get("default_payment_method") == pm["id"]:
+            before = copy.deepcopy(cus)
+            cus["invoice_settings"]["default_payment_method"] = None
+            self._emit("customer.updated", cus, _diff(before, cus))
+        for sub in self._objects["subscription"].values():
+            if sub["customer"] == previous and sub["default_payment_method"] == pm["id"]:
+                sub["default_payment_method"] = None
+        self._emit("payment_method.detached", pm, {"customer": previous})
+        return pm
+
+    def _payment_method_detach(self, req, oid):
+        return self._respond(self._detach_payment_method(self._get("payment_method", oid)), req)
+
+    def _payment_method_list(self, req, customer: str | None = None):
+        q = req.params
+        customer = customer or q.get("customer")
+        if customer:
+            self._get("customer", customer, "customer")
+        items = [pm for pm in self._objects["payment_method"].values()
+                 if (not customer or pm["customer"] == customer)
+                 and (not q.get("type") or pm["type"] == q["type"])]
+        return 200, self._list_object(items, req.path, req)
+
+    def _customer_payment_methods(self, req, customer_id):
+        return self._payment_method_list(req, customer_id)
+
+    def _create_setup_intent(self, p: dict) -> dict:
+        if p.get("customer"):
+            self._get("customer", p["customer"], "customer")
+        pm = self._payment_method(p.get("payment_method"))
+        now = self._now()
+        si = self._store({
+            "id": new_id("seti"), "object": "setup_intent", "application": None,
+            "automatic_payment_methods": None, "cancellation_reason": None, "client_secret": None,
+            "created": now, "customer": p.get("customer"), "customer_account": None,
+            "description": p.get("description"), "excluded_payment_method_types": None,
+            "flow_directions": None, "last_setup_error": None, "latest_attempt": None,
+            "livemode": False, "mandate": None, "metadata": _merge_metadata({}, p.get("metadata") or {}),
+            "next_action": None, "on_behalf_of": None, "payment_method": pm["id"] if pm else None,
+            "payment_method_configuration_details": None,
+            "payment_method_options": {"card": {"mandate_options": None, "network": None,
+                                                "request_three_d_secure": "automatic"}},
+            "payment_method_types": p.get("payment_method_types") or ["card"],
+            "single_use_mandate": None,
+            "status": "requires_confirmation" if pm else "requires_payment_method",
+            "usage": p.get("usage") or "off_session",
+        })
+        si["client_secret"] = f"{si['id']}_secret_{uuid.uuid4().hex[:24]}"
+        self._emit("setup_intent.created", si)
+        if _bool(p.get("confirm")):
+            self._confirm_setup_intent(si, None)
+        return si
+
+    def _confirm_setup_intent(self, si: dict, payment_method: str | None) -> dict:
+        if si["status"] in ("succeeded", "canceled"):
+            raise StripeError(400, f"You cannot confirm this SetupIntent because it has a status of "
+                                   f"{si['status']}.", code="setup_intent_unexpected_state")
+        pm = self._payment_method(payment_method) if payment_method else \
+            self._by_id.get(si["payment_method"] or "")
+        if pm is None:
+            raise StripeError(400, "You cannot confirm this SetupIntent because it's missing a payment "
+                                   "method.", code="setup_intent_unexpected_state")
+        si["payment_method"] = pm["id"]
+        decline = self._card_decline(pm, charging=False)
+        if decline:
+            code, decline_code, message = decline
+            si["status"] = "requires_payment_method"
+            si["last_setup_error"] = {"type": "card_error", "code": code, "decline_code": decline_code,
+                                      "message": message, "payment_method": copy.deepcopy(_public(pm))}
+            self._emit("setup_intent.setup_failed", si)
+            raise self._card_error(decline, setup_intent=copy.deepcopy(_public(si)))
+        if si["customer"]:
+            self._attach_payment_method(pm, si["customer"])
+        si.update(status="succeeded", last_setup_error=None)
+        self._emit("setup_intent.succeeded", si)
+        return si
+
+    def _setup_intent_create(self, req):
+        return self._respond(self._create_setup_intent(req.params), req)
+
+    def _setup_intent_confirm(self, req, oid):
+        return self._respond(self._confirm_setup_intent(self._get("setup_intent", oid),
+                                                        req.params.get("payment_method")), req)
+
+    def _setup_intent_cancel(self, req, oid):
+        si = self._get("setup_intent", oid)
+        if si["status"] in ("succeeded", "canceled"):
+            raise StripeError(400, f"You cannot cancel this SetupIntent because it has a status of "
+                                   f"{si['status']}.", code="setup_intent_unexpected_state")
+        si.update(status="canceled", cancellation_reason=req.params.get("cancellation_reason"))
+        self._emit("setup_intent.canceled", si)
+        return self._respond(si, req)
+
+    # ---- subscriptions -------------------------------------------------------------
+
+    def _recurring_prices(self, raw_items: list, param: str = "items") -> list[dict]:
+        prices = []
+        for i, it in enumerate(raw_items):
+            price = self._get("price", it.get("price") or "", f"{param}[{i}][price]")
+            if not price["recurring"]:
+                raise StripeError(400, "The price specified is set to `type=one_time` but this field "
+                                       "only accepts prices with `type=recurring`.",
+                                  param=f"{param}[{i}][price]")
+            prices.append(price)
+        return prices
+
+    @staticmethod
+    def _check_same_cycle(prices: list[dict]) -> None:
+        first = prices[0]
+        for price in prices[1:]:
+            if price["currency"] != first["currency"]:
+                raise StripeError(400, "Currency and interval fields must match across all plans on "
+                                       "this subscription. Found mismatch in currency field.",
+                                  param="items")
+            if (price["recurring"]["interval"], price["recurring"]["interval_count"]) != \
+                    (first["recurring"]["interval"], first["recurring"]["interval_count"]):
+                raise StripeError(400, "Currency and interval fields must match across all plans on "
+                                       "this subscription. Found mismatch in interval field.",
+                                  param="items")
+
+    @staticmethod
+    def _cycle(sub: dict) -> tuple[str, int]:
+        recurring = sub["items"]["data"][0]["price"]["recurring"] if sub["items"]["data"] else None
+        recurring = recurring or {}
+        return recurring.get("interval", "month"), recurring.get("interval_count") or 1
 
     def _make_item(self, sub: dict, price_id: str, quantity: int, param: str) -> dict:
         price = self._get("price", price_id, param)
         return {"id": new_id("si"), "object": "subscription_item", "subscription": sub["id"],
-                "price": copy.deepcopy(price), "quantity": quantity, "created": self._now(),
-                "metadata": {}, "current_period_start": sub["current_period_start"],
+                "price": copy.deepcopy(price), "plan": _plan(price), "quantity": quantity,
+                "created": self._now(), "metadata": {}, "discounts": [], "tax_rates": [],
+                "billing_thresholds": None, "current_period_start": sub["current_period_start"],
                 "current_period_end": sub["current_period_end"]}
+
+    def _set_period(self, sub: dict, start: int, end: int) -> None:
+        sub["current_period_start"], sub["current_period_end"] = start, end
+        for item in sub["items"]["data"]:
+            item["current_period_start"], item["current_period_end"] = start, end
+
+    def _default_payment_method_of(self, sub: dict) -> dict | None:
+        pm_id = sub["default_payment_method"] or \
+            self._by_id[sub["customer"]]["invoice_settings"].get("default_payment_method")
+        return self._objects["payment_method"].get(pm_id or "")
+
+    def _trial_end_param(self, p: dict, now: int) -> int | None | str:
+        """Seconds since epoch of the trial end, ``"now"``, or None (no trial given)."""
+        if p.get("trial_end") not in (None, ""):
+            if p["trial_end"] == "now":
+                return "now"
+            trial_end = _int(p["trial_end"], "trial_end")
+            if trial_end <= now:
+                raise StripeError(400, "Invalid timestamp: must be an integer Unix timestamp in the "
+                                       "future.", param="trial_end")
+            return trial_end
+        days = _int(p.get("trial_period_days"), "trial_period_days")
+        if days is not None:
+            if days < 0 or days > 730:
+                raise StripeError(400, "trial_period_days must be between 0 and 730.",
+                                  param="trial_period_days")
+            return now + days * 86400 if days else None
+        return None
 
     def _create_subscription(self, p: dict) -> dict:
         cus = p.get("customer")
         if not cus:
             raise StripeError(400, "Missing required param: customer.",
                               code="parameter_missing", param="customer")
-        self._get("customer", cus, "customer")
+        customer = self._get("customer", cus, "customer")
         raw_items = p.get("items") or []
         if not raw_items:
             raise StripeError(400, "Missing required param: items.",
                               code="parameter_missing", param="items")
+        prices = self._recurring_prices(raw_items)
+        self._check_same_cycle(prices)
+        behavior = p.get("payment_behavior") or "allow_incomplete"
+        if behavior not in PAYMENT_BEHAVIORS:
+            raise StripeError(400, f"Invalid payment_behavior: {behavior}", param="payment_behavior")
         now = self._now()
-        first_price = self._get("price", raw_items[0].get("price") or "", "items[0][price]")
-        interval = (first_price["recurring"] or {}).get("interval", "month")
-        trial_days = _int(p.get("trial_period_days"), "trial_period_days")
-        end = now + trial_days * 86400 if trial_days else _add_interval(now, interval)
+        trial_end = self._trial_end_param(p, now)
+        trial_end = None if trial_end == "now" else trial_end
+        default_pm = None
+        if p.get("default_payment_method"):
+            default_pm = self._require_attached(p["default_payment_method"], cus, "default_payment_method")
+        interval, count = prices[0]["recurring"]["interval"], prices[0]["recurring"]["interval_count"]
+        end = trial_end or _add_interval(now, interval, count)
+        sub_id = new_id("sub")
         sub = {
-            "id": new_id("sub"), "object": "subscription", "customer": cus,
-            "status": p.get("status") or ("trialing" if trial_days else "active"),
-            "current_period_start": now, "current_period_end": end,
-            "cancel_at_period_end": _bool(p.get("cancel_at_period_end")), "cancel_at": None,
-            "canceled_at": None, "ended_at": None, "created": now, "start_date": now,
-            "trial_start": now if trial_days else None, "trial_end": end if trial_days else None,
+            "id": sub_id, "object": "subscription", "customer": cus, "status": "incomplete",
+            "application": None, "application_fee_percent": None,
+            "automatic_tax": {"enabled": False, "liability": None, "disabled_reason": None},
+            "billing_cycle_anchor": end if trial_end else now,
+            "billing_cycle_anchor_config": None, "billing_mode": {"type": "classic"},
+            "billing_thresholds": None, "cancel_at": None, "cancel_at_period_end": False,
+            "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": p.get("collection_method") or "charge_automatically",
+            "created": now, "currency": prices[0]["currency"], "customer_account": None,
+            "days_until_due": None, "default_payment_method": default_pm["id"] if default_pm else None,
+            "default_source": None, "default_tax_rates": [], "description": p.get("description"),
+            "discounts": [], "ended_at": None,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "latest_invoice": None, "livemode": False,
             "metadata": _merge_metadata({}, p.get("metadata") or {}),
-            "currency": first_price["currency"], "collection_method": "charge_automatically",
-            "default_payment_method": p.get("default_payment_method"), "latest_invoice": None,
-            "livemode": False,
+            "next_pending_invoice_item_invoice": None, "on_behalf_of": None, "pause_collection": None,
+            "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                                 "save_default_payment_method": "off"},
+            "pending_invoice_item_interval": None, "pending_setup_intent": None,
+            "pending_update": None, "schedule": None, "start_date": now, "test_clock": None,
+            "transfer_data": None, "trial_end": trial_end, "trial_start": now if trial_end else None,
+            "billing_schedules": [], "managed_payments": None,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "current_period_start": now, "current_period_end": end,
+            "_pending_prorations": [],
         }
-        if sub["cancel_at_period_end"]:
-            sub["cancel_at"] = end
         data = [self._make_item(sub, it.get("price") or "", _int(it.get("quantity"), "quantity", 1),
                                 f"items[{i}][price]") for i, it in enumerate(raw_items)]
         sub["items"] = {"object": "list", "data": data, "has_more": False, "total_count": len(data),
-                        "url": f"/v1/subscription_items?subscription={sub['id']}"}
+                        "url": f"/v1/subscription_items?subscription={sub_id}"}
+        if _bool(p.get("cancel_at_period_end")):
+            sub.update(cancel_at_period_end=True, cancel_at=end)
+            sub["cancellation_details"]["reason"] = "cancellation_requested"
+        lines = self._cycle_lines(sub, first=True)
+        total = sum(line["amount"] for line in lines)
+        pm = default_pm or self._default_payment_method_of(sub)
+        # Decide the payment before anything is stored: with error_if_incomplete
+        # a refused payment leaves no subscription behind (Stripe's 402).
+        decline = None
+        if total > 0 and behavior != "default_incomplete":
+            if pm is None:
+                if behavior == "error_if_incomplete":
+                    raise StripeError(400, "This customer has no attached payment source or default "
+                                           "payment method. Please consider adding a default payment "
+                                           "method.", code="resource_missing")
+            else:
+                decline = self._card_decline(pm, charging=True)
+                if decline and behavior == "error_if_incomplete":
+                    raise self._card_error(decline)
+        if total == 0:
+            sub["status"] = "trialing" if trial_end else "active"
+        elif behavior == "default_incomplete" or pm is None or decline:
+            sub["status"] = "incomplete"
+        else:
+            sub["status"] = "active"
         self._store(sub)
         self._emit("customer.subscription.created", sub)
-        self._create_invoice(sub, "subscription_create", paid=True)
+        if customer.get("currency") is None:
+            customer["currency"] = sub["currency"]
+        inv = self._invoice_now(sub, "subscription_create", lines,
+                                pay=behavior != "default_incomplete", pm=pm, decline=decline)
+        if inv["status"] == "open" and behavior != "default_incomplete":
+            sub["status"] = "incomplete"
         return sub
 
-    def _create_invoice(self, sub: dict, reason: str, paid: bool) -> dict:
-        lines = [{"id": new_id("il"), "object": "line_item", "price": it["price"],
-                  "quantity": it["quantity"], "amount": (it["price"]["unit_amount"] or 0) * it["quantity"],
-                  "currency": sub["currency"], "subscription": sub["id"],
-                  "period": {"start": sub["current_period_start"], "end": sub["current_period_end"]}}
-                 for it in sub["items"]["data"]]
-        total = 0 if sub["status"] == "trialing" else sum(li["amount"] for li in lines)
-        inv = self._store({
-            "id": new_id("in"), "object": "invoice", "customer": sub["customer"],
-            "subscription": sub["id"],
-            "parent": {"type": "subscription_details",
-                       "subscription_details": {"subscription": sub["id"], "metadata": sub["metadata"]}},
-            "status": "paid" if paid else "open", "billing_reason": reason,
-            "amount_due": total, "amount_paid": total if paid else 0,
-            "amount_remaining": 0 if paid else total, "total": total, "currency": sub["currency"],
-            "period_start": sub["current_period_start"], "period_end": sub["current_period_end"],
-            "lines": {"object": "list", "data": lines, "has_more": False,
-                      "url": "/v1/invoices/lines"},
-            "created": self._now(), "livemode": False, "attempt_count": 1,
-            "hosted_invoice_url": "https://invoice.stripe.com/i/fake", "metadata": {},
-        })
-        sub["latest_invoice"] = inv["id"]
-        self._emit("invoice.paid" if paid else "invoice.payment_failed", inv)
-        return inv
+    def _cycle_lines(self, sub: dict, *, first: bool = False) -> list[dict]:
+        """One line per item for the current period (zero during a trial;
+        metered items bill the previous period's usage in arrears), plus
+        any prorations waiting for this invoice."""
+        lines = []
+        trialing = sub["trial_end"] is not None and sub["trial_end"] >= sub["current_period_end"]
+        for item in sub["items"]["data"]:
+            price = item["price"]
+            recurring = price["recurring"] or {}
+            metered = recurring.get("usage_type") == "metered"
+            quantity, period = item["quantity"], (sub["current_period_start"], sub["current_period_end"])
+            if metered:
+                quantity = 0 if first else self._metered_usage(sub, price, item)
+                period = (item.get("_previous_period_start", period[0]), period[0]) if not first else period
+            amount = 0 if trialing and not metered else (price["unit_amount"] or 0) * quantity
+            name = self._product_name(price)
+            desc = (f"Trial period for {name}" if trialing and not metered else
+                    f"{quantity} × {name} (at {_money(price['unit_amount'] or 0, price['currency'])}"
+                    f" / {recurring.get('interval', 'month')})")
+            lines.append({"item": item, "price": price, "quantity": quantity, "amount": amount,
+                          "description": desc, "period": period, "proration": False})
+        if not first:
+            lines.extend(sub["_pending_prorations"])
+            sub["_pending_prorations"] = []
+        return lines
+
+    def _metered_usage(self, sub: dict, price: dict, item: dict) -> int:
+        meter = self._by_id.get((price["recurring"] or {}).get("meter") or "")
+        if meter is None:
+            return 0
+        start = item.get("_previous_period_start", sub["current_period_start"])
+        total = self.meter_event_total(meter["event_name"], sub["customer"], start,
+                                       sub["current_period_start"])
+        return max(int(total), 0)
+
+    def _product_name(self, price: dict) -> str:
+        product = self._by_id.get(price["product"]) if isinstance(price["product"], str) else price["product"]
+        return (product or {}).get("name") or price.get("nickname") or price["id"]
+
+    def _proration_lines(self, sub: dict, old_item: dict | None, new_item: dict | None,
+                         at: int) -> list[dict]:
+        """Credit for the unused time of what was removed, charge for the rest
+        of the period of what was added (Stripe's prorations, by the second)."""
+        start, end = sub["current_period_start"], sub["current_period_end"]
+        if end <= start or at >= end:
+            return []
+        fraction = (end - max(at, start)) / (end - start)
+        when = datetime.fromtimestamp(at, timezone.utc).strftime("%d %b %Y")
+        lines = []
+        for item, sign, words in ((old_item, -1, "Unused time on"), (new_item, 1, "Remaining time on")):
+            if item is None or (item["price"]["recurring"] or {}).get("usage_type") == "metered":
+                continue
+            full = (item["price"]["unit_amount"] or 0) * item["quantity"]
+            amount = sign * int(round(full * fraction))
+            if amount == 0:
+                continue
+            lines.append({"item": item, "price": item["price"], "quantity": item["quantity"],
+                          "amount": amount, "proration": True, "period": (max(at, start), end),
+                          "description": f"{words} {item['quantity']} × {self._product_name(item['price'])} "
+                                         f"after {when}"})
+        return lines
 
     def _subscription_create_http(self, req):
         return self._respond(self._create_subscription(req.params), req)
@@ -985,49 +1470,403 @@ class FakeStripe:
         return 200, self._list_object(items, "/v1/subscriptions", req)
 
     def _subscription_update(self, req, oid):
-        sub, p = self._get("subscription", oid), req.params
-        if sub["status"] == "canceled":
+        stored, p = self._get("subscription", oid), req.params
+        if stored["status"] in ("canceled", "incomplete_expired"):
             raise StripeError(400, "A canceled subscription can only update its cancellation_details "
                                    "and metadata.")
-        before = copy.deepcopy(sub)
+        behavior = p.get("proration_behavior") or "create_prorations"
+        if behavior not in PRORATION_BEHAVIORS:
+            raise StripeError(400, f"Invalid proration_behavior: {behavior}", param="proration_behavior")
+        payment_behavior = p.get("payment_behavior") or "allow_incomplete"
+        now = self._now()
+        at = _int(p.get("proration_date"), "proration_date", now)
+        # Work on a copy and commit at the end, so a refused update (400/402)
+        # leaves the subscription exactly as it was.
+        sub = copy.deepcopy(stored)
+        old_cycle = self._cycle(sub)
         data = sub["items"]["data"]
+        changes: list[tuple[dict | None, dict | None]] = []
         for i, it in enumerate(p.get("items") or []):
             existing = next((d for d in data if d["id"] == it.get("id")), None) if it.get("id") else None
             if it.get("id") and existing is None:
                 raise _missing("subscription item", it["id"], f"items[{i}][id]")
             if existing and _bool(it.get("deleted")):
                 data.remove(existing)
+                changes.append((existing, None))
             elif existing:
+                before_item = copy.deepcopy(existing)
                 if it.get("price"):
-                    existing["price"] = copy.deepcopy(self._get("price", it["price"], f"items[{i}][price]"))
+                    price = self._recurring_prices([it], "items")[0]
+                    existing["price"], existing["plan"] = copy.deepcopy(price), _plan(price)
                 existing["quantity"] = _int(it.get("quantity"), "quantity", existing["quantity"])
+                if (before_item["price"]["id"], before_item["quantity"]) != \
+                        (existing["price"]["id"], existing["quantity"]):
+                    changes.append((before_item, existing))
             else:
-                data.append(self._make_item(sub, it.get("price") or "", _int(it.get("quantity"), "quantity", 1),
-                                            f"items[{i}][price]"))
+                self._recurring_prices([it], "items")
+                item = self._make_item(sub, it.get("price") or "",
+                                       _int(it.get("quantity"), "quantity", 1), f"items[{i}][price]")
+                data.append(item)
+                changes.append((None, item))
+        if not data:
+            raise StripeError(400, "A subscription must have at least one active item.", param="items")
+        self._check_same_cycle([d["price"] for d in data])
         sub["items"]["total_count"] = len(data)
+        if "default_payment_method" in p:
+            sub["default_payment_method"] = p["default_payment_method"] and self._require_attached(
+                p["default_payment_method"], sub["customer"], "default_payment_method")["id"] or None
         if "cancel_at_period_end" in p:
             sub["cancel_at_period_end"] = _bool(p["cancel_at_period_end"])
             sub["cancel_at"] = sub["current_period_end"] if sub["cancel_at_period_end"] else None
-        if "default_payment_method" in p:
-            sub["default_payment_method"] = p["default_payment_method"] or None
+            sub["cancellation_details"]["reason"] = \
+                "cancellation_requested" if sub["cancel_at_period_end"] else None
+        if p.get("cancel_at") not in (None, ""):
+            sub["cancel_at"] = _int(p["cancel_at"], "cancel_at")
+            sub["cancellation_details"]["reason"] = "cancellation_requested"
+        elif p.get("cancel_at") == "":
+            sub["cancel_at"] = None
+        if isinstance(p.get("cancellation_details"), dict):
+            for k in ("comment", "feedback"):
+                if k in p["cancellation_details"]:
+                    sub["cancellation_details"][k] = p["cancellation_details"][k] or None
+        for f in ("description",):
+            if f in p:
+                sub[f] = p[f] or None
         sub["metadata"] = _merge_metadata(sub["metadata"], p.get("metadata"))
-        self._emit("customer.subscription.updated", sub, _diff(before, sub))
-        return self._respond(sub, req)
 
-    def _cancel_subscription(self, oid: str) -> dict:
+        invoice_lines: list[dict] | None = None
+        trial_end = self._trial_end_param(p, now)
+        if trial_end == "now" and sub["status"] == "trialing":
+            # Ending a trial starts a paid period now and invoices it.
+            sub.update(trial_end=now, status="active", billing_cycle_anchor=now)
+            interval, count = self._cycle(sub)
+            self._set_period(sub, now, _add_interval(now, interval, count))
+            invoice_lines = self._cycle_lines(sub)
+        elif isinstance(trial_end, int):
+            sub.update(trial_end=trial_end, status="trialing", trial_start=sub["trial_start"] or now,
+                       billing_cycle_anchor=trial_end)
+            self._set_period(sub, sub["current_period_start"], trial_end)
+        elif sub["status"] != "trialing" and (changes or p.get("billing_cycle_anchor") == "now"):
+            if self._cycle(sub) != old_cycle or p.get("billing_cycle_anchor") == "now":
+                # A new billing interval restarts the cycle now; Stripe credits
+                # the unused time of the old items on the new invoice.
+                credits = [] if behavior == "none" else [
+                    line for old, _new in changes if old is not None
+                    for line in self._proration_lines(stored, old, None, at)]
+                unchanged = [d for d in stored["items"]["data"]
+                             if all(old is None or old["id"] != d["id"] for old, _ in changes)]
+                credits += [] if behavior == "none" else [
+                    line for d in unchanged for line in self._proration_lines(stored, d, None, at)]
+                interval, count = self._cycle(sub)
+                self._set_period(sub, now, _add_interval(now, interval, count))
+                sub["billing_cycle_anchor"] = now
+                invoice_lines = self._cycle_lines(sub) + credits
+            elif behavior != "none":
+                prorations = [line for old, new in changes
+                              for line in self._proration_lines(sub, old, new, at)]
+                if behavior == "always_invoice":
+                    invoice_lines = sub["_pending_prorations"] + prorations
+                    sub["_pending_prorations"] = []
+                else:
+                    sub["_pending_prorations"].extend(prorations)
+        pm = self._default_payment_method_of(sub)
+        decline = None
+        if invoice_lines and sum(line["amount"] for line in invoice_lines) > 0 and pm is not None:
+            decline = self._card_decline(pm, charging=True)
+            if decline and payment_behavior == "error_if_incomplete":
+                raise self._card_error(decline)
+        before = copy.deepcopy(stored)
+        stored.clear()
+        stored.update(sub)
+        if invoice_lines:
+            inv = self._invoice_now(stored, "subscription_update", invoice_lines, pay=True, pm=pm,
+                                    decline=decline)
+            if inv["status"] == "open" and stored["status"] == "active":
+                stored["status"] = "past_due"
+        self._emit("customer.subscription.updated", stored, _diff(before, stored))
+        return self._respond(stored, req)
+
+    def _cancel_subscription(self, oid: str, p: dict | None = None) -> dict:
         sub = self._get("subscription", oid)
+        p = p or {}
         if sub["status"] == "canceled":
-            return sub
+            raise StripeError(400, f"This subscription has already been canceled: {oid}")
         before = copy.deepcopy(sub)
         now = self._now()
-        sub.update(status="canceled", canceled_at=now, ended_at=now, cancel_at_period_end=False)
+        details = p.get("cancellation_details") if isinstance(p.get("cancellation_details"), dict) else {}
+        sub["cancellation_details"] = {"comment": details.get("comment") or sub["cancellation_details"]["comment"],
+                                       "feedback": details.get("feedback") or sub["cancellation_details"]["feedback"],
+                                       "reason": "cancellation_requested"}
+        lines = []
+        if _bool(p.get("prorate")) and sub["status"] != "trialing":
+            lines = [line for item in sub["items"]["data"]
+                     for line in self._proration_lines(sub, item, None, now)]
+        if _bool(p.get("invoice_now")):
+            lines = sub["_pending_prorations"] + lines
+            sub["_pending_prorations"] = []
+        sub.update(status="canceled", canceled_at=now, ended_at=now, cancel_at_period_end=False,
+                   cancel_at=None)
         self._emit("customer.subscription.deleted", sub, _diff(before, sub))
+        if lines and _bool(p.get("invoice_now")):
+            self._invoice_now(sub, "subscription_cycle", lines, pay=True,
+                              pm=self._default_payment_method_of(sub), decline=None)
         return sub
 
     def _subscription_cancel(self, req, oid):
-        return self._respond(self._cancel_subscription(oid), req)
+        return self._respond(self._cancel_subscription(oid, req.params), req)
 
-    # ---- payment intents, charges, refunds ----------------------------------
+    def _subscription_resume(self, req, oid):
+        """Resume a paused subscription (Stripe's /resume is only for ``paused``)."""
+        sub = self._get("subscription", oid)
+        if sub["status"] != "paused":
+            raise StripeError(400, "Subscription is not paused and cannot be resumed.")
+        before = copy.deepcopy(sub)
+        now = self._now()
+        interval, count = self._cycle(sub)
+        sub["status"] = "active"
+        if req.params.get("billing_cycle_anchor", "now") == "now":
+            self._set_period(sub, now, _add_interval(now, interval, count))
+            sub["billing_cycle_anchor"] = now
+            self._invoice_now(sub, "subscription_cycle", self._cycle_lines(sub), pay=True,
+                              pm=self._default_payment_method_of(sub), decline=None)
+        self._emit("customer.subscription.resumed", sub, _diff(before, sub))
+        return self._respond(sub, req)
+
+    def _advance_subscription(self, subscription_id: str, paid: bool | None) -> dict:
+        sub = self._get("subscription", subscription_id)
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise StripeError(400, f"Subscription {subscription_id} is {sub['status']}.")
+        before = copy.deepcopy(sub)
+        end = sub["current_period_end"]
+        if sub["cancel_at"] is not None and sub["cancel_at"] <= end:
+            sub.update(status="canceled", canceled_at=self._now(), ended_at=end,
+                       cancel_at_period_end=False)
+            self._emit("customer.subscription.deleted", sub, _diff(before, sub))
+            return sub
+        interval, count = self._cycle(sub)
+        for item in sub["items"]["data"]:
+            item["_previous_period_start"] = sub["current_period_start"]
+        self._set_period(sub, end, _add_interval(end, interval, count))
+        lines = self._cycle_lines(sub)
+        for item in sub["items"]["data"]:
+            item.pop("_previous_period_start", None)
+        pm = self._default_payment_method_of(sub)
+        if paid is True:
+            decline = None
+        elif paid is False:
+            decline = ("card_declined", "generic_decline", DECLINES["generic_decline"][1])
+        else:
+            decline = self._card_decline(pm, charging=True) if pm else None
+        inv = self._invoice_now(sub, "subscription_cycle", lines, pay=True, pm=pm, decline=decline,
+                                force=paid is True)
+        sub["status"] = "active" if inv["status"] == "paid" else "past_due"
+        self._emit("customer.subscription.updated", sub, _diff(before, sub))
+        return sub
+
+    # ---- invoices ------------------------------------------------------------------
+
+    def _invoice_line(self, inv: dict, sub: dict, spec: dict) -> dict:
+        price, item = spec["price"], spec["item"]
+        return {
+            "id": new_id("il"), "object": "line_item", "amount": spec["amount"],
+            "currency": inv["currency"], "description": spec["description"],
+            "discount_amounts": [], "discountable": not spec["proration"], "discounts": [],
+            "invoice": inv["id"], "livemode": False, "metadata": {},
+            "parent": {"type": "subscription_item_details", "invoice_item_details": None,
+                       "subscription_item_details": {
+                           "invoice_item": new_id("ii") if spec["proration"] else None,
+                           "proration": spec["proration"], "proration_details": {"credited_items": None},
+                           "subscription": sub["id"], "subscription_item": item["id"]}},
+            "period": {"start": spec["period"][0], "end": spec["period"][1]},
+            "pretax_credit_amounts": [],
+            "pricing": {"type": "price_details",
+                        "price_details": {"price": price["id"], "product": price["product"]},
+                        "unit_amount_decimal": price.get("unit_amount_decimal")},
+            "quantity": spec["quantity"], "quantity_decimal": str(spec["quantity"]),
+            "subscription": sub["id"], "subtotal": spec["amount"], "taxes": [],
+        }
+
+    def _create_invoice(self, sub: dict, reason: str, lines: list[dict]) -> dict:
+        """A draft invoice for ``sub`` (``invoice.created``)."""
+        cus = self._by_id[sub["customer"]]
+        now = self._now()
+        inv_id = new_id("in")
+        inv: dict[str, Any] = {
+            "id": inv_id, "object": "invoice", "account_country": "US", "account_name": "SaaSDesk Fake",
+            "account_tax_ids": None, "amount_due": 0, "amount_overpaid": 0, "amount_paid": 0,
+            "amount_remaining": 0, "amount_shipping": 0, "application": None, "attempt_count": 0,
+            "attempted": False, "auto_advance": True,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None,
+                              "disabled_reason": None, "provider": None},
+            "automatically_finalizes_at": None, "billing_reason": reason,
+            "collection_method": sub["collection_method"], "confirmation_secret": None,
+            "created": now, "currency": sub["currency"], "custom_fields": None,
+            "customer": sub["customer"], "customer_account": None, "customer_address": cus.get("address"),
+            "customer_email": cus.get("email"), "customer_name": cus.get("name"),
+            "customer_phone": cus.get("phone"), "customer_shipping": None, "customer_tax_exempt": "none",
+            "customer_tax_ids": [], "default_payment_method": None, "default_source": None,
+            "default_tax_rates": [], "description": None, "discounts": [], "due_date": None,
+            "effective_at": None, "ending_balance": None, "footer": None, "from_invoice": None,
+            "hosted_invoice_url": None, "invoice_pdf": None, "issuer": {"type": "self"},
+            "last_finalization_error": None, "latest_revision": None,
+            "lines": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                      "url": f"/v1/invoices/{inv_id}/lines"},
+            "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None,
+            "on_behalf_of": None,
+            "parent": {"type": "subscription_details", "quote_details": None,
+                       "subscription_details": {"subscription": sub["id"],
+                                                "metadata": dict(sub["metadata"])}},
+            "payment_settings": {"default_mandate": None, "payment_method_options": None,
+                                 "payment_method_types": None},
+            "period_start": sub["current_period_start"], "period_end": sub["current_period_end"],
+            "post_payment_credit_notes_amount": 0, "pre_payment_credit_notes_amount": 0,
+            "receipt_number": None,
+            "rendering": {"amount_tax_display": None, "pdf": {"page_size": "auto"}, "template": None,
+                          "template_version": None},
+            "shipping_cost": None, "shipping_details": None, "starting_balance": cus.get("balance", 0),
+            "statement_descriptor": None, "status": "draft",
+            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None,
+                                   "paid_at": None, "voided_at": None},
+            "subscription": sub["id"], "subtotal": 0, "subtotal_excluding_tax": 0, "test_clock": None,
+            "total": 0, "total_discount_amounts": [], "total_excluding_tax": 0,
+            "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": now,
+        }
+        if reason == "subscription_cycle":
+            # Stripe bills a cycle for the period that just ended.
+            inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_start"]
+        inv["lines"]["data"] = [self._invoice_line(inv, sub, spec) for spec in lines]
+        inv["lines"]["total_count"] = len(lines)
+        total = sum(line["amount"] for line in inv["lines"]["data"])
+        inv.update(subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
+                   amount_due=max(total, 0), amount_remaining=max(total, 0))
+        self._store(inv)
+        sub["latest_invoice"] = inv_id
+        self._emit("invoice.created", inv)
+        return inv
+
+    def _finalize_invoice(self, inv: dict) -> dict:
+        if inv["status"] != "draft":
+            raise StripeError(400, "This invoice is already finalized, you can't re-finalize a "
+                                   "non-draft invoice.")
+        cus = self._by_id[inv["customer"]]
+        now = self._now()
+        inv["number"] = f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}"
+        cus["next_invoice_sequence"] += 1
+        token = uuid.uuid4().hex[:24]
+        inv.update(status="open", effective_at=now,
+                   hosted_invoice_url=f"https://invoice.stripe.com/i/acct_fake/test_{token}",
+                   invoice_pdf=f"https://pay.stripe.com/invoice/acct_fake/test_{token}/pdf")
+        inv["status_transitions"]["finalized_at"] = now
+        self._emit("invoice.finalized", inv)
+        if inv["amount_due"] <= 0:
+            self._mark_invoice_paid(inv)
+        return inv
+
+    def _mark_invoice_paid(self, inv: dict, out_of_band: bool = False) -> None:
+        inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0,
+                   next_payment_attempt=None, attempted=True)
+        inv["status_transitions"]["paid_at"] = self._now()
+        if inv["total"] < 0:  # a credit: Stripe adds it to the customer's balance
+            cus = self._by_id[inv["customer"]]
+            cus["balance"] += inv["total"]
+            inv["ending_balance"] = cus["balance"]
+        self._emit("invoice.paid", inv)
+        self._emit("invoice.payment_succeeded", inv)
+        sub = self._objects["subscription"].get(inv["subscription"] or "")
+        if sub and sub["status"] in ("incomplete", "past_due", "unpaid") and sub["latest_invoice"] == inv["id"]:
+            before = copy.deepcopy(sub)
+            sub["status"] = "active"
+            self._emit("customer.subscription.updated", sub, _diff(before, sub))
+
+    def _pay_invoice(self, inv: dict, pm: dict | None, decline: Any = "check",
+                     force: bool = False) -> dict:
+        """Charge an open invoice: a PaymentIntent confirmed off-session with
+        ``pm``. ``decline`` is decided by the caller when it already checked
+        the card; ``force`` pays without a card (test hook)."""
+        if inv["status"] != "open":
+            raise StripeError(400, f"Invoice is already {inv['status']}.")
+        inv["attempted"] = True
+        inv["attempt_count"] += 1
+        if force:
+            self._mark_invoice_paid(inv)
+            return inv
+        pi = self._create_payment_intent({
+            "amount": inv["amount_due"], "currency": inv["currency"], "customer": inv["customer"],
+            "description": "Subscription creation" if inv["billing_reason"] == "subscription_create"
+            else "Subscription update" if inv["billing_reason"] == "subscription_update" else None,
+            "payment_method": pm["id"] if pm else None,
+        })
+        pi["_invoice"] = inv["id"]
+        inv["_payment_intent"] = pi["id"]
+        failed = pm is None
+        if pm is not None:
+            try:
+                self._confirm_payment_intent(pi, None, decline=decline)
+            except StripeError:
+                failed = True
+        if failed:
+            inv["next_payment_attempt"] = self._now() + 3 * 86400
+            self._emit("invoice.payment_failed", inv)
+        else:
+            inv["default_payment_method"] = None
+            self._mark_invoice_paid(inv)
+        return inv
+
+    def _invoice_now(self, sub: dict, reason: str, lines: list[dict], *, pay: bool, pm: dict | None,
+                     decline: Any, force: bool = False) -> dict:
+        inv = self._create_invoice(sub, reason, lines)
+        self._finalize_invoice(inv)
+        if pay and inv["status"] == "open":
+            self._pay_invoice(inv, pm, decline=decline, force=force)
+        return inv
+
+    def _invoice_action(self, action: str):
+        def handler(req, oid):
+            inv, p = self._get("invoice", oid), req.params
+            if action == "finalize":
+                self._finalize_invoice(inv)
+            elif action == "pay":
+                if inv["status"] == "paid":
+                    raise StripeError(400, "Invoice is already paid.")
+                if inv["status"] != "open":
+                    raise StripeError(400, f"You can only pay open invoices; this one is {inv['status']}.")
+                if _bool(p.get("paid_out_of_band")):
+                    self._mark_invoice_paid(inv, out_of_band=True)
+                else:
+                    sub = self._objects["subscription"].get(inv["subscription"] or "")
+                    pm = self._payment_method(p.get("payment_method")) if p.get("payment_method") else \
+                        (self._default_payment_method_of(sub) if sub else None)
+                    if pm is None:
+                        raise StripeError(400, "This customer has no attached payment source or default "
+                                               "payment method.", code="resource_missing")
+                    self._pay_invoice(inv, pm)
+                    if inv["status"] != "paid":
+                        pi = self._by_id[inv["_payment_intent"]]
+                        err = pi["last_payment_error"]
+                        raise self._card_error((err["code"], err["decline_code"], err["message"]),
+                                               payment_intent=copy.deepcopy(_public(pi)))
+            elif action in ("void", "mark_uncollectible"):
+                if inv["status"] != "open":
+                    raise StripeError(400, f"You can only {action.replace('_', ' ')} open invoices; "
+                                           f"this one is {inv['status']}.")
+                now = self._now()
+                if action == "void":
+                    inv.update(status="void", amount_remaining=0)
+                    inv["status_transitions"]["voided_at"] = now
+                    self._emit("invoice.voided", inv)
+                else:
+                    inv["status"] = "uncollectible"
+                    inv["status_transitions"]["marked_uncollectible_at"] = now
+                    self._emit("invoice.marked_uncollectible", inv)
+                inv["next_payment_attempt"] = None
+            return self._respond(inv, req)
+        return handler
+
+    def _invoice_lines(self, req, oid):
+        inv = self._get("invoice", oid)
+        return 200, self._list_object(list(reversed(inv["lines"]["data"])), f"/v1/invoices/{oid}/lines", req)
+
+    # ---- payment intents, charges, refunds, disputes --------------------------------
 
     def _create_payment_intent(self, p: dict) -> dict:
         amount = _int(p.get("amount"), "amount")
@@ -1039,90 +1878,237 @@ class FakeStripe:
                               param="currency")
         if p.get("customer"):
             self._get("customer", p["customer"], "customer")
+        pm = self._payment_method(p.get("payment_method"))
+        if pm is not None and pm["customer"] and pm["customer"] != p.get("customer"):
+            raise StripeError(400, "The provided PaymentMethod belongs to a Customer, but you did not "
+                                   "provide the matching Customer.", param="payment_method")
         pi = self._store({
-            "id": new_id("pi"), "object": "payment_intent", "amount": amount, "amount_received": 0,
-            "currency": p["currency"].lower(), "customer": p.get("customer"),
-            "payment_method": p.get("payment_method"), "description": p.get("description"),
-            "metadata": _merge_metadata({}, p.get("metadata") or {}),
-            "status": "requires_payment_method" if not p.get("payment_method") else "requires_confirmation",
-            "latest_charge": None, "last_payment_error": None, "created": self._now(),
-            "livemode": False, "client_secret": None, "off_session": _bool(p.get("off_session")),
-            "setup_future_usage": p.get("setup_future_usage"),
+            "id": new_id("pi"), "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+            "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
+            "application_fee_amount": None, "automatic_payment_methods": None, "canceled_at": None,
+            "cancellation_reason": None, "capture_method": "automatic", "client_secret": None,
+            "confirmation_method": "automatic", "created": self._now(),
+            "currency": p["currency"].lower(), "customer": p.get("customer"), "customer_account": None,
+            "description": p.get("description"), "excluded_payment_method_types": None,
+            "last_payment_error": None, "latest_charge": None, "livemode": False,
+            "metadata": _merge_metadata({}, p.get("metadata") or {}), "next_action": None,
+            "on_behalf_of": None, "payment_method": pm["id"] if pm else None,
+            "payment_method_configuration_details": None,
+            "payment_method_options": {"card": {"installments": None, "mandate_options": None,
+                                                "network": None, "request_three_d_secure": "automatic"}},
+            "payment_method_types": p.get("payment_method_types") or ["card"], "processing": None,
+            "receipt_email": p.get("receipt_email"), "review": None,
+            "setup_future_usage": p.get("setup_future_usage"), "shipping": None, "source": None,
+            "statement_descriptor": None, "statement_descriptor_suffix": None,
+            "status": "requires_confirmation" if pm else "requires_payment_method",
+            "transfer_data": None, "transfer_group": None, "managed_payments": None,
+            "off_session": _bool(p.get("off_session")),
         })
         pi["client_secret"] = f"{pi['id']}_secret_{uuid.uuid4().hex[:16]}"
+        self._emit("payment_intent.created", pi)
         if _bool(p.get("confirm")):
-            self._confirm_payment_intent(pi, p.get("payment_method"))
+            self._confirm_payment_intent(pi, None)
         return pi
 
-    def _confirm_payment_intent(self, pi: dict, payment_method: str | None) -> None:
-        pi["payment_method"] = payment_method or pi["payment_method"]
-        if not pi["payment_method"]:
+    def _confirm_payment_intent(self, pi: dict, payment_method: str | None, decline: Any = "check") -> None:
+        if payment_method:
+            pi["payment_method"] = self._payment_method(payment_method)["id"]
+        pm = self._by_id.get(pi["payment_method"] or "")
+        if pm is None:
             raise StripeError(400, "You cannot confirm this PaymentIntent because it's missing a "
                                    "payment method.", code="payment_intent_unexpected_state")
-        if self._payment_failures:
-            failure = self._payment_failures[0]
-            failure["remaining"] -= 1
-            if failure["remaining"] <= 0:
-                self._payment_failures.pop(0)
-            err = {"type": "card_error", "code": failure["code"], "decline_code": failure["decline_code"],
-                   "message": failure["message"], "payment_method": {"id": pi["payment_method"]}}
-            pi["status"] = ("requires_action" if failure["code"] == "authentication_required"
-                            else "requires_payment_method")
-            pi["last_payment_error"] = err
+        if decline == "check":
+            decline = self._card_decline(pm, charging=True)
+        charge = self._new_charge(pi, pm)
+        if decline:
+            code, decline_code, message = decline
+            charge.update(status="failed", paid=False, captured=False, amount_captured=0,
+                          failure_code=code, failure_message=message,
+                          outcome={**charge["outcome"], "network_status": "declined_by_network",
+                                   "reason": decline_code, "type": "issuer_declined",
+                                   "seller_message": "The bank did not return any further details "
+                                                     "with this decline."})
+            err = {"type": "card_error", "code": code, "decline_code": decline_code, "message": message,
+                   "charge": charge["id"], "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+                   "payment_method": copy.deepcopy(_public(pm))}
+            pi.update(status="requires_action" if code == "authentication_required" else "requires_payment_method",
+                      last_payment_error=err, latest_charge=charge["id"])
+            self._emit("charge.failed", charge)
             self._emit("payment_intent.payment_failed", pi)
-            raise StripeError(402, failure["message"], type="card_error", code=failure["code"],
-                              decline_code=failure["decline_code"],
-                              payment_intent=copy.deepcopy(pi))
-        charge = self._store({
-            "id": new_id("ch"), "object": "charge", "amount": pi["amount"], "amount_refunded": 0,
-            "currency": pi["currency"], "customer": pi["customer"], "payment_intent": pi["id"],
-            "paid": True, "refunded": False, "status": "succeeded", "metadata": dict(pi["metadata"]),
-            "created": self._now(), "livemode": False,
-        })
+            raise self._card_error(decline, charge=charge["id"], payment_intent=copy.deepcopy(_public(pi)),
+                                   payment_method=copy.deepcopy(_public(pm)))
         pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
                   last_payment_error=None)
+        if pi["setup_future_usage"] and pi["customer"] and not pm["customer"]:
+            self._attach_payment_method(pm, pi["customer"])
         self._emit("charge.succeeded", charge)
         self._emit("payment_intent.succeeded", pi)
+        if TEST_CARDS.get(pm.get("_test_card") or "", {}).get("dispute"):
+            self._create_dispute(charge["id"], None, "fraudulent")
+
+    def _new_charge(self, pi: dict, pm: dict) -> dict:
+        card = pm["card"]
+        charge_id = new_id("ch")
+        return self._store({
+            "id": charge_id, "object": "charge", "amount": pi["amount"], "amount_captured": pi["amount"],
+            "amount_refunded": 0, "application": None, "application_fee": None,
+            "application_fee_amount": None, "balance_transaction": new_id("txn"),
+            "billing_details": copy.deepcopy(pm["billing_details"]),
+            "calculated_statement_descriptor": "SAASDESK", "captured": True, "created": self._now(),
+            "currency": pi["currency"], "customer": pi["customer"], "description": pi["description"],
+            "disputed": False, "failure_balance_transaction": None, "failure_code": None,
+            "failure_message": None, "fraud_details": {}, "livemode": False,
+            "metadata": dict(pi["metadata"]), "on_behalf_of": None,
+            "outcome": {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+                        "network_status": "approved_by_network", "reason": None, "risk_level": "normal",
+                        "risk_score": 32, "seller_message": "Payment complete.", "type": "authorized"},
+            "paid": True, "payment_intent": pi["id"], "payment_method": pm["id"],
+            "payment_method_details": {"type": "card", "card": {
+                "amount_authorized": pi["amount"], "brand": card["brand"], "checks": card["checks"],
+                "country": card["country"], "exp_month": card["exp_month"], "exp_year": card["exp_year"],
+                "fingerprint": card["fingerprint"], "funding": card["funding"], "last4": card["last4"],
+                "network": card["brand"], "three_d_secure": None, "wallet": None}},
+            "receipt_email": None, "receipt_number": None,
+            "receipt_url": f"https://pay.stripe.com/receipts/payment/{charge_id}",
+            "refunded": False,
+            "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                        "url": f"/v1/charges/{charge_id}/refunds"},
+            "review": None, "shipping": None, "source": None, "source_transfer": None,
+            "statement_descriptor": None, "statement_descriptor_suffix": None, "status": "succeeded",
+            "transfer_data": None, "transfer_group": None,
+        })
 
     def _payment_intent_create(self, req):
         return self._respond(self._create_payment_intent(req.params), req)
 
     def _payment_intent_confirm(self, req, oid):
         pi = self._get("payment_intent", oid)
-        if pi["status"] == "succeeded":
-            raise StripeError(400, "This PaymentIntent has already succeeded.",
-                              code="payment_intent_unexpected_state")
+        if pi["status"] in ("succeeded", "canceled"):
+            raise StripeError(400, f"This PaymentIntent's status is {pi['status']}, so it cannot be "
+                                   "confirmed.", code="payment_intent_unexpected_state")
         self._confirm_payment_intent(pi, req.params.get("payment_method"))
+        return self._respond(pi, req)
+
+    def _payment_intent_cancel(self, req, oid):
+        pi = self._get("payment_intent", oid)
+        if pi["status"] in ("succeeded", "canceled"):
+            raise StripeError(400, f"You cannot cancel this PaymentIntent because it has a status of "
+                                   f"{pi['status']}.", code="payment_intent_unexpected_state")
+        pi.update(status="canceled", canceled_at=self._now(),
+                  cancellation_reason=req.params.get("cancellation_reason") or "requested_by_customer")
+        self._emit("payment_intent.canceled", pi)
         return self._respond(pi, req)
 
     def _create_refund(self, p: dict) -> dict:
         if p.get("payment_intent"):
             pi = self._get("payment_intent", p["payment_intent"], "payment_intent")
-            charge_id = pi["latest_charge"]
+            charge_id = pi["latest_charge"] if pi["status"] == "succeeded" else None
         else:
             charge_id = p.get("charge")
         if not charge_id:
-            raise StripeError(400, "This PaymentIntent has no successful charge to refund.",
+            raise StripeError(400, "This PaymentIntent does not have a successful charge to refund.",
                               param="payment_intent")
         charge = self._get("charge", charge_id, "charge")
+        if charge["disputed"]:
+            raise StripeError(400, f"Charge {charge_id} has been charged back; cannot issue a refund.",
+                              code="charge_disputed")
+        if charge["refunded"]:
+            raise StripeError(400, f"Charge {charge_id} has already been refunded.",
+                              code="charge_already_refunded")
         amount = _int(p.get("amount"), "amount", charge["amount"] - charge["amount_refunded"])
         if amount < 1 or charge["amount_refunded"] + amount > charge["amount"]:
-            raise StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount.",
+            raise StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount on "
+                                   f"charge ({charge['amount'] - charge['amount_refunded']}).",
                               code="amount_too_large", param="amount")
         refund = self._store({
-            "id": new_id("re"), "object": "refund", "amount": amount, "charge": charge_id,
-            "payment_intent": charge["payment_intent"], "currency": charge["currency"],
-            "status": "succeeded", "reason": p.get("reason"),
-            "metadata": _merge_metadata({}, p.get("metadata") or {}), "created": self._now(),
+            "id": new_id("re"), "object": "refund", "amount": amount, "balance_transaction": new_id("txn"),
+            "charge": charge_id, "created": self._now(), "currency": charge["currency"],
+            "customer": charge["customer"], "customer_account": None,
+            "destination_details": {"type": "card", "card": {"reference": None, "reference_status": "pending",
+                                                             "reference_type": "acquirer_reference_number",
+                                                             "type": "refund"}},
+            "metadata": _merge_metadata({}, p.get("metadata") or {}),
+            "payment_intent": charge["payment_intent"], "payment_method": charge["payment_method"],
+            "reason": p.get("reason"), "receipt_number": None, "source_transfer_reversal": None,
+            "status": "succeeded", "transfer_reversal": None,
         })
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        charge["refunds"]["data"].insert(0, copy.deepcopy(_public(refund)))
+        charge["refunds"]["total_count"] += 1
         self._emit("refund.created", refund)
-        self._emit("charge.refunded", charge)
+        self._emit("charge.refunded", charge, {"amount_refunded": charge["amount_refunded"] - amount})
         return refund
 
     def _refund_create(self, req):
         return self._respond(self._create_refund(req.params), req)
+
+    def _create_dispute(self, charge_ref: str, amount: int | None, reason: str) -> dict:
+        charge = self._by_id.get(charge_ref)
+        if charge is not None and charge["object"] == "payment_intent":
+            charge = self._by_id.get(charge["latest_charge"] or "")
+        if charge is None or charge["object"] != "charge" or charge["status"] != "succeeded":
+            raise StripeError(400, f"No successful charge to dispute: {charge_ref}", param="charge")
+        if charge["disputed"]:
+            raise StripeError(400, f"Charge {charge['id']} is already disputed.", param="charge")
+        now = self._now()
+        pm_details = charge["payment_method_details"]["card"]
+        dispute = self._store({
+            "id": new_id("dp"), "object": "dispute",
+            "amount": amount or charge["amount"] - charge["amount_refunded"],
+            "balance_transactions": [], "charge": charge["id"], "created": now,
+            "currency": charge["currency"], "enhanced_eligibility_types": [],
+            "evidence": {k: None for k in (
+                "access_activity_log", "billing_address", "cancellation_policy",
+                "cancellation_policy_disclosure", "cancellation_rebuttal", "customer_communication",
+                "customer_email_address", "customer_name", "customer_purchase_ip", "customer_signature",
+                "duplicate_charge_documentation", "duplicate_charge_explanation", "duplicate_charge_id",
+                "product_description", "receipt", "refund_policy", "refund_policy_disclosure",
+                "refund_refusal_explanation", "service_date", "service_documentation",
+                "shipping_address", "shipping_carrier", "shipping_date", "shipping_documentation",
+                "shipping_tracking_number", "uncategorized_file", "uncategorized_text")},
+            "evidence_details": {"due_by": now + 7 * 86400, "has_evidence": False, "past_due": False,
+                                 "submission_count": 0, "enhanced_eligibility": {}},
+            "is_charge_refundable": False, "livemode": False, "metadata": {},
+            "payment_intent": charge["payment_intent"],
+            "payment_method_details": {"type": "card", "card": {
+                "brand": pm_details["brand"], "case_type": "chargeback", "network_reason_code": "10.4",
+                "network": pm_details["network"]}},
+            "reason": reason, "status": "needs_response",
+        })
+        charge["disputed"] = True
+        self._emit("charge.dispute.created", dispute)
+        return dispute
+
+    def _close_dispute(self, dispute_id: str, status: str) -> dict:
+        dispute = self._get("dispute", dispute_id)
+        if dispute["status"] in ("won", "lost"):
+            raise StripeError(400, f"This dispute is already closed ({dispute['status']}).")
+        before = copy.deepcopy(dispute)
+        dispute["status"] = status
+        if status == "lost":
+            dispute["balance_transactions"] = [{"id": new_id("txn"), "object": "balance_transaction",
+                                                "amount": -dispute["amount"], "type": "adjustment"}]
+            self._emit("charge.dispute.funds_withdrawn", dispute)
+        self._emit("charge.dispute.closed", dispute, _diff(before, dispute))
+        return dispute
+
+    def _dispute_close_http(self, req, oid):
+        # Closing a dispute means accepting it: Stripe marks it lost.
+        return self._respond(self._close_dispute(oid, "lost"), req)
+
+    def _dispute_update(self, req, oid):
+        dispute, p = self._get("dispute", oid), req.params
+        before = copy.deepcopy(dispute)
+        if isinstance(p.get("evidence"), dict):
+            dispute["evidence"].update(p["evidence"])
+            dispute["evidence_details"]["has_evidence"] = True
+        if _bool(p.get("submit"), True) and isinstance(p.get("evidence"), dict):
+            dispute["status"] = "under_review"
+            dispute["evidence_details"]["submission_count"] += 1
+        dispute["metadata"] = _merge_metadata(dispute["metadata"], p.get("metadata"))
+        self._emit("charge.dispute.updated", dispute, _diff(before, dispute))
+        return self._respond(dispute, req)
 
     # ---- billing meters (v1) -------------------------------------------------
 
@@ -1459,8 +2445,18 @@ class FakeStripe:
         return self._locked(self._create_meter, params)
 
     def create_subscription(self, customer: str, prices: list[str], **params: Any) -> dict:
+        """Without a payment method (given or the customer's default), a
+        visa test card is attached first, as a completed checkout would."""
         params.update(customer=customer, items=[{"price": p} for p in prices])
-        return self._locked(self._create_subscription, params)
+
+        def apply():
+            cus = self._get("customer", customer, "customer")
+            if not params.get("default_payment_method") and \
+                    not cus["invoice_settings"]["default_payment_method"]:
+                params["default_payment_method"] = self._attach_payment_method(
+                    self._payment_method("pm_card_visa"), customer)["id"]
+            return self._create_subscription(params)
+        return self._locked(apply)
 
     def complete_checkout_session(self, session_id: str, customer: str | None = None,
                                   payment_method: str | None = None) -> dict:
@@ -1471,8 +2467,8 @@ class FakeStripe:
     def expire_checkout_session(self, session_id: str) -> dict:
         return self._locked(self._expire_checkout, session_id)
 
-    def cancel_subscription(self, subscription_id: str) -> dict:
-        return self._locked(self._cancel_subscription, subscription_id)
+    def cancel_subscription(self, subscription_id: str, **params: Any) -> dict:
+        return self._locked(self._cancel_subscription, subscription_id, params)
 
     def update_subscription(self, subscription_id: str, **fields: Any) -> dict:
         """Set raw fields (``status="past_due"``, ``current_period_end=...``) and
@@ -1488,29 +2484,60 @@ class FakeStripe:
             return sub
         return self._locked(apply)
 
-    def advance_subscription(self, subscription_id: str, paid: bool = True) -> dict:
-        """Renew: roll the period forward one interval and issue an invoice
-        (``invoice.paid``, or ``invoice.payment_failed`` + status past_due)."""
-        def apply():
-            sub = self._get("subscription", subscription_id)
-            before = copy.deepcopy(sub)
-            interval = (sub["items"]["data"][0]["price"]["recurring"] or {}).get("interval", "month")
-            start = sub["current_period_end"]
-            sub["current_period_start"], sub["current_period_end"] = start, _add_interval(start, interval)
-            for item in sub["items"]["data"]:
-                item["current_period_start"] = sub["current_period_start"]
-                item["current_period_end"] = sub["current_period_end"]
-            sub["status"] = "active" if paid else "past_due"
-            self._create_invoice(sub, "subscription_cycle", paid=paid)
-            self._emit("customer.subscription.updated", sub, _diff(before, sub))
-            return sub
-        return self._locked(apply)
+    def advance_subscription(self, subscription_id: str, paid: bool | None = True) -> dict:
+        """The next billing cycle, now: the period rolls forward one interval
+        (a trial ends; a pending cancel at period end cancels instead), a
+        ``subscription_cycle`` invoice is created, finalized and charged
+        (metered items bill the ended period's meter usage; pending
+        prorations are added). ``paid=True`` pays it whatever the card,
+        ``paid=False`` declines it (status ``past_due``), ``paid=None``
+        charges the default payment method like Stripe would."""
+        return self._locked(self._advance_subscription, subscription_id, paid)
 
     def create_payment_intent(self, **params: Any) -> dict:
         return self._locked(self._create_payment_intent, params)
 
     def refund(self, payment_intent: str, amount: int | None = None) -> dict:
         return self._locked(self._create_refund, {"payment_intent": payment_intent, "amount": amount})
+
+    def attach_payment_method(self, customer: str, card: str = "pm_card_visa",
+                              default: bool = False) -> dict:
+        """Attach a test card (``pm_card_visa``, ``pm_card_chargeCustomerFail``…) to a
+        customer, optionally as its ``invoice_settings.default_payment_method``."""
+        def apply():
+            pm = self._attach_payment_method(self._payment_method(card), customer)
+            if default:
+                cus = self._by_id[customer]
+                before = copy.deepcopy(cus)
+                cus["invoice_settings"]["default_payment_method"] = pm["id"]
+                self._emit("customer.updated", cus, _diff(before, cus))
+            return pm
+        return self._locked(apply)
+
+    def confirm_setup_intent(self, setup_intent: str, payment_method: str = "pm_card_visa") -> dict:
+        """What Stripe.js does in the product's page: confirm with a card
+        (a declining test card raises ``StripeError`` 402)."""
+        return self._locked(lambda: self._confirm_setup_intent(self._get("setup_intent", setup_intent),
+                                                               payment_method))
+
+    def pay_invoice(self, invoice: str, paid_out_of_band: bool = False) -> dict:
+        def apply():
+            inv = self._get("invoice", invoice)
+            if paid_out_of_band:
+                self._mark_invoice_paid(inv, out_of_band=True)
+            else:
+                sub = self._objects["subscription"].get(inv["subscription"] or "")
+                self._pay_invoice(inv, self._default_payment_method_of(sub) if sub else None)
+            return inv
+        return self._locked(apply)
+
+    def create_dispute(self, charge: str, amount: int | None = None, reason: str = "fraudulent") -> dict:
+        """Open a dispute on a charge (or a PaymentIntent's charge): ``charge.dispute.created``."""
+        return self._locked(self._create_dispute, charge, amount, reason)
+
+    def close_dispute(self, dispute: str, status: str = "lost") -> dict:
+        """Close it ``won`` or ``lost``: ``charge.dispute.closed``."""
+        return self._locked(self._close_dispute, dispute, status)
 
     # ---- inspection --------------------------------------------------------------
 
@@ -1534,6 +2561,10 @@ class FakeStripe:
     payment_intents = property(lambda self: self.objects("payment_intent"))
     refunds = property(lambda self: self.objects("refund"))
     meters = property(lambda self: self.objects("billing.meter"))
+    payment_methods = property(lambda self: self.objects("payment_method"))
+    setup_intents = property(lambda self: self.objects("setup_intent"))
+    charges = property(lambda self: self.objects("charge"))
+    disputes = property(lambda self: self.objects("dispute"))
 
     @property
     def events(self) -> list[dict]:
@@ -1610,7 +2641,10 @@ class FakeStripe:
             return 200, {"ok": True}, {}
         if method == "POST" and action in ("create_customer", "create_product", "create_price",
                                            "create_meter", "create_subscription",
-                                           "complete_checkout_session"):
+                                           "complete_checkout_session", "advance_subscription",
+                                           "attach_payment_method", "confirm_setup_intent",
+                                           "pay_invoice", "create_dispute", "close_dispute",
+                                           "cancel_subscription", "refund"):
             try:
                 return 200, getattr(self, action)(**body), {}
             except StripeError as e:
@@ -1630,6 +2664,26 @@ def _same(stored: Any, queried: str) -> bool:
     if isinstance(stored, bool):
         return stored == _bool(queried)
     return stored == queried
+
+
+def _plan(price: dict) -> dict:
+    """The legacy ``plan`` view of a recurring price, as Stripe still sends on items."""
+    recurring = price["recurring"] or {}
+    return {"id": price["id"], "object": "plan", "active": price["active"],
+            "amount": price["unit_amount"], "amount_decimal": price["unit_amount_decimal"],
+            "billing_scheme": price["billing_scheme"], "created": price["created"],
+            "currency": price["currency"], "interval": recurring.get("interval"),
+            "interval_count": recurring.get("interval_count"), "livemode": False,
+            "metadata": dict(price["metadata"]), "meter": recurring.get("meter"),
+            "nickname": price["nickname"], "product": price["product"], "tiers_mode": None,
+            "transform_usage": None, "trial_period_days": None,
+            "usage_type": recurring.get("usage_type", "licensed")}
+
+
+def _money(amount: int, currency: str) -> str:
+    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency, "")
+    value = f"{amount / 100:,.2f}"
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
 def _diff(before: dict, after: dict) -> dict:

@@ -1,0 +1,71 @@
+"""The outbox: `event_emit` is how every app tells the products that
+something changed (SPEC §11).
+
+Contract: the event row — and one delivery row per enabled endpoint of the
+product that wants its type — is written in the caller's transaction, so an
+event exists if and only if the change that caused it committed. Delivery is
+enqueued only after the commit (`transaction.on_commit`); if the broker is
+down the rows simply wait for the periodic pass (`notifications.deliver_due`).
+
+Fan-out happens here, at emit time: an endpoint receives the events emitted
+while it was enabled and subscribed (as with Stripe), not older ones."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from companies.models import Product
+
+from ..models import Delivery, Event, EventType, WebhookEndpoint
+from .delivery import retry_window
+
+logger = logging.getLogger("saasdesk.notifications")
+
+
+def event_emit(*, product: Product | UUID | str, type: str, data: dict[str, Any], now: datetime | None = None) -> Event:
+    """Record one event of `type` (an EventType value) for `product` (a
+    Product or its id) in the caller's transaction and fan it out to the
+    product's matching endpoints. `data` must be JSON-serialisable (datetimes,
+    UUIDs and Decimals are accepted). Raises ValueError for an unknown type: a
+    programming error, not user input."""
+    if type not in EventType.values:
+        raise ValueError(f"Unknown event type {type!r}; add it to notifications.models.EventType.")
+    product_id = product.pk if isinstance(product, Product) else product
+    now = now or timezone.now()
+    # No savepoint: inside the caller's transaction this adds two INSERTs at
+    # most; outside any transaction it makes the event and its deliveries atomic.
+    with transaction.atomic(savepoint=False):
+        event = Event.objects.create(product_id=product_id, type=type, data=data, created_at=now)
+        endpoint_ids = [
+            endpoint.pk
+            for endpoint in WebhookEndpoint.objects.filter(product_id=product_id, enabled=True).only("id", "event_types")
+            if endpoint.wants(type)
+        ]
+        if endpoint_ids:
+            retry_until = now + retry_window()
+            Delivery.objects.bulk_create(
+                [
+                    Delivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now, retry_until=retry_until, created_at=now)
+                    for endpoint_id in endpoint_ids
+                ]
+            )
+            event_id = event.pk
+            transaction.on_commit(lambda: enqueue_event_delivery(event_id))
+    return event
+
+
+def enqueue_event_delivery(event_id: UUID) -> None:
+    """Ask a worker to deliver the event now. Never raises: with the broker
+    down the deliveries wait in the database for the beat pass."""
+    from ..tasks import deliver_event
+
+    try:
+        deliver_event.delay(str(event_id))
+    except Exception:  # noqa: BLE001 - the broker being down must not fail the caller
+        logger.warning("notification delivery not enqueued; the periodic pass will send it", exc_info=True)

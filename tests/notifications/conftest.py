@@ -1,0 +1,9 @@
+import pytest
+
+from tests.notifications.receiver import Receiver
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running

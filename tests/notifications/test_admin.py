@@ -1,0 +1,84 @@
+"""Endpoints, events and deliveries in the admin, per role."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from notifications.models import Delivery, DeliveryStatus, WebhookEndpoint
+from notifications.services import deliveries_run, endpoint_create, event_emit
+from tests.entitlements.roles import staff_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(role: str, username: str) -> Client:
+    client = Client()
+    client.force_login(staff_user(role, username))
+    return client
+
+
+def test_billing_admin_creates_an_endpoint_and_sees_the_secret_once(product):
+    client = _client("Billing admin", "bea")
+    response = client.post(
+        "/admin/notifications/webhookendpoint/add/",
+        {"product": str(product.pk), "url": "https://hooks.example.com/x", "description": "CRM", "event_types": ["usage.limit_reached"], "enabled": "on"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.event_types == ["usage.limit_reached"] and endpoint.secret.startswith("whsec_")
+    assert endpoint.secret in response.content.decode()
+    page = client.get(f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/")
+    assert page.status_code == 200 and endpoint.secret not in page.content.decode()
+
+
+def test_admin_refuses_a_bad_url(product, settings):
+    settings.NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = False
+    client = _client("Billing admin", "bea")
+    response = client.post(
+        "/admin/notifications/webhookendpoint/add/",
+        {"product": str(product.pk), "url": "https://169.254.169.254/latest", "enabled": "on"},
+    )
+    assert response.status_code == 200 and "link-local" in response.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_support_sees_but_does_not_manage_endpoints(product):
+    endpoint_create(product=product, url="https://hooks.example.com/x")
+    client = _client("Support", "sam")
+    assert client.get("/admin/notifications/webhookendpoint/").status_code == 200
+    assert client.get("/admin/notifications/webhookendpoint/add/").status_code == 403
+
+
+def test_failing_endpoints_are_flagged_and_deliveries_resent(product, receiver):
+    receiver.script.append(500)
+    endpoint = endpoint_create(product=product, url=receiver.url)
+    event_emit(product=product, type="usage.limit_reached", data={})
+    deliveries_run()
+    client = _client("Billing admin", "bea")
+    listing = client.get("/admin/notifications/webhookendpoint/?health=failing")
+    assert "Failing since" in listing.content.decode()
+    delivery = Delivery.objects.get()
+    assert client.get(f"/admin/notifications/delivery/?endpoint__id__exact={endpoint.pk}").status_code == 200
+    assert client.get(f"/admin/notifications/delivery/{delivery.pk}/change/").status_code == 200
+    assert client.get(f"/admin/notifications/event/{delivery.event_id}/change/").status_code == 200
+    response = client.post(
+        "/admin/notifications/delivery/",
+        {"action": "resend", "_selected_action": [str(delivery.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    deliveries_run()
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SUCCEEDED and delivery.attempts == 2
+
+
+def test_support_cannot_resend(product, receiver):
+    endpoint_create(product=product, url=receiver.url)
+    event_emit(product=product, type="usage.limit_reached", data={})
+    delivery = Delivery.objects.get()
+    client = _client("Support", "sam")
+    page = client.get("/admin/notifications/delivery/")
+    assert page.status_code == 200 and "Resend selected" not in page.content.decode()
+    assert delivery.status == DeliveryStatus.PENDING
