@@ -5,16 +5,24 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from companies.api.serializers import SmartLinkHintsSerializer
-from config.api.serializers import StrictSerializer, UTCDateTimeField
+from config.api.serializers import (
+    StrictCharField,
+    StrictEmailField,
+    StrictSerializer,
+    StrictUUIDField,
+    UTCDateTimeField,
+)
+
+from ..models import SubscriptionStatus
 
 STRIPE_ID_MAX = 255
 
 
-def _stripe_id(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, **kwargs)
+def _stripe_id(**kwargs) -> StrictCharField:
+    return StrictCharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, **kwargs)
 
 
-def _optional_stripe_id() -> serializers.CharField:
+def _optional_stripe_id() -> StrictCharField:
     return _stripe_id(required=False, allow_null=True, allow_blank=True)
 
 
@@ -22,27 +30,29 @@ def _optional_stripe_id() -> serializers.CharField:
 
 
 class CheckoutClaimInputSerializer(StrictSerializer):
-    companyId = serializers.UUIDField()
+    companyId = StrictUUIDField()
     checkoutSessionId = _stripe_id()
 
 
 class SubscriptionLinkInputSerializer(StrictSerializer):
-    companyId = serializers.UUIDField()
+    companyId = StrictUUIDField()
     stripeSubscriptionId = _stripe_id()
     stripeCustomerId = _optional_stripe_id()
-    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-    displayName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    displayName = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
 
 
 class OnboardInputSerializer(StrictSerializer):
-    externalOrgId = serializers.CharField(max_length=200)
+    at_most_one_of = ("checkoutSessionId", "stripeSubscriptionId")
+
+    externalOrgId = StrictCharField(max_length=200)
     hints = SmartLinkHintsSerializer(required=False)
-    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
     checkoutSessionId = _optional_stripe_id()
     stripeSubscriptionId = _optional_stripe_id()
     stripeCustomerId = _optional_stripe_id()
-    contactEmail = serializers.EmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
-    contactName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    contactName = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
     createdAt = UTCDateTimeField(required=False, allow_null=True)
 
 
@@ -71,7 +81,7 @@ class TierRefSerializer(serializers.Serializer):
 class ActiveSubscriptionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=SubscriptionStatus.choices)
     displayName = serializers.CharField(source="display_name")
     tier = TierRefSerializer(allow_null=True)
     currentPeriodEnd = UTCDateTimeField(source="current_period_end", allow_null=True)

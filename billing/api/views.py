@@ -96,7 +96,7 @@ class OnboardApi(APIView):
         responses={
             201: OpenApiResponse(OnboardResultSerializer, description="Linked or created now (linkStatus linked or created)."),
             200: OpenApiResponse(OnboardResultSerializer, description="Already linked (linkStatus already_linked)."),
-            **error_responses(400, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(OnboardInputSerializer, request.data)

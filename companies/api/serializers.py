@@ -20,11 +20,24 @@ from config.api.serializers import (
 )
 from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
+from ..domains import DOMAIN_INPUT_PATTERN
+from ..models import CompanyStatus
 from ..services import MAX_BULK_CONTACTS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
 MAX_RAW_DOMAIN = 2048  # before normalisation a domain may arrive as a full URL
 MAX_HINT_EMAILS = 100
+
+
+class DomainField(StrictCharField):
+    """A domain as typed (`https://www.acme.com/pricing`), normalised by the
+    service; null or "" is no domain."""
+
+    schema_pattern = DOMAIN_INPUT_PATTERN
+
+    def __init__(self, **kwargs):
+        kwargs.update(required=False, allow_blank=True, allow_null=True, max_length=MAX_RAW_DOMAIN)
+        super().__init__(**kwargs)
 
 
 def _optional_text(max_length: int, **kwargs) -> serializers.CharField:
@@ -41,7 +54,7 @@ class CompanySerializer(serializers.Serializer):
     shortId = serializers.CharField(source="short_id", read_only=True)
     name = serializers.CharField(read_only=True)
     domain = serializers.SerializerMethodField()
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=CompanyStatus.choices, read_only=True)
     mrr = serializers.IntegerField(read_only=True, help_text="Monthly recurring revenue in minor units (cents).")
     metadata = serializers.JSONField(read_only=True)
     createdAt = UTCDateTimeField(source="created_at", read_only=True)
@@ -153,7 +166,7 @@ class LinksResetResultSerializer(serializers.Serializer):
 
 class CompanyCreateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200)
-    domain = _optional_text(MAX_RAW_DOMAIN)
+    domain = DomainField()
     externalOrgId = StrictCharField(max_length=200)
     externalUserId = _optional_text(200)
     contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
@@ -164,14 +177,14 @@ class CompanyCreateInputSerializer(StrictSerializer):
 
 class CompanyUpdateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200, required=False)
-    domain = _optional_text(MAX_RAW_DOMAIN, help_text="null or \"\" removes the domain.")
+    domain = DomainField(help_text="null or \"\" removes the domain.")
     createdAt = UTCDateTimeField(required=False)
     metadata = JSONObjectField(required=False, help_text="Merged key by key; a key set to null is removed.")
 
 
 class SmartLinkHintsSerializer(StrictSerializer):
     companyName = _optional_text(200)
-    domain = _optional_text(MAX_RAW_DOMAIN)
+    domain = DomainField()
     emails = serializers.ListField(
         child=StrictEmailField(max_length=254), required=False, allow_empty=True, max_length=MAX_HINT_EMAILS
     )

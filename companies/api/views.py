@@ -84,7 +84,7 @@ class CompanyByProductLinkApi(APIView):
         tags=TAGS,
         operation_id="companies_by_product_link",
         summary="Find the company linked to an external org id of this product",
-        parameters=[OpenApiParameter("externalOrgId", str, OpenApiParameter.QUERY, required=True)],
+        parameters=[ByProductLinkQuerySerializer],
         responses={200: CompanyWithLinkSerializer, **error_responses(400, 404)},
     )
     def get(self, request):

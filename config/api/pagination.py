@@ -39,6 +39,7 @@ from django.db.models import Q, QuerySet
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from config.api.serializers import StrictSerializer
 from config.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -56,14 +57,16 @@ class Page:
 class _CursorField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)  # `?cursor=` is the first page
         kwargs.setdefault("max_length", MAX_CURSOR_LENGTH)
-        kwargs.setdefault("help_text", "Opaque: the `nextCursor` of the previous page.")
+        kwargs.setdefault("help_text", "Opaque: the `nextCursor` of the previous page (empty or absent: the first page).")
         super().__init__(**kwargs)
 
 
-class PageQuerySerializer(serializers.Serializer):
+class PageQuerySerializer(StrictSerializer):
     """`limit` and `cursor` of a list's query string. Subclass it for a list's
-    own filters (or use it as is)."""
+    own filters (or use it as is). Unknown query parameters are a 400, like
+    unknown body fields."""
 
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT,

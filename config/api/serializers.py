@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 MAX_JSON_BYTES = 16 * 1024
@@ -21,11 +22,22 @@ class StrictSerializer(serializers.Serializer):
     silently ignored value (the same choice Stripe's API makes)."""
 
     def to_internal_value(self, data):
+        if isinstance(data, QueryDict):
+            data = self._query_values(data)
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+    def _query_values(self, query: QueryDict) -> dict:
+        # A query string is read like a JSON body: `?limit=` is an empty value
+        # (refused where the schema refuses ""), not an absent one as DRF's
+        # HTML-form handling would make it.
+        return {
+            key: query.getlist(key) if isinstance(self.fields.get(key), serializers.ListField) else query[key]
+            for key in query
+        }
 
 
 def _has_nul(value) -> bool:
@@ -74,6 +86,18 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("not_integer")
         return super().to_internal_value(data)
+
+
+class NonZeroIntegerField(StrictIntegerField):
+    """A StrictIntegerField that refuses 0 (a correction by nothing is a mistake)."""
+
+    default_error_messages = {"zero": "Must not be zero."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value == 0:
+            self.fail("zero")
+        return value
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -190,7 +190,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
@@ -211,7 +211,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "notifications.models.EventType.values",
+        "CompanyStatusEnum": "companies.models.CompanyStatus",
+        "SubscriptionStatusEnum": "billing.models.SubscriptionStatus",
+        "AccessSourceEnum": "entitlements.models.AccessSource",
+        "UsageSourceEnum": "metering.models.UsageSource",
+        "UsageEventTypeEnum": "metering.models.UsageEventType",
+        "StripeDeliveryStatusEnum": "metering.models.StripeDeliveryStatus",
+        "SnapshotTypeEnum": "metering.models.UsageSnapshotType",
+        "SmartLinkStatusEnum": ["already_linked", "linked", "suggestions", "no_match"],
+        "BatchItemStatusEnum": ["ok", "duplicate", "error"],
+        "LinkStatusEnum": ["created", "linked", "already_linked"],
+        "CheckStatusEnum": "config.api.schema.CHECK_STATUSES",
+    },
+    # Response headers, servers (config/api/schema.py); the default hook names the enums.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.postprocess_schema",
+    ],
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

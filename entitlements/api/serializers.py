@@ -8,6 +8,8 @@ from rest_framework import serializers
 from config.api.serializers import (
     JSONObjectField,
     StrictBooleanField,
+    StrictCharField,
+    StrictUUIDField,
     StrictIntegerField,
     StrictSerializer,
     UTCDateTimeField,
@@ -72,7 +74,7 @@ class FeatureAccessPatchSerializer(StrictSerializer):
     )
     source = serializers.ChoiceField(required=False, choices=AccessSource.choices)
     validUntil = UTCDateTimeField(required=False, allow_null=True, source="valid_until")
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
 
 
 class FeatureOverrideSerializer(StrictSerializer):
@@ -83,15 +85,15 @@ class FeatureOverrideSerializer(StrictSerializer):
 
 
 class TierApplySerializer(StrictSerializer):
-    companyId = serializers.UUIDField(source="company_id")
+    companyId = StrictUUIDField(source="company_id")
     features = serializers.DictField(
         child=FeatureOverrideSerializer(), required=False, help_text="Overrides on top of the tier, by feature code."
     )
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
 
 class SubscriptionCreateSerializer(TierApplySerializer):
-    tierCode = serializers.CharField(max_length=64, source="tier_code")
+    tierCode = StrictCharField(max_length=64, source="tier_code")
 
 
 class TierApplyResultSerializer(serializers.Serializer):

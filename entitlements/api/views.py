@@ -71,7 +71,7 @@ class CompanyFeatureListApi(APIView):
 
 
 class CompanyFeatureApi(APIView):
-    @extend_schema(tags=TAG, operation_id="company_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="company_feature_check", summary="Check one feature for a company", responses={200: FeatureCheckSerializer, **ERRORS})
     def get(self, request, companyId, featureCode):  # noqa: N803 - path parameters keep their API names
         check = selectors.feature_access_check_visible(
             product_id=request.auth.product_id, company_id=companyId, feature_code=featureCode
@@ -80,7 +80,7 @@ class CompanyFeatureApi(APIView):
 
     @extend_schema(
         tags=TAG,
-        operation_id="company_feature_set",
+        operation_id="company_feature_set", summary="Set a company's access to a feature (the override)",
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
@@ -90,7 +90,7 @@ class CompanyFeatureApi(APIView):
 
 
 class OrgFeatureListApi(APIView):
-    @extend_schema(tags=TAG, operation_id="org_features_list", responses={200: OrgFeatureListSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="org_features_list", summary="Check all features for the company of an external org id", responses={200: OrgFeatureListSerializer, **ERRORS})
     def get(self, request, externalOrgId):  # noqa: N803
         product_id = request.auth.product_id
         company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=externalOrgId)
@@ -99,7 +99,7 @@ class OrgFeatureListApi(APIView):
 
 
 class OrgFeatureApi(APIView):
-    @extend_schema(tags=TAG, operation_id="org_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="org_feature_check", summary="Check one feature for the company of an external org id", responses={200: FeatureCheckSerializer, **ERRORS})
     def get(self, request, externalOrgId, featureCode):  # noqa: N803
         product_id = request.auth.product_id
         company_id = selectors.company_id_for_external_org(product_id=product_id, external_org_id=externalOrgId)
@@ -108,7 +108,7 @@ class OrgFeatureApi(APIView):
 
     @extend_schema(
         tags=TAG,
-        operation_id="org_feature_set",
+        operation_id="org_feature_set", summary="Set access to a feature by external org id",
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
@@ -132,7 +132,7 @@ class TierListApi(APIView):
 
 
 class TierDetailApi(APIView):
-    @extend_schema(tags=["tiers"], operation_id="tiers_get", responses={200: TierDetailSerializer, **ERRORS})
+    @extend_schema(tags=["tiers"], operation_id="tiers_get", summary="A tier with its base fee, features and Stripe prices", responses={200: TierDetailSerializer, **ERRORS})
     def get(self, request, code):
         tier = selectors.tier_get(product_id=request.auth.product_id, code=code)
         return Response(TierDetailSerializer(tier).data)
@@ -155,7 +155,7 @@ def _apply(request, *, tier_code: str, data: dict) -> Response:
 class TierApplyApi(APIView):
     @extend_schema(
         tags=["tiers"],
-        operation_id="tiers_apply",
+        operation_id="tiers_apply", summary="Apply a tier to a company",
         request=TierApplySerializer,
         responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},
     )
@@ -168,7 +168,7 @@ class TierApplyApi(APIView):
 class SubscriptionCreateApi(APIView):
     @extend_schema(
         tags=["tiers"],
-        operation_id="subscriptions_create",
+        operation_id="subscriptions_create", summary="Apply a tier to a company (alias of POST /tiers/{code}/apply)",
         description="Alias of POST /tiers/{code}/apply with the tier code in the body.",
         request=SubscriptionCreateSerializer,
         responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},

@@ -336,7 +336,7 @@ class TestHistoryAndSnapshots:
         assert events[1]["idempotencyKey"] == "first"
 
         only_adjustments = api.get(
-            "/api/v1/usage/history", {"externalOrgId": "org_acme", "eventType": "adjustment"}
+            "/api/v1/usage/history", {"companyId": str(company.id), "eventType": "adjustment"}
         ).json()["data"]
         assert len(only_adjustments) == 1
         assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id), "limit": 2}).json()["data"]) == 2

@@ -12,9 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from tests.billing.conftest import _fake_stripe_server, fake_stripe, make_catalog, seed_stripe_prices  # noqa: F401
 
@@ -50,17 +52,20 @@ def test_schemathesis_finds_nothing(live_server, product, fake_stripe, tmp_path)
         "SD_EXTERNAL_ORG_ID": "org_acme",
         "SD_FEATURE_CODE": "ai_credit",
         "SD_TIER_CODE": "pro",
+        "SD_NOW": (timezone.now() - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
         "NO_COLOR": "1",
     }
     command = [
         st, "--config-file", str(CONFIG), "run", f"{live_server.url}/api/v1/schema/",
         "--header", f"Authorization: Bearer {key}",
         "--max-time", str(TIME_BUDGET_SECONDS),
-        "--exclude-path-regex", r"^/(schema|docs|redoc)/",
+        # Unlinks every company of the product: fuzzing it would leave the other operations
+        # nothing to find. It is covered by tests/companies/test_api.py.
+        "--exclude-path", "/api/v1/links/reset",
         "--no-color",
     ]
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=TIME_BUDGET_SECONDS + 60, cwd=tmp_path
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-20000:]
+    assert result.returncode == 0, output[-80000:]
