@@ -163,11 +163,11 @@ def test_checkout_claimed_by_another_company_is_409_and_rolls_back(api, company,
     assert Company.objects.count() == 1
 
 
-def test_unknown_tier_is_400_and_creates_nothing(api, catalog):
+def test_unknown_tier_is_404_and_creates_nothing(api, catalog):
     response = onboard(api, externalOrgId="org_z", tierCode="platinum")
 
-    assert response.status_code == 400
-    assert "tierCode" in response.json()["error"]["details"]["fields"]
+    assert response.status_code == 404
+    assert response.json()["error"]["details"] == {"tierCode": "platinum"}
     assert not Company.objects.exists()
 
 

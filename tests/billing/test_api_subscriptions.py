@@ -64,12 +64,13 @@ class TestClaimCheckout:
         assert response.json()["error"]["code"] == "CONFLICT"
         assert Subscription.objects.get().company == company
 
-    def test_unknown_session_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_session_is_404(self, api, company, stripe_catalog, fake_stripe):
+        # SPEC §2: an id in a body that names nothing visible to the key is a 404.
         response = claim(api, company, "cs_test_does_not_exist")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
         assert "Unknown checkout session" in response.json()["error"]["message"]
-        assert "checkoutSessionId" in response.json()["error"]["details"]["fields"]
+        assert response.json()["error"]["details"] == {"field": "checkoutSessionId"}
 
     def test_open_session_is_400_not_complete(self, api, company, stripe_catalog, fake_stripe):
         session = open_checkout(fake_stripe)
@@ -195,17 +196,17 @@ class TestLinkSubscription:
         assert response.status_code == 400
         assert "stripeCustomerId" in response.json()["error"]["details"]["fields"]
 
-    def test_unknown_subscription_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_subscription_is_404(self, api, company, stripe_catalog, fake_stripe):
         response = link(api, company, "sub_nope")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
         assert "Unknown Stripe subscription" in response.json()["error"]["message"]
 
-    def test_unknown_tier_code_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_tier_code_is_404(self, api, company, stripe_catalog, fake_stripe):
         response = link(api, company, "sub_whatever", tierCode="platinum")
 
-        assert response.status_code == 400
-        assert "tierCode" in response.json()["error"]["details"]["fields"]
+        assert response.status_code == 404
+        assert response.json()["error"]["details"] == {"tierCode": "platinum"}
 
     def test_tier_of_another_product_is_unknown(self, api, other_api, company, other_product, stripe_catalog, fake_stripe):
         from entitlements.models import Tier
@@ -213,7 +214,7 @@ class TestLinkSubscription:
         Tier.objects.create(product=other_product, code="crm-gold", name="Gold")
         response = link(api, company, "sub_whatever", tierCode="crm-gold")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
 
     def test_stripe_unreachable_is_503(self, api, company, stripe_catalog, fake_stripe):
         fake_stripe.fail_next(3, status=503)
