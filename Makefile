@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo setup test bench bench-check bench-track bench-delivery migrate run clean
+.PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits migrate run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py all
 
-bench-check bench-track bench-delivery: $(STAMP)
+bench-check bench-track bench-delivery bench-notifications bench-credits: $(STAMP)
 	$(PY) bench/run.py $(subst bench-,,$@)
 
 clean:

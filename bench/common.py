@@ -272,3 +272,32 @@ def print_table(results: list[LoadResult], *, floor: LoadResult, goals: dict[str
             f"{result.name:<44} {result.requests_per_sec:>9.0f} {share:>7.0f}% {result.p50_ms:>8.2f} "
             f"{result.p99_ms:>8.2f} {result.errors + result.non_2xx:>7}  {goals.get(result.name, '')}"
         )
+
+
+# Lua pieces for scripts that need unique keys per request (idempotency keys,
+# job ids) and the parsable result line; plain strings (no %-formatting).
+UNIQUE_KEYS_LUA = r"""
+local counter = 0
+local prefix = nil
+-- Unique across wrk runs (warm-up, measurement) and threads: a random prefix
+-- per thread from /dev/urandom, then a counter.
+function init(args)
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f:read(8)
+  f:close()
+  prefix = string.gsub(bytes, ".", function(c) return string.format("%02x", string.byte(c)) end)
+end
+local function next_key()
+  counter = counter + 1
+  return prefix .. "-" .. counter
+end
+"""
+
+REPORT_LUA = r"""
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH_RESULT requests=%d p50_us=%d p99_us=%d errors=%d status=%d\n",
+    summary.requests, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""

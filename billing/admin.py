@@ -12,13 +12,11 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from companies.admin_extensions import ReadOnlyAdminMixin, register_company_inline, register_company_list_filter
-from metering.models import StripeDeliveryStatus, UsageEvent
 
 from config.errors import ApplicationError
 
 from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
-from .services.delivery import usage_delivery_retry
 from .services.prices import price_refresh
 from .services.webhooks import webhook_events_reprocess
 
@@ -193,39 +191,6 @@ class MeterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("company",)
     date_hierarchy = "window_start"
     show_full_result_count = False
-
-
-# --- usage events (metering owns the admin; billing adds its action) --------------------
-
-
-@admin.action(description="Retry Stripe delivery of selected events", permissions=["retry_stripe_delivery"])
-def retry_stripe_delivery(modeladmin, request, queryset):
-    requeued = usage_delivery_retry(
-        event_ids=queryset.filter(
-            stripe_delivery_status__in=[StripeDeliveryStatus.FAILED, StripeDeliveryStatus.PENDING]
-        ).values_list("pk", flat=True)
-    )
-    modeladmin.message_user(
-        request, f"{requeued} event(s) queued for delivery to Stripe; the next delivery run sends them.", messages.SUCCESS
-    )
-
-
-def _register_usage_event_action() -> None:
-    usage_event_admin = admin.site._registry.get(UsageEvent)
-    if usage_event_admin is None:
-        return
-    actions = list(usage_event_admin.actions or [])
-    if retry_stripe_delivery not in actions:
-        usage_event_admin.actions = [*actions, retry_stripe_delivery]
-    # Django looks up `has_<permission>_permission` on the ModelAdmin.
-    usage_event_admin.has_retry_stripe_delivery_permission = _can_retry_stripe_delivery
-
-
-def _can_retry_stripe_delivery(request) -> bool:
-    return request.user.has_perm("billing.retry_usage_delivery")
-
-
-_register_usage_event_action()
 
 
 class CompanySubscriptionStatusFilter(admin.SimpleListFilter):

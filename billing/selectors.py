@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -12,6 +11,7 @@ from django.utils import timezone
 from companies.models import Company
 from companies.selectors import company_get_visible
 from entitlements.models import FeatureAccess
+from entitlements.rules import access_in_force_q
 
 from .models import GRANTING_STATUSES, BillingProfile, Price, Subscription
 
@@ -39,31 +39,13 @@ def billing_status(*, product_id, company_id) -> BillingStatus:
     company = company_get_visible(product_id=product_id, company_id=company_id)
     profile = BillingProfile.objects.filter(company=company).first()
     now = timezone.now()
-    rows = FeatureAccess.objects.filter(company=company, feature__product_id=product_id, is_enabled=True)
-    enabled = sum(1 for access in rows.only("is_enabled", "valid_from", "valid_until") if access.is_active_at(now))
+    enabled = FeatureAccess.objects.filter(access_in_force_q(now), company=company, feature__product_id=product_id).count()
     return BillingStatus(
         company=company,
         billing_profile=profile,
         active_subscriptions=list(subscriptions_active(company_id=company.pk, product_id=product_id)),
         enabled_features_count=enabled,
     )
-
-
-def billing_period_for(*, company_id, at: datetime) -> tuple[datetime, datetime] | None:
-    """The current period of the company's granting subscription that contains
-    `at` (metering's `billing_period` resolver); None → calendar month."""
-    subscription = (
-        Subscription.objects.filter(
-            company_id=company_id,
-            status__in=GRANTING_STATUSES,
-            current_period_start__lte=at,
-            current_period_end__gt=at,
-        )
-        .order_by("-current_period_start")
-        .values_list("current_period_start", "current_period_end")
-        .first()
-    )
-    return subscription if subscription else None
 
 
 # How many of each billing interval make a month (SPEC §8: yearly / 12,

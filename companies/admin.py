@@ -386,3 +386,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s). They stop working at once.", messages.SUCCESS)
 
+
+
+# Service credentials live in their own module (kept apart from the API keys above).
+from . import admin_service_credentials  # noqa: E402,F401

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from uuid import UUID
 
 from django.core.cache import cache
+
+from config.cache import CacheUnavailable, delete_eventually
 
 KEY_PREFIX = "os_sk_"
 KEY_PATTERN = re.compile(r"^os_sk_[A-Za-z0-9_-]{32,128}$")
@@ -38,31 +44,74 @@ def _cache_key(key_hash: str) -> str:
     return f"apikey:{key_hash}"
 
 
+class _UnknownKeys:
+    """Hashes recently looked up and not found, in process memory: a bounded,
+    write-free negative cache (an unknown key must not cost a cache entry —
+    random keys would grow Redis without bound — nor a database write). The
+    per-address failure throttle bounds how many lookups reach the database
+    in the first place. A hash that was unknown stays unknown: keys are
+    random, and a revoked key never comes back."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self):
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key_hash: str) -> bool:
+        seen_at = self._seen.get(key_hash)
+        return seen_at is not None and time.monotonic() - seen_at < LOOKUP_CACHE_SECONDS
+
+    def add(self, key_hash: str) -> None:
+        with self._lock:
+            self._seen[key_hash] = time.monotonic()
+            self._seen.move_to_end(key_hash)
+            while len(self._seen) > self.MAX_ENTRIES:
+                self._seen.popitem(last=False)
+
+
+_unknown_keys = _UnknownKeys()
+
+
 def principal_for_key(raw_key: str) -> ApiPrincipal | None:
-    """The principal of an active key, or None. Cached by hash: this runs on
-    every API request."""
+    """The principal of an active key, or None. Cached by hash in Redis (this
+    runs on every API request); read from PostgreSQL while Redis is down."""
     from .models import ApiKey
 
     if not KEY_PATTERN.match(raw_key):
         return None
     key_hash = hash_key(raw_key)
-    cached = cache.get(_cache_key(key_hash))
-    if cached is not None:
-        return ApiPrincipal(*cached) if cached else None
+    if key_hash in _unknown_keys:
+        return None
+    cache_up = True
+    try:
+        cached = cache.get(_cache_key(key_hash))
+    except CacheUnavailable:
+        cache_up, cached = False, None
+    if cached:
+        return ApiPrincipal(*cached)
     key = (
         ApiKey.objects.select_related("product")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
         .only("id", "product_id", "product__code")
         .first()
     )
-    principal = ApiPrincipal(key.id, key.product_id, key.product.code) if key else None
-    cache.set(
-        _cache_key(key_hash),
-        (principal.key_id, principal.product_id, principal.product_code) if principal else (),
-        LOOKUP_CACHE_SECONDS,
-    )
+    if key is None:
+        _unknown_keys.add(key_hash)
+        return None
+    principal = ApiPrincipal(key.id, key.product_id, key.product.code)
+    if cache_up:
+        with contextlib.suppress(CacheUnavailable):
+            cache.set(
+                _cache_key(key_hash),
+                (principal.key_id, principal.product_id, principal.product_code),
+                LOOKUP_CACHE_SECONDS,
+            )
     return principal
 
 
 def forget_key(key_hash: str) -> None:
-    cache.delete(_cache_key(key_hash))
+    """After a revocation: drop the cached lookup now, or as soon as Redis is
+    back if it is down."""
+    _unknown_keys.add(key_hash)
+    delete_eventually([_cache_key(key_hash)])

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+from config.errors import BadRequest
+
+from .error_codes import CompaniesErrorCode
+
 MAX_DOMAIN_LENGTH = 253
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -84,8 +88,10 @@ DOMAIN_INPUT_PATTERN = (
 )
 
 
-class InvalidDomain(ValueError):
+class InvalidDomain(BadRequest, ValueError):
     """The text is not a domain name (the message says why)."""
+
+    reason = CompaniesErrorCode.INVALID_DOMAIN
 
 
 def normalize_domain(value: str) -> str:

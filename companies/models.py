@@ -147,3 +147,63 @@ class ProductLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product.code}:{self.external_org_id}"
+
+
+class ServiceCredential(models.Model):
+    """A product backend service that signs its requests with HMAC-SHA256
+    (SPEC §7) instead of sending an API key. HMAC needs the shared secret on
+    both sides, so unlike an API key's hash the secret itself is stored; it
+    is shown once when created and never displayed again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="service_credentials")
+    service_name = models.SlugField(max_length=100, help_text="Sent as X-Service-Name.")
+    prefix = models.CharField(max_length=16, editable=False)
+    secret = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "service credential"
+        indexes = [models.Index(fields=["service_name"], condition=Q(revoked_at__isnull=True), name="svc_cred_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.service_name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ServiceNonce(models.Model):
+    """Nonces of signed requests, kept here only while the cache (Redis) is
+    unreachable; the cache holds them otherwise. Older than the allowed clock
+    skew they can be pruned: such a request is refused for its timestamp."""
+
+    id = models.BigAutoField(primary_key=True)
+    credential = models.ForeignKey(ServiceCredential, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=128)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["credential", "nonce"], name="service_nonce_once")]
+        indexes = [models.Index(fields=["seen_at"], name="service_nonce_seen_idx")]
+
+
+class RateLimitCounter(models.Model):
+    """Rate-limit counters, kept here only while the cache (Redis) is
+    unreachable (SPEC §2 "Degrade, don't fail"); Redis holds them otherwise.
+    One row per limited subject and window; expired rows are pruned by the
+    limiter itself."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    count = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "rate-limit counter"

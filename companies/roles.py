@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "entitlements", "metering", "billing")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
@@ -27,12 +27,12 @@ _SUPPORT_GRANTS = (
     "entitlements.add_featureaccess",
     "entitlements.change_featureaccess",
     # ... and adjust usage / grant credits (custom permissions of
-    # metering.UsageMeter and billing.CreditWallet; both require a reason).
+    # metering.UsageMeter and credits.Wallet; both require a reason).
     "metering.adjust_usage",
-    "billing.grant_credits",
+    "credits.grant_credits",
 )
 # Support never sees API keys (not even their prefixes).
-_SUPPORT_DENIES = ("companies.*apikey",)
+_SUPPORT_DENIES = ("companies.*apikey", "companies.*servicecredential")
 
 _BILLING_ADMIN_GRANTS = (
     *_SUPPORT_GRANTS,
@@ -56,14 +56,18 @@ _BILLING_ADMIN_GRANTS = (
     "billing.change_billingprofile",
     "billing.delete_billingprofile",
     "billing.reprocess_webhook",
-    "billing.retry_usage_delivery",
+    "credits.freeze_wallet",
+    "companies.add_servicecredential",
+    "companies.change_servicecredential",
+    "companies.view_servicecredential",
+    "metering.retry_usage_delivery",
     "notifications.add_webhookendpoint",
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
-_BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey")
+_BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey", "companies.delete_servicecredential")
 
 ROLE_MATRIX: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     SUPPORT: (_SUPPORT_GRANTS, _SUPPORT_DENIES),

@@ -1,13 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config.api.envelope import api_handler404, api_handler500, is_api_request
+from config.api.envelope import api_handler400, api_handler403, api_handler404, api_handler500, is_api_request
+from config.health import healthz
 
 api_v1 = [
     path("", include("companies.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("credits.api.urls")),
     path("", include("entitlements.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
@@ -30,8 +33,30 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("stripe/", include("billing.api.webhook_urls")),
-    path("", include("companies.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+
+
+# Errors raised outside DRF views (a Host not in ALLOWED_HOSTS, a 403 from
+# middleware, an unknown path, a crash) answer API callers with the envelope
+# and browsers with Django's pages.
+
+
+def handler400(request, exception=None):
+    if is_api_request(request):
+        return api_handler400(request, exception)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if is_api_request(request):
+        return api_handler403(request, exception)
+    from django.views.defaults import permission_denied
+
+    return permission_denied(request, exception)
 
 
 def handler404(request, exception=None):

@@ -9,7 +9,7 @@ Entries (all plain data, never model instances):
   ent:org:{product}:{sha1(org id)}  company id of an external org id ("" = none)
   ent:acc:{product}:{company}:{code} the access row ({} = no row)
 
-Usage is *not* cached: it is read live through `entitlements.usage`.
+Usage is *not* cached: metering reads it live and passes it to the check.
 
 Stale-set race. A reader that misses, reads the database before a writer
 commits and stores the old value after the writer's invalidation would keep
@@ -20,7 +20,9 @@ storing a freshly loaded value, deletes it again if the token moved.
 
 Writers invalidate immediately (so the writing request itself reads fresh
 data) and again on commit (so no reader can cache the pre-commit state).
-A cache outage never fails a check: it falls back to the database."""
+A cache outage never fails a check: it falls back to the database, and the
+outage is logged once by the cache backend (config/cache.py), not per check.
+Invalidations made during an outage are replayed when Redis is back."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
+
+from config.cache import CacheUnavailable, delete_eventually
 
 logger = logging.getLogger("saasdesk.entitlements.cache")
 
@@ -66,6 +70,8 @@ def get_or_load(loaders: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     keys = list(loaders)
     try:
         found = cache.get_many(keys + [_INV + key for key in keys])
+    except CacheUnavailable:
+        return {key: loader() for key, loader in loaders.items()}
     except Exception:  # noqa: BLE001 - the cache is an optimisation, never a dependency
         logger.warning("feature-check cache unavailable; reading the database", exc_info=True)
         return {key: loader() for key, loader in loaders.items()}
@@ -85,6 +91,8 @@ def _load_and_store(key: str, token_before, loader: Callable[[], Any]):
         if cache.get(_INV + key) != token_before:
             # Invalidated while we were reading: what we stored may predate it.
             cache.delete(key)
+    except CacheUnavailable:
+        pass
     except Exception:  # noqa: BLE001
         logger.warning("feature-check cache unavailable while storing", exc_info=True)
     return value
@@ -99,7 +107,12 @@ def _invalidate_now(keys: list[str]) -> None:
     token = uuid.uuid4().hex
     try:
         cache.set_many({_INV + key: token for key in keys}, TOKEN_TTL)
-        cache.delete_many(keys)
+    except CacheUnavailable:
+        pass  # nothing can be cached meanwhile either; the deletion below is replayed
+    except Exception:  # noqa: BLE001
+        logger.error("could not write feature-check invalidation tokens", exc_info=True, extra={"keys": keys[:20]})
+    try:
+        delete_eventually(keys)
     except Exception:  # noqa: BLE001
         logger.error("could not invalidate feature-check cache entries", exc_info=True, extra={"keys": keys[:20]})
 

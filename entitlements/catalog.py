@@ -19,8 +19,19 @@ from typing import Any
 from django.db import transaction
 
 from companies.models import Product
+from config.errors import BadRequest
 
-from .models import Feature, FeatureKind, ResetPeriod, Tier, TierFeature
+from .error_codes import EntitlementsErrorCode
+
+from .models import (
+    DEFAULT_ALERT_THRESHOLDS,
+    Feature,
+    FeatureKind,
+    ResetPeriod,
+    Tier,
+    TierFeature,
+    alert_thresholds_problem,
+)
 
 CODE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 CURRENCY_PATTERN = re.compile(r"^[a-z]{3}$")
@@ -28,18 +39,28 @@ INTERVALS = ("day", "week", "month", "year")
 MAX_INT = 2**63 - 1
 
 PRODUCT_KEYS = {"code", "name"}
-FEATURE_KEYS = {"code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "defaultConfig"}
+FEATURE_KEYS = {
+    "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost",
+    "defaultConfig", "alertThresholds",
+}
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
 TIER_FEATURE_KEYS = {"isEnabled", "includedQuantity", "quantityLimit", "config", "stripePriceId"}
 
 
-class CatalogError(Exception):
-    """An invalid catalog file; `errors` are `path: message` lines."""
+class CatalogError(BadRequest):
+    """An invalid catalog file; `errors` are `path: message` lines, also given
+    as `details.fields` (path → messages) like any other 400."""
+
+    reason = EntitlementsErrorCode.CATALOG_INVALID
 
     def __init__(self, errors: list[str]):
         self.errors = errors
-        super().__init__("\n".join(errors))
+        fields: dict[str, list[str]] = {}
+        for line in errors:
+            path, _, message = line.partition(": ")
+            fields.setdefault(path if message else "catalog", []).append(message or line)
+        super().__init__("\n".join(errors), details={"fields": fields})
 
 
 @dataclass
@@ -161,12 +182,26 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "stripe_meter_event_name": check.string(
                 raw.get("stripeMeterEventName"), f"{path}.stripeMeterEventName", max_length=100
             ),
+            "credit_cost": check.integer(raw.get("creditCost"), f"{path}.creditCost", nullable=True, minimum=1),
             "default_config": check.json_object(raw.get("defaultConfig", {}), f"{path}.defaultConfig"),
+            "alert_thresholds": list(DEFAULT_ALERT_THRESHOLDS),
         }
+        if feature["credit_cost"] is not None and feature["stripe_meter_event_name"]:
+            check.error(f"{path}.creditCost", "a feature cannot have both creditCost and stripeMeterEventName")
+        if "alertThresholds" in raw:
+            problem = alert_thresholds_problem(raw["alertThresholds"])
+            if problem:
+                check.error(f"{path}.alertThresholds", problem)
+            elif not metered:
+                check.error(f"{path}.alertThresholds", "only metered features have this")
+            else:
+                feature["alert_thresholds"] = sorted(raw["alertThresholds"])
         if "resetPeriod" in raw and raw["resetPeriod"] not in ResetPeriod.values:
             check.error(f"{path}.resetPeriod", f"must be one of: {', '.join(ResetPeriod.values)}")
         if not metered:
-            for key, api_key in (("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName")):
+            for key, api_key in (
+                ("unit", "unit"), ("stripe_meter_event_name", "stripeMeterEventName"), ("credit_cost", "creditCost")
+            ):
                 if feature[key]:
                     check.error(f"{path}.{api_key}", "only metered features have this")
             if "resetPeriod" in raw and raw["resetPeriod"]:
@@ -335,8 +370,12 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             item["resetPeriod"] = feature.reset_period or ResetPeriod.MONTHLY
         if feature.stripe_meter_event_name:
             item["stripeMeterEventName"] = feature.stripe_meter_event_name
+        if feature.credit_cost is not None:
+            item["creditCost"] = feature.credit_cost
         if feature.default_config:
             item["defaultConfig"] = feature.default_config
+        if feature.kind == FeatureKind.METERED and feature.alert_thresholds != list(DEFAULT_ALERT_THRESHOLDS):
+            item["alertThresholds"] = feature.alert_thresholds
         features.append(item)
     tiers = []
     for tier in Tier.objects.filter(product=product).order_by("display_order", "code").prefetch_related("tier_features__feature"):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from companies.models import Company, Product
+
+from .rules import access_in_force
 
 
 class FeatureKind(models.TextChoices):
@@ -27,6 +30,32 @@ class ResetPeriod(models.TextChoices):
     BILLING_PERIOD = "billing_period", "Billing period"
 
 
+DEFAULT_ALERT_THRESHOLDS = (80, 100)
+MAX_ALERT_THRESHOLDS = 10
+
+
+def default_alert_thresholds() -> list[int]:
+    return list(DEFAULT_ALERT_THRESHOLDS)
+
+
+def alert_thresholds_problem(value) -> str | None:
+    """The one rule for `alertThresholds` (catalog, admin): a list of at most
+    10 distinct whole percentages of the limit, 1–100. None when valid."""
+    if not isinstance(value, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return "must be a list of whole percentages (1–100)"
+    if any(not 1 <= item <= 100 for item in value):
+        return "each threshold must be between 1 and 100 (percent of the limit)"
+    if len(set(value)) != len(value) or len(value) > MAX_ALERT_THRESHOLDS:
+        return f"must hold at most {MAX_ALERT_THRESHOLDS} distinct thresholds"
+    return None
+
+
+def validate_alert_thresholds(value) -> None:
+    problem = alert_thresholds_problem(value)
+    if problem:
+        raise ValidationError(f"Alert thresholds {problem}.")
+
+
 class Feature(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="features")
@@ -38,6 +67,18 @@ class Feature(models.Model):
     reset_period = models.CharField(max_length=16, choices=ResetPeriod.choices, blank=True, default="")
     default_config = models.JSONField(default=dict, blank=True)
     stripe_meter_event_name = models.CharField(max_length=100, blank=True, default="")
+    credit_cost = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Credits per unit beyond the included quantity: the feature is paid from the credit wallet.",
+    )
+    # Percentages of the limit whose crossing notifies the product (SPEC §4, §11).
+    alert_thresholds = models.JSONField(
+        default=default_alert_thresholds,
+        blank=True,
+        validators=[validate_alert_thresholds],
+        help_text="Percent of the usage limit that notify the product, e.g. [80, 100]. Empty: only the limit itself.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,6 +90,13 @@ class Feature(models.Model):
             models.CheckConstraint(
                 condition=Q(kind="metered") | (Q(reset_period="") & Q(stripe_meter_event_name="") & Q(unit="")),
                 name="feature_metering_fields_only_when_metered",
+            ),
+            # Credit-priced features are metered, cost at least 1 credit per
+            # unit, and are paid from the wallet, never also through a Stripe meter.
+            models.CheckConstraint(
+                condition=Q(credit_cost__isnull=True)
+                | (Q(kind="metered") & Q(credit_cost__gte=1) & Q(stripe_meter_event_name="")),
+                name="feature_credit_cost_metered_not_stripe",
             ),
         ]
 
@@ -139,8 +187,8 @@ class HistoricalActorMixin(models.Model):
 
 
 class FeatureAccess(models.Model):
-    """Whether one company may use one feature, and how much. Access past
-    `valid_until` counts as disabled. Every change leaves a historical row
+    """Whether one company may use one feature, and how much. Access outside
+    [valid_from, valid_until) is not in force (`entitlements.rules`). Every change leaves a historical row
     (who, when, old → new, why): write through `entitlements.services`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -183,8 +231,32 @@ class FeatureAccess(models.Model):
         return self.valid_until is not None and self.valid_until <= timezone.now()
 
     def is_active_at(self, when) -> bool:
-        if not self.is_enabled:
-            return False
-        if self.valid_from and when < self.valid_from:
-            return False
-        return not (self.valid_until and when >= self.valid_until)
+        """In force at `when` (the rule lives in `entitlements.rules`)."""
+        return access_in_force(
+            is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=when
+        )
+
+
+class AccessWindowNotice(models.Model):
+    """That the start or end of an access row's validity window was notified
+    (`feature_access.changed`, by the `expire_overrides` job). Unique per row,
+    boundary and moment: each boundary is notified once, and moving the
+    window makes a new boundary."""
+
+    class Boundary(models.TextChoices):
+        START = "start", "Window started"
+        END = "end", "Window ended"
+
+    id = models.BigAutoField(primary_key=True)
+    access = models.ForeignKey(FeatureAccess, on_delete=models.CASCADE, related_name="window_notices")
+    boundary = models.CharField(max_length=8, choices=Boundary.choices)
+    at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["access", "boundary", "at"], name="access_window_notice_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.access_id} {self.boundary} {self.at:%Y-%m-%d %H:%M}"

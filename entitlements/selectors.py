@@ -16,9 +16,11 @@ from config.errors import NotFound
 
 from . import cache as check_cache
 from .models import AccessSource, Feature, FeatureAccess, FeatureKind, Tier, TierFeature
-from .usage import current_usage
+from .rules import access_in_force
 
-_FEATURE_FIELDS = ("id", "code", "name", "kind", "unit", "reset_period", "default_config", "stripe_meter_event_name")
+_FEATURE_FIELDS = (
+    "id", "code", "name", "kind", "unit", "reset_period", "default_config", "stripe_meter_event_name", "credit_cost",
+)
 _ACCESS_FIELDS = (
     "feature_id",
     "is_enabled",
@@ -50,6 +52,9 @@ class FeatureCheck:
     source: str | None = None
     valid_until: datetime | None = None
     tier_code: str | None = None
+    status: str = "active"
+    credit_cost: int | None = None
+    credits_available: int | None = None
 
 
 # --- building a check from plain data ---------------------------------------------
@@ -61,13 +66,36 @@ def _merged_config(default_config: dict, config: dict) -> dict:
     return merged
 
 
+def feature_credits_available(*, features: list[dict[str, Any]], company_id, product_id) -> int | None:
+    """Credits the company could spend now, if any of `features` is
+    credit-priced (one query), else None: the input checks need from the wallet."""
+    if all(feature.get("credit_cost") is None for feature in features):
+        return None
+    from credits.selectors import credits_available
+
+    return credits_available(company_id=company_id, product_id=product_id)
+
+
 def feature_check_build(
-    *, feature: dict[str, Any], access: dict[str, Any] | None, usage: int, tier_code: str | None, at: datetime
+    *,
+    feature: dict[str, Any],
+    access: dict[str, Any] | None,
+    usage: int,
+    tier_code: str | None,
+    at: datetime,
+    credits_available: int | None = None,
 ) -> FeatureCheck:
     """Pure rules of the check: a missing row reads as disabled; access
     outside [validFrom, validUntil) reads as disabled; a metered feature can
-    be used while its usage is under the limit (no limit = unlimited)."""
+    be used while its usage is under the limit (no limit = unlimited); a
+    credit-priced feature needs the credits for one more unit (free while
+    usage is within the included quantity)."""
     has_quantity = feature["kind"] == FeatureKind.METERED
+    credit_cost = feature.get("credit_cost")
+    credit_fields = {
+        "credit_cost": credit_cost,
+        "credits_available": (credits_available or 0) if credit_cost is not None else None,
+    }
     if not access:
         return FeatureCheck(
             feature_code=feature["code"],
@@ -81,10 +109,13 @@ def feature_check_build(
             included_quantity=0,
             remaining=0 if has_quantity else None,
             config_values=_merged_config(feature["default_config"], {}),
+            status="not_granted",
+            **credit_fields,
         )
-    valid_from, valid_until = access["valid_from"], access["valid_until"]
-    in_window = (valid_from is None or valid_from <= at) and (valid_until is None or at < valid_until)
-    is_enabled = bool(access["is_enabled"]) and in_window
+    valid_until = access["valid_until"]
+    is_enabled = access_in_force(
+        is_enabled=bool(access["is_enabled"]), valid_from=access["valid_from"], valid_until=valid_until, at=at
+    )
     limit = access["quantity_limit"]
     if has_quantity:
         under_limit = limit is None or usage < limit
@@ -94,12 +125,23 @@ def feature_check_build(
             remaining = None if limit is None else max(0, limit - usage)
     else:
         under_limit, remaining = True, None
+    has_credits = True
+    if credit_cost is not None and usage + 1 > access["included_quantity"]:
+        has_credits = (credits_available or 0) >= credit_cost
+    if not is_enabled:
+        status = "disabled"
+    elif not under_limit:
+        status = "limit_reached"
+    elif not has_credits:
+        status = "no_credits"
+    else:
+        status = "active"
     return FeatureCheck(
         feature_code=feature["code"],
         feature_name=feature["name"],
         kind=feature["kind"],
         is_enabled=is_enabled,
-        can_use=is_enabled and under_limit,
+        can_use=status == "active",
         has_quantity=has_quantity,
         current_usage=usage if has_quantity else 0,
         quantity_limit=limit,
@@ -109,6 +151,8 @@ def feature_check_build(
         source=access["source"],
         valid_until=valid_until,
         tier_code=tier_code,
+        status=status,
+        **credit_fields,
     )
 
 
@@ -143,22 +187,24 @@ def _load_access(product_id, company_id, feature_code: str) -> dict[str, Any]:
     return row or {}
 
 
-def _feature_instance(product_id, data: dict[str, Any]) -> Feature:
-    """An unsaved Feature carrying the cached fields, for the usage reader."""
-    return Feature(product_id=product_id, **data)
+@dataclass(frozen=True)
+class FeatureCheckInput:
+    """What a check needs besides usage: the feature and the company's access
+    row as plain (cached) data, and the code of the tier that granted it."""
+
+    feature: dict[str, Any]
+    access: dict[str, Any] | None
+    tier_code: str | None
+
+    @property
+    def is_metered(self) -> bool:
+        return self.feature["kind"] == FeatureKind.METERED
 
 
-def _usage_for(product_id, company_id, feature: dict[str, Any], at: datetime) -> int:
-    if feature["kind"] != FeatureKind.METERED:
-        return 0
-    usage = current_usage(company_id=company_id, features=[_feature_instance(product_id, feature)], at=at)
-    return usage.get(feature["id"], 0)
-
-
-def _check_from_cache(
-    *, product_id, company_id, feature_code: str, at: datetime | None, require_visible: bool
-) -> FeatureCheck:
-    at = at or timezone.now()
+def feature_check_input(*, product_id, company_id, feature_code: str, require_visible: bool = False) -> FeatureCheckInput:
+    """The cached inputs of one check (one cache round trip when warm).
+    Unknown feature → NotFound; with `require_visible`, a company not linked
+    to the product → NotFound."""
     loaders = {
         check_cache.catalog_key(product_id): lambda: _load_catalog(product_id),
         check_cache.access_key(product_id, company_id, feature_code): lambda: _load_access(
@@ -179,8 +225,27 @@ def _check_from_cache(
         # A feature was re-created under the same code since this was cached.
         access = _load_access(product_id, company_id, feature_code)
     tier_code = catalog["tiers"].get(str(access["tier_id"])) if access and access["tier_id"] else None
-    usage = _usage_for(product_id, company_id, feature, at)
-    return feature_check_build(feature=feature, access=access, usage=usage, tier_code=tier_code, at=at)
+    return FeatureCheckInput(feature=feature, access=access or None, tier_code=tier_code)
+
+
+def feature_check_inputs_for_company(*, product_id, company_id) -> list[FeatureCheckInput]:
+    """The inputs of every feature's check, ordered by code: the catalog from
+    the cache and one query for the company's access rows."""
+    catalog = check_cache.get_or_load({check_cache.catalog_key(product_id): lambda: _load_catalog(product_id)})[
+        check_cache.catalog_key(product_id)
+    ]
+    rows = {
+        row["feature_id"]: row
+        for row in FeatureAccess.objects.filter(company_id=company_id, feature__product_id=product_id).values(
+            *_ACCESS_FIELDS
+        )
+    }
+    inputs = []
+    for feature in sorted(catalog["features"].values(), key=lambda f: f["code"]):
+        access = rows.get(feature["id"])
+        tier_code = catalog["tiers"].get(str(access["tier_id"])) if access and access["tier_id"] else None
+        inputs.append(FeatureCheckInput(feature=feature, access=access, tier_code=tier_code))
+    return inputs
 
 
 # --- public selectors ------------------------------------------------------------
@@ -196,59 +261,52 @@ def feature_access_check(
     product_id,
     feature_code: str | None = None,
     feature: Feature | None = None,
+    usage: int = 0,
     at: datetime | None = None,
 ) -> FeatureCheck:
     """The check result of one company × feature (by code or instance) of
-    `product_id`. Unknown feature → NotFound. Does not check that the company
-    is linked to the product (the API uses `feature_access_check_visible`)."""
+    `product_id`, with the current-period `usage` the caller passes (SPEC §1:
+    entitlements does not know usage; the product API's check is served by
+    `metering.selectors.feature_check`, which reads it). Unknown feature →
+    NotFound. Does not check that the company is linked to the product."""
     code = feature.code if feature is not None else feature_code
     if not code:
         raise NotFound("Unknown feature.")
-    return _check_from_cache(
-        product_id=product_id, company_id=_company_id(company), feature_code=code, at=at, require_visible=False
-    )
-
-
-def feature_access_check_visible(
-    *, product_id, company_id, feature_code: str, at: datetime | None = None
-) -> FeatureCheck:
-    """Like `feature_access_check`, but a company not linked to the product
-    is NotFound. One cache round trip when everything is cached."""
-    return _check_from_cache(
-        product_id=product_id, company_id=company_id, feature_code=feature_code, at=at, require_visible=True
+    check_input = feature_check_input(product_id=product_id, company_id=_company_id(company), feature_code=code)
+    return feature_check_build(
+        feature=check_input.feature,
+        access=check_input.access,
+        usage=usage,
+        tier_code=check_input.tier_code,
+        at=at or timezone.now(),
+        credits_available=feature_credits_available(
+            features=[check_input.feature], company_id=_company_id(company), product_id=product_id
+        ),
     )
 
 
 def feature_checks_for_company(
-    *, company: Company | uuid.UUID, product_id, at: datetime | None = None
+    *, company: Company | uuid.UUID, product_id, usage: dict[Any, int] | None = None, at: datetime | None = None
 ) -> list[FeatureCheck]:
-    """Check results of every feature of the product, ordered by code: the
-    catalog from the cache, one query for the access rows, one usage read."""
+    """Check results of every feature of the product, ordered by code, with
+    current-period `usage` per feature id as the caller passes it (missing = 0)."""
     at = at or timezone.now()
-    company_id = _company_id(company)
-    catalog = check_cache.get_or_load({check_cache.catalog_key(product_id): lambda: _load_catalog(product_id)})[
-        check_cache.catalog_key(product_id)
-    ]
-    features = sorted(catalog["features"].values(), key=lambda f: f["code"])
-    rows = {
-        row["feature_id"]: row
-        for row in FeatureAccess.objects.filter(company_id=company_id, feature__product_id=product_id).values(
-            *_ACCESS_FIELDS
-        )
-    }
-    usage = current_usage(
-        company_id=company_id, features=[_feature_instance(product_id, f) for f in features], at=at
+    usage = usage or {}
+    inputs = feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
+    credits = feature_credits_available(
+        features=[item.feature for item in inputs], company_id=_company_id(company), product_id=product_id
     )
-    checks = []
-    for feature in features:
-        access = rows.get(feature["id"])
-        tier_code = catalog["tiers"].get(str(access["tier_id"])) if access and access["tier_id"] else None
-        checks.append(
-            feature_check_build(
-                feature=feature, access=access, usage=usage.get(feature["id"], 0), tier_code=tier_code, at=at
-            )
+    return [
+        feature_check_build(
+            feature=item.feature,
+            access=item.access,
+            usage=usage.get(item.feature["id"], 0),
+            tier_code=item.tier_code,
+            at=at,
+            credits_available=credits,
         )
-    return checks
+        for item in inputs
+    ]
 
 
 def company_id_visible(*, product_id, company_id) -> Any:
@@ -268,31 +326,11 @@ def company_id_for_external_org(*, product_id, external_org_id: str) -> uuid.UUI
     return uuid.UUID(company_id)
 
 
-def company_get_for_product(*, product_id, company_id) -> Company:
-    """The company, if linked to the product (uncached; for writes)."""
-    company = (
-        Company.objects.filter(pk=company_id)
-        .filter(Exists(ProductLink.objects.filter(company_id=OuterRef("pk"), product_id=product_id)))
-        .first()
-    )
-    if company is None:
-        raise NotFound("Company not found.")
-    return company
-
-
 def feature_get(*, product_id, code: str) -> Feature:
     feature = Feature.objects.filter(product_id=product_id, code=code).first()
     if feature is None:
         raise NotFound(f"Unknown feature {code!r}.", details={"featureCode": code})
     return feature
-
-
-def feature_access_list(*, company: Company | uuid.UUID, product_id=None) -> QuerySet[FeatureAccess]:
-    """A company's access rows (optionally of one product), with feature and tier."""
-    rows = FeatureAccess.objects.filter(company_id=_company_id(company)).select_related("feature", "tier")
-    if product_id is not None:
-        rows = rows.filter(feature__product_id=product_id)
-    return rows.order_by("feature__code")
 
 
 # --- tiers -------------------------------------------------------------------------
@@ -332,7 +370,3 @@ def tier_stripe_price_ids(*, tier: Tier) -> list[str]:
         if tier_feature.stripe_price_id and tier_feature.stripe_price_id not in prices:
             prices.append(tier_feature.stripe_price_id)
     return prices
-
-
-def access_source_values() -> list[str]:
-    return list(AccessSource.values)

@@ -14,10 +14,11 @@ reference the company (usage events, contacts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from companies.models import Company
@@ -25,7 +26,9 @@ from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
 from .actors import Actor
-from .models import AccessSource, Feature, FeatureAccess, Tier
+from .models import AccessSource, AccessWindowNotice, Feature, FeatureAccess, Tier
+from .notifications import AccessChange, access_state, external_org_id_for, feature_access_changed_emit
+from .rules import access_in_force_for_good
 
 # Service keyword → API field name, for error messages that name the field
 # the caller actually sent.
@@ -154,6 +157,8 @@ def feature_access_set(
         if created:
             access = FeatureAccess(company=company, feature=feature, is_enabled=True, source=_default_source(actor))
         before = _snapshot(access)
+        now = timezone.now()
+        previous_state = None if created else access_state(access, at=now)
         for key, value in changes.items():
             if key == "config":
                 access.config = config_merge(access.config, value)
@@ -170,6 +175,15 @@ def feature_access_set(
             access.source = _default_source(actor)
         if changed:
             _save_with_history(access, actor=actor, reason=reason)
+            feature_access_changed_emit(
+                access=access,
+                product_id=feature.product_id,
+                feature_code=feature.code,
+                previous=previous_state,
+                change=AccessChange.SET,
+                reason=reason,
+                at=now,
+            )
             check_cache.invalidate_access(
                 product_id=feature.product_id, company_id=company.pk, feature_codes=[feature.code]
             )
@@ -235,11 +249,8 @@ def _hand_row_survives(row: FeatureAccess, now: datetime) -> bool:
     (enabled, started, no end). A disabled, expired or time-limited one (a
     trial) gives way to the tier's grant, so an upgrade never ends with the
     trial."""
-    return (
-        row.source != AccessSource.SUBSCRIPTION
-        and row.is_enabled
-        and row.valid_until is None
-        and (row.valid_from is None or row.valid_from <= now)
+    return row.source != AccessSource.SUBSCRIPTION and access_in_force_for_good(
+        is_enabled=row.is_enabled, valid_from=row.valid_from, valid_until=row.valid_until, at=now
     )
 
 
@@ -271,6 +282,21 @@ def tier_apply(
     reason = reason or f"Tier {tier.code} applied"
     with transaction.atomic():
         _lock_company(company.pk)
+        external_org_id = external_org_id_for(product_id=tier.product_id, company_id=company.pk)
+
+        def notify(row: FeatureAccess, previous, change: str) -> None:
+            feature_access_changed_emit(
+                access=row,
+                product_id=tier.product_id,
+                feature_code=row.feature.code,
+                previous=previous,
+                change=change,
+                reason=reason,
+                at=now,
+                tier_code=tier.code,
+                external_org_id=external_org_id,
+            )
+
         rows = {
             row.feature_id: row
             for row in FeatureAccess.objects.select_for_update()
@@ -288,6 +314,7 @@ def tier_apply(
             if row is None:
                 row = FeatureAccess(company=company, feature=tier_feature.feature)
             before = None if row._state.adding else _snapshot(row)
+            previous_state = None if before is None else access_state(row, at=now)
             row.is_enabled = tier_feature.is_enabled
             row.quantity_limit = tier_feature.quantity_limit
             row.included_quantity = tier_feature.included_quantity
@@ -303,6 +330,7 @@ def tier_apply(
                     setattr(row, key, value)
             if before is None or _snapshot(row) != before:
                 _save_with_history(row, actor=actor, reason=reason)
+                notify(row, previous_state, AccessChange.TIER_APPLIED)
                 touched.append(code)
             applied.append(code)
         for row in rows.values():
@@ -311,8 +339,10 @@ def tier_apply(
                 and row.source == AccessSource.SUBSCRIPTION
                 and row.is_enabled
             ):
+                previous_state = access_state(row, at=now)
                 row.is_enabled = False
                 _save_with_history(row, actor=actor, reason=reason)
+                notify(row, previous_state, AccessChange.TIER_REMOVED)
                 removed.append(row.feature.code)
                 touched.append(row.feature.code)
         if touched:
@@ -335,3 +365,54 @@ def tier_apply_default(*, company: Company, product_id, actor: Actor, reason: st
     if tier is None:
         return None
     return tier_apply(company=company, tier=tier, actor=actor, reason=reason or f"Default tier {tier.code} applied")
+
+
+# --- access windows (the expire_overrides job) ------------------------------------------
+
+# Boundaries older than this when the job first sees them are not notified
+# (a job that was down for weeks does not replay history).
+WINDOW_NOTICE_LOOKBACK = timedelta(days=7)
+
+
+def access_windows_notify(*, now: datetime | None = None) -> int:
+    """Emit `feature_access.changed` for every access window that started or
+    ended since the row was last written (a write already notified its own
+    change), exactly once per boundary (AccessWindowNotice). Invalidates the
+    check cache of those rows. Returns the number of events emitted."""
+    now = now or timezone.now()
+    since = now - WINDOW_NOTICE_LOOKBACK
+    boundary_passed = Q(valid_from__lte=now, valid_from__gt=since) & Q(valid_from__gt=F("updated_at"))
+    boundary_passed |= Q(valid_until__lte=now, valid_until__gt=since) & Q(valid_until__gt=F("updated_at"))
+    due = FeatureAccess.objects.filter(boundary_passed)
+    emitted = 0
+    for access_id in due.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            access = FeatureAccess.objects.select_related("feature").filter(pk=access_id).first()
+            if access is None:
+                continue
+            for boundary, at, change in (
+                (AccessWindowNotice.Boundary.START, access.valid_from, AccessChange.WINDOW_STARTED),
+                (AccessWindowNotice.Boundary.END, access.valid_until, AccessChange.WINDOW_ENDED),
+            ):
+                if at is None or not since < at <= now or at <= access.updated_at:
+                    continue
+                try:
+                    with transaction.atomic():
+                        AccessWindowNotice.objects.create(access=access, boundary=boundary, at=at)
+                except IntegrityError:
+                    continue  # notified already (another run)
+                feature_access_changed_emit(
+                    access=access,
+                    product_id=access.feature.product_id,
+                    feature_code=access.feature.code,
+                    previous=None,
+                    change=change,
+                    reason="Access window started" if boundary == AccessWindowNotice.Boundary.START else "Access window ended",
+                    at=now,
+                    tier_code=None,
+                )
+                check_cache.invalidate_access(
+                    product_id=access.feature.product_id, company_id=access.company_id, feature_codes=[access.feature.code]
+                )
+                emitted += 1
+    return emitted

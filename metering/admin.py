@@ -25,6 +25,7 @@ from .charts import daily_usage_svg
 from .models import UsageEvent, UsageMeter, UsageSnapshot, UsageSource
 
 ADJUST_PERMISSION = "metering.adjust_usage"
+RETRY_DELIVERY_PERMISSION = "metering.retry_usage_delivery"
 
 
 def _company_link(obj) -> str:
@@ -129,6 +130,18 @@ class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
     ]
+
+    actions = ["retry_stripe_delivery"]
+
+    def has_retry_usage_delivery_permission(self, request) -> bool:
+        return request.user.has_perm(RETRY_DELIVERY_PERMISSION)
+
+    @admin.action(description="Retry Stripe delivery of selected events", permissions=["retry_usage_delivery"])
+    def retry_stripe_delivery(self, request, queryset):
+        requeued = services.usage_delivery_retry(event_ids=queryset.values_list("pk", flat=True))
+        self.message_user(
+            request, f"{requeued} event(s) queued for delivery to Stripe; the next delivery run sends them.", messages.SUCCESS
+        )
 
     def lookup_allowed(self, lookup, value, request=None):
         # The company page links to its events with ?company__id__exact=…

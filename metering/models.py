@@ -4,7 +4,8 @@ A UsageMeter is one company's usage of one metered feature in one period.
 Every change to a meter is a UsageEvent written in the same transaction; the
 meter value is the sum of its events' quantities (`new_value` of the latest
 event). Events are never edited or deleted — corrections are new events — with
-one exception: billing's Stripe delivery bookkeeping (`stripe_*`, `delivered_at`).
+one exception: the Stripe delivery bookkeeping (`stripe_*`, `delivered_at`), which
+only `metering.services.delivery` writes (billing's delivery pass calls it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from companies.models import Company, Product
+from config.errors import ApplicationError
 from entitlements.models import Feature
+
+from .error_codes import MeteringErrorCode
 
 
 class UsageMeter(models.Model):
@@ -76,7 +80,7 @@ class StripeDeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# The only columns anyone may change once an event exists (billing's delivery).
+# The only columns anyone may change once an event exists (metering.services.delivery).
 STRIPE_DELIVERY_FIELDS = frozenset(
     {
         "stripe_delivery_status",
@@ -88,8 +92,11 @@ STRIPE_DELIVERY_FIELDS = frozenset(
 )
 
 
-class AppendOnlyError(Exception):
-    pass
+class AppendOnlyError(ApplicationError):
+    """Code tried to change or delete a ledger row: a bug, never caller input
+    (a correction is a new row)."""
+
+    reason = MeteringErrorCode.APPEND_ONLY
 
 
 class UsageEventQuerySet(models.QuerySet):
@@ -138,7 +145,7 @@ class UsageEvent(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
 
-    # --- Stripe delivery (written by billing) -----------------------------------
+    # --- Stripe delivery (written only by metering.services.delivery) -----------
     stripe_delivery_status = models.CharField(
         max_length=16, choices=StripeDeliveryStatus.choices, default=StripeDeliveryStatus.NOT_APPLICABLE
     )
@@ -155,6 +162,7 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-event_time", "-created_at"]
         verbose_name = "usage event"
+        permissions = [("retry_usage_delivery", "Can retry delivery of usage events to Stripe")]
         constraints = [
             # Exactly once: the database, not a read-then-write, decides which of
             # two concurrent requests with one key wins. Key first so the admin's
@@ -193,7 +201,9 @@ class UsageEvent(models.Model):
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.new_value - self.included_quantity)
+        from .rules import billable
+
+        return billable(self.new_value, self.included_quantity)
 
 
 class UsageSnapshotType(models.TextChoices):
@@ -232,3 +242,53 @@ class UsageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_type} {self.absolute_value} ({self.id})"
+
+
+class UsageAlert(models.Model):
+    """That a meter's period crossed one alert threshold (percent of its
+    limit) and the product was notified. The unique constraint is what makes
+    the notification exactly once per meter period and threshold, whatever
+    races or corrections move the value across it again."""
+
+    id = models.BigAutoField(primary_key=True)
+    meter = models.ForeignKey(UsageMeter, on_delete=models.CASCADE, related_name="alerts")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit.")
+    quantity_limit = models.BigIntegerField()
+    # The usage event that crossed it (no FK: the event table is append-only and partition-ready).
+    usage_event_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "threshold"], name="usage_alert_once_per_meter_threshold"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.quantity_limit} ({self.meter_id})"
+
+
+class BillingPeriod(models.Model):
+    """A period of one of the company's subscriptions that grant access, as
+    billing reports it (`metering.services.billing_periods_set`): metering
+    cannot read subscriptions (billing is downstream), so billing pushes them
+    here (SPEC §1 (b)). `billing_period` meters follow the latest-starting
+    period containing a moment; a moment none contains falls in its calendar
+    month."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "billing period"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "period_start", "period_end"], name="billing_period_unique"),
+            models.CheckConstraint(condition=Q(period_end__gt=models.F("period_start")), name="billing_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
+

@@ -1,15 +1,14 @@
 """Usage periods: which [start, end) window of a feature's `resetPeriod`
 contains a moment. All in UTC.
 
-`billing_period` follows the company's active subscription; subscriptions
-belong to billing, which sits downstream of metering, so billing plugs its
-lookup in through `register_billing_period_resolver` (the same seam as
-entitlements' usage reader). Without a resolver, or when it has no answer
-for a moment, a billing period is the calendar month."""
+`billing_period` follows the company's subscription: subscriptions belong
+to billing, which sits downstream of metering, so billing pushes each
+company's subscription periods into metering's `BillingPeriod` table
+(`metering.services.billing_periods_set`, SPEC §1 (b)). A moment no such
+period contains falls in its calendar month."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +16,6 @@ from entitlements.models import ResetPeriod
 
 # The single "period" of a feature that never resets.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-BillingPeriodResolver = Callable[..., "tuple[datetime, datetime] | None"]
-_billing_period_resolver: BillingPeriodResolver | None = None
 
 
 @dataclass(frozen=True)
@@ -29,17 +25,6 @@ class Period:
 
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment and (self.end is None or moment < self.end)
-
-
-def register_billing_period_resolver(fn: BillingPeriodResolver | None) -> None:
-    """Install fn(*, company_id, at) -> (start, end) | None: the subscription
-    period containing `at`. The last registration wins; None removes it."""
-    global _billing_period_resolver
-    _billing_period_resolver = fn
-
-
-def get_billing_period_resolver() -> BillingPeriodResolver | None:
-    return _billing_period_resolver
 
 
 def _utc(moment: datetime) -> datetime:
@@ -77,11 +62,19 @@ def period_for(reset_period: str, at: datetime, *, company_id=None) -> Period:
     if reset_period == ResetPeriod.YEARLY:
         return Period(datetime(moment.year, 1, 1, tzinfo=UTC), datetime(moment.year + 1, 1, 1, tzinfo=UTC))
     if reset_period == ResetPeriod.BILLING_PERIOD:
-        resolver = _billing_period_resolver
-        bounds = resolver(company_id=company_id, at=moment) if resolver and company_id is not None else None
+        bounds = _billing_period_containing(company_id, moment) if company_id is not None else None
         if bounds:
-            start, end = _utc(bounds[0]), _utc(bounds[1])
-            if start <= moment < end:
-                return Period(start, end)
+            return Period(_utc(bounds[0]), _utc(bounds[1]))
         return _calendar_month(moment)
     raise ValueError(f"unknown reset period {reset_period!r}")
+
+
+def _billing_period_containing(company_id, moment: datetime):
+    from .models import BillingPeriod
+
+    return (
+        BillingPeriod.objects.filter(company_id=company_id, period_start__lte=moment, period_end__gt=moment)
+        .order_by("-period_start")
+        .values_list("period_start", "period_end")
+        .first()
+    )

@@ -1,13 +1,16 @@
 """Reads of the metering app: resolving what a usage call refers to, history,
-snapshots, current-period usage (the entitlements usage reader) and the
+snapshots, current-period usage, the feature checks (served here) and the
 figures the admin shows."""
 
 from __future__ import annotations
+
+import json
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 from django.db import connection
@@ -18,6 +21,13 @@ from django.utils.dateparse import parse_datetime
 
 from companies.models import ProductLink
 from entitlements.models import Feature, FeatureAccess, FeatureKind
+from entitlements.selectors import (
+    FeatureCheck,
+    feature_check_build,
+    feature_check_input,
+    feature_credits_available,
+    feature_check_inputs_for_company,
+)
 
 from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
 from .periods import period_for
@@ -26,6 +36,7 @@ from .rules import (
     db_value,
     AccessTerms,
     FeatureInfo,
+    billable,
     company_not_found,
     not_metered,
     unknown_feature,
@@ -48,7 +59,9 @@ def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, exte
     return found
 
 
-_FEATURE_COLUMNS = ("id", "code", "kind", "reset_period", "stripe_meter_event_name")
+_FEATURE_COLUMNS = (
+    "id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds", "credit_cost",
+)
 
 
 def _target_sql(by_external_org_id: bool) -> str:
@@ -61,7 +74,8 @@ def _target_sql(by_external_org_id: bool) -> str:
     # feature" and "what access" (a company may have several links: LIMIT 1).
     return (
         "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
-        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until "
+        "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds, "
+        "f.credit_cost "
         f"FROM {link} l "
         f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
         f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
@@ -81,6 +95,13 @@ def _aware(value) -> datetime | None:
         return value
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
     return parsed.replace(tzinfo=UTC)
+
+
+def _thresholds(value) -> tuple[int, ...]:
+    """alert_thresholds from a raw row: a list (PostgreSQL jsonb) or JSON text (SQLite)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(value or ())
 
 
 def usage_target_get(
@@ -103,7 +124,7 @@ def usage_target_get(
         raise company_not_found()
     if row[1] is None:
         raise unknown_feature(feature_code)
-    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5])
+    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]), row[13])
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
     if row[6] is None:
@@ -137,7 +158,7 @@ def companies_resolve_bulk(
 
 def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:
     rows = Feature.objects.filter(product_id=product_id, code__in=set(codes)).order_by().values_list(*_FEATURE_COLUMNS)
-    return {row[1]: FeatureInfo(*row) for row in rows}
+    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5]), row[6]) for row in rows}
 
 
 def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID]) -> dict[tuple[UUID, UUID], AccessTerms]:
@@ -203,26 +224,92 @@ def feature_id_for_code(*, product_id: UUID, feature_code: str) -> UUID:
 # --- Current usage ------------------------------------------------------------------
 
 
-def current_usage_read(*, company_id: UUID, features: Sequence[Feature], at: datetime) -> dict[UUID, int]:
-    """Usage of each metered feature in the period containing `at`, in one
-    indexed query (the entitlements usage reader). A period without a meter
-    yet reads 0: a new period starts at zero."""
+@lru_cache(maxsize=16)
+def _usage_sql(feature_count: int) -> str:
+    # Raw SQL with a fixed text per feature count: this runs on every check
+    # of a metered feature, and building and compiling the equivalent ORM
+    # query costs several times more than PostgreSQL takes to answer it from
+    # the unique index on (company, feature, period_start).
+    table = connection.ops.quote_name(UsageMeter._meta.db_table)
+    pairs = " OR ".join(["(feature_id = %s AND period_start = %s)"] * feature_count)
+    return f"SELECT feature_id, value FROM {table} WHERE company_id = %s AND ({pairs})"
+
+
+def current_usage_read(*, company_id: UUID, features: Sequence, at: datetime) -> dict[UUID, int]:
+    """Usage of each metered feature (objects or check-input dicts with `id`
+    and `reset_period`) in the period containing `at`, in one indexed query.
+    A period without a meter yet reads 0: a new period starts at zero."""
     if not features:
         return {}
     # One period computation per reset period (billing_period asks billing).
     period_starts: dict[str, datetime] = {}
-    starts = {}
+    params: list = [db_value(UsageMeter, "company", company_id)]
+    usage: dict[UUID, int] = {}
     for feature in features:
-        if feature.reset_period not in period_starts:
-            period_starts[feature.reset_period] = period_for(feature.reset_period, at, company_id=company_id).start
-        starts[feature.id] = period_starts[feature.reset_period]
-    condition = Q()
-    for feature_id, start in starts.items():
-        condition |= Q(feature_id=feature_id, period_start=start)
-    rows = UsageMeter.objects.filter(condition, company_id=company_id).values_list("feature_id", "value")
-    usage = {feature_id: 0 for feature_id in starts}
-    usage.update(dict(rows))
+        feature_id, reset_period = _feature_key(feature)
+        if reset_period not in period_starts:
+            period_starts[reset_period] = period_for(reset_period, at, company_id=company_id).start
+        params += [db_value(UsageMeter, "feature", feature_id), db_value(UsageMeter, "period_start", period_starts[reset_period])]
+        usage[feature_id] = 0
+    with connection.cursor() as cursor:
+        cursor.execute(_usage_sql(len(usage)), params)
+        for feature_id, value in cursor.fetchall():
+            usage[_uuid(feature_id)] = value
     return usage
+
+
+def _feature_key(feature) -> tuple[UUID, str]:
+    if isinstance(feature, dict):
+        return feature["id"], feature["reset_period"]
+    return feature.id, feature.reset_period
+
+
+# --- Feature checks (served here: metering knows usage, SPEC §1 (c)) -----------------
+
+
+def feature_check(
+    *, product_id: UUID, company_id: UUID, feature_code: str, require_visible: bool = True, at: datetime | None = None
+) -> FeatureCheck:
+    """The check result of one company × feature with live usage: the cached
+    access data from entitlements, one indexed usage read for a metered
+    feature. With `require_visible`, a company not linked to the product is 404."""
+    at = at or timezone.now()
+    check_input = feature_check_input(
+        product_id=product_id, company_id=company_id, feature_code=feature_code, require_visible=require_visible
+    )
+    usage = 0
+    if check_input.is_metered:
+        usage = current_usage_read(company_id=company_id, features=[check_input.feature], at=at)[check_input.feature["id"]]
+    return feature_check_build(
+        feature=check_input.feature,
+        access=check_input.access,
+        usage=usage,
+        tier_code=check_input.tier_code,
+        at=at,
+        credits_available=feature_credits_available(
+            features=[check_input.feature], company_id=company_id, product_id=product_id
+        ),
+    )
+
+
+def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = None) -> list[FeatureCheck]:
+    """Check results of every feature of the product, ordered by code, with
+    live usage (one query for the access rows, one for usage)."""
+    at = at or timezone.now()
+    inputs = feature_check_inputs_for_company(product_id=product_id, company_id=company_id)
+    usage = current_usage_read(company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at)
+    credits = feature_credits_available(features=[i.feature for i in inputs], company_id=company_id, product_id=product_id)
+    return [
+        feature_check_build(
+            feature=item.feature,
+            access=item.access,
+            usage=usage.get(item.feature["id"], 0),
+            tier_code=item.tier_code,
+            at=at,
+            credits_available=credits,
+        )
+        for item in inputs
+    ]
 
 
 @dataclass(frozen=True)
@@ -237,7 +324,7 @@ class MeteredFeatureUsage:
 
     @property
     def billable_quantity(self) -> int:
-        return max(0, self.current_usage - self.included_quantity)
+        return billable(self.current_usage, self.included_quantity)
 
     @property
     def percent_of_limit(self) -> int | None:

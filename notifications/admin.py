@@ -9,13 +9,13 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.utils.html import format_html
 
 from companies.admin_extensions import ReadOnlyAdminMixin
 from config.errors import BadRequest
 
 from .models import Delivery, DeliveryAttempt, Event, EventType, WebhookEndpoint
+from .selectors import endpoint_flagged_q
 from .services import delivery_resend, endpoint_create, endpoint_update
 from .services.delivery import event_payload
 from .targets import endpoint_url_validate
@@ -51,7 +51,7 @@ class FailingFilter(admin.SimpleListFilter):
         return [("failing", "Failing or disabled by failures"), ("healthy", "Healthy")]
 
     def queryset(self, request, queryset):
-        flagged = Q(failing_since__isnull=False) | Q(disabled_reason__in=["failing", "gone"])
+        flagged = endpoint_flagged_q()
         if self.value() == "failing":
             return queryset.filter(flagged)
         if self.value() == "healthy":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from config.errors import BadRequest, NotFound
 
-from .models import Event, EventType, WebhookEndpoint
+from .models import DisabledReason, Event, EventType, WebhookEndpoint
 
 
 def endpoint_get(*, product_id, endpoint_id) -> WebhookEndpoint:
@@ -42,3 +42,18 @@ def event_list(*, product_id, type: str | None = None, after=None) -> QuerySet[E
         created_at, anchor_id = anchor
         events = events.filter(created_at__gte=created_at).exclude(created_at=created_at, pk__lte=anchor_id)
     return events.order_by("created_at", "pk")
+
+
+def endpoint_flagged_q() -> Q:
+    """The one rule for a flagged endpoint: failing now, or disabled because
+    it failed for three days or answered 410."""
+    return Q(failing_since__isnull=False) | Q(disabled_reason__in=[DisabledReason.FAILING, DisabledReason.GONE])
+
+
+def endpoint_failing_list() -> QuerySet[WebhookEndpoint]:
+    """Flagged endpoints, for the dashboard and the admin's health filter."""
+    return (
+        WebhookEndpoint.objects.filter(endpoint_flagged_q())
+        .select_related("product")
+        .order_by("failing_since", "disabled_at")
+    )

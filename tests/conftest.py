@@ -27,13 +27,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
 
 
+def _reset_process_state() -> None:
+    """The per-process memories of the platform: blocked addresses, unknown
+    keys, the cache and broker outage breakers."""
+    from companies import api_keys
+    from companies.api import throttling
+    from config import cache as cache_module
+    from config import tasks
+
+    throttling._blocked = throttling._BlockedAddresses()
+    throttling._local_failures = throttling._LocalCounters()
+    api_keys._unknown_keys = api_keys._UnknownKeys()
+    for breaker in cache_module._BREAKERS.values():
+        breaker.down_since, breaker.next_probe_at, breaker.pending_deletions = None, 0.0, {}
+    tasks._state["down_since"] = None
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Caches (API key lookups, feature checks, throttles) must not leak
     between tests."""
+    _reset_process_state()
     cache.clear()
     yield
     cache.clear()
+    _reset_process_state()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from config.api import error_response
-from config.errors import ApplicationError
+from config.errors import ApplicationError, PayloadTooLarge
 
 from ..services.webhooks import webhook_event_receive
 
@@ -22,8 +22,7 @@ class StripeWebhookView(View):
 
     def post(self, request):
         if len(request.body) > MAX_WEBHOOK_BYTES:
-            too_large = ApplicationError(f"Webhook payloads are limited to {MAX_WEBHOOK_BYTES} bytes.")
-            too_large.code, too_large.http_status = "PAYLOAD_TOO_LARGE", 413
+            too_large = PayloadTooLarge(f"Webhook payloads are limited to {MAX_WEBHOOK_BYTES} bytes.")
             return error_response(too_large, request=request)
         try:
             stored = webhook_event_receive(

@@ -38,10 +38,7 @@ class StripeWebhookEvent(models.Model):
     class Meta:
         ordering = ["-received_at"]
         verbose_name = "Stripe webhook event"
-        permissions = [
-            ("reprocess_webhook", "Can reprocess Stripe webhook events"),
-            ("retry_usage_delivery", "Can retry delivery of usage events to Stripe"),
-        ]
+        permissions = [("reprocess_webhook", "Can reprocess Stripe webhook events")]
 
     def __str__(self) -> str:
         return f"{self.type} ({self.stripe_event_id})"

@@ -13,7 +13,9 @@ Contract (SPEC §6): never inside an API request, never lost, never double-bille
 - 429/5xx/network errors back off exponentially per event; after the last
   attempt the event is `failed` with the error (retryable from the admin).
 - Events older than Stripe's 35-day window fail with that reason; without a
-  Stripe key nothing is claimed and events wait as `pending`."""
+  Stripe key nothing is claimed and events wait as `pending`.
+- The delivery columns belong to metering: claims and outcomes go through
+  `metering.services.delivery`; billing never updates usage events itself."""
 
 from __future__ import annotations
 
@@ -27,13 +29,17 @@ from datetime import UTC, datetime, timedelta
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from billing.models import BillingProfile
 from billing.stripe_client import describe, get_stripe_client, is_transient, stripe_is_configured
-from entitlements.models import Feature
-from metering.models import StripeDeliveryStatus, UsageEvent
+from metering.services.delivery import (
+    ClaimedUsageEvent,
+    usage_deliveries_claim,
+    usage_deliveries_delivered,
+    usage_deliveries_failed,
+    usage_deliveries_retry_later,
+)
 
 logger = logging.getLogger("saasdesk.billing.delivery")
 
@@ -149,89 +155,22 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-# Only usage event columns: joining the feature and billing profile here
-# costs ~20× more in query planning than the whole claim costs to execute;
-# meter event names and customer ids come from `_Lookups` instead.
-_CLAIM_COLUMNS = (
-    "id",
-    "billable_delta",
-    "event_time",
-    "stripe_event_identifier",
-    "stripe_delivery_attempts",
-    "feature_id",
-    "company_id",
-    "created_at",
-)
-
-
 class _Lookups:
-    """Meter event name per feature and Stripe customer per company, read
-    once per pass for the ids a batch needs (a pass is short-lived, so a
-    rename in between is picked up by the next one)."""
+    """Per pass: the Stripe customer of each company and the meter event name
+    of each feature (metering fills the latter while claiming), read once for
+    the ids a batch needs (a pass is short-lived, so a rename in between is
+    picked up by the next one)."""
 
     def __init__(self) -> None:
         self.meter_event_names: dict = {}
         self.customers: dict = {}
 
-    def load(self, rows: list[tuple]) -> None:
-        features = {row[5] for row in rows} - self.meter_event_names.keys()
-        if features:
-            self.meter_event_names.update(
-                Feature.objects.filter(pk__in=features).values_list("pk", "stripe_meter_event_name")
-            )
-        companies = {row[6] for row in rows} - self.customers.keys()
+    def load(self, events: list[ClaimedUsageEvent]) -> None:
+        companies = {event.company_id for event in events} - self.customers.keys()
         if companies:
             self.customers.update(
                 BillingProfile.objects.filter(company_id__in=companies).values_list("company_id", "stripe_customer_id")
             )
-
-
-def _pending_deliverable():
-    """Pending events of metered features with a Stripe meter, of companies
-    with a Stripe customer. Written as IN-subqueries rather than joins so that
-    PostgreSQL walks metering's partial queue index in order and stops at the
-    LIMIT (a join plan sorts the whole backlog on every claim)."""
-    return UsageEvent.objects.filter(
-        stripe_delivery_status=StripeDeliveryStatus.PENDING,
-        company_id__in=BillingProfile.objects.values("company_id"),
-        feature_id__in=Feature.objects.exclude(stripe_meter_event_name="").values("id"),
-    )
-
-
-def _claim(
-    *, now: datetime, batch_size: int, fresh_after: datetime | None, include_due: bool
-) -> tuple[list[tuple], datetime | None]:
-    """Lock up to `batch_size` due events, skipping rows other workers hold:
-    retries whose backoff has passed first (when `include_due`), then
-    never-tried events, both in the order of the queue index
-    (stripe_next_attempt_at, created_at).
-
-    `fresh_after` (the newest created_at this pass has claimed) lets later
-    claims of one pass start the index scan there instead of wading through
-    the index entries of rows delivered moments ago, which stay in the
-    partial index until vacuum and cannot be skipped cheaply while other
-    workers' transactions are open. Rows passed over (locked by a worker
-    that then died) are picked up by the next pass, which starts from the
-    beginning. Returns (rows, the new `fresh_after`)."""
-    base = _pending_deliverable().order_by("stripe_next_attempt_at", "created_at")
-    rows: list[tuple] = []
-    if include_due:
-        rows = list(
-            base.filter(stripe_next_attempt_at__lte=now)
-            .select_for_update(skip_locked=True)
-            .values_list(*_CLAIM_COLUMNS)[:batch_size]
-        )
-    if len(rows) < batch_size:
-        fresh = base.filter(stripe_next_attempt_at__isnull=True)
-        if fresh_after is not None:
-            fresh = fresh.filter(created_at__gte=fresh_after)
-        fresh_rows = list(
-            fresh.select_for_update(skip_locked=True).values_list(*_CLAIM_COLUMNS)[: batch_size - len(rows)]
-        )
-        if fresh_rows:
-            fresh_after = fresh_rows[-1][7]  # ordered by created_at
-        rows += fresh_rows
-    return rows, fresh_after
 
 
 def deliver_pending_usage(*, batch_size: int = 100, max_batches: int | None = None, worker: str = "") -> DeliveryResult:
@@ -281,45 +220,44 @@ def _deliver_one_batch(
         # The row locks are the claim: they keep every other worker off these
         # events until this transaction records the outcome (or dies, and
         # PostgreSQL releases them for the next worker).
-        rows, fresh_after = _claim(now=now, batch_size=batch_size, fresh_after=fresh_after, include_due=include_due)
-        if not rows:
+        claim = usage_deliveries_claim(
+            # Companies without a Stripe customer are not claimed: their usage waits.
+            company_ids=BillingProfile.objects.values("company_id"),
+            now=now,
+            batch_size=batch_size,
+            fresh_after=fresh_after,
+            include_due=include_due,
+            meter_event_names=lookups.meter_event_names,
+        )
+        events, fresh_after = claim.events, claim.fresh_after
+        if not claim.locked:
             return 0, fresh_after
         result.batches += 1
-        lookups.load(rows)
+        lookups.load(events)
         oldest_allowed = now - METER_EVENT_WINDOW + METER_EVENT_WINDOW_MARGIN
-        too_old, nothing_to_bill, sendable = [], [], []
-        for event_id, delta, event_time, identifier, attempts, feature_id, company_id, _ in rows:
-            if event_time < oldest_allowed:
-                too_old.append(event_id)
-            elif delta == 0:
-                nothing_to_bill.append(event_id)
-            else:
-                sendable.append(
-                    _Pending(
-                        event_id=event_id,
-                        attempts=attempts,
-                        meter_event={
-                            "event_name": lookups.meter_event_names[feature_id],
-                            "identifier": identifier or str(event_id),
-                            "timestamp": _iso(event_time),
-                            "payload": {
-                                "stripe_customer_id": lookups.customers[company_id],
-                                "value": str(delta),
-                            },
+        too_old, sendable = [], []
+        for event in events:
+            if event.event_time < oldest_allowed:
+                too_old.append(event.id)
+                continue
+            sendable.append(
+                _Pending(
+                    event_id=event.id,
+                    attempts=event.stripe_delivery_attempts,
+                    meter_event={
+                        "event_name": event.meter_event_name,
+                        "identifier": event.stripe_event_identifier or str(event.id),
+                        "timestamp": _iso(event.event_time),
+                        "payload": {
+                            "stripe_customer_id": lookups.customers[event.company_id],
+                            "value": str(event.billable_delta),
                         },
-                    )
+                    },
                 )
+            )
         if too_old:
-            UsageEvent.objects.filter(pk__in=too_old).update(
-                stripe_delivery_status=StripeDeliveryStatus.FAILED,
-                stripe_delivery_error=TOO_OLD_ERROR,
-                stripe_next_attempt_at=None,
-            )
+            usage_deliveries_failed(event_ids=too_old, error=TOO_OLD_ERROR, attempted=False)
             result.failed += len(too_old)
-        if nothing_to_bill:
-            UsageEvent.objects.filter(pk__in=nothing_to_bill).update(
-                stripe_delivery_status=StripeDeliveryStatus.NOT_APPLICABLE, stripe_next_attempt_at=None
-            )
         delivered: list = []
         try:
             for start in range(0, len(sendable), STREAM_MAX_EVENTS):
@@ -329,15 +267,9 @@ def _deliver_one_batch(
             # the key is fixed. Stop this pass.
             result.stopped = True
         if delivered:
-            UsageEvent.objects.filter(pk__in=delivered).update(
-                stripe_delivery_status=StripeDeliveryStatus.DELIVERED,
-                delivered_at=timezone.now(),
-                stripe_delivery_error="",
-                stripe_delivery_attempts=F("stripe_delivery_attempts") + 1,
-                stripe_next_attempt_at=None,
-            )
+            usage_deliveries_delivered(event_ids=delivered, at=timezone.now())
             result.delivered += len(delivered)
-        return len(rows), fresh_after
+        return claim.locked, fresh_after
 
 
 class _CredentialsRefused(Exception):
@@ -371,12 +303,7 @@ def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: D
             # asynchronously, so a 4xx here is about the batch as a whole
             # (credentials, shape): nothing was recorded; staff can retry.
             logger.error("stripe refused a meter event batch", extra={"error": message, "events": len(ids)})
-            UsageEvent.objects.filter(pk__in=ids).update(
-                stripe_delivery_status=StripeDeliveryStatus.FAILED,
-                stripe_delivery_error=message,
-                stripe_delivery_attempts=F("stripe_delivery_attempts") + 1,
-                stripe_next_attempt_at=None,
-            )
+            usage_deliveries_failed(event_ids=ids, error=message)
             result.failed += len(ids)
         return []
     return ids
@@ -390,32 +317,12 @@ def _schedule_retry(chunk: list[_Pending], *, message: str, result: DeliveryResu
         by_attempts[pending.attempts + 1].append(pending.event_id)
     for attempts, ids in by_attempts.items():
         if attempts >= max_attempts:
-            UsageEvent.objects.filter(pk__in=ids).update(
-                stripe_delivery_status=StripeDeliveryStatus.FAILED,
-                stripe_delivery_error=f"Gave up after {attempts} attempts: {message}",
-                stripe_delivery_attempts=attempts,
-                stripe_next_attempt_at=None,
+            usage_deliveries_failed(
+                event_ids=ids, error=f"Gave up after {attempts} attempts: {message}", attempts=attempts
             )
             result.failed += len(ids)
         else:
-            UsageEvent.objects.filter(pk__in=ids).update(
-                stripe_delivery_error=message,
-                stripe_delivery_attempts=attempts,
-                stripe_next_attempt_at=now + backoff_delay(attempts),
+            usage_deliveries_retry_later(
+                event_ids=ids, attempts=attempts, error=message, next_attempt_at=now + backoff_delay(attempts)
             )
             result.retry_scheduled += len(ids)
-
-
-def usage_delivery_retry(*, event_ids) -> int:
-    """Put failed (or waiting) events back in the queue for an immediate attempt
-    (admin action). Delivered and not-applicable events are left alone.
-    Returns how many were re-queued."""
-    return UsageEvent.objects.filter(
-        pk__in=list(event_ids),
-        stripe_delivery_status__in=[StripeDeliveryStatus.FAILED, StripeDeliveryStatus.PENDING],
-    ).update(
-        stripe_delivery_status=StripeDeliveryStatus.PENDING,
-        stripe_delivery_attempts=0,
-        stripe_next_attempt_at=None,
-        stripe_delivery_error="",
-    )

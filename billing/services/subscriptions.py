@@ -21,6 +21,7 @@ from config.errors import BadRequest, Conflict, NotFound
 from entitlements.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
+from metering.services import billing_periods_set
 
 from . import stripe_objects
 from .tiers import tier_default_get, tier_resolve
@@ -147,6 +148,19 @@ def company_access_sync(*, company: Company, product_id, actor: Actor, reason: s
     return list(result.features_applied)
 
 
+def company_billing_periods_push(*, company_id) -> None:
+    """Tell metering the periods of the company's subscriptions that grant
+    access (its `billing_period` meters follow them). Call after any change
+    to a subscription's status or period."""
+    periods = Subscription.objects.filter(
+        company_id=company_id,
+        status__in=GRANTING_STATUSES,
+        current_period_start__isnull=False,
+        current_period_end__isnull=False,
+    ).values_list("current_period_start", "current_period_end")
+    billing_periods_set(company_id=company_id, periods=list(periods))
+
+
 def subscription_sync(
     *,
     company: Company,
@@ -213,6 +227,7 @@ def subscription_sync(
     features_applied: list[str] = []
     if (local.grants_access, local.tier_id) != before:
         features_applied = company_access_sync(company=company, product_id=product_id, actor=actor, reason=reason)
+    company_billing_periods_push(company_id=company.pk)
     return SubscriptionSyncResult(subscription=local, created=created, features_applied=features_applied)
 
 
@@ -394,6 +409,7 @@ def subscription_mark_ended(*, subscription: Subscription, actor: Actor, reason:
         locked.status = SubscriptionStatus.CANCELED
         locked.canceled_at = locked.canceled_at or timezone.now()
         locked.save(update_fields=["status", "canceled_at", "updated_at"])
+        company_billing_periods_push(company_id=locked.company_id)
         if was_granting:
             return company_access_sync(
                 company=locked.company, product_id=locked.product_id, actor=actor, reason=reason

@@ -10,8 +10,8 @@ refund handlers this way)."""
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +24,8 @@ from django.utils import timezone
 from billing.models import BillingProfile, StripeWebhookEvent, Subscription, WebhookEventStatus
 from billing.stripe_client import describe, get_stripe_client, is_missing, stripe_errors_as_unavailable
 from companies.models import Company, ProductLink
+from billing.error_codes import BillingErrorCode
+from config.api.parsers import json_loads
 from config.errors import ApplicationError, BadRequest, ServiceUnavailable
 from entitlements.actors import Actor
 
@@ -66,17 +68,29 @@ class WebhookProcessingFailed(ApplicationError):
     """The event is stored and marked failed; Stripe will redeliver it (we
     answer non-2xx) and staff can reprocess it from the admin."""
 
-    code = "INTERNAL_SERVER_ERROR"
-    http_status = 500
     default_message = "The event was stored but processing failed; it will be retried."
+    reason = BillingErrorCode.WEBHOOK_PROCESSING_FAILED
 
 
 # --- receiving ---------------------------------------------------------------------
 
 
-def webhook_event_verify(*, payload: bytes, signature: str) -> dict:
+def _signed_timestamp(signature: str) -> int | None:
+    """The `t=` of a Stripe-Signature header (already verified), or None."""
+    for part in signature.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def webhook_event_verify(*, payload: bytes, signature: str, now: float | None = None) -> dict:
     """The parsed event if `signature` (the Stripe-Signature header) is valid
-    for `payload` under STRIPE_WEBHOOK_SECRET; 400 otherwise."""
+    for `payload` under STRIPE_WEBHOOK_SECRET and was made within
+    SIGNATURE_TOLERANCE_SECONDS of now — in either direction; 400 otherwise."""
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         raise ServiceUnavailable("Stripe webhooks are not configured (set STRIPE_WEBHOOK_SECRET).")
@@ -84,13 +98,24 @@ def webhook_event_verify(*, payload: bytes, signature: str) -> dict:
         text = payload.decode("utf-8")
         stripe.WebhookSignature.verify_header(text, signature or "", secret, SIGNATURE_TOLERANCE_SECONDS)
     except (UnicodeDecodeError, stripe.SignatureVerificationError) as error:
-        raise BadRequest("Invalid Stripe signature.") from error
+        raise BadRequest("Invalid Stripe signature.", reason=BillingErrorCode.WEBHOOK_SIGNATURE_INVALID) from error
+    # The SDK only refuses timestamps too far in the past; one far in the
+    # future (a captured payload signed with a skewed or forged clock) would
+    # stay replayable for as long as it is "ahead", so the window is two-sided.
+    signed_at = _signed_timestamp(signature)
+    current = time.time() if now is None else now
+    if signed_at is None or abs(current - signed_at) > SIGNATURE_TOLERANCE_SECONDS:
+        raise BadRequest(
+            "The Stripe signature timestamp is outside the tolerance window.",
+            reason=BillingErrorCode.WEBHOOK_TIMESTAMP_OUTSIDE_TOLERANCE,
+        )
     try:
-        event = json.loads(text)
+        event = json_loads(text)
     except ValueError as error:
-        raise BadRequest("The webhook body is not JSON.") from error
+        raise BadRequest(f"The webhook body is not valid JSON: {error}",
+                         reason=BillingErrorCode.WEBHOOK_PAYLOAD_INVALID) from None
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise BadRequest("The webhook body is not a Stripe event.")
+        raise BadRequest("The webhook body is not a Stripe event.", reason=BillingErrorCode.WEBHOOK_PAYLOAD_INVALID)
     return event
 
 

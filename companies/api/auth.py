@@ -1,5 +1,10 @@
 """Bearer API key authentication. `request.auth` is an ApiPrincipal and
-`request.user` stays None: products are not Django users."""
+`request.user` stays None: products are not Django users.
+
+Every authentication class of the API derives from `ThrottledAuthentication`:
+it says whether the request carries its kind of credentials and checks them;
+the base refuses an address that keeps failing (429, before any lookup) and
+counts each failure (companies.api.throttling)."""
 
 from __future__ import annotations
 
@@ -11,18 +16,44 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 
+from config.cache import CacheUnavailable
 from config.errors import Unauthorized
 
 from ..api_keys import ApiPrincipal, principal_for_key
+from .throttling import record_auth_failure, refuse_flooding_address
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-class ApiKeyAuthentication(authentication.BaseAuthentication):
+class ThrottledAuthentication(authentication.BaseAuthentication):
+    """Base of the API's authentication classes. Subclasses implement
+    `has_credentials(request)` (does the request use this scheme?) and
+    `authenticate_credentials(request)` (the `(user, principal)` pair, or
+    raise Unauthorized), plus DRF's `authenticate_header`."""
+
+    def has_credentials(self, request) -> bool:
+        raise NotImplementedError
+
+    def authenticate_credentials(self, request):
+        raise NotImplementedError
+
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
+        if not self.has_credentials(request):
             return None
+        refuse_flooding_address(request)
+        try:
+            return self.authenticate_credentials(request)
+        except Unauthorized:
+            record_auth_failure(request)
+            raise
+
+
+class ApiKeyAuthentication(ThrottledAuthentication):
+    def has_credentials(self, request) -> bool:
+        return bool(request.META.get("HTTP_AUTHORIZATION", ""))
+
+    def authenticate_credentials(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != "bearer" or not raw_key.strip():
             raise Unauthorized("Authorization header must be 'Bearer <api key>'.")
@@ -52,7 +83,11 @@ def _touch_last_used(principal: ApiPrincipal) -> None:
     if now - _last_touched.get(principal.key_id, float("-inf")) < LAST_USED_RESOLUTION.total_seconds():
         return
     _last_touched[principal.key_id] = now
-    if cache.add(f"apikey-used:{principal.key_id}", 1, int(LAST_USED_RESOLUTION.total_seconds())):
+    try:
+        first_this_minute = cache.add(f"apikey-used:{principal.key_id}", 1, int(LAST_USED_RESOLUTION.total_seconds()))
+    except CacheUnavailable:
+        first_this_minute = True  # still at most once a minute per process (above)
+    if first_this_minute:
         ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
 
 

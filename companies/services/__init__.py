@@ -1,6 +1,7 @@
 """Writes of the companies app, by concern (like billing.services):
 
 - `api_keys`: api_key_create, api_key_revoke
+- `service_credentials`: service_credential_create, service_credential_revoke
 - `cleaning`: the input cleaners every write shares, UNSET
 - `companies`: company_create, company_update, company_insert, shortIds
 - `links`: product_link_create, product_links_reset
@@ -16,6 +17,7 @@ from .api_keys import api_key_create, api_key_revoke
 from .cleaning import UNSET
 from .companies import company_create, company_create_unlinked, company_insert, company_update, short_id_base
 from .contacts import MAX_BULK_CONTACTS, ContactsBulkResult, contact_save, contact_upsert, contacts_bulk_upsert
+from .service_credentials import service_credential_create, service_credential_revoke
 from .links import LinksResetResult, product_link_create, product_links_reset
 from .smart_link import SmartLinkResult, SmartLinkStatus, company_smart_link
 
@@ -38,5 +40,7 @@ __all__ = [
     "contacts_bulk_upsert",
     "product_link_create",
     "product_links_reset",
+    "service_credential_create",
+    "service_credential_revoke",
     "short_id_base",
 ]

@@ -18,19 +18,25 @@ from config.errors import (
     ApplicationError,
     BadRequest,
     Forbidden,
+    MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 logger = logging.getLogger("saasdesk.api")
 
 API_PREFIX = "/api/"
+# Paths a product, Stripe or a load balancer calls: their errors are JSON.
+_MACHINE_PATHS = (API_PREFIX, "/stripe/", "/healthz")
 
 
 def is_api_request(request) -> bool:
-    return request.path.startswith(API_PREFIX) or request.path.startswith("/stripe/")
+    return request.path.startswith(_MACHINE_PATHS)
 
 
 def _request_id(request) -> str:
@@ -99,13 +105,11 @@ def to_application_error(exc: Exception) -> tuple[ApplicationError, dict]:
         fields = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         error = BadRequest(_summary(fields), details={"fields": fields})
     elif isinstance(exc, RequestDataTooBig):
-        error = ApplicationError("Request body too large.")
-        error.code, error.http_status = "PAYLOAD_TOO_LARGE", 413
+        error = PayloadTooLarge()
     elif isinstance(exc, drf.ParseError):
         error = BadRequest(f"Malformed request body: {exc.detail}")
     elif isinstance(exc, drf.UnsupportedMediaType):
-        error = BadRequest("Send the body as application/json.")
-        error.http_status = 415
+        error = UnsupportedMediaType()
     elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         error = Unauthorized(str(exc.detail))
     elif isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
@@ -113,11 +117,9 @@ def to_application_error(exc: Exception) -> tuple[ApplicationError, dict]:
     elif isinstance(exc, (drf.NotFound, Http404)):
         error = NotFound()
     elif isinstance(exc, drf.MethodNotAllowed):
-        error = ApplicationError(str(exc.detail))
-        error.code, error.http_status = "METHOD_NOT_ALLOWED", 405
+        error = MethodNotAllowed(str(exc.detail))
     elif isinstance(exc, drf.NotAcceptable):
-        error = ApplicationError(str(exc.detail))
-        error.code, error.http_status = "NOT_ACCEPTABLE", 406
+        error = NotAcceptable()
     elif isinstance(exc, drf.Throttled):
         wait = max(1, math.ceil(exc.wait or 1))
         error = TooManyRequests(f"Rate limit exceeded; retry in {wait} s.", details={"retryAfter": wait})
@@ -142,13 +144,42 @@ def exception_handler(exc, context):
     request = context.get("request")
     error, headers = to_application_error(exc)
     response = error_response(error, request=request, headers=headers)
-    if isinstance(exc, drf.MethodNotAllowed) and context.get("view") is not None:
-        response["Allow"] = ", ".join(context["view"].allowed_methods)
+    view = context.get("view")
+    if isinstance(exc, drf.MethodNotAllowed) and view is not None:
+        response["Allow"] = ", ".join(view.allowed_methods)
+    if error.http_status == 401:
+        response["WWW-Authenticate"] = _authenticate_header(view, request)
     # Roll back whatever the failed request wrote inside an atomic block.
     from rest_framework.views import set_rollback
 
     set_rollback()
     return response
+
+
+DEFAULT_AUTHENTICATE_HEADER = 'Bearer realm="api"'
+
+
+def _authenticate_header(view, request) -> str:
+    """RFC 7235: a 401 names the scheme to use — the view's first
+    authentication class's (each class's `authenticate_header`), Bearer when
+    there is no view."""
+    if view is not None and request is not None:
+        try:
+            header = view.get_authenticate_header(request)
+        except Exception:  # noqa: BLE001 - a header must never turn a 401 into a 500
+            header = None
+        if header:
+            return header
+    return DEFAULT_AUTHENTICATE_HEADER
+
+
+def api_handler400(request, exception=None):
+    """A SuspiciousOperation outside DRF, mostly a Host not in ALLOWED_HOSTS."""
+    return error_response(BadRequest("Bad request (invalid Host header or request)."), request=request)
+
+
+def api_handler403(request, exception=None):
+    return error_response(Forbidden(), request=request)
 
 
 def api_handler404(request, exception=None):

@@ -31,7 +31,7 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input (details.fields names each bad field).",
     401: "Missing, malformed, unknown or revoked API key.",
     402: "Not enough credits (details.required, details.available), or a card declined (details.declineCode).",
-    403: "Authenticated but not allowed.",
+    403: "Authenticated but not allowed (e.g. a signed request debiting for another service).",
     404: "Unknown, or not visible to this key's product.",
     405: "Method not allowed on this path (Allow lists the allowed ones).",
     409: "Conflict: idempotency key reused with another body, or already linked elsewhere.",
@@ -43,27 +43,14 @@ ERROR_DESCRIPTIONS = {
     503: "A backing service (database, Stripe) is unavailable; safe to retry.",
 }
 
-# Codes that DRF/Django situations map to (config.api.envelope) besides the
-# ApplicationError hierarchy's own.
-_ENVELOPE_CODES = ("METHOD_NOT_ALLOWED", "NOT_ACCEPTABLE", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE")
-
 CHECK_STATUSES = ("active", "limit_reached", "no_credits", "disabled", "not_granted", "suspended")
 
 
 def error_codes() -> list[str]:
-    """Every `error.code` the API can answer: the hierarchy's, found by walking it."""
-    from config.errors import ApplicationError
+    """Every `error.code` the API can answer (config.errors.ErrorCode)."""
+    from config.errors import ErrorCode
 
-    codes: list[str] = []
-    pending = [ApplicationError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        code = getattr(cls, "code", None)
-        if isinstance(code, str) and code not in codes:
-            codes.append(code)
-    codes.extend(code for code in _ENVELOPE_CODES if code not in codes)
-    return sorted(codes)
+    return [str(code) for code in ErrorCode]
 
 
 class _ErrorCodeField(serializers.ChoiceField):

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "config",
     "companies",
     "notifications",
+    "credits",
     "entitlements",
     "metering",
     "billing",
@@ -109,6 +110,12 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="saasdesk"),
             "TIMEOUT": 300,
+            # A hung Redis must cost a request at most this long before the
+            # breaker in config/cache.py serves from PostgreSQL.
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=1.0),
+                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=2.0),
+            },
         }
     }
 else:
@@ -121,7 +128,15 @@ else:
         }
     }
 
+# While Redis is down, each process retries it this often (one request probes).
+CACHE_REPROBE_SECONDS = env.float("CACHE_REPROBE_SECONDS", default=5.0)
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# A broker outage must cost an enqueue well under a second (config/tasks.py
+# then leaves the work to the periodic pass), not Celery's default retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=1.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -144,6 +159,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
     "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Access windows (trials, promotions) that started or ended → feature_access.changed.
+    "entitlements.expire_overrides": {"task": "entitlements.expire_overrides", "schedule": 60.0},
+    # Credit holds past their TTL: fallback charge or release (SPEC §7).
+    "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
+    # Expired credit lots get their `expiry` ledger entry.
+    "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -152,6 +173,9 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
+    "expire_overrides": "entitlements.tasks.expire_overrides",
+    "expire_reservations": "credits.tasks.expire_reservations",
+    "expire_credits": "credits.tasks.expire_credits",
 }
 
 # --- Notifications (SPEC §11) ---------------------------------------------------
@@ -184,14 +208,21 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["companies.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "companies.api.auth.ApiKeyAuthentication",
+        "companies.api.service_auth.ServiceSignatureAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["companies.api.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["companies.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of the app that append to X-Forwarded-For (0: use
+    # REMOTE_ADDR, which a client cannot forge); client addresses are what the
+    # failed-authentication throttle counts.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
 # A 1000-contact bulk upsert with metadata can legitimately pass Django's 2.5 MB default.
@@ -200,6 +231,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 
 # Per-key rate limit: "<requests>/<second|minute|hour>". The default is high
 # enough that the benchmarks in bench/ are never throttled.
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="600000/minute")
+# Failed authentications (unknown, revoked or malformed keys, bad signatures)
+# per client address; past it the address gets 429s without any lookup.
+API_AUTH_FAILURE_RATE = env("API_AUTH_FAILURE_RATE", default="60/minute")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "SaaSDesk API",

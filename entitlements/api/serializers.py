@@ -38,6 +38,13 @@ class FeatureCheckSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=AccessSource.choices, allow_null=True)
     validUntil = serializers.DateTimeField(allow_null=True)
     tierCode = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(
+        choices=["active", "limit_reached", "no_credits", "disabled", "not_granted", "suspended"]
+    )
+    creditCost = serializers.IntegerField(allow_null=True, help_text="Credits per unit beyond the included quantity.")
+    creditsAvailable = serializers.IntegerField(
+        allow_null=True, help_text="Credits the wallet can spend now (null unless the feature is credit-priced)."
+    )
 
     def to_representation(self, check: FeatureCheck) -> dict:
         return {
@@ -55,6 +62,9 @@ class FeatureCheckSerializer(serializers.Serializer):
             "source": check.source,
             "validUntil": iso_utc(check.valid_until),
             "tierCode": check.tier_code,
+            "status": check.status,
+            "creditCost": check.credit_cost,
+            "creditsAvailable": check.credits_available,
         }
 
 

@@ -10,6 +10,7 @@ from config.api.schema import ErrorBodySerializer
 from config.api.serializers import (
     JSONObjectField,
     NonZeroIntegerField,
+    PlainInputFastPathMixin,
     StrictCharField,
     StrictIntegerField,
     StrictSerializer,
@@ -37,7 +38,11 @@ class _CompanyRefSerializer(StrictSerializer):
         return attrs
 
 
-class UsageTrackSerializer(_CompanyRefSerializer):
+class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
+    """The one validated input of a track: `POST /usage/track` and every item
+    of `POST /usage/track-batch` (which validates item by item, so that one bad
+    event is an `error` result of its own)."""
+
     featureCode = StrictCharField(source="feature_code", max_length=64)
     quantity = StrictIntegerField(min_value=1, default=1)
     idempotencyKey = StrictCharField(source="idempotency_key", required=False, max_length=255)
@@ -137,12 +142,6 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class UsageTrackBatchResponseSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
-
-
-class ActorSerializer(serializers.Serializer):
-    kind = serializers.CharField(source="actor_kind")
-    id = serializers.CharField(source="actor_id")
-    label = serializers.CharField(source="actor_label")
 
 
 class UsageEventSerializer(serializers.Serializer):

@@ -1,8 +1,16 @@
 from django.urls import path
 
-from . import views
+from . import checks, views
 
 urlpatterns = [
+    path("companies/<uuid:companyId>/features", checks.CompanyFeatureListApi.as_view(), name="company-features"),
+    path(
+        "companies/<uuid:companyId>/features/<str:featureCode>",
+        checks.CompanyFeatureApi.as_view(),
+        name="company-feature",
+    ),
+    path("orgs/<str:externalOrgId>/features", checks.OrgFeatureListApi.as_view(), name="org-features"),
+    path("orgs/<str:externalOrgId>/features/<str:featureCode>", checks.OrgFeatureApi.as_view(), name="org-feature"),
     path("usage/track", views.UsageTrackApi.as_view(), name="usage-track"),
     path("usage/track-batch", views.UsageTrackBatchApi.as_view(), name="usage-track-batch"),
     path("usage/set", views.UsageSetApi.as_view(), name="usage-set"),

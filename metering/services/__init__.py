@@ -1,11 +1,14 @@
 """Writes of the metering app (HackSoft-style services): keyword-only,
 each with its contract in the docstring. Import from here."""
 
+from .billing_periods import billing_periods_set
 from .corrections import usage_adjust, usage_set
+from .delivery import usage_delivery_retry
 from .meters import meter_close, meters_close_due, meters_get_or_create
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
 __all__ = [
+    "billing_periods_set",
     "MAX_BATCH_SIZE",
     "BatchItemResult",
     "TrackRequest",
@@ -13,6 +16,7 @@ __all__ = [
     "meters_close_due",
     "meters_get_or_create",
     "usage_adjust",
+    "usage_delivery_retry",
     "usage_set",
     "usage_track",
     "usage_track_batch",

@@ -19,14 +19,16 @@ from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot, Usag
 from ..periods import period_for
 from ..rules import (
     UsageResult,
+    billable,
     check_quantity,
     fingerprint,
     overflow,
-    result_from_event,
+    result_from_row,
     stored_result,
 )
 from ..selectors import usage_target_get
-from .events import usage_event_build, usage_events_insert
+from .alerts import usage_alerts_emit
+from .events import usage_event_row, usage_events_insert
 from .meters import meters_get_or_create
 
 MAX_REASON_LENGTH = 2000
@@ -83,7 +85,7 @@ def usage_set(
             # The row lock keeps previous_value true until the event commits.
             previous = UsageMeter.objects.select_for_update().values_list("value", flat=True).get(id=meter_id)
             UsageMeter.objects.filter(id=meter_id).update(value=absolute_value, updated_at=now)
-            event = usage_event_build(
+            event = usage_event_row(
                 product_id=product_id, company_id=company_id, feature=feature, terms=terms, meter_id=meter_id,
                 event_type=UsageEventType.SET, previous_value=previous, new_value=absolute_value,
                 event_time=now, now=now, idempotency_key=idempotency_key,
@@ -91,16 +93,17 @@ def usage_set(
                 performed_by=_performer(performed_by, actor), adjustment_reason=reason, metadata=metadata,
             )
             usage_events_insert([event])
+            usage_alerts_emit(event=event, feature=feature, now=now)
             UsageSnapshot.objects.create(
                 company_id=company_id,
                 feature_id=feature.id,
                 meter_id=meter_id,
                 absolute_value=absolute_value,
-                billable_value=max(0, absolute_value - terms.included_quantity),
+                billable_value=billable(absolute_value, terms.included_quantity),
                 snapshot_type=UsageSnapshotType.SET,
                 reason=reason,
-                created_by=event.performed_by or str(actor or ""),
-                trigger_event_id=event.id,
+                created_by=event["performed_by"] or str(actor or ""),
+                trigger_event_id=event["id"],
                 metadata=metadata or {},
                 created_at=now,
             )
@@ -111,7 +114,7 @@ def usage_set(
         if replay is None:
             raise
         return replay
-    return result_from_event(event, feature_code=feature.code)
+    return result_from_row(event, feature_code=feature.code)
 
 
 def usage_adjust(
@@ -174,7 +177,7 @@ def usage_adjust(
             if new_value > MAX_BIGINT:
                 raise overflow(field="delta")
             UsageMeter.objects.filter(id=meter_id).update(value=new_value, updated_at=now)
-            event = usage_event_build(
+            event = usage_event_row(
                 product_id=product_id, company_id=company_id, feature=feature, terms=terms, meter_id=meter_id,
                 event_type=UsageEventType.ADJUSTMENT, previous_value=previous, new_value=new_value,
                 event_time=now, now=now, idempotency_key=idempotency_key,
@@ -183,6 +186,7 @@ def usage_adjust(
                 adjusts_event_id=adjusts_event_id, metadata=metadata,
             )
             usage_events_insert([event])
+            usage_alerts_emit(event=event, feature=feature, now=now)
     except IntegrityError:
         replay = stored_result(
             product_id=product_id, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint
@@ -190,4 +194,4 @@ def usage_adjust(
         if replay is None:
             raise
         return replay
-    return result_from_event(event, feature_code=feature.code)
+    return result_from_row(event, feature_code=feature.code)

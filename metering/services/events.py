@@ -1,71 +1,37 @@
-"""Writing UsageEvent rows: one place decides what an event stores, so a
-single track, a batch and a staff correction write the same shape, and one
-INSERT path writes them (the hot path of every usage write)."""
+"""Writing UsageEvent rows: `usage_event_row` decides what an event stores
+and `usage_events_insert` inserts rows, for a single track, a batch and a
+staff correction alike (the single track's one-statement form on PostgreSQL
+uses the same INSERT, see `usage_event_insert_sql`).
+
+Rows are plain dicts keyed by the model's column names: building a model
+instance per event costs more than inserting it, and a batch has up to 1000.
+A column a row leaves out takes the model field's default, so the model is
+the only list of columns."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, models
+from django.db import connection
 
 from ..models import UsageEvent, UsageSource
 from ..rules import AccessTerms, FeatureInfo, billable_delta, stripe_status_for
 
-
-@dataclass(slots=True)
-class NewUsageEvent:
-    """A usage event about to be inserted: exactly the concrete columns of
-    UsageEvent (by attname; tests/metering check they stay in step). A plain
-    object, because building 1000 model instances per batch costs more than
-    inserting them."""
-
-    id: UUID
-    product_id: UUID
-    company_id: UUID
-    feature_id: UUID
-    meter_id: UUID
-    event_type: str
-    quantity: int
-    previous_value: int
-    new_value: int
-    quantity_limit: int | None
-    included_quantity: int
-    billable_delta: int
-    idempotency_key: str | None
-    request_fingerprint: str
-    event_time: datetime
-    created_at: datetime
-    source: str
-    performed_by: str
-    actor_kind: str
-    actor_id: str
-    actor_label: str
-    adjustment_reason: str
-    adjusts_event_id: UUID | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    stripe_delivery_status: str = "not_applicable"
-    stripe_event_identifier: str = ""
-    stripe_delivery_error: str = ""
-    stripe_delivery_attempts: int = 0
-    stripe_next_attempt_at: datetime | None = None
-    delivered_at: datetime | None = None
+EventRow = dict[str, Any]
 
 
-NEW_EVENT_FIELDS = tuple(f.name for f in fields(NewUsageEvent))
-
-
-def usage_event_build(
+def usage_event_row(
     *,
     product_id: UUID,
     company_id: UUID,
     feature: FeatureInfo,
     terms: AccessTerms,
-    meter_id: UUID,
+    meter_id: UUID | None,
     event_type: str,
     previous_value: int,
     new_value: int,
@@ -79,40 +45,70 @@ def usage_event_build(
     adjustment_reason: str = "",
     adjusts_event_id: UUID | None = None,
     metadata: dict | None = None,
-) -> NewUsageEvent:
-    """An event for a change of a meter from previous_value to new_value, with
-    its billable delta and Stripe delivery status decided at write time."""
+) -> EventRow:
+    """The row of an event that moved a meter from previous_value to
+    new_value, with its billable delta and Stripe delivery status decided
+    here, at write time (`metering.rules`)."""
     event_id = uuid.uuid4()
     delta = billable_delta(previous_value, new_value, terms.included_quantity)
-    return NewUsageEvent(
-        id=event_id,
-        product_id=product_id,
-        company_id=company_id,
-        feature_id=feature.id,
-        meter_id=meter_id,
-        event_type=event_type,
-        quantity=new_value - previous_value,
-        previous_value=previous_value,
-        new_value=new_value,
-        quantity_limit=terms.quantity_limit,
-        included_quantity=terms.included_quantity,
-        billable_delta=delta,
-        idempotency_key=idempotency_key or None,
-        request_fingerprint=request_fingerprint,
-        event_time=event_time,
-        created_at=now,
-        source=source,
-        performed_by=performed_by or "",
-        actor_kind=getattr(actor, "kind", "") or "",
-        actor_id=str(getattr(actor, "id", "") or "")[:64],
-        actor_label=(getattr(actor, "label", "") or "")[:200],
-        adjustment_reason=adjustment_reason or "",
-        adjusts_event_id=adjusts_event_id,
-        metadata=metadata or {},
-        stripe_delivery_status=stripe_status_for(feature, delta),
+    return {
+        "id": event_id,
+        "product_id": product_id,
+        "company_id": company_id,
+        "feature_id": feature.id,
+        "meter_id": meter_id,
+        "event_type": event_type,
+        "quantity": new_value - previous_value,
+        "previous_value": previous_value,
+        "new_value": new_value,
+        "quantity_limit": terms.quantity_limit,
+        "included_quantity": terms.included_quantity,
+        "billable_delta": delta,
+        "idempotency_key": idempotency_key or None,
+        "request_fingerprint": request_fingerprint,
+        "event_time": event_time,
+        "created_at": now,
+        "source": source,
+        "performed_by": performed_by or "",
+        "actor_kind": getattr(actor, "kind", "") or "",
+        "actor_id": str(getattr(actor, "id", "") or "")[:64],
+        "actor_label": (getattr(actor, "label", "") or "")[:200],
+        "adjustment_reason": adjustment_reason or "",
+        "adjusts_event_id": adjusts_event_id,
+        "metadata": metadata or {},
+        "stripe_delivery_status": stripe_status_for(feature, delta),
         # Stable across retries: Stripe deduplicates meter events by identifier.
-        stripe_event_identifier=str(event_id),
-    )
+        "stripe_event_identifier": str(event_id),
+    }
+
+
+def usage_event_row_apply(row: EventRow, *, meter_id, new_value: int, feature: FeatureInfo) -> EventRow:
+    """Fill in what a counter UPDATE decided (the meter, the values it moved
+    between) and what follows from it, by the same rules as `usage_event_row`."""
+    row["meter_id"] = UsageEvent._meta.pk.to_python(meter_id)
+    row["previous_value"] = new_value - row["quantity"]
+    row["new_value"] = new_value
+    row["billable_delta"] = billable_delta(row["previous_value"], new_value, row["included_quantity"])
+    row["stripe_delivery_status"] = stripe_status_for(feature, row["billable_delta"])
+    return row
+
+
+@lru_cache(maxsize=1)
+def _columns() -> tuple:
+    """(column, field, default) of every concrete column, in model order."""
+    columns = []
+    for model_field in UsageEvent._meta.concrete_fields:
+        # No default: NULL (the column is nullable or every row sets it).
+        default = model_field.default if model_field.has_default() else None
+        columns.append((model_field.column, model_field, default))
+    return tuple(columns)
+
+
+def _complete(row: EventRow) -> EventRow:
+    for column, _field, default in _columns():
+        if column not in row:
+            row[column] = default() if callable(default) else default
+    return row
 
 
 def _json_default(value):
@@ -123,44 +119,50 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a usage event")
 
 
-def usage_events_insert(events: list[NewUsageEvent]) -> None:
-    """INSERT events in one statement. Raises IntegrityError on a duplicate
-    idempotency key (the unique index decides exactly-once)."""
-    if not events:
-        return
+def usage_event_rows_document(rows: list[EventRow]) -> str:
+    """The rows as one JSON document, the parameter of `usage_event_insert_sql`."""
+    return json.dumps([_complete(row) for row in rows], default=_json_default, separators=(",", ":"))
+
+
+@lru_cache(maxsize=8)
+def usage_event_insert_sql(*, computed: tuple[tuple[str, str], ...] = (), extra_from: str = "") -> str:
+    """The INSERT of usage events on PostgreSQL: one parameter `%(rows)s`
+    whatever the number of rows (the rows as one JSON document, typed by the
+    table's own row type: building and parsing a VALUES list of 1000 rows ×
+    30 columns costs more than executing it). `computed` replaces columns by
+    SQL expressions over `r` (the row) and `extra_from` (e.g. the row an
+    UPDATE returned)."""
     table = connection.ops.quote_name(UsageEvent._meta.db_table)
-    columns = [UsageEvent._meta.get_field(name).column for name in NEW_EVENT_FIELDS]
-    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
+    overrides = dict(computed)
+    columns = [column for column, _field, _default in _columns()]
+    names = ", ".join(connection.ops.quote_name(column) for column in columns)
+    values = ", ".join(overrides.get(column, f"r.{connection.ops.quote_name(column)}") for column in columns)
+    sources = f"json_populate_recordset(NULL::{table}, %(rows)s::json) AS r" + (f", {extra_from}" if extra_from else "")
+    return f"INSERT INTO {table} ({names}) SELECT {values} FROM {sources}"
+
+
+def usage_events_insert(rows: list[EventRow]) -> None:
+    """INSERT events (rows from `usage_event_row`) in one statement. Raises
+    IntegrityError on a duplicate idempotency key (the unique index decides
+    exactly-once)."""
+    if not rows:
+        return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One parameter whatever the number of rows: the rows as one JSON
-            # document, typed by the table's own row type. Building and parsing
-            # a VALUES list of 1000 rows × 30 columns costs more than executing it.
-            document = json.dumps(
-                [dict(zip(columns, (getattr(event, name) for name in NEW_EVENT_FIELDS), strict=True)) for event in events],
-                default=_json_default,
-                separators=(",", ":"),
-            )
-            cursor.execute(
-                f"INSERT INTO {table} ({column_list}) SELECT {column_list} "
-                f"FROM json_populate_recordset(NULL::{table}, %s::json)",
-                [document],
-            )
+            cursor.execute(usage_event_insert_sql(), {"rows": usage_event_rows_document(rows)})
             return
-        # Elsewhere (SQLite): multi-row VALUES, chunked under the bound-parameter cap.
-        model_fields = [UsageEvent._meta.get_field(name) for name in NEW_EVENT_FIELDS]
-        row = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
-        rows_per_statement = max(1, connection.features.max_query_params // len(model_fields))
-        for start in range(0, len(events), rows_per_statement):
-            chunk = events[start : start + rows_per_statement]
+        # SQLite (the embedded demo database): multi-row VALUES, chunked under
+        # the bound-parameter cap, each value as the field stores it.
+        table = connection.ops.quote_name(UsageEvent._meta.db_table)
+        columns = _columns()
+        names = ", ".join(connection.ops.quote_name(column) for column, _field, _default in columns)
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        rows_per_statement = max(1, connection.features.max_query_params // len(columns))
+        for start in range(0, len(rows), rows_per_statement):
+            chunk = [_complete(row) for row in rows[start : start + rows_per_statement]]
             params = [
-                model_field.get_db_prep_save(getattr(event, name), connection)
-                for event in chunk
-                for name, model_field in zip(NEW_EVENT_FIELDS, model_fields, strict=True)
+                model_field.get_db_prep_save(row[column], connection)
+                for row in chunk
+                for column, model_field, _default in columns
             ]
-            cursor.execute(f"INSERT INTO {table} ({column_list}) VALUES " + ", ".join([row] * len(chunk)), params)
-
-
-def concrete_event_attnames() -> set[str]:
-    """The attnames a NewUsageEvent must carry (used by a test to keep them in step)."""
-    return {model_field.attname for model_field in UsageEvent._meta.concrete_fields if isinstance(model_field, models.Field)}
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([placeholder] * len(chunk)), params)

@@ -14,6 +14,7 @@ from entitlements.models import FeatureAccess
 
 from ..models import UsageMeter, UsageSnapshot, UsageSnapshotType
 from ..periods import Period
+from ..rules import billable
 from ..selectors import meters_due_for_close
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def meter_close(*, meter_id: UUID, now: datetime | None = None) -> UsageSnapshot
             feature_id=meter.feature_id,
             meter_id=meter.id,
             absolute_value=meter.value,
-            billable_value=max(0, meter.value - included),
+            billable_value=billable(meter.value, included),
             snapshot_type=UsageSnapshotType.PERIOD_CLOSE,
             reason=f"Period {meter.period_start:%Y-%m-%d %H:%M} – {meter.period_end:%Y-%m-%d %H:%M} UTC ended.",
             created_by=CLOSE_ACTOR,

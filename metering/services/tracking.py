@@ -11,25 +11,28 @@ Invariants (SPEC §5), under any concurrency:
   PostgreSQL one statement that also inserts the event), or under
   SELECT … FOR UPDATE (batch);
 - an event and the counter change it describes commit together or not at all.
+
+Extending the track: `_after_counter_update` is the one place for work that
+must commit with the tracked usage (credit debits, threshold notifications).
+It runs in the track's transaction right after the counter UPDATE and the
+event INSERT, for single tracks and batches alike.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from contextlib import nullcontext
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import BigIntegerField, Case, F, JSONField, Value, When
 from django.utils import timezone
 
 from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
+from credits.services import UsageCreditBudget, usage_charge
 
 from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSource
 from ..periods import Period, period_for
@@ -39,7 +42,6 @@ from ..rules import (
     FeatureInfo,
     UsageResult,
     access_refused,
-    billable_delta,
     check_event_time,
     check_quantity,
     company_not_found,
@@ -48,18 +50,28 @@ from ..rules import (
     limit_exceeded,
     not_metered,
     overflow,
-    result_from_event,
+    RESULT_COLUMNS,
+    billable_delta,
+    billable_delta_sql,
+    result_from_row,
     stored_result,
-    stripe_status_for,
+    stripe_status_sql,
     track_fingerprint,
     unknown_feature,
 )
 from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
-from .events import NEW_EVENT_FIELDS, usage_event_build, usage_events_insert
+from .alerts import usage_alerts_emit
+from .events import (
+    EventRow,
+    usage_event_insert_sql,
+    usage_event_row,
+    usage_event_row_apply,
+    usage_event_rows_document,
+    usage_events_insert,
+)
 from .meters import meters_get_or_create
 
 MAX_BATCH_SIZE = 1000
-_BILLABLE_DELTA_SQL = "GREATEST(u.value - %(included)s, 0) - GREATEST(u.value - %(quantity)s - %(included)s, 0)"
 TRACK_ATTEMPTS = 5
 _NO_METER = object()
 _RETRY = object()
@@ -157,11 +169,12 @@ def _track_apply(
     actor,
     source: str,
 ) -> UsageResult | object:
-    """Apply one increment: the conditional counter UPDATE and the event INSERT,
-    atomically. _NO_METER when the period has no meter yet, _RETRY when the
-    UPDATE missed for a reason that is gone now (nothing written either way)."""
+    """Apply one increment: the conditional counter UPDATE and the event
+    INSERT, then `_after_counter_update`, in one transaction. _NO_METER when
+    the period has no meter yet, _RETRY when the UPDATE missed for a reason
+    that is gone now (nothing written either way)."""
     # Everything but the values that depend on the updated row is known now.
-    event = usage_event_build(
+    row = usage_event_row(
         product_id=product_id,
         company_id=company_id,
         feature=feature,
@@ -183,11 +196,7 @@ def _track_apply(
     # `value + quantity <= limit` against the value the previous one committed
     # (READ COMMITTED re-checks the predicate on the updated row), so no two
     # tracks can both squeeze into the last units and no increment is lost.
-    table = connection.ops.quote_name(UsageMeter._meta.db_table)
-    where = "company_id = %(company)s AND feature_id = %(feature)s AND period_start = %(start)s"
-    update = f"UPDATE {table} SET value = value + %(quantity)s, updated_at = %(now)s WHERE {where} AND value <= %(ceiling)s"
-    if terms.quantity_limit is not None:
-        update += " AND value + %(quantity)s <= %(limit)s"
+    update = _COUNTER_UPDATE + (_LIMIT_CONDITION if terms.quantity_limit is not None else "")
     params = {
         "quantity": quantity,
         "now": db_value(UsageMeter, "updated_at", now),
@@ -197,40 +206,103 @@ def _track_apply(
         "ceiling": MAX_BIGINT - quantity,
         "limit": terms.quantity_limit,
     }
-    with connection.cursor() as cursor:
+    existing = None
+    # A savepoint inside a caller's transaction, so that a duplicate-key
+    # failure does not abort the caller's transaction.
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One statement — UPDATE … RETURNING feeding the INSERT in a CTE —
-            # is its own transaction: the meter row is locked only while
-            # PostgreSQL runs it, never across a round trip to Python (what
-            # hot keys queue on). A duplicate key fails the whole statement.
-            # Inside a caller's transaction it gets a savepoint, so that a
-            # duplicate-key failure does not abort the caller's transaction.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                cursor.execute(_combined_sql(update), {**params, **_event_params(event, terms=terms, feature=feature)})
-                row = cursor.fetchone()
+            # One statement: UPDATE … RETURNING feeding the INSERT in a CTE,
+            # so the meter row is locked for one round trip less.
+            params.update(rows=usage_event_rows_document([row]), to_stripe=bool(feature.stripe_meter_event_name))
+            cursor.execute(_track_sql(update.format(table=_meter_table())), params)
+            applied = cursor.fetchone()
+            if applied is not None:
+                usage_event_row_apply(row, meter_id=applied[0], new_value=applied[1], feature=feature)
         else:
-            with transaction.atomic():
-                cursor.execute(update + " RETURNING id, value", params)
-                row = cursor.fetchone()
-                if row is not None:
-                    _complete(event, meter_id=row[0], new_value=row[1], quantity=quantity, terms=terms, feature=feature)
-                    usage_events_insert([event])
-        if row is None:
-            cursor.execute(f"SELECT value FROM {table} WHERE {where}", params)
+            cursor.execute(update.format(table=_meter_table()) + " RETURNING id, value", params)
+            applied = cursor.fetchone()
+            if applied is not None:
+                usage_event_row_apply(row, meter_id=applied[0], new_value=applied[1], feature=feature)
+                usage_events_insert([row])
+        if applied is None:
+            cursor.execute(_METER_VALUE.format(table=_meter_table()), params)
             existing = cursor.fetchone()
-    if row is None:
+        else:
+            _after_counter_update(
+                product_id=product_id, tracked=[TrackedUsage(row=row, feature=feature, terms=terms)], now=now
+            )
+    if applied is None:
         return _why_not_applied(existing, quantity=quantity, terms=terms, feature=feature)
-    _complete(event, meter_id=row[0], new_value=row[1], quantity=quantity, terms=terms, feature=feature)
-    return result_from_event(event, feature_code=feature.code)
+    return result_from_row(row, feature_code=feature.code)
 
 
-def _complete(event, *, meter_id, new_value: int, quantity: int, terms: AccessTerms, feature: FeatureInfo) -> None:
-    """Fill in what the UPDATE decided (the same arithmetic as `_combined_sql`)."""
-    event.meter_id = UsageMeter._meta.pk.to_python(meter_id)
-    event.previous_value = new_value - quantity
-    event.new_value = new_value
-    event.billable_delta = billable_delta(event.previous_value, new_value, terms.included_quantity)
-    event.stripe_delivery_status = stripe_status_for(feature, event.billable_delta)
+@dataclass(frozen=True)
+class TrackedUsage:
+    """One tracked event as `_after_counter_update` sees it: the row as
+    inserted (id, meter_id, previous_value, new_value, billable_delta, …),
+    its feature and the access terms it was judged by."""
+
+    row: EventRow
+    feature: FeatureInfo
+    terms: AccessTerms
+
+
+def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage], now: datetime) -> None:
+    """THE place for work that must commit together with tracked usage (a
+    credit debit, a threshold-crossing notification written to an outbox).
+    Runs inside the track's transaction, after the counter UPDATE and the
+    event INSERT, once per single track and once per batch with every event
+    it counted; raising here rolls back those events and counters. (To refuse
+    single events of a batch on their own, judge them in `_batch_apply`'s
+    per-event loop, where the limit is checked.)"""
+    # Usage alerts, in meter and value order, so that a batch crossing a
+    # threshold several times notifies the first event that crossed it.
+    for item in sorted(tracked, key=lambda t: (t.row["meter_id"], t.row["new_value"])):
+        usage_alerts_emit(event=item.row, feature=item.feature, now=now)
+    # Credit-priced features: each event's billable units × creditCost, as a
+    # debit with jobId = the event id (a batch admitted them in `_batch_apply`).
+    for item in tracked:
+        cost = _credit_cost(item.row["billable_delta"], item.feature)
+        if cost:
+            usage_charge(
+                product_id=product_id, company_id=item.row["company_id"], amount=cost,
+                event_id=item.row["id"], feature_code=item.feature.code,
+            )
+
+
+def _credit_cost(billable: int, feature: FeatureInfo) -> int:
+    return billable * feature.credit_cost if feature.credit_cost and billable > 0 else 0
+
+
+def _meter_table() -> str:
+    return connection.ops.quote_name(UsageMeter._meta.db_table)
+
+
+_METER_WHERE = "company_id = %(company)s AND feature_id = %(feature)s AND period_start = %(start)s"
+_COUNTER_UPDATE = (
+    "UPDATE {table} SET value = value + %(quantity)s, updated_at = %(now)s "
+    f"WHERE {_METER_WHERE} AND value <= %(ceiling)s"
+)
+_LIMIT_CONDITION = " AND value + %(quantity)s <= %(limit)s"
+_METER_VALUE = f"SELECT value FROM {{table}} WHERE {_METER_WHERE}"
+
+
+@lru_cache(maxsize=4)
+def _track_sql(update: str) -> str:
+    """The single track on PostgreSQL: the counter UPDATE feeding the one
+    usage event INSERT (`usage_event_insert_sql`), whose columns that depend
+    on the updated row are the SQL forms of `metering.rules`."""
+    previous, new = "u.value - r.quantity", "u.value"
+    delta = billable_delta_sql(previous, new, "r.included_quantity")
+    computed = (
+        ("meter_id", "u.id"),
+        ("previous_value", previous),
+        ("new_value", new),
+        ("billable_delta", delta),
+        ("stripe_delivery_status", stripe_status_sql("%(to_stripe)s", delta)),
+    )
+    insert = usage_event_insert_sql(computed=computed, extra_from="u")
+    return f"WITH u AS ({update} RETURNING id, value) {insert} RETURNING meter_id, new_value"
 
 
 def _why_not_applied(existing, *, quantity: int, terms: AccessTerms, feature: FeatureInfo) -> object:
@@ -246,49 +318,6 @@ def _why_not_applied(existing, *, quantity: int, terms: AccessTerms, feature: Fe
     # The meter appeared (another request opened the period) or a correction
     # lowered it since our UPDATE: try again.
     return _RETRY
-
-
-# Columns of the event row that the UPDATE decides; every other column is a
-# parameter. The arithmetic mirrors rules.billable_delta / stripe_status_for
-# (the same tests run on PostgreSQL and SQLite and check the stored values).
-_FROM_UPDATE = {
-    "meter_id": "u.id",
-    "previous_value": "u.value - %(quantity)s",
-    "new_value": "u.value",
-    "billable_delta": _BILLABLE_DELTA_SQL,
-    "stripe_delivery_status": (
-        f"CASE WHEN %(to_stripe)s AND ({_BILLABLE_DELTA_SQL}) <> 0 THEN 'pending' ELSE 'not_applicable' END"
-    ),
-}
-
-
-@lru_cache(maxsize=8)
-def _combined_sql(update: str) -> str:
-    event_table = connection.ops.quote_name(UsageEvent._meta.db_table)
-    columns, values = [], []
-    for name in NEW_EVENT_FIELDS:
-        model_field = UsageEvent._meta.get_field(name)
-        columns.append(connection.ops.quote_name(model_field.column))
-        if name in _FROM_UPDATE:
-            values.append(_FROM_UPDATE[name])
-        elif isinstance(model_field, JSONField):
-            values.append(f"%(e_{name})s::jsonb")
-        else:
-            values.append(f"%(e_{name})s")
-    return (
-        f"WITH u AS ({update} RETURNING id, value) "
-        f"INSERT INTO {event_table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM u "
-        "RETURNING meter_id, new_value"
-    )
-
-
-def _event_params(event, *, terms: AccessTerms, feature: FeatureInfo) -> dict:
-    params = {"included": terms.included_quantity, "to_stripe": bool(feature.stripe_meter_event_name)}
-    for name in NEW_EVENT_FIELDS:
-        if name not in _FROM_UPDATE:
-            value = getattr(event, name)
-            params[f"e_{name}"] = json.dumps(value) if name == "metadata" else value
-    return params
 
 
 # --- Batches ---------------------------------------------------------------------
@@ -452,18 +481,10 @@ def _batch_apply(
     with transaction.atomic():
         stored = {}
         if keys:
-            for event in UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=keys).only(
-                "id",
-                "idempotency_key",
-                "request_fingerprint",
-                "meter_id",
-                "previous_value",
-                "new_value",
-                "quantity",
-                "quantity_limit",
-                "included_quantity",
+            for row in UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=keys).values(
+                *RESULT_COLUMNS, "idempotency_key"
             ):
-                stored[event.idempotency_key] = event
+                stored[row["idempotency_key"]] = row
 
         # Decide, in order, which events are duplicates or refused.
         to_apply: list[_Prepared] = []
@@ -474,14 +495,14 @@ def _batch_apply(
             if key:
                 if key in stored:
                     event = stored[key]
-                    if event.request_fingerprint != item.fingerprint:
+                    if event["request_fingerprint"] != item.fingerprint:
                         outcome.append(_error(item.index, idempotency_conflict(key)))
                     else:
                         outcome.append(
                             BatchItemResult(
                                 index=item.index,
                                 status="duplicate",
-                                result=result_from_event(event, feature_code=item.feature.code, replayed=True),
+                                result=result_from_row(event, feature_code=item.feature.code, replayed=True),
                             )
                         )
                     continue
@@ -509,7 +530,11 @@ def _batch_apply(
             .order_by("id")
             .values_list("id", "value")
         )
-        events: list[UsageEvent] = []
+        priced = {item.company_id for item in to_apply if item.feature.credit_cost}
+        # Locks the wallets (after the meters, as a single track does).
+        credit_budget = UsageCreditBudget(product_id=product_id, company_ids=priced) if priced else None
+        events: list[EventRow] = []
+        tracked: list[TrackedUsage] = []
         by_index: dict[int, BatchItemResult] = {}
         for item in to_apply:
             meter_id = meter_ids[item.meter_key]
@@ -525,8 +550,14 @@ def _batch_apply(
             if current + quantity > MAX_BIGINT:
                 by_index[item.index] = _error(item.index, overflow())
                 continue
+            if credit_budget is not None:
+                cost = _credit_cost(billable_delta(current, current + quantity, item.terms.included_quantity), item.feature)
+                refused = credit_budget.admit(company_id=item.company_id, amount=cost)
+                if refused is not None:
+                    by_index[item.index] = _error(item.index, refused)
+                    continue
             values[meter_id] = current + quantity
-            event = usage_event_build(
+            event = usage_event_row(
                 product_id=product_id,
                 company_id=item.company_id,
                 feature=item.feature,
@@ -544,19 +575,21 @@ def _batch_apply(
                 metadata=item.request.metadata,
             )
             events.append(event)
+            tracked.append(TrackedUsage(row=event, feature=item.feature, terms=item.terms))
             by_index[item.index] = BatchItemResult(
-                index=item.index, status="ok", result=result_from_event(event, feature_code=item.feature.code)
+                index=item.index, status="ok", result=result_from_row(event, feature_code=item.feature.code)
             )
 
         deltas: dict[UUID, int] = {}
         for event in events:
-            deltas[event.meter_id] = deltas.get(event.meter_id, 0) + event.quantity
+            deltas[event["meter_id"]] = deltas.get(event["meter_id"], 0) + event["quantity"]
         if deltas:
             _meters_add(deltas, now=now)
             # Rows in key order: two batches sharing keys take the unique-index
             # entries in the same order and cannot deadlock on them.
-            events.sort(key=lambda e: (e.idempotency_key is None, e.idempotency_key or ""))
+            events.sort(key=lambda e: (e["idempotency_key"] is None, e["idempotency_key"] or ""))
             usage_events_insert(events)
+            _after_counter_update(product_id=product_id, tracked=tracked, now=now)
 
     for item, first in repeats:
         first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
@@ -576,24 +609,16 @@ def _batch_apply(
 
 def _meters_add(deltas: dict[UUID, int], *, now: datetime) -> None:
     """Add each meter's delta in one statement (the rows are locked by the caller)."""
-    if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(UsageMeter._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} AS meter SET value = meter.value + d.delta, updated_at = %s "
-                "FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, delta) WHERE meter.id = d.id",
-                [now, list(deltas), list(deltas.values())],
-            )
-        return
-    UsageMeter.objects.filter(id__in=list(deltas)).update(
-        value=F("value")
-        + Case(
-            *[When(id=meter_id, then=Value(delta)) for meter_id, delta in deltas.items()],
-            default=Value(0),
-            output_field=BigIntegerField(),
-        ),
-        updated_at=now,
-    )
+    ids = [db_value(UsageMeter, "id", meter_id) for meter_id in deltas]
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+    params: list = [value for pair in zip(ids, deltas.values(), strict=True) for value in pair]
+    params += [db_value(UsageMeter, "updated_at", now), *ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_meter_table()} SET value = value + CASE id {cases} END, updated_at = %s "
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            params,
+        )
 
 
 def _replayed(result: UsageResult) -> UsageResult:

@@ -24,6 +24,7 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from django.utils import timezone
 
 from config.api.serializers import iso_utc
 from config.errors import BadRequest
+from config.tasks import enqueue
 
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus, DisabledReason, Event, WebhookEndpoint
 from ..signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
@@ -148,11 +150,22 @@ def _connection(target, address: str, timeout: float) -> http.client.HTTPConnect
     return conn
 
 
+def _abort(conn: http.client.HTTPConnection) -> None:
+    conn.aborted = True
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def attempt_send(*, url: str, secret: str, event_id: str, body: bytes) -> AttemptOutcome:
     """POST the signed body to `url` once. Never raises for the receiver's
     failures: they are the outcome."""
     started = time.monotonic()
     outcome = AttemptOutcome(succeeded=False)
+    conn = None
     try:
         target = target_parse(url)
         addresses = target_addresses(target)
@@ -163,12 +176,17 @@ def attempt_send(*, url: str, secret: str, event_id: str, body: bytes) -> Attemp
             EVENT_ID_HEADER: event_id,
         }
         conn = _connection(target, addresses[0], _timeout())
+        # The socket timeout bounds each read; this bounds the whole attempt, so
+        # a receiver that drips a byte at a time cannot outlive the lease.
+        deadline = threading.Timer(_timeout() * 2, _abort, args=[conn])
+        deadline.start()
         try:
             conn.request("POST", target.path, body=body, headers=headers)
             response = conn.getresponse()
             outcome.status_code = response.status
             outcome.response_excerpt = response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", errors="replace")
         finally:
+            deadline.cancel()
             conn.close()
         outcome.succeeded = 200 <= response.status < 300
         outcome.gone = response.status == 410
@@ -179,7 +197,10 @@ def attempt_send(*, url: str, secret: str, event_id: str, body: bytes) -> Attemp
     except (TimeoutError, socket.timeout):
         outcome.error = f"Timed out after {_timeout():g} s"
     except (OSError, http.client.HTTPException, ssl.SSLError) as error:
-        outcome.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+        if getattr(conn, "aborted", False):
+            outcome.error = f"Timed out: no complete answer within {_timeout() * 2:g} s"
+        else:
+            outcome.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
     outcome.duration_ms = int((time.monotonic() - started) * 1000)
     return outcome
 
@@ -272,10 +293,7 @@ def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, gone: bool) ->
 def _enqueue_retry(delivery_id, delay: float) -> None:
     from ..tasks import deliver_one
 
-    try:
-        deliver_one.apply_async(args=[str(delivery_id)], countdown=max(0.0, delay))
-    except Exception:  # noqa: BLE001 - the beat pass picks it up
-        logger.warning("notification retry not enqueued; the periodic pass will send it", exc_info=True)
+    enqueue(deliver_one, str(delivery_id), countdown=delay)
 
 
 # --- the pass -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from companies.models import Product
+from config.tasks import enqueue
 
 from ..models import Delivery, Event, EventType, WebhookEndpoint
 from .delivery import retry_window
@@ -65,7 +66,4 @@ def enqueue_event_delivery(event_id: UUID) -> None:
     down the deliveries wait in the database for the beat pass."""
     from ..tasks import deliver_event
 
-    try:
-        deliver_event.delay(str(event_id))
-    except Exception:  # noqa: BLE001 - the broker being down must not fail the caller
-        logger.warning("notification delivery not enqueued; the periodic pass will send it", exc_info=True)
+    enqueue(deliver_event, str(event_id))

@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.services.delivery import TOO_OLD_ERROR, deliver_pending_usage, usage_delivery_retry
+from billing.services.delivery import TOO_OLD_ERROR, deliver_pending_usage
+from metering.services import usage_delivery_retry
 from metering.models import UsageEvent
 from tests.billing.conftest import make_due, seed_usage_events
 
@@ -294,3 +295,18 @@ def test_retries_and_new_events_in_one_pass(billed_company, fake_stripe, stripe_
 
     assert result.delivered == 253
     assert len(fake_stripe.meter_events) == 253
+
+
+def test_a_claimed_event_with_nothing_to_bill_is_marked_by_metering_and_never_sent(
+    billed_company, fake_stripe, stripe_catalog
+):
+    """The pass asks metering's rule (goes_to_stripe), through metering's
+    delivery services: a pending event whose billable delta is 0 is set to
+    not_applicable while claiming, and the rest of the batch is sent."""
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 1, billable_delta=0)
+    seed_usage_events(billed_company, stripe_catalog.ai_credit, 2, billable_delta=3)
+
+    result = deliver_pending_usage(batch_size=100)
+
+    assert result.delivered == 2 and len(fake_stripe.meter_events) == 2
+    assert statuses() == {"not_applicable": 1, "delivered": 2}

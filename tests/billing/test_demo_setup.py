@@ -10,6 +10,7 @@ from companies.api_keys import hash_key
 from companies.models import ApiKey, Company, Contact, Product, ProductLink
 from entitlements.models import FeatureAccess
 from metering.models import UsageEvent
+from notifications.models import Event, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +37,33 @@ class TestDemoSetup:
         assert FeatureAccess.objects.filter(source="subscription", tier__isnull=False).exists()
         # A month of usage for the charts, some of it refused by the free tier's limit.
         assert UsageEvent.objects.filter(company__links__external_org_id="org_acme").count() > 30
+        # Wallets with a month of history, and a credit-priced feature in the catalog.
+        from credits.models import LedgerEntry, Wallet
+        from credits.verify import credits_verify
+        from entitlements.models import Feature
+
+        assert Wallet.objects.count() >= 5 and credits_verify() == {}
+        assert LedgerEntry.objects.filter(kind="usage").count() > 50
+        assert LedgerEntry.objects.filter(kind="refund").exists()
+        assert Feature.objects.get(code="ai_image").credit_cost == 5
+        # A webhook endpoint (its secret printed once) and the events the data caused.
+        endpoint = WebhookEndpoint.objects.get(product__code="chat")
+        assert endpoint.secret in stdout
+        assert Event.objects.filter(type="usage.threshold_reached").exists()
+        assert Event.objects.filter(type="feature_access.changed").exists()
 
     def test_running_twice_adds_no_companies_and_rotates_credentials(self):
         first, _ = _run("demo_setup")
         companies = Company.objects.count()
         contacts = Contact.objects.count()
         events = UsageEvent.objects.count()
+        from credits.models import LedgerEntry
+
+        entries = LedgerEntry.objects.count()
         second, _ = _run("demo_setup")
         assert Company.objects.count() == companies and Contact.objects.count() == contacts
         assert UsageEvent.objects.count() == events
+        assert LedgerEntry.objects.count() == entries
+        assert WebhookEndpoint.objects.count() == 1 and "Webhooks:" not in second
         assert first != second
         assert User.objects.filter(username="admin").count() == 1

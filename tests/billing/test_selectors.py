@@ -1,4 +1,4 @@
-"""Billing reads: the billing-period resolver metering uses, tier resolution."""
+"""Billing reads and the billing periods billing pushes to metering; tier resolution."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from billing.services.subscriptions import company_billing_periods_push
 from billing.services.tiers import tier_resolve
 from metering.periods import period_for
 from tests.factories.billing import SubscriptionFactory
@@ -19,6 +20,7 @@ def test_billing_period_follows_the_active_subscription(company, product):
         company=company, product=product, status="active",
         current_period_start=start, current_period_end=start + timedelta(days=30),
     )
+    company_billing_periods_push(company_id=company.pk)  # what every subscription write does
 
     period = period_for("billing_period", start + timedelta(days=3), company_id=company.pk)
 
@@ -37,6 +39,7 @@ def test_a_canceled_subscription_has_no_billing_period(company, product):
         company=company, product=product, status="canceled",
         current_period_start=start, current_period_end=start + timedelta(days=30),
     )
+    company_billing_periods_push(company_id=company.pk)
 
     assert period_for("billing_period", start + timedelta(days=1), company_id=company.pk).start == datetime(2026, 3, 1, tzinfo=UTC)
 

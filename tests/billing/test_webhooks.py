@@ -119,6 +119,24 @@ class TestStoreOnce:
 
 
 class TestSubscriptionEvents:
+    def test_billing_periods_follow_the_subscription_into_metering(self, client, api, company, fake_stripe, stripe_catalog):
+        """Billing pushes the periods of granting subscriptions into metering's
+        table (SPEC §1 (b)); `billing_period` meters follow them."""
+        from metering.models import BillingPeriod
+        from metering.periods import period_for
+
+        subscription = claim(api, company, completed_checkout(fake_stripe)["id"])
+        subscription.refresh_from_db()
+        period = (subscription.current_period_start, subscription.current_period_end)
+        assert list(BillingPeriod.objects.filter(company=company).values_list("period_start", "period_end")) == [period]
+        inside = period[0] + (period[1] - period[0]) / 2
+        assert (period_for("billing_period", inside, company_id=company.pk).start) == period[0]
+
+        fake_stripe.cancel_subscription(subscription.stripe_subscription_id)
+        post_event(client, fake_stripe, last_event(fake_stripe, "customer.subscription.deleted"))
+
+        assert not BillingPeriod.objects.filter(company=company).exists()
+
     def test_deleted_subscription_falls_back_to_the_default_tier(self, client, api, company, fake_stripe, stripe_catalog):
         subscription = claim(api, company, completed_checkout(fake_stripe)["id"])
         assert access_of(company, stripe_catalog.sso).is_enabled

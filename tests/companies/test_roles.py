@@ -41,10 +41,10 @@ def test_billing_admin_is_support_plus():
 
 
 def test_matrix_covers_future_models_and_skips_missing_ones():
-    labels = ["metering.view_something_new", "metering.adjust_usage", "billing.grant_credits",
+    labels = ["metering.view_something_new", "metering.adjust_usage", "credits.grant_credits",
               "billing.reprocess_webhook", "companies.view_apikey", "billing.delete_subscription"]
     assert resolve_permissions(labels, SUPPORT) == {
-        "metering.view_something_new", "metering.adjust_usage", "billing.grant_credits"}
+        "metering.view_something_new", "metering.adjust_usage", "credits.grant_credits"}
     assert resolve_permissions(labels, BILLING_ADMIN) == set(labels)
 
 

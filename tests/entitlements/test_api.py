@@ -24,6 +24,9 @@ CHECK_KEYS = {
     "source",
     "validUntil",
     "tierCode",
+    "status",
+    "creditCost",
+    "creditsAvailable",
 }
 
 

@@ -7,31 +7,26 @@ from django.utils import timezone
 
 from config.errors import NotFound
 from entitlements.models import AccessSource
-from entitlements.selectors import feature_access_check, feature_checks_for_company, tier_stripe_price_ids
-from entitlements.usage import get_usage_reader, register_usage_reader, unregister_usage_reader
+from entitlements.selectors import feature_access_check, tier_stripe_price_ids
 from tests.factories.entitlements import FeatureAccessFactory
 
 pytestmark = pytest.mark.django_db
 
 
+_USAGE: dict[str, int] = {}
+
+
 @pytest.fixture
 def usage_of():
-    """Install a usage reader answering from a dict {feature_code: usage}."""
-    values: dict[str, int] = {}
-    previous = get_usage_reader()
-
-    def reader(*, company_id, features, at):
-        return {feature.id: values.get(feature.code, 0) for feature in features}
-
-    register_usage_reader(reader)
-    yield values
-    unregister_usage_reader(reader)
-    if previous is not None:
-        register_usage_reader(previous)
+    """Usage the caller passes to the check, by feature code (SPEC §1 (a):
+    entitlements' decision takes usage as an argument)."""
+    _USAGE.clear()
+    yield _USAGE
+    _USAGE.clear()
 
 
 def check(company, product, code):
-    return feature_access_check(company=company, product_id=product.pk, feature_code=code)
+    return feature_access_check(company=company, product_id=product.pk, feature_code=code, usage=_USAGE.get(code, 0))
 
 
 def test_missing_row_reads_as_disabled(company, catalog):
@@ -90,14 +85,8 @@ def test_metered_unlimited_has_null_remaining(company, catalog, features, usage_
 
 
 def test_usage_reads_as_zero_without_reader(company, catalog, features):
-    previous = get_usage_reader()
-    unregister_usage_reader()
-    try:
-        FeatureAccessFactory(company=company, feature=features["ai_credit"], quantity_limit=5)
-        assert check(company, catalog, "ai_credit").current_usage == 0
-    finally:
-        if previous is not None:
-            register_usage_reader(previous)
+    FeatureAccessFactory(company=company, feature=features["ai_credit"], quantity_limit=5)
+    assert check(company, catalog, "ai_credit").current_usage == 0
 
 
 def test_config_values_merge_default_config(company, catalog, features):
@@ -122,9 +111,12 @@ def test_checks_for_company_lists_every_feature_in_few_queries(
 ):
     FeatureAccessFactory(company=company, feature=features["sso"])
     feature_access_check(company=company, product_id=catalog.pk, feature_code="sso")  # warm the catalog
-    # One for the access rows, at most one for the usage of the metered features.
-    with django_assert_max_num_queries(2):
-        checks = feature_checks_for_company(company=company, product_id=catalog.pk)
+    # One for the access rows, at most one for the usage of the metered
+    # features, one for the wallet (the demo catalog has a credit-priced feature).
+    from metering.selectors import feature_checks
+
+    with django_assert_max_num_queries(3):
+        checks = feature_checks(company_id=company.pk, product_id=catalog.pk)
     assert [c.feature_code for c in checks] == sorted(features)
     assert {c.feature_code for c in checks if c.is_enabled} == {"sso"}
 

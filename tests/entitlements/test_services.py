@@ -126,7 +126,7 @@ def codes(rows):
 def test_apply_sets_every_tier_feature_as_subscription(company, features, tiers):
     result = tier_apply(company=company, tier=tiers["pro"], actor=SYSTEM, reason="Upgrade")
     assert result.tier_code == "pro"
-    assert codes(result.features_applied) == ["ai_credit", "api_access", "messages", "sso", "team_seats"]
+    assert codes(result.features_applied) == ["ai_credit", "ai_image", "api_access", "messages", "sso", "team_seats"]
     assert result.features_removed == [] and result.changed
     ai = access(company, features["ai_credit"])
     assert (ai.source, ai.tier, ai.included_quantity, ai.quantity_limit) == ("subscription", tiers["pro"], 1000, None)
@@ -174,7 +174,8 @@ def test_hand_set_rows_survive_a_tier_change(company, features, tiers):
     for code, source in (("sso", "manual"), ("priority_support", "trial"), ("api_access", "api")):
         feature_access_set(company=company, feature=features[code], changes={"source": source}, actor=SYSTEM)
     result = tier_apply(company=company, tier=tiers["free"], actor=SYSTEM)
-    assert result.features_removed == []
+    # Only the tier row free lacks goes (ai_image); the hand-set rows stay.
+    assert codes(result.features_removed) == ["ai_image"]
     for code in ("sso", "priority_support", "api_access"):
         assert access(company, features[code]).is_enabled
 

@@ -8,16 +8,10 @@ from unittest import mock
 
 import pytest
 
-from entitlements.usage import current_usage
+from metering.selectors import current_usage_read as current_usage
 from metering.models import UsageMeter, UsageSnapshot
-from metering.periods import (
-    EPOCH,
-    Period,
-    get_billing_period_resolver,
-    period_for,
-    register_billing_period_resolver,
-)
-from metering.services import meters_close_due, usage_track
+from metering.periods import EPOCH, Period, period_for
+from metering.services import billing_periods_set, meters_close_due, usage_track
 from metering.tasks import close_periods
 
 
@@ -73,40 +67,30 @@ class TestPeriodFor:
         assert period_for("monthly", berlin_midnight) == Period(utc(2026, 2, 1), utc(2026, 3, 1))
         assert period_for("daily", berlin_midnight).start == utc(2026, 2, 28)
 
-    def test_billing_period_defaults_to_the_calendar_month(self):
-        register_billing_period_resolver(None)
-        assert period_for("billing_period", utc(2026, 4, 20), company_id="c") == Period(utc(2026, 4, 1), utc(2026, 5, 1))
+    @pytest.mark.django_db
+    def test_billing_period_defaults_to_the_calendar_month(self, company):
+        assert period_for("billing_period", utc(2026, 4, 20), company_id=company.id) == Period(
+            utc(2026, 4, 1), utc(2026, 5, 1)
+        )
 
-    def test_billing_period_follows_the_resolver(self):
-        calls = []
-
-        def resolver(*, company_id, at):
-            calls.append((company_id, at))
-            return (utc(2026, 4, 15, 10), utc(2026, 5, 15, 10))
-
-        register_billing_period_resolver(resolver)
-        assert period_for("billing_period", utc(2026, 5, 2), company_id="c1") == Period(
+    @pytest.mark.django_db
+    def test_billing_period_follows_the_periods_billing_reports(self, company):
+        billing_periods_set(company_id=company.id, periods=[(utc(2026, 4, 15, 10), utc(2026, 5, 15, 10))])
+        assert period_for("billing_period", utc(2026, 5, 2), company_id=company.id) == Period(
             utc(2026, 4, 15, 10), utc(2026, 5, 15, 10)
         )
-        assert calls == [("c1", utc(2026, 5, 2))]
-        # An answer that does not contain the moment is ignored.
-        assert period_for("billing_period", utc(2026, 6, 2), company_id="c1") == Period(utc(2026, 6, 1), utc(2026, 7, 1))
+        # A period that does not contain the moment is ignored.
+        assert period_for("billing_period", utc(2026, 6, 2), company_id=company.id) == Period(utc(2026, 6, 1), utc(2026, 7, 1))
 
-    def test_billing_period_resolver_without_answer_falls_back(self):
-        register_billing_period_resolver(lambda *, company_id, at: None)
-        assert period_for("billing_period", utc(2026, 2, 10), company_id="c") == Period(utc(2026, 2, 1), utc(2026, 3, 1))
+    @pytest.mark.django_db
+    def test_billing_period_without_answer_falls_back(self, company):
+        billing_periods_set(company_id=company.id, periods=[(utc(2026, 2, 5), utc(2026, 3, 5))])
+        billing_periods_set(company_id=company.id, periods=[])  # the subscription ended
+        assert period_for("billing_period", utc(2026, 2, 10), company_id=company.id) == Period(utc(2026, 2, 1), utc(2026, 3, 1))
 
     def test_naive_datetimes_are_refused(self):
         with pytest.raises(ValueError):
             period_for("daily", datetime(2026, 1, 1))
-
-
-@pytest.fixture(autouse=True)
-def _keep_billing_resolver():
-    """Tests swap the billing-period resolver; put back what billing registered."""
-    original = get_billing_period_resolver()
-    yield
-    register_billing_period_resolver(original)
 
 
 def track(product, company, code, quantity=1, **kwargs):
@@ -197,9 +181,7 @@ class TestMetersAcrossPeriods:
 
     def test_billing_period_follows_the_subscription(self, product, company, make_metered, frozen_now):
         feature, _ = make_metered("calls", company=company, reset_period="billing_period")
-        register_billing_period_resolver(
-            lambda *, company_id, at: (utc(2026, 4, 15), utc(2026, 5, 15)) if utc(2026, 4, 15) <= at < utc(2026, 5, 15) else None
-        )
+        billing_periods_set(company_id=company.id, periods=[(utc(2026, 4, 15), utc(2026, 5, 15))])
         frozen_now(utc(2026, 5, 2))
         track(product, company, "calls", 3)
         meter = UsageMeter.objects.get(feature=feature)

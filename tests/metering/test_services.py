@@ -13,7 +13,7 @@ from django.utils import timezone
 from config.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from entitlements.actors import Actor
 from entitlements.cache import access_key
-from entitlements.usage import current_usage
+from metering.selectors import current_usage_read as current_usage
 from metering.models import AppendOnlyError, UsageEvent, UsageMeter, UsageSnapshot
 from metering.services import (
     TrackRequest,
@@ -461,10 +461,10 @@ class TestFeatureChecksSeeUsage:
     def test_a_warm_check_shows_every_usage_write_at_once(self, product, company, access):
         """The check cache holds access rows, never usage: usage is read live,
         so no usage write can leave a cached check stale."""
-        from entitlements.selectors import feature_access_check
+        from metering.selectors import feature_check
 
         def check():
-            return feature_access_check(company=company, product_id=product.id, feature_code="ai_credit")
+            return feature_check(product_id=product.id, company_id=company.id, feature_code="ai_credit")
 
         assert check().current_usage == 0
         assert cache.get(access_key(product.id, company.id, "ai_credit")) is not None  # warm

@@ -19,7 +19,7 @@ class Received:
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.requests: list[Received] = []
         self.script: deque = deque()  # statuses (or "sleep:<seconds>") answered first, in order
         self.default_status = 200
@@ -38,6 +38,17 @@ class Receiver:
                 if isinstance(answer, str) and answer.startswith("sleep:"):
                     time.sleep(float(answer.split(":", 1)[1]))
                     answer = 200
+                if isinstance(answer, str) and answer.startswith("drip:"):
+                    # Headers a byte at a time, each just inside the socket timeout.
+                    pause = float(answer.split(":", 1)[1])
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(pause)
+                    return
                 payload = b'{"ok": true}' if answer < 300 else b"receiver says no " * 200
                 self.send_response(answer)
                 self.send_header("Content-Type", "application/json")
@@ -48,7 +59,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -63,3 +74,40 @@ class Receiver:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main() -> None:
+    """`python -m tests.notifications.receiver --port 9000 --secret whsec_…`:
+    prints every event received, with whether its signature verifies."""
+    import argparse
+    import json
+
+    from notifications.signing import signature_verify
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--secret", default="")
+    parser.add_argument("--quiet", action="store_true", help="Only count (for bench/notifications.py).")
+    args = parser.parse_args()
+    receiver = Receiver(port=args.port)
+    with receiver:
+        print(f"listening on http://127.0.0.1:{args.port}/hooks", flush=True)
+        seen = 0
+        while True:
+            time.sleep(0.2)
+            with receiver.lock:
+                new, seen = receiver.requests[seen:], len(receiver.requests)
+                if args.quiet:
+                    receiver.requests.clear()
+                    seen = 0
+            for request in [] if args.quiet else new:
+                signed = args.secret and signature_verify(
+                    secret=args.secret, header=request.headers.get("SaaSDesk-Signature", ""), body=request.body
+                )
+                event = json.loads(request.body or b"{}")
+                print(f"{event.get('createdAt')} {event.get('type')} signature={'ok' if signed else 'unchecked/bad'}")
+                print("  " + json.dumps(event.get("data"), sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()

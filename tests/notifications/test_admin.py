@@ -82,3 +82,13 @@ def test_support_cannot_resend(product, receiver):
     page = client.get("/admin/notifications/delivery/")
     assert page.status_code == 200 and "Resend selected" not in page.content.decode()
     assert delivery.status == DeliveryStatus.PENDING
+
+
+def test_failing_list_for_the_dashboard(product, receiver):
+    from notifications.selectors import endpoint_failing_list
+
+    healthy = endpoint_create(product=product, url=receiver.url)
+    gone = endpoint_create(product=product, url=receiver.url + "/gone")
+    WebhookEndpoint.objects.filter(pk=gone.pk).update(enabled=False, disabled_reason="gone")
+    assert list(endpoint_failing_list()) == [WebhookEndpoint.objects.get(pk=gone.pk)]
+    assert healthy not in endpoint_failing_list()

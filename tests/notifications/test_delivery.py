@@ -237,10 +237,22 @@ def test_broker_down_leaves_the_work_in_the_database(product, receiver, monkeypa
     def broker_down(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(tasks.deliver_event, "delay", broker_down)
+    monkeypatch.setattr(tasks.deliver_event, "apply_async", broker_down)
     endpoint_create(product=product, url=receiver.url)
     with django_capture_on_commit_callbacks(execute=True):
         event_emit(product=product, type="usage.threshold_reached", data={})
     assert receiver.requests == [] and Delivery.objects.get().status == DeliveryStatus.PENDING
     tasks.deliver_due()
     assert len(receiver.requests) == 1
+
+
+def test_a_dripping_receiver_cannot_hold_a_worker(product, receiver, settings):
+    """Each byte arrives within the socket timeout, but the whole attempt is
+    cut at twice the timeout."""
+    settings.NOTIFICATIONS_TIMEOUT_SECONDS = 0.2
+    receiver.script.append("drip:0.1")
+    endpoint_create(product=product, url=receiver.url)
+    event_emit(product=product, type="usage.threshold_reached", data={})
+    deliveries_run()
+    attempt = DeliveryAttempt.objects.get()
+    assert not attempt.succeeded and "no complete answer" in attempt.error

@@ -22,14 +22,22 @@ from django.utils import timezone
 
 from companies.models import CompanyStatus, Product, ProductLink
 from companies.services import api_key_create, company_create, company_update, contacts_bulk_upsert
+from config.errors import ApplicationError
+from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
 from entitlements.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
 from metering.services import TrackRequest, usage_track_batch
+from notifications.models import WebhookEndpoint
+from notifications.services import endpoint_create
 
 DEMO_PRODUCT = {"code": "chat", "name": "Chat App"}
 DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.json"
 USAGE_DAYS = 30
+# Where the demo's webhook endpoint points: run the receiver of the README there
+# (`python -m tests.notifications.receiver --port 9000`); until then its
+# deliveries fail and are retried, which the admin shows too.
+DEMO_WEBHOOK_URL = "http://127.0.0.1:9000/hooks"
 
 # name, domain, status, MRR in cents, (contact name, role) — the first contact is primary.
 DEMO_COMPANIES = [
@@ -72,15 +80,30 @@ class Command(BaseCommand):
             code=DEMO_PRODUCT["code"], defaults={"name": DEMO_PRODUCT["name"]}
         )
         call_command("load_catalog", str(DEMO_CATALOG), stdout=self.stderr, stderr=self.stderr)
+        self.webhook_secret = self._create_webhook_endpoint(product)
         created = self._create_companies(product)
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
+        movements = self._credit_history(product)
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
-            f"{events} new usage events."
+            f"{events} new usage events, {movements} new credit movements."
         )
         if not options["no_credentials"]:
             self._print_credentials(product)
+
+    def _create_webhook_endpoint(self, product: Product) -> str | None:
+        """A webhook endpoint for the usage and access events the demo data
+        causes (its secret is printed with the credentials when created)."""
+        if WebhookEndpoint.objects.filter(product=product, url=DEMO_WEBHOOK_URL).exists():
+            return None
+        endpoint = endpoint_create(
+            product=product,
+            url=DEMO_WEBHOOK_URL,
+            event_types=["usage.threshold_reached", "usage.limit_reached", "feature_access.changed"],
+            description="Demo receiver (python -m tests.notifications.receiver --port 9000)",
+        )
+        return endpoint.secret
 
     def _create_companies(self, product: Product) -> int:
         created = 0
@@ -154,6 +177,60 @@ class Command(BaseCommand):
             ok += sum(result.status == "ok" for result in results)
         return ok
 
+    def _credit_history(self, product: Product) -> int:
+        """A month of wallet history for the paying companies: welcome and
+        top-up grants, the current cycle's subscription credits, daily debits
+        of an image renderer (sized so that none is refused, which keeps a
+        second run a no-op), and a refund. Grants are once per reason and debits
+        idempotent by jobId, so a second run adds nothing."""
+        rng = random.Random(7)
+        now = timezone.now()
+        cycle_end = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)).replace(day=1)
+        written = 0
+        for link in self._demo_links(product):
+            company = link.company
+            if not company.mrr:
+                continue
+            grants = [
+                (USAGE_DAYS, "promotional", 500, "Welcome credits", None),
+                (USAGE_DAYS - 10, "topup", 1500 + company.mrr // 20, "Top-up (demo)", None),
+                (3, "subscription", 1000, f"Subscription credits {now:%Y-%m}", cycle_end),
+            ]
+            events = [(days, ("grant", g)) for days, *g in grants]
+            events += [(days, ("debit", days)) for days in range(USAGE_DAYS, 0, -1)]
+            for days_ago, (kind, args) in sorted(events, key=lambda e: (-e[0], e[1][0] != "grant")):
+                at = now - timedelta(days=days_ago, hours=rng.randint(0, 3) if kind == "debit" else 4)
+                try:
+                    if kind == "grant":
+                        bucket, amount, reason, expires_at = args
+                        result = credits_grant(
+                            company_id=company.pk, product_id=product.pk, amount=amount, reason=reason,
+                            bucket=bucket, expires_at=expires_at, actor="system:demo_setup", recorded_at=at,
+                        )
+                        written += result.created
+                    else:
+                        result = credits_debit(
+                            product_id=product.pk, company_id=company.pk, amount=rng.randint(5, 40),
+                            job_id=f"demo-render-{(now - timedelta(days=days_ago)).date()}",
+                            source_service="image-renderer",
+                            actor="system:demo_setup", recorded_at=at,
+                        )
+                        written += not result.replayed
+                except ApplicationError:
+                    continue  # e.g. a wallet frozen by staff meanwhile
+            wallet = wallet_get_or_create(company_id=company.pk, product_id=product.pk)
+            if wallet.low_balance_threshold is None:
+                wallet_threshold_set(wallet=wallet, low_balance_threshold=200, reason="demo data", actor="system:demo_setup")
+            try:
+                refund = credits_refund(
+                    product_id=product.pk, company_id=company.pk, source_service="image-renderer",
+                    refund_for_job_id=f"demo-render-{(now - timedelta(days=2)).date()}", reason="Render failed (demo)",
+                )
+                written += not refund.replayed
+            except ApplicationError:
+                pass
+        return written
+
     def _print_credentials(self, product: Product) -> None:
         password = secrets.token_urlsafe(12)
         user_model = get_user_model()
@@ -179,6 +256,15 @@ class Command(BaseCommand):
                     "",
                     "  export API=http://127.0.0.1:8000/api/v1",
                     f"  export KEY={raw_key}",
+                    *(
+                        [
+                            "",
+                            f"  Webhooks:  {DEMO_WEBHOOK_URL}  secret {self.webhook_secret}",
+                            f"             python -m tests.notifications.receiver --port 9000 --secret {self.webhook_secret}",
+                        ]
+                        if getattr(self, "webhook_secret", None)
+                        else []
+                    ),
                     "=" * 72,
                     "",
                 ]

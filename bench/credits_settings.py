@@ -1,0 +1,8 @@
+"""Settings of bench/credits.py's gunicorn: production settings (DEBUG off,
+real SECRET_KEY required) with the floor view's URL conf."""
+
+from config.settings.production import *  # noqa: F401,F403
+
+ROOT_URLCONF = "credits.bench_urls"
+# The bench talks plain HTTP to 127.0.0.1.
+SECURE_SSL_REDIRECT = False

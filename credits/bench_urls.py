@@ -1,0 +1,13 @@
+"""URL conf of the credits benchmark only (bench/credits_settings.py): the
+real URLs plus the floor view."""
+
+from django.urls import path
+
+from config.urls import urlpatterns as real_urlpatterns
+
+from .bench_views import FloorDebitApi
+
+urlpatterns = [
+    path("bench/floor/debit", FloorDebitApi.as_view(), name="bench-floor-debit"),
+    *real_urlpatterns,
+]

@@ -1,0 +1,51 @@
+from .debits import DebitResult, RefundResult, credits_debit, credits_refund, debit_locked
+from .expiry import credit_lots_expire
+from .reservations import (
+    MAX_TTL_SECONDS,
+    reservation_charge_on_expiry_set,
+    reservation_create,
+    reservation_expire,
+    reservation_release,
+    reservation_settle,
+    reservation_usage_record,
+    reservations_expire,
+)
+from .usage import UsageCreditBudget, usage_charge, usage_source_service
+from .wallets import (
+    GrantResult,
+    credits_grant,
+    lot_add,
+    wallet_freeze,
+    wallet_get_or_create,
+    wallet_threshold_set,
+    wallet_transfer,
+    wallet_unfreeze,
+)
+
+__all__ = [
+    "MAX_TTL_SECONDS",
+    "DebitResult",
+    "GrantResult",
+    "UsageCreditBudget",
+    "RefundResult",
+    "credit_lots_expire",
+    "credits_debit",
+    "credits_grant",
+    "credits_refund",
+    "debit_locked",
+    "lot_add",
+    "reservation_charge_on_expiry_set",
+    "reservation_create",
+    "reservation_expire",
+    "reservation_release",
+    "reservation_settle",
+    "reservation_usage_record",
+    "reservations_expire",
+    "usage_charge",
+    "usage_source_service",
+    "wallet_freeze",
+    "wallet_get_or_create",
+    "wallet_threshold_set",
+    "wallet_transfer",
+    "wallet_unfreeze",
+]

@@ -1,0 +1,311 @@
+"""Debits and refunds (SPEC §7).
+
+A debit is one short transaction that locks the wallet row: the lock is what
+makes "N debits of 1 on a balance of K admit exactly K" hold (each debit
+re-reads the balance the previous one committed) and what keeps the lots,
+the wallet balances and the ledger summing to the same number. Idempotency
+is the unique (wallet, idempotency key) index: a concurrent identical debit
+waits for the lock, then either fails its insert or is refused for want of
+credits; either way it answers with the stored entry of the winner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError, BadRequest, Conflict, NotFound
+
+from ..models import CreditLot, EntryKind, LedgerEntry, Wallet
+from ..rules import (
+    USAGE_SOURCE_PREFIX,
+    check_positive,
+    company_suspended_check,
+    default_debit_key,
+    default_refund_key,
+    fingerprint,
+    idempotency_conflict,
+    no_wallet,
+    not_enough_credits,
+    wallet_frozen,
+)
+from ..selectors import wallet_get
+from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock, wallet_lock_visible
+
+
+@dataclass(frozen=True)
+class DebitResult:
+    entry: LedgerEntry
+    replayed: bool = False
+
+
+def credits_debit(
+    *,
+    product_id: UUID,
+    amount: int,
+    job_id: str,
+    source_service: str,
+    company_id: UUID | None = None,
+    external_org_id: str | None = None,
+    idempotency_key: str | None = None,
+    actor: str = "",
+    actor_user_id: str = "",
+    metadata: dict | None = None,
+    recorded_at: datetime | None = None,
+) -> DebitResult:
+    """Take `amount` credits for a job: one `usage` entry. A repeat of the
+    idempotency key (default sha256(jobId + sourceService)) returns the first
+    entry (`replayed`), or 409 with another amount; 402 without enough
+    available credits or while the wallet owes debt; 423 frozen; 404 no wallet."""
+    check_positive(amount, field="amount")
+    if source_service.startswith(USAGE_SOURCE_PREFIX):
+        raise BadRequest.for_field("sourceService", f"The '{USAGE_SOURCE_PREFIX}' prefix is reserved for usage tracking.")
+    key = idempotency_key or default_debit_key(job_id=job_id, source_service=source_service)
+    request_fingerprint = fingerprint(amount=amount, job_id=job_id, source_service=source_service)
+    wallet_id = None
+    try:
+        with transaction.atomic():
+            wallet = wallet_lock_visible(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+            if wallet is None:
+                # The right 404: an unknown/invisible company, or no wallet.
+                wallet_get(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
+                raise no_wallet()
+            wallet_id = wallet.pk
+            entry = debit_locked(
+                wallet=wallet,
+                amount=amount,
+                job_id=job_id,
+                source_service=source_service,
+                idempotency_key=key,
+                request_fingerprint=request_fingerprint,
+                actor=actor_user_id and f"{actor} user:{actor_user_id}" or actor,
+                metadata=metadata or {},
+                recorded_at=recorded_at,
+            )
+        return DebitResult(entry=entry)
+    except (ApplicationError, IntegrityError):
+        # A retry of a debit that once succeeded answers with that success,
+        # even if the wallet could not pay it again now.
+        stored = LedgerEntry.objects.filter(wallet_id=wallet_id, idempotency_key=key).first() if wallet_id else None
+        if stored is None:
+            raise
+        if stored.request_fingerprint != request_fingerprint:
+            raise idempotency_conflict(
+                stored, "This jobId and sourceService (or idempotency key) were already debited with another amount."
+            ) from None
+        return DebitResult(entry=stored, replayed=True)
+
+
+def debit_locked(
+    *,
+    amount: int,
+    job_id: str,
+    source_service: str,
+    idempotency_key: str | None,
+    request_fingerprint: str = "",
+    actor: str = "",
+    metadata: dict | None = None,
+    description: str = "",
+    recorded_at: datetime | None = None,
+    wallet: Wallet | None = None,
+    wallet_id: UUID | None = None,
+) -> LedgerEntry:
+    """The debit itself, inside the caller's transaction, on `wallet` locked
+    by the caller or on `wallet_id`, which it locks until the caller commits."""
+    now = timezone.now()
+    if wallet is None:
+        wallet = wallet_lock(wallet_id=wallet_id)
+    if wallet.frozen:
+        raise wallet_frozen(wallet)
+    company_suspended_check(company_id=wallet.company_id, product_id=wallet.product_id)
+    lots = spendable_lots(wallet, now=now)
+    if wallet.debt or amount > wallet.available:
+        raise not_enough_credits(required=amount, available=wallet.available, debt=wallet.debt)
+    take = take_from_lots(lots, amount)
+    # `available` ≤ the lots' total, so the lots always cover a debit.
+    assert take.shortfall == 0
+    return entry_apply(
+        wallet,
+        kind=EntryKind.USAGE,
+        now=now,
+        lot_deltas=take.lot_deltas,
+        job_id=job_id,
+        source_service=source_service,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        actor=actor,
+        metadata=metadata or {},
+        description=description,
+        recorded_at=recorded_at,
+    )
+
+
+# --- Refunds -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    entry: LedgerEntry
+    refunded: int
+    forfeited: int
+    replayed: bool = False
+
+
+def _claimed_per_lot(previous: list[LedgerEntry]) -> dict[str, int]:
+    """What earlier refunds of one entry already gave back (or forfeited), per lot."""
+    claimed: dict[str, int] = {}
+    for entry in previous:
+        for item in entry.allocations:
+            lot = item.get("lot")
+            if lot is None:
+                continue
+            part = item.get("claimed", item.get("forfeited", 0))
+            claimed[lot] = claimed.get(lot, 0) + part
+    return claimed
+
+
+def refundable_left(source: LedgerEntry, previous: list[LedgerEntry]) -> list[tuple[str, int]]:
+    """(lot id, credits of `source` still refundable from that lot), latest-spent lot first."""
+    claimed = _claimed_per_lot(previous)
+    left = []
+    for item in reversed(source.allocations):
+        lot = item.get("lot")
+        if lot is None or item.get("amount", 0) >= 0:
+            continue
+        taken = -item["amount"]
+        # A debit takes from each lot once, so per lot: taken − claimed.
+        still = taken - claimed.get(lot, 0)
+        if still > 0:
+            left.append((lot, still))
+    return left
+
+
+def give_back(
+    wallet: Wallet, *, source: LedgerEntry, amount: int, kind: str, now, **fields
+) -> tuple[LedgerEntry, int, int]:
+    """Return up to `amount` of what `source` took to the lots it took it from
+    (latest-spent first); a share whose lot has expired is forfeited and the
+    entry says so. Credits returned pay the debt first. Wallet locked.
+    Returns (entry, refunded, forfeited)."""
+    previous = list(LedgerEntry.objects.filter(reference=source, kind__in=[EntryKind.REFUND]))
+    plan, need = [], amount
+    for lot_id, still in refundable_left(source, previous):
+        if need == 0:
+            break
+        part = min(still, need)
+        plan.append((lot_id, part))
+        need -= part
+    lots = CreditLot.objects.in_bulk([lot_id for lot_id, _ in plan])
+    returns, extra, forfeited = [], [], 0
+    for lot_id, part in plan:
+        lot = lots[UUID(lot_id)]
+        if lot.is_expired(now):
+            forfeited += part
+            extra.append({"lot": lot_id, "bucket": lot.bucket, "forfeited": part, "amount": 0})
+        else:
+            returns.append((lot, part))
+            extra.append({"lot": lot_id, "claimed": part, "amount": 0})
+    deltas, debt_delta = credit_lot_deltas(wallet, returns)
+    refunded = sum(part for _, part in returns)
+    if forfeited:
+        note = f"{forfeited} not returned: the lot expired since the debit"
+        fields["description"] = f"{fields.get('description', '')}; {note}".lstrip("; ")
+    entry = entry_apply(
+        wallet,
+        kind=kind,
+        now=now,
+        lot_deltas=deltas,
+        debt_delta=debt_delta,
+        extra_allocations=extra,
+        reference=source,
+        **fields,
+    )
+    return entry, refunded, forfeited
+
+
+def credits_refund(
+    *,
+    product_id: UUID,
+    company_id,
+    refund_for_job_id: str,
+    source_service: str,
+    reason: str,
+    amount: int | None = None,
+    idempotency_key: str | None = None,
+    actor: str = "",
+) -> RefundResult:
+    """Give back (part of) the debit of (refundForJobId, sourceService) to the
+    lots it took from; by default all that is left. Cumulative refunds never
+    exceed the debit: asking for more is 409 with what is left. Allowed on a
+    frozen wallet. A repeat of the idempotency key is a replay."""
+    if amount is not None:
+        check_positive(amount, field="amount")
+    wallet = wallet_get(product_id=product_id, company_id=company_id)
+    key = idempotency_key or default_refund_key(
+        refund_for_job_id=refund_for_job_id, source_service=source_service, reason=reason
+    )
+    request_fingerprint = fingerprint(amount=amount, job=refund_for_job_id, source=source_service, reason=reason)
+    stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+    if stored is None:
+        try:
+            with transaction.atomic():
+                return _refund_locked(
+                    wallet_id=wallet.pk,
+                    refund_for_job_id=refund_for_job_id,
+                    source_service=source_service,
+                    reason=reason,
+                    amount=amount,
+                    key=key,
+                    request_fingerprint=request_fingerprint,
+                    actor=actor,
+                )
+        except IntegrityError:
+            stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+            if stored is None:
+                raise
+    if stored.request_fingerprint != request_fingerprint or stored.kind != EntryKind.REFUND:
+        raise idempotency_conflict(stored, "This refund idempotency key was already used with another request.")
+    forfeited = sum(item.get("forfeited", 0) for item in stored.allocations)
+    return RefundResult(entry=stored, refunded=stored.amount, forfeited=forfeited, replayed=True)
+
+
+def _refund_locked(
+    *, wallet_id, refund_for_job_id, source_service, reason, amount, key, request_fingerprint, actor
+) -> RefundResult:
+    now = timezone.now()
+    wallet = wallet_lock(wallet_id=wallet_id)
+    debit = (
+        LedgerEntry.objects.filter(
+            wallet=wallet, kind=EntryKind.USAGE, job_id=refund_for_job_id, source_service=source_service
+        )
+        .order_by("created_at", "id")
+        .first()
+    )
+    if debit is None:
+        raise NotFound("No debit with this jobId and sourceService in this wallet.")
+    previous = list(LedgerEntry.objects.filter(reference=debit, kind=EntryKind.REFUND))
+    left = sum(part for _, part in refundable_left(debit, previous))
+    debited = -debit.amount
+    if amount is None and left == 0 or amount is not None and amount > left:
+        raise Conflict(
+            f"Only {left} of this debit's {debited} credits are left to refund.",
+            details={"debited": debited, "refundable": left, "requested": amount, "ledgerEntryId": str(debit.pk)},
+        )
+    entry, refunded, forfeited = give_back(
+        wallet,
+        source=debit,
+        amount=left if amount is None else amount,
+        kind=EntryKind.REFUND,
+        now=now,
+        reason=reason,
+        job_id=refund_for_job_id,
+        source_service=source_service,
+        idempotency_key=key,
+        request_fingerprint=request_fingerprint,
+        actor=actor,
+        description=f"Refund of {refund_for_job_id}",
+    )
+    return RefundResult(entry=entry, refunded=refunded, forfeited=forfeited)
