@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from companies.api.serializers import SmartLinkHintsSerializer
@@ -18,8 +19,13 @@ from ..models import SubscriptionStatus
 STRIPE_ID_MAX = 255
 
 
+# Stripe's ids are letters, digits and underscores (`cs_test_a1B2`, `sub_1Mx`):
+# anything else names nothing and is refused before Stripe is called.
+_STRIPE_ID = RegexValidator(r"^[A-Za-z0-9_]+$", "Not a Stripe id (letters, digits and underscores).")
+
+
 def _stripe_id(**kwargs) -> StrictCharField:
-    return StrictCharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, **kwargs)
+    return StrictCharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, validators=[_STRIPE_ID], **kwargs)
 
 
 def _optional_stripe_id() -> StrictCharField:

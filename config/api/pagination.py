@@ -39,7 +39,7 @@ from django.db.models import Q, QuerySet
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from config.api.serializers import StrictSerializer
+from config.api.serializers import strict_input
 from config.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -63,10 +63,14 @@ class _CursorField(serializers.CharField):
         super().__init__(**kwargs)
 
 
-class PageQuerySerializer(StrictSerializer):
+class PageQuerySerializer(serializers.Serializer):
     """`limit` and `cursor` of a list's query string. Subclass it for a list's
-    own filters (or use it as is). Unknown query parameters are a 400, like
-    unknown body fields."""
+    own filters (or use it as is; combining it with StrictSerializer is fine).
+    Unknown query parameters are a 400, like unknown body fields."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(strict_input(self, data))
+
 
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT,

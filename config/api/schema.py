@@ -19,6 +19,7 @@ Everything the views would otherwise repeat is done here, once:
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
@@ -173,6 +174,9 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_basic_serializer(self.target, direction)
+        if type(self.target).__doc__ is None:
+            # Not StrictSerializer's own docstring, inherited by every body.
+            schema.pop("description", None)
         if direction == "request":
             schema["additionalProperties"] = False
             alternatives = getattr(self.target, "exactly_one_of", ())
@@ -230,6 +234,7 @@ class NonBlankStringExtension(OpenApiSerializerFieldExtension):
             and field.trim_whitespace
             and schema.get("type") == "string"
             and not {"format", "pattern", "enum"} & set(schema)
+            and not any(isinstance(v, RegexValidator) for v in field.validators)  # spectacular adds that pattern
         ):
             schema["pattern"] = NON_BLANK_PATTERN
         return schema

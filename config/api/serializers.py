@@ -73,13 +73,21 @@ class StrictSerializer(serializers.Serializer):
       strings only: `reason: 123` or an integer `companyId` is a 400 naming
       the field, whatever field class a serializer declares."""
 
+    # Field names of which a body must give exactly one (e.g. companyId or
+    # externalOrgId); the OpenAPI schema says it with a oneOf (config.api.schema).
+    exactly_one_of: tuple[str, ...] = ()
+
+    def validate(self, attrs):
+        if self.exactly_one_of:
+            given = [name for name in self.exactly_one_of if self.fields[name].source in attrs]
+            if len(given) != 1:
+                message = f"Give exactly one of {' and '.join(self.exactly_one_of)}."
+                raise serializers.ValidationError({name: [message] for name in self.exactly_one_of})
+        return attrs
+
     def to_internal_value(self, data):
-        if isinstance(data, QueryDict):
-            data = self._query_values(data)
+        data = strict_input(self, data)
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
             type_errors = {}
             for name, field in self.fields.items():
                 if name in data and not field.read_only and (error := _json_type_errors(field, data[name])):
@@ -88,14 +96,22 @@ class StrictSerializer(serializers.Serializer):
                 raise serializers.ValidationError(type_errors)
         return super().to_internal_value(data)
 
-    def _query_values(self, query: QueryDict) -> dict:
-        # A query string is read like a JSON body: `?limit=` is an empty value
-        # (refused where the schema refuses ""), not an absent one as DRF's
-        # HTML-form handling would make it.
-        return {
-            key: query.getlist(key) if isinstance(self.fields.get(key), serializers.ListField) else query[key]
-            for key in query
+
+
+def strict_input(serializer: serializers.Serializer, data):
+    """`data` with unknown fields refused (a 400 naming them). A query string
+    is read like a JSON body: `?limit=` is an empty value (refused where the
+    schema refuses ""), not an absent one as DRF's HTML-form handling makes it."""
+    if isinstance(data, QueryDict):
+        data = {
+            key: data.getlist(key) if isinstance(serializer.fields.get(key), serializers.ListField) else data[key]
+            for key in data
         }
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+    return data
 
 
 def _unstorable_text(value) -> str | None:

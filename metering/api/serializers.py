@@ -31,11 +31,6 @@ class _CompanyRefSerializer(StrictSerializer):
     companyId = StrictUUIDField(source="company_id", required=False)
     externalOrgId = StrictCharField(source="external_org_id", required=False, max_length=200)
 
-    def validate(self, attrs):
-        if ("company_id" in attrs) == ("external_org_id" in attrs):
-            message = "Give exactly one of companyId and externalOrgId."
-            raise serializers.ValidationError({"companyId": [message], "externalOrgId": [message]})
-        return attrs
 
 
 class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
@@ -142,6 +137,14 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class UsageTrackBatchResponseSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
+
+
+class ActorSerializer(serializers.Serializer):
+    """Who made a usage event (the OpenAPI shape of `actor`)."""
+
+    kind = serializers.CharField()
+    id = serializers.CharField()
+    label = serializers.CharField()
 
 
 class UsageEventSerializer(serializers.Serializer):
