@@ -31,7 +31,7 @@ from companies import admin_extensions
 from companies.models import Company, Product
 from config.errors import ApplicationError
 
-from .actors import Actor
+from companies.actors import Actor
 from .models import Feature, FeatureAccess, Tier, TierFeature
 from .services import (
     API_FIELD_NAMES,

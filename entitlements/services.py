@@ -25,7 +25,7 @@ from companies.models import Company
 from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
-from .actors import Actor
+from companies.actors import Actor
 from .models import AccessSource, AccessWindowNotice, Feature, FeatureAccess, Tier
 from .notifications import AccessChange, access_state, external_org_id_for, feature_access_changed_emit
 from .rules import access_in_force_for_good

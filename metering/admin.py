@@ -17,7 +17,7 @@ from companies import admin_extensions
 from companies.admin_extensions import ReadOnlyAdminMixin
 from companies.models import Company, ProductLink
 from config.errors import ApplicationError
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services

@@ -28,38 +28,44 @@ def _stripe_id(**kwargs) -> StrictCharField:
     return StrictCharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, validators=[_STRIPE_ID], **kwargs)
 
 
-def _optional_stripe_id() -> StrictCharField:
-    return _stripe_id(required=False, allow_null=True, allow_blank=True)
+def _optional_stripe_id(**kwargs) -> StrictCharField:
+    return _stripe_id(required=False, allow_null=True, allow_blank=True, **kwargs)
 
 
 # --- input ---------------------------------------------------------------------------
 
 
 class CheckoutClaimInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
-    checkoutSessionId = _stripe_id()
+    companyId = StrictUUIDField(source="company_id")
+    checkoutSessionId = _stripe_id(source="checkout_session_id")
 
 
 class SubscriptionLinkInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
-    stripeSubscriptionId = _stripe_id()
-    stripeCustomerId = _optional_stripe_id()
-    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-    displayName = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    companyId = StrictUUIDField(source="company_id")
+    stripeSubscriptionId = _stripe_id(source="stripe_subscription_id")
+    stripeCustomerId = _optional_stripe_id(source="stripe_customer_id")
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True, source="tier_code")
+    displayName = StrictCharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True, source="display_name"
+    )
 
 
 class OnboardInputSerializer(StrictSerializer):
     at_most_one_of = ("checkoutSessionId", "stripeSubscriptionId")
 
-    externalOrgId = StrictCharField(max_length=200)
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     hints = SmartLinkHintsSerializer(required=False)
-    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-    checkoutSessionId = _optional_stripe_id()
-    stripeSubscriptionId = _optional_stripe_id()
-    stripeCustomerId = _optional_stripe_id()
-    contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
-    contactName = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
-    createdAt = UTCDateTimeField(required=False, allow_null=True)
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True, source="tier_code")
+    checkoutSessionId = _optional_stripe_id(source="checkout_session_id")
+    stripeSubscriptionId = _optional_stripe_id(source="stripe_subscription_id")
+    stripeCustomerId = _optional_stripe_id(source="stripe_customer_id")
+    contactEmail = StrictEmailField(
+        max_length=254, required=False, allow_null=True, allow_blank=True, source="contact_email"
+    )
+    contactName = StrictCharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True, source="contact_name"
+    )
+    createdAt = UTCDateTimeField(required=False, allow_null=True, source="created_at")
 
 
 # --- output --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.schema import error_responses, validated
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from ..selectors import billing_status
 from ..services.onboarding import onboard
@@ -40,12 +40,7 @@ class CheckoutClaimApi(APIView):
     )
     def post(self, request):
         data = validated(CheckoutClaimInputSerializer, request.data)
-        result = checkout_claim(
-            product_id=request.auth.product_id,
-            company_id=data["companyId"],
-            checkout_session_id=data["checkoutSessionId"],
-            actor=Actor.from_request(request),
-        )
+        result = checkout_claim(product_id=request.auth.product_id, actor=Actor.from_request(request), **data)
         return Response(CheckoutClaimResultSerializer(result).data, status=200 if result.already_claimed else 201)
 
 
@@ -62,15 +57,7 @@ class SubscriptionLinkApi(APIView):
     )
     def post(self, request):
         data = validated(SubscriptionLinkInputSerializer, request.data)
-        result = subscription_link(
-            product_id=request.auth.product_id,
-            company_id=data["companyId"],
-            stripe_subscription_id=data["stripeSubscriptionId"],
-            stripe_customer_id=data.get("stripeCustomerId") or None,
-            tier_code=data.get("tierCode") or None,
-            display_name=data.get("displayName") or None,
-            actor=Actor.from_request(request),
-        )
+        result = subscription_link(product_id=request.auth.product_id, actor=Actor.from_request(request), **data)
         return Response(SubscriptionLinkResultSerializer(result).data, status=200 if result.already_linked else 201)
 
 
@@ -100,18 +87,9 @@ class OnboardApi(APIView):
     )
     def post(self, request):
         data = validated(OnboardInputSerializer, request.data)
-        hints = data.get("hints") or {}
         result = onboard(
             product_id=request.auth.product_id,
-            external_org_id=data["externalOrgId"],
-            hints=hints,
-            tier_code=data.get("tierCode") or None,
-            checkout_session_id=data.get("checkoutSessionId") or None,
-            stripe_subscription_id=data.get("stripeSubscriptionId") or None,
-            stripe_customer_id=data.get("stripeCustomerId") or None,
-            contact_email=data.get("contactEmail") or None,
-            contact_name=data.get("contactName") or None,
-            created_at=data.get("createdAt"),
+            **data,
             actor=Actor.from_request(request),
         )
         return Response(OnboardResultSerializer(result).data, status=201 if result.created else 200)

@@ -15,7 +15,7 @@ from companies.models import Company, ProductLink
 from companies.services import SmartLinkStatus, company_create, company_smart_link, contact_upsert
 from companies.smart_link import DEFAULT_MIN_CONFIDENCE
 from config.errors import BadRequest, Conflict
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.services import tier_apply
 
 from .subscriptions import (
@@ -122,7 +122,7 @@ def onboard(
             smart = company_smart_link(
                 product_id=product_id,
                 external_org_id=external_org_id,
-                company_name=hints.get("companyName"),
+                company_name=hints.get("company_name"),
                 domain=hints.get("domain"),
                 emails=emails,
                 min_confidence=min_confidence,
@@ -136,7 +136,7 @@ def onboard(
             else:
                 company = company_create(
                     product_id=product_id,
-                    name=hints.get("companyName") or hints.get("domain") or external_org_id,
+                    name=hints.get("company_name") or hints.get("domain") or external_org_id,
                     domain=hints.get("domain"),
                     external_org_id=external_org_id,
                     contact_email=contact_email,

@@ -18,7 +18,7 @@ from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_a
 from companies.models import Company
 from companies.selectors import company_get_visible
 from config.errors import BadRequest, Conflict, NotFound
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
 from metering.services import billing_periods_set

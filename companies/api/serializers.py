@@ -167,23 +167,25 @@ class LinksResetResultSerializer(serializers.Serializer):
 class CompanyCreateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200)
     domain = DomainField()
-    externalOrgId = StrictCharField(max_length=200)
-    externalUserId = _optional_text(200)
-    contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
-    contactName = _optional_text(200)
-    createdAt = UTCDateTimeField(required=False)
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
+    externalUserId = _optional_text(200, source="external_user_id")
+    contactEmail = StrictEmailField(
+        max_length=254, required=False, allow_null=True, allow_blank=True, source="contact_email"
+    )
+    contactName = _optional_text(200, source="contact_name")
+    createdAt = UTCDateTimeField(required=False, source="created_at")
     metadata = JSONObjectField(required=False)
 
 
 class CompanyUpdateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200, required=False)
     domain = DomainField(help_text="null or \"\" removes the domain.")
-    createdAt = UTCDateTimeField(required=False)
+    createdAt = UTCDateTimeField(required=False, source="created_at")
     metadata = JSONObjectField(required=False, help_text="Merged key by key; a key set to null is removed.")
 
 
 class SmartLinkHintsSerializer(StrictSerializer):
-    companyName = _optional_text(200)
+    companyName = _optional_text(200, source="company_name")
     domain = DomainField()
     emails = serializers.ListField(
         child=StrictEmailField(max_length=254), required=False, allow_empty=True, max_length=MAX_HINT_EMAILS
@@ -191,40 +193,42 @@ class SmartLinkHintsSerializer(StrictSerializer):
 
 
 class SmartLinkInputSerializer(StrictSerializer):
-    externalOrgId = StrictCharField(max_length=200)
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     hints = SmartLinkHintsSerializer(required=False)
-    minConfidence = StrictFloatField(required=False, min_value=0, max_value=1, default=DEFAULT_MIN_CONFIDENCE)
-    externalUserId = _optional_text(200)
+    minConfidence = StrictFloatField(
+        required=False, min_value=0, max_value=1, default=DEFAULT_MIN_CONFIDENCE, source="min_confidence"
+    )
+    externalUserId = _optional_text(200, source="external_user_id")
 
 
 class ContactFieldsSerializer(StrictSerializer):
     email = StrictEmailField(max_length=254)
     name = _optional_text(200)
     role = _optional_text(100)
-    isPrimary = StrictBooleanField(required=False, allow_null=True)
-    avatarUrl = StrictURLField(max_length=500, required=False, allow_null=True, allow_blank=True)
+    isPrimary = StrictBooleanField(required=False, allow_null=True, source="is_primary")
+    avatarUrl = StrictURLField(max_length=500, required=False, allow_null=True, allow_blank=True, source="avatar_url")
     metadata = JSONObjectField(required=False, allow_null=True)
 
 
 class ContactUpsertInputSerializer(ContactFieldsSerializer):
-    companyId = StrictUUIDField()
+    companyId = StrictUUIDField(source="company_id")
 
 
 class ContactsBulkUpsertInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
+    companyId = StrictUUIDField(source="company_id")
     contacts = serializers.ListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
 
 
 class LinkCreateInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
-    externalOrgId = StrictCharField(max_length=200)
+    companyId = StrictUUIDField(source="company_id")
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     label = _optional_text(200)
-    externalUserId = _optional_text(200)
+    externalUserId = _optional_text(200, source="external_user_id")
 
 
 class LinksResetInputSerializer(StrictSerializer):
-    deleteContacts = StrictBooleanField(required=False, default=False)
-    resetMrr = StrictBooleanField(required=False, default=False)
+    deleteContacts = StrictBooleanField(required=False, default=False, source="delete_contacts")
+    resetMrr = StrictBooleanField(required=False, default=False, source="reset_mrr")
 
 
 class ContactListQuerySerializer(PageQuerySerializer):
@@ -240,5 +244,5 @@ class CompanyListQuerySerializer(PageQuerySerializer):
     )
 
 
-class ByProductLinkQuerySerializer(serializers.Serializer):
-    externalOrgId = StrictCharField(max_length=200)
+class ByProductLinkQuerySerializer(StrictSerializer):
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")

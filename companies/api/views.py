@@ -65,17 +65,7 @@ class CompanyListCreateApi(APIView):
     )
     def post(self, request):
         data = validated(CompanyCreateInputSerializer, request.data)
-        company = services.company_create(
-            product_id=request.auth.product_id,
-            name=data["name"],
-            domain=data.get("domain"),
-            external_org_id=data["externalOrgId"],
-            external_user_id=data.get("externalUserId") or "",
-            contact_email=data.get("contactEmail") or None,
-            contact_name=data.get("contactName"),
-            created_at=data.get("createdAt"),
-            metadata=data.get("metadata"),
-        )
+        company = services.company_create(product_id=request.auth.product_id, **data)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
 
@@ -89,9 +79,7 @@ class CompanyByProductLinkApi(APIView):
     )
     def get(self, request):
         query = validated(ByProductLinkQuerySerializer, request.query_params)
-        company, link = selectors.company_get_by_external_org(
-            product_id=request.auth.product_id, external_org_id=query["externalOrgId"]
-        )
+        company, link = selectors.company_get_by_external_org(product_id=request.auth.product_id, **query)
         company.link = link
         return Response(CompanyWithLinkSerializer(company).data)
 
@@ -119,13 +107,7 @@ class CompanyDetailApi(APIView):
     def patch(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
         data = validated(CompanyUpdateInputSerializer, request.data)
-        company = services.company_update(
-            company=company,
-            name=data.get("name", UNSET),
-            domain=data.get("domain", UNSET),
-            created_at=data.get("createdAt", UNSET),
-            metadata=data.get("metadata", UNSET),
-        )
+        company = services.company_update(company=company, **data)  # absent fields stay UNSET
         return Response(CompanySerializer(company).data)
 
 
@@ -148,16 +130,8 @@ class CompanySmartLinkApi(APIView):
     )
     def post(self, request):
         data = validated(SmartLinkInputSerializer, request.data)
-        hints = data.get("hints") or {}
-        result = services.company_smart_link(
-            product_id=request.auth.product_id,
-            external_org_id=data["externalOrgId"],
-            company_name=hints.get("companyName"),
-            domain=hints.get("domain"),
-            emails=hints.get("emails") or [],
-            min_confidence=data["minConfidence"],
-            external_user_id=data.get("externalUserId") or "",
-        )
+        hints = data.pop("hints", None) or {}
+        result = services.company_smart_link(product_id=request.auth.product_id, **data, **hints)
         created = result.status == services.SmartLinkStatus.LINKED
         return Response(SmartLinkResultSerializer(result).data, status=201 if created else 200)
 
@@ -176,16 +150,8 @@ class ContactUpsertApi(APIView):
     )
     def post(self, request):
         data = validated(ContactUpsertInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        contact, created = services.contact_upsert(
-            company=company,
-            email=data["email"],
-            name=data.get("name"),
-            role=data.get("role"),
-            is_primary=data.get("isPrimary"),
-            avatar_url=data.get("avatarUrl"),
-            metadata=data.get("metadata"),
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data.pop("company_id"))
+        contact, created = services.contact_upsert(company=company, **data)
         contact.is_new = created
         return Response(
             ContactUpsertResultSerializer(contact).data,
@@ -207,21 +173,8 @@ class ContactsBulkUpsertApi(APIView):
     )
     def post(self, request):
         data = validated(ContactsBulkUpsertInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        result = services.contacts_bulk_upsert(
-            company=company,
-            contacts=[
-                {
-                    "email": item["email"],
-                    "name": item.get("name"),
-                    "role": item.get("role"),
-                    "is_primary": item.get("isPrimary"),
-                    "avatar_url": item.get("avatarUrl"),
-                    "metadata": item.get("metadata"),
-                }
-                for item in data["contacts"]
-            ],
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["company_id"])
+        result = services.contacts_bulk_upsert(company=company, contacts=data["contacts"])
         body = {
             "created": result.created,
             "updated": result.updated,
@@ -258,14 +211,8 @@ class LinkCreateApi(APIView):
     )
     def post(self, request):
         data = validated(LinkCreateInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        link, created = services.product_link_create(
-            product_id=request.auth.product_id,
-            company=company,
-            external_org_id=data["externalOrgId"],
-            external_user_id=data.get("externalUserId") or "",
-            label=data.get("label") or "",
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data.pop("company_id"))
+        link, created = services.product_link_create(product_id=request.auth.product_id, company=company, **data)
         return Response(
             ProductLinkSerializer(link).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -285,9 +232,5 @@ class LinksResetApi(APIView):
     )
     def post(self, request):
         data = validated(LinksResetInputSerializer, request.data)
-        result = services.product_links_reset(
-            product_id=request.auth.product_id,
-            delete_contacts=data["deleteContacts"],
-            reset_mrr=data["resetMrr"],
-        )
+        result = services.product_links_reset(product_id=request.auth.product_id, **data)
         return Response(LinksResetResultSerializer(result).data)

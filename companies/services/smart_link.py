@@ -70,7 +70,7 @@ def company_smart_link(
                 product_id=product_id,
                 company=winner.company,
                 external_org_id=external_org_id,
-                external_user_id=external_user_id,
+                external_user_id=external_user_id or "",
             )
         except Conflict:
             # Another request linked this external id meanwhile: report that.

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.actors import Actor
 from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 from config.errors import Forbidden
@@ -49,7 +50,7 @@ def _actor(request) -> str:
     service = getattr(principal, "service_name", None)
     if service:
         return f"service:{service} ({principal.key_id})"
-    return f"api_key:{principal.product_code} API key ({principal.key_id})"
+    return str(Actor.from_request(request))  # the key's one label (companies.actors)
 
 
 def _signed_service_check(request, source_service: str) -> None:

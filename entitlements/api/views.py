@@ -14,7 +14,7 @@ from config.api.schema import error_responses, validated
 from companies.selectors import company_get_visible
 
 from .. import selectors, services
-from ..actors import Actor
+from companies.actors import Actor
 from .serializers import (
     SubscriptionCreateSerializer,
     TierApplyResultSerializer,

@@ -14,7 +14,7 @@ from config.api.pagination import PageQuerySerializer, page_of, page_response, p
 from config.api.schema import error_responses, validated
 from entitlements import selectors as entitlement_selectors
 from entitlements import services as entitlement_services
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.api.serializers import (
     FeatureAccessPatchSerializer,
     FeatureCheckSerializer,

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from config.api.envelope import to_application_error
 from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from .. import selectors, services
 from ..models import UsageSource
@@ -31,11 +31,6 @@ from .serializers import (
 REPLAY_HEADER = "Idempotent-Replayed"
 
 _ERRORS = error_responses(400, 404, 409, 412)
-
-
-def _api_key_actor(request) -> Actor:
-    # No lookup of the key's name on the hot path: the key id identifies it.
-    return Actor.for_api_key(key_id=request.auth.key_id, name=f"{request.auth.product_code} API key")
 
 
 def _result_response(result) -> Response:
@@ -61,7 +56,7 @@ class UsageTrackApi(APIView):
     )
     def post(self, request):
         validated = _TRACK_INPUT.run_validation(request.data)
-        result = services.usage_track(product_id=request.auth.product_id, actor=_api_key_actor(request), **validated)
+        result = services.usage_track(product_id=request.auth.product_id, actor=Actor.from_request(request), **validated)
         return _result_response(result)
 
 
@@ -100,7 +95,7 @@ class UsageTrackBatchApi(APIView):
                 requests.append(services.TrackRequest(**validated))
                 positions.append(index)
         outcome = services.usage_track_batch(
-            product_id=request.auth.product_id, requests=requests, actor=_api_key_actor(request)
+            product_id=request.auth.product_id, requests=requests, actor=Actor.from_request(request)
         )
         for item_result in outcome:
             index = positions[item_result.index]

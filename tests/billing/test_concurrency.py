@@ -97,7 +97,7 @@ def test_concurrent_claims_of_one_session_by_two_companies(company, other_compan
     from billing.models import Subscription
     from billing.services.subscriptions import checkout_claim
     from config.errors import Conflict
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.conftest import completed_checkout
 
     session = completed_checkout(fake_stripe)
@@ -122,7 +122,7 @@ def test_concurrent_claims_of_one_session_by_two_companies(company, other_compan
 def test_concurrent_claims_by_the_same_company_claim_once(company, fake_stripe, stripe_catalog):
     from billing.models import Subscription
     from billing.services.subscriptions import checkout_claim
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.conftest import completed_checkout
 
     session = completed_checkout(fake_stripe)
@@ -161,11 +161,11 @@ def test_concurrent_deliveries_of_one_webhook_process_it_once(company, fake_stri
 def test_concurrent_onboarding_of_one_org_creates_one_company(product, catalog):
     from billing.services.onboarding import onboard
     from companies.models import Company, ProductLink
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     def call():
         return onboard(
-            product_id=product.pk, external_org_id="org_race", hints={"companyName": "Race Inc"},
+            product_id=product.pk, external_org_id="org_race", hints={"company_name": "Race Inc"},
             contact_email="a@race.io", actor=Actor.system("t"),
         )
 

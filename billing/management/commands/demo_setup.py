@@ -24,7 +24,7 @@ from companies.models import CompanyStatus, Product, ProductLink
 from companies.services import api_key_create, company_create, company_update, contacts_bulk_upsert
 from config.errors import ApplicationError
 from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
 from metering.services import TrackRequest, usage_track_batch
