@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The port `make demo` / `make run` serve on: `PORT=8001 make demo` or `make demo PORT=8001`.
+PORT ?= 8000
+
 .PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits migrate run clean
 
 $(STAMP): pyproject.toml
@@ -18,13 +21,13 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 # Sets up everything on the embedded defaults (SQLite, eager Celery, no Stripe
-# key), loads demo data, prints an admin password and an API key once, serves :8000.
+# key), loads demo data, prints an admin password and an API key once, serves :$(PORT).
 demo: migrate
-	$(PY) manage.py demo_setup
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py demo_setup --base-url http://127.0.0.1:$(PORT)
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 run: migrate
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # The test suite. SQLite without DATABASE_URL (PostgreSQL/Redis-only tests are
 # skipped with a reason); the full suite with DATABASE_URL and REDIS_URL.

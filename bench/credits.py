@@ -10,7 +10,8 @@ Runs:
   spread  POST /api/v1/credits/debit of 1 credit, 16 connections over 64
           wallets — vs the floor, a bare DRF view doing one conditional
           UPDATE … RETURNING on a balance row + one INSERT (credits.bench_views;
-          no auth, validation, idempotency or lots). Goal (issue 11): ≥ 0.6×.
+          no auth, validation, idempotency or lots), and the same floor behind
+          the API's key auth and rate limit. Goal (issue 11): ≥ 0.6×.
   hot     the same on one wallet (every debit waits for the same row lock),
           vs the floor on one balance row.
   scarce  a short run on a wallet holding exactly K = 100 credits: debits
@@ -162,11 +163,15 @@ def main(argv: list[str]) -> int:
             floor = run_wrk("floor: UPDATE…RETURNING + INSERT", base_url,
                             _script(key=data["key"], targets=list(range(WALLETS)), body=FLOOR), config,
                             warmup=args.warmup)
+            floor_auth = run_wrk("floor + API key auth and rate limit", base_url,
+                                 _script(key=data["key"], targets=list(range(WALLETS)),
+                                         body=FLOOR.replace("/bench/floor/debit", "/bench/floor/debit-auth")),
+                                 config, warmup=args.warmup)
             debit = run_wrk("POST /credits/debit", base_url,
                             _script(key=data["key"], targets=data["companies"], body=DEBIT), config,
                             warmup=args.warmup)
             print(f"\ndebit of 1 credit, {config.connections} connections over {WALLETS} wallets")
-            print_table([debit], floor=floor, goals={"POST /credits/debit": "≥ 0.6× the floor"})
+            print_table([floor_auth, debit], floor=floor, goals={"POST /credits/debit": "≥ 0.6× the floor"})
             print(f"ratio: {debit.requests_per_sec / floor.requests_per_sec:.2f}× the floor")
         if "hot" in runs:
             hot_config = replace(config, connections=16)

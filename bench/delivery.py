@@ -74,9 +74,13 @@ def _seed(events: int) -> tuple[str, str]:
         defaults={"name": "Tokens", "kind": "metered", "unit": "token", "reset_period": "monthly",
                   "stripe_meter_event_name": "bench_tokens"},
     )
-    company, _ = Company.objects.get_or_create(short_id="bench-delivery-co", defaults={"name": "Bench Delivery Co"})
+    company, _ = Company.objects.get_or_create(
+        customer_pool=product.customer_pool, short_id="bench-delivery-co", defaults={"name": "Bench Delivery Co"}
+    )
     ProductLink.objects.get_or_create(product=product, external_org_id="bench-delivery-org", defaults={"company": company})
-    BillingProfile.objects.get_or_create(company=company, defaults={"stripe_customer_id": "cus_bench_delivery"})
+    profile, _ = BillingProfile.objects.get_or_create(
+        company=company, product=product, defaults={"stripe_customer_id": "cus_bench_delivery"}
+    )
     now = timezone.now()
     meter, _ = UsageMeter.objects.get_or_create(
         company=company, feature=feature, period_start=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -95,7 +99,7 @@ def _seed(events: int) -> tuple[str, str]:
                 for offset in range(min(5000, missing - start))
             ]
         )
-    return str(feature.pk), company.billing_profile.stripe_customer_id
+    return str(feature.pk), profile.stripe_customer_id
 
 
 def _reset(feature_id: str, events: int) -> None:

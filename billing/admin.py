@@ -24,12 +24,13 @@ from .services.webhooks import webhook_events_reprocess
 # --- company page ----------------------------------------------------------------------
 
 
-class BillingProfileInline(admin.StackedInline):
+class BillingProfileInline(admin.TabularInline):
+    """One Stripe customer per account (company × product)."""
+
     model = BillingProfile
     extra = 0
-    max_num = 1
     can_delete = False
-    fields = ("stripe_customer_id", "created_at")
+    fields = ("product", "stripe_customer_id", "created_at")
     readonly_fields = ("created_at",)
     show_change_link = True
     verbose_name = "Stripe billing profile"
@@ -51,10 +52,11 @@ register_company_inline(SubscriptionInline)
 
 @admin.register(BillingProfile)
 class BillingProfileAdmin(admin.ModelAdmin):
-    list_display = ("company", "stripe_customer_id", "created_at")
+    list_display = ("company", "product", "stripe_customer_id", "created_at")
+    list_filter = ("product",)
     search_fields = ("stripe_customer_id", "company__name", "company__short_id", "company__domain")
     raw_id_fields = ("company",)
-    list_select_related = ("company",)
+    list_select_related = ("company", "product")
     readonly_fields = ("created_at", "updated_at")
 
 

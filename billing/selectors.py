@@ -33,11 +33,12 @@ def subscriptions_active(*, company_id, product_id=None) -> QuerySet[Subscriptio
 
 
 def billing_status(*, product_id, company_id) -> BillingStatus:
-    """The billing state of a company as seen by one product: its Stripe
-    customer, the product's active subscriptions, and how many of the
-    product's features it may use now. NotFound if not visible."""
+    """The billing state of a company as seen by one product: the Stripe
+    customer of its account with that product (never another product's), the
+    product's active subscriptions, and how many of the product's features it
+    may use now. NotFound if not visible."""
     company = company_get_visible(product_id=product_id, company_id=company_id)
-    profile = BillingProfile.objects.filter(company=company).first()
+    profile = BillingProfile.objects.filter(company=company, product_id=product_id).first()
     now = timezone.now()
     enabled = FeatureAccess.objects.filter(access_in_force_q(now), company=company, feature__product_id=product_id).count()
     return BillingStatus(

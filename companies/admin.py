@@ -13,13 +13,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count
-from django.template.response import TemplateResponse
+from django.db.models import Count, Exists, OuterRef
 from django.utils.safestring import mark_safe
 
+from config.errors import ApplicationError
+
 from . import admin_extensions, services
-from .domains import InvalidDomain, normalize_domain
-from .models import ApiKey, Company, Contact, Product, ProductLink
+from .admin_secrets import SecretShownOnceMixin
+from .models import Account, ApiKey, Company, CompanyStatus, Contact, Product, ProductLink
+from .services.cleaning import clean_domain, clean_email
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +29,24 @@ logger = logging.getLogger(__name__)
 # --- Forms ---------------------------------------------------------------------------
 
 
+def _form_error(error: ApplicationError) -> ValidationError:
+    """A service's error as a form error: its field messages when it has
+    some (the admin shows the service's own words), else its message."""
+    messages_by_field = (error.details or {}).get("fields") or {}
+    return ValidationError([message for messages in messages_by_field.values() for message in messages] or error.message)
+
+
+def _customer_pool_choices() -> list[tuple[str, str]]:
+    pools = sorted(set(Product.objects.values_list("customer_pool", flat=True)))
+    return [("", "—"), *((pool, pool) for pool in pools)]
+
+
 class CompanyAdminForm(forms.ModelForm):
     class Meta:
         model = Company
-        fields = ["name", "short_id", "domain", "status", "mrr", "metadata", "created_at"]
+        fields = ["name", "customer_pool", "short_id", "domain", "created_at"]
         help_texts = {
-            "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …).",
+            "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …), unique in the pool.",
             "domain": "Any form is accepted (https://www.acme.com/path); it is stored as acme.com.",
         }
 
@@ -40,12 +54,27 @@ class CompanyAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "short_id" in self.fields:  # absent for view-only staff
             self.fields["short_id"].required = False
+        if "customer_pool" in self.fields:
+            self.fields["customer_pool"] = forms.ChoiceField(
+                choices=_customer_pool_choices(),
+                required=False,
+                help_text="The products of this pool share the company. Empty when there is only one pool.",
+            )
+
+    def clean_customer_pool(self):
+        pool = self.cleaned_data.get("customer_pool") or ""
+        if not pool:
+            pools = [value for value, _ in _customer_pool_choices() if value]
+            if len(pools) > 1:
+                raise ValidationError("Choose the customer pool the company lives in.")
+            pool = pools[0] if pools else ""
+        return pool
 
     def clean_domain(self):
         try:
-            return normalize_domain(self.cleaned_data.get("domain") or "")
-        except InvalidDomain as exc:
-            raise ValidationError(str(exc)) from exc
+            return clean_domain(self.cleaned_data.get("domain"))
+        except ApplicationError as exc:
+            raise _form_error(exc) from exc
 
     def clean_short_id(self):
         short_id = self.cleaned_data.get("short_id") or ""
@@ -62,7 +91,10 @@ class ContactAdminForm(forms.ModelForm):
         fields = ["company", "email", "name", "role", "is_primary", "avatar_url", "metadata"]
 
     def clean_email(self):
-        return (self.cleaned_data.get("email") or "").strip().lower()
+        try:
+            return clean_email(self.cleaned_data.get("email"))
+        except ApplicationError as exc:
+            raise _form_error(exc) from exc
 
     def _get_validation_exclusions(self):
         # "One primary per company" is kept by contact_save, which demotes
@@ -74,25 +106,49 @@ class ContactAdminForm(forms.ModelForm):
 
 
 class ContactInlineFormSet(forms.BaseInlineFormSet):
-    """The inline lists every contact of the company, so the whole set can
-    be checked here: unique emails, at most one primary."""
+    """The inline lists every contact of the company, so the whole set is
+    checked by the service rule the bulk API uses (contacts_set_errors)."""
 
     def clean(self):
         super().clean()
-        emails: set[str] = set()
-        primaries = 0
-        for form in self.forms:
+        members = []
+        for index, form in enumerate(self.forms):
             if not hasattr(form, "cleaned_data") or not form.cleaned_data:
                 continue
             if self.can_delete and self._should_delete_form(form):
                 continue
-            email = form.cleaned_data.get("email")
-            if email in emails:
-                form.add_error("email", "Another contact of this company has this email.")
-            emails.add(email)
-            primaries += bool(form.cleaned_data.get("is_primary"))
-        if primaries > 1:
-            raise ValidationError("Only one contact can be primary.")
+            members.append(
+                services.ContactSetMember(
+                    index=index,
+                    email=form.cleaned_data.get("email") or "",
+                    is_primary=bool(form.cleaned_data.get("is_primary")),
+                )
+            )
+        set_level = []
+        for name, messages in services.contacts_set_errors(members=members).items():
+            _, index, field = name.split(".")
+            if field == "email":
+                self.forms[int(index)].add_error("email", messages)
+            else:
+                set_level.extend(messages)
+        if set_level:
+            raise ValidationError(sorted(set(set_level)))
+
+
+class ProductLinkInlineForm(forms.ModelForm):
+    class Meta:
+        model = ProductLink
+        fields = ["product", "external_org_id", "external_user_id", "label"]
+
+    def clean(self):
+        cleaned = super().clean()
+        product, company = cleaned.get("product"), self.instance.company if self.instance.company_id else None
+        if product is not None and company is not None:
+            try:
+                services.link_pool_check(product=product, company=company)
+            except ApplicationError as exc:
+                raise _form_error(exc) from exc
+        return cleaned
 
 
 # --- Company ---------------------------------------------------------------------------
@@ -109,9 +165,38 @@ class ContactInline(admin.TabularInline):
 
 class ProductLinkInline(admin.TabularInline):
     model = ProductLink
+    form = ProductLinkInlineForm
     fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
     readonly_fields = ["created_at"]
     extra = 0
+
+
+class AccountInline(admin.TabularInline):
+    """The company's account with each product it is linked to (made by the
+    link): what differs per product."""
+
+    model = Account
+    fields = ["product", "status", "mrr", "currency", "metadata", "updated_at"]
+    # Status and MRR are kept by the system (SPEC §3), not typed in.
+    readonly_fields = ["product", "status", "mrr", "currency", "updated_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # an account is made when the company is linked to the product
+
+
+class AccountStatusFilter(admin.SimpleListFilter):
+    title = "account status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return CompanyStatus.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(Exists(Account.objects.filter(company=OuterRef("pk"), status=self.value())))
+        return queryset
 
 
 class ProductFilter(admin.SimpleListFilter):
@@ -134,8 +219,8 @@ class ProductFilter(admin.SimpleListFilter):
 class CompanyAdmin(admin.ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
-    list_display = ["name", "short_id", "domain", "status", "mrr_display", "product_codes", "created_at"]
-    list_filter = ["status", ProductFilter]
+    list_display = ["name", "short_id", "customer_pool", "domain", "mrr_display", "product_codes", "created_at"]
+    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool"]
     # Exact for external ids (they are opaque), substring for the rest.
     search_fields = ["name", "domain", "short_id", "=links__external_org_id", "contacts__email"]
     search_help_text = "Name, domain, shortId, external org id (exact) or contact email."
@@ -145,17 +230,29 @@ class CompanyAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["id", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "short_id", "domain", "status"]}),
-        ("Revenue", {"fields": ["mrr"]}),
-        ("Details", {"fields": ["metadata", "created_at", "updated_at", "id"], "classes": ["collapse"]}),
+        (None, {"fields": ["name", "customer_pool", "short_id", "domain"]}),
+        ("Details", {"fields": ["created_at", "updated_at", "id"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("links__product")
+        return super().get_queryset(request).prefetch_related("links__product", "accounts__product")
 
-    @admin.display(description="MRR", ordering="mrr")
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self._can_change_company_fields(request):
+            return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly.append("customer_pool")  # its products and shortId live in it
+        return readonly
+
+    @admin.display(description="MRR per product")
     def mrr_display(self, company: Company) -> str:
-        return f"{company.mrr / 100:,.2f}"
+        parts = [
+            f"{account.product.code} {account.mrr / 100:,.2f} {account.currency.upper()}"
+            for account in company.accounts.all()
+            if account.mrr
+        ]
+        return ", ".join(parts) or "—"
 
     @admin.display(description="Products")
     def product_codes(self, company: Company) -> str:
@@ -175,16 +272,11 @@ class CompanyAdmin(admin.ModelAdmin):
             for inline in self.get_inlines(request, obj)
         )
 
-    def get_readonly_fields(self, request, obj=None):
-        if obj is not None and not self._can_change_company_fields(request):
-            return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
-        return super().get_readonly_fields(request, obj)
-
     def get_list_filter(self, request):
         return [*self.list_filter, *admin_extensions.COMPANY_LIST_FILTERS]
 
     def get_inlines(self, request, obj):
-        return [ContactInline, ProductLinkInline, *admin_extensions.COMPANY_INLINES]
+        return [ContactInline, ProductLinkInline, AccountInline, *admin_extensions.COMPANY_INLINES]
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -221,6 +313,8 @@ class CompanyAdmin(admin.ModelAdmin):
             services.company_insert(company=obj)
 
     def save_formset(self, request, form, formset, change):
+        if formset.model is ProductLink:
+            return self._save_links(formset)
         if formset.model is not Contact:
             return super().save_formset(request, form, formset, change)
         instances = formset.save(commit=False)
@@ -231,6 +325,26 @@ class CompanyAdmin(admin.ModelAdmin):
             for contact in sorted(instances, key=lambda c: c.is_primary):
                 services.contact_save(contact=contact)
         formset.save_m2m()
+
+
+    def _save_links(self, formset):
+        """New links go through the service (pool rule, the account)."""
+        instances = formset.save(commit=False)
+        with transaction.atomic():
+            for link in formset.deleted_objects:
+                link.delete()
+            for link in instances:
+                if link._state.adding:
+                    services.link_insert(
+                        product_id=link.product_id,
+                        company=link.company,
+                        external_org_id=link.external_org_id,
+                        external_user_id=link.external_user_id,
+                        label=link.label,
+                    )
+                else:
+                    link.save()
+                    services.account_ensure(company=link.company, product_id=link.product_id)
 
 
 # --- Contacts and links ----------------------------------------------------------------------
@@ -250,14 +364,61 @@ class ContactAdmin(admin.ModelAdmin):
         services.contact_save(contact=obj)
 
 
+class ProductLinkAdminForm(ProductLinkInlineForm):
+    class Meta(ProductLinkInlineForm.Meta):
+        fields = ["company", *ProductLinkInlineForm.Meta.fields]
+
+    def clean(self):
+        cleaned = super().clean()
+        product, company = cleaned.get("product"), cleaned.get("company")
+        if product is not None and company is not None:
+            try:
+                services.link_pool_check(product=product, company=company)
+            except ApplicationError as exc:
+                raise _form_error(exc) from exc
+        return cleaned
+
+
 @admin.register(ProductLink)
 class ProductLinkAdmin(admin.ModelAdmin):
+    form = ProductLinkAdminForm
     list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
     list_filter = ["product"]
     search_fields = ["=external_org_id", "company__name", "label"]
     list_select_related = ["product", "company"]
     autocomplete_fields = ["company"]
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            services.account_ensure(company=obj.company, product_id=obj.product_id)
+            return
+        link = services.link_insert(
+            product_id=obj.product_id,
+            company=obj.company,
+            external_org_id=obj.external_org_id,
+            external_user_id=obj.external_user_id,
+            label=obj.label,
+        )
+        obj.pk, obj._state.adding, obj._state.db = link.pk, False, link._state.db
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """Accounts are made by links; staff edit what is per product here or
+    on the company page."""
+
+    list_display = ["company", "product", "status", "mrr", "currency", "updated_at"]
+    list_filter = ["product", "status"]
+    search_fields = ["company__name", "company__short_id"]
+    list_select_related = ["company", "product"]
+    readonly_fields = ["company", "product", "status", "mrr", "currency", "created_at", "updated_at"]
+    fields = ["company", "product", "status", "mrr", "currency", "metadata", "created_at", "updated_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
 
 
 # --- Products and API keys -----------------------------------------------------------------------
@@ -278,15 +439,53 @@ class ApiKeyInline(admin.TabularInline):
         return request.user.has_perm("companies.view_apikey")
 
 
+class ProductAdminForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = ["code", "name", "customer_pool"]
+        help_texts = {
+            "customer_pool": (
+                "Products of one pool share their customers: smart link and onboard match only companies "
+                "of the pool. Empty: the product's code (a pool of its own). The product's companies move "
+                "with it, unless other products share them."
+            )
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        self.instance.code = cleaned.get("code") or self.instance.code
+        try:
+            cleaned["customer_pool"] = services.product_customer_pool_check(
+                product=self.instance, customer_pool=cleaned.get("customer_pool") or ""
+            )
+        except ApplicationError as exc:
+            self.add_error("customer_pool", _form_error(exc))
+        return cleaned
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "company_count", "created_at"]
-    search_fields = ["code", "name"]
+    """Products and their customer pool (the pool: Billing admin, SPEC §2)."""
+
+    form = ProductAdminForm
+    list_display = ["code", "name", "customer_pool", "company_count", "created_at"]
+    list_filter = ["customer_pool"]
+    search_fields = ["code", "name", "customer_pool"]
     readonly_fields = ["id", "created_at"]
     inlines = [ApiKeyInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(company_count=Count("links__company", distinct=True))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        customer_pool = obj.customer_pool
+        obj.save(update_fields=["code", "name"])
+        services.product_customer_pool_set(product=obj, customer_pool=customer_pool)
 
     @admin.display(description="Linked companies", ordering="company_count")
     def company_count(self, product: Product) -> int:
@@ -315,7 +514,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(SecretShownOnceMixin, admin.ModelAdmin):
     """Keys are created here and shown once, on the page that follows the
     save (never in a message, which would sit in the session or a cookie).
     Only the SHA-256 is stored, and it is never displayed."""
@@ -326,6 +525,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ["product", "created_by"]
     exclude = ["key_hash"]
     actions = ["revoke_selected"]
+    secret_template = "admin/companies/apikey/key_created.html"
+    secret_title = "API key created"
+    secret_context_names = ("api_key", "raw_key")
     show_full_result_count = False
 
     def get_form(self, request, obj=None, **kwargs):
@@ -351,32 +553,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the row keeps who used which key when
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            obj.save(update_fields=["name"])
-            return
-        created, raw_key = services.api_key_create(product=obj.product, name=obj.name, created_by=request.user)
-        # The admin goes on with `obj` (log entry, redirect): make it the row
-        # the service created.
-        obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
-        obj._state.adding = False
-        obj._state.db = created._state.db
-        request._new_api_key = raw_key
+    def create_with_secret(self, request, obj):
+        return services.api_key_create(product=obj.product, name=obj.name, created_by=request.user)
 
-    def response_add(self, request, obj, post_url_continue=None):
-        raw_key = getattr(request, "_new_api_key", None)
-        if raw_key is None:
-            return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "API key created",
-            "api_key": obj,
-            "raw_key": raw_key,
-        }
-        response = TemplateResponse(request, "admin/companies/apikey/key_created.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+    def save_change(self, request, obj) -> None:
+        obj.save(update_fields=["name"])
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):

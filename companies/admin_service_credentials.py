@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.template.response import TemplateResponse
 
 from . import services
 from .admin import RevokedFilter
+from .admin_secrets import SecretShownOnceMixin
 from .models import ServiceCredential
 
 
@@ -20,7 +20,7 @@ class ServiceCredentialAddForm(forms.ModelForm):
 
 
 @admin.register(ServiceCredential)
-class ServiceCredentialAdmin(admin.ModelAdmin):
+class ServiceCredentialAdmin(SecretShownOnceMixin, admin.ModelAdmin):
     list_display = ["service_name", "prefix_display", "product", "created_at", "created_by", "revoked_at"]
     list_filter = [RevokedFilter, "product"]
     search_fields = ["service_name", "prefix"]
@@ -28,6 +28,9 @@ class ServiceCredentialAdmin(admin.ModelAdmin):
     exclude = ["secret"]
     actions = ["revoke_selected"]
     show_full_result_count = False
+    secret_template = "admin/companies/servicecredential/secret_created.html"
+    secret_title = "Service credential created"
+    secret_context_names = ("credential", "secret")
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -52,31 +55,10 @@ class ServiceCredentialAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        created, secret = services.service_credential_create(
+    def create_with_secret(self, request, obj):
+        return services.service_credential_create(
             product=obj.product, service_name=obj.service_name, created_by=request.user
         )
-        obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
-        obj._state.adding = False
-        obj._state.db = created._state.db
-        request._new_service_secret = secret
-
-    def response_add(self, request, obj, post_url_continue=None):
-        secret = getattr(request, "_new_service_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Service credential created",
-            "credential": obj,
-            "secret": secret,
-        }
-        response = TemplateResponse(request, "admin/companies/servicecredential/secret_created.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
 
     @admin.action(description="Revoke selected credentials", permissions=["change"])
     def revoke_selected(self, request, queryset):

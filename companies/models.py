@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from .names import normalize_company_name
+
 
 class Product(models.Model):
     """One of the SaaS company's own apps. Every API key, feature, tier and
@@ -22,13 +24,29 @@ class Product(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    customer_pool = models.SlugField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text=(
+            "Products of one pool share their customers (smart link and onboard match only companies "
+            "of the pool). Empty: the product's code, i.e. a pool of its own."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["code"]
+        constraints = [models.CheckConstraint(condition=~Q(customer_pool=""), name="product_customer_pool_set")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    def save(self, *args, **kwargs):
+        # The default pool is the product itself (SPEC §2).
+        if not self.customer_pool:
+            self.customer_pool = self.code
+        super().save(*args, **kwargs)
 
 
 class ApiKey(models.Model):
@@ -61,6 +79,8 @@ class ApiKey(models.Model):
 
 
 class CompanyStatus(models.TextChoices):
+    """An account's lifecycle status (SPEC §3)."""
+
     PROSPECT = "prospect", "Prospect"
     ACTIVE = "active", "Active"
     AT_RISK = "at_risk", "At risk"
@@ -68,13 +88,22 @@ class CompanyStatus(models.TextChoices):
 
 
 class Company(models.Model):
+    """A customer, shared by the products of one customer pool (SPEC §2):
+    name, domain, shortId, contacts. What differs per product lives on its
+    Account with that product."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    short_id = models.SlugField(max_length=80, unique=True)
+    customer_pool = models.SlugField(
+        max_length=64,
+        blank=True,
+        help_text="The customer pool the company lives in: the pool of the product that created it.",
+    )
+    short_id = models.SlugField(max_length=80)
     name = models.CharField(max_length=200)
+    # normalize_company_name(name), kept by save(): the smart-link prefilter
+    # compares hints with it, accents and legal suffixes removed on both sides.
+    match_name = models.CharField(max_length=400, blank=True, default="", editable=False)
     domain = models.CharField(max_length=253, blank=True, default="", db_index=True)
-    status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
-    mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units (cents).")
-    metadata = models.JSONField(default=dict, blank=True)
     # Settable so that history can be backfilled from another system.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,17 +112,55 @@ class Company(models.Model):
         ordering = ["name"]
         verbose_name_plural = "companies"
         constraints = [
-            models.CheckConstraint(condition=Q(mrr__gte=0), name="company_mrr_non_negative"),
+            models.UniqueConstraint(fields=["customer_pool", "short_id"], name="company_short_id_unique_in_pool"),
             # Normalised: lower case, no scheme, no www., no path (see companies.domains).
             models.CheckConstraint(
                 condition=Q(domain="") | (Q(domain__regex=r"^[a-z0-9.-]+$") & ~Q(domain__startswith="www.")),
                 name="company_domain_normalised",
             ),
         ]
-        indexes = [models.Index(Lower("name"), name="company_name_lower_idx")]
+        indexes = [
+            models.Index(Lower("name"), name="company_name_lower_idx"),
+            models.Index(fields=["customer_pool", "domain"], name="company_pool_domain_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.match_name = normalize_company_name(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "match_name"}
+        super().save(*args, **kwargs)
+
+
+class Account(models.Model):
+    """A company's account with one product (SPEC §2, §3): everything that
+    is per product rather than shared within the pool. Made when the company
+    is first linked to the product; API answers show it flattened into the
+    company under the same names."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="accounts")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="accounts")
+    status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
+    mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units of `currency`.")
+    currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217, lower case.")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "product"], name="account_unique_company_product"),
+            models.CheckConstraint(condition=Q(mrr__gte=0), name="account_mrr_non_negative"),
+        ]
+        indexes = [models.Index(fields=["product", "status"], name="account_product_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.company} · {self.product.code}"
 
 
 class Contact(models.Model):

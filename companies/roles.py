@@ -37,6 +37,9 @@ _SUPPORT_DENIES = ("companies.*apikey", "companies.*servicecredential")
 _BILLING_ADMIN_GRANTS = (
     *_SUPPORT_GRANTS,
     "companies.change_company",
+    # The customer pool of a product (SPEC §2) and the per-product accounts.
+    "companies.change_product",
+    "companies.change_account",
     "companies.add_apikey",
     "companies.change_apikey",
     "companies.view_apikey",

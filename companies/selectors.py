@@ -1,16 +1,28 @@
 """Reads of the companies app. Every read an API key makes is scoped to its
 product: a company is visible to a product when it has a link in it, and
-anything not visible is NotFound — never a hint that it exists elsewhere."""
+anything not visible is NotFound — never a hint that it exists elsewhere.
+
+This module is the one home of that rule (issue 9): every app's selectors,
+services, API views and admin forms call these functions, and every "not
+visible" answer is `company_not_found()`, with one message."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from config.errors import NotFound
 
-from .models import Company, Contact, ProductLink
+from .models import Account, Company, Contact, ProductLink
+
+COMPANY_NOT_FOUND_MESSAGE = "Company not found."
+
+
+def company_not_found() -> NotFound:
+    """The one answer for a company a product may not see (or that does not exist)."""
+    return NotFound(COMPANY_NOT_FOUND_MESSAGE)
 
 
 def _as_uuid(value) -> UUID | None:
@@ -22,11 +34,49 @@ def _as_uuid(value) -> UUID | None:
         return None
 
 
+def product_links(*, product_id: UUID) -> QuerySet[ProductLink]:
+    """The links of one product: what makes its companies visible to it."""
+    return ProductLink.objects.filter(product_id=product_id)
+
+
 def companies_visible(*, product_id: UUID) -> QuerySet[Company]:
     """The companies linked to `product_id` (each once)."""
-    return Company.objects.filter(
-        Exists(ProductLink.objects.filter(company=OuterRef("pk"), product_id=product_id))
-    )
+    return Company.objects.filter(Exists(product_links(product_id=product_id).filter(company=OuterRef("pk"))))
+
+
+def company_is_visible(*, product_id: UUID, company_id: UUID | str) -> bool:
+    """Whether the company has a link in the product (one indexed query)."""
+    pk = _as_uuid(company_id)
+    return pk is not None and product_links(product_id=product_id).filter(company_id=pk).exists()
+
+
+def companies_visible_bulk(
+    *, product_id: UUID, company_ids: Iterable[UUID], external_org_ids: Iterable[str] = ()
+) -> tuple[set[UUID], dict[str, UUID]]:
+    """(the visible ones of `company_ids`, external org id → company id) for
+    a batch (track-batch), in one query."""
+    company_ids, external_org_ids = set(company_ids), set(external_org_ids)
+    visible: set[UUID] = set()
+    by_external: dict[str, UUID] = {}
+    if not company_ids and not external_org_ids:
+        return visible, by_external
+    condition = Q(company_id__in=company_ids) | Q(external_org_id__in=external_org_ids)
+    for company_id, external_org_id in (
+        product_links(product_id=product_id).filter(condition).values_list("company_id", "external_org_id")
+    ):
+        if company_id in company_ids:
+            visible.add(company_id)
+        if external_org_id in external_org_ids:
+            by_external[external_org_id] = company_id
+    return visible, by_external
+
+
+def company_ids_not_visible(*, product_id: UUID, company_ids: Iterable[UUID]) -> set[UUID]:
+    """Those of `company_ids` that have no link in the product, in one query
+    (admin forms that act on many companies at once)."""
+    wanted = {pk for pk in (_as_uuid(c) for c in company_ids) if pk is not None}
+    visible, _ = companies_visible_bulk(product_id=product_id, company_ids=wanted)
+    return wanted - visible
 
 
 def company_list(*, product_id: UUID, q: str | None = None) -> QuerySet[Company]:
@@ -45,29 +95,75 @@ def company_list(*, product_id: UUID, q: str | None = None) -> QuerySet[Company]
                 )
             )
         )
-    return companies.order_by("name", "id")
+    return with_accounts(companies.order_by("name", "id"), product_id=product_id)
+
+
+def with_accounts(companies: QuerySet[Company], *, product_id: UUID) -> QuerySet[Company]:
+    """`companies` with their account with `product_id` prefetched (one
+    query per page), read by the company serializer as `company.account`."""
+    return companies.prefetch_related(
+        Prefetch("accounts", queryset=Account.objects.filter(product_id=product_id), to_attr="product_accounts")
+    )
 
 
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
-    """The company if it has a link in the product; NotFound otherwise
-    (including for ids that are not UUIDs)."""
+    """The company if it has a link in the product, with `company.account`
+    set to its account with that product; NotFound otherwise (including for
+    ids that are not UUIDs)."""
     pk = _as_uuid(company_id)
     company = companies_visible(product_id=product_id).filter(pk=pk).first() if pk else None
     if company is None:
-        raise NotFound("Company not found.")
-    return company
+        raise company_not_found()
+    return company_with_account(company=company, product_id=product_id)
+
+
+def company_id_get_visible(
+    *, product_id: UUID, company_id: UUID | str | None = None, external_org_id: str | None = None
+) -> UUID:
+    """The id of a company visible to the product, given by id or by the
+    product's external org id; NotFound otherwise. One query, no company row."""
+    links = product_links(product_id=product_id)
+    if external_org_id is not None:
+        found = links.filter(external_org_id=external_org_id).values_list("company_id", flat=True).first()
+    else:
+        pk = _as_uuid(company_id)
+        found = pk if pk is not None and links.filter(company_id=pk).exists() else None
+    if found is None:
+        raise company_not_found()
+    return found
+
+
+def product_link_get(*, product_id: UUID, external_org_id: str) -> ProductLink | None:
+    """The product's link for `external_org_id` (with its company), or None."""
+    return (
+        product_links(product_id=product_id)
+        .select_related("company")
+        .filter(external_org_id=(external_org_id or "").strip())
+        .first()
+    )
 
 
 def company_get_by_external_org(*, product_id: UUID, external_org_id: str) -> tuple[Company, ProductLink]:
-    """The company the product's `external_org_id` is linked to, with the link."""
-    link = (
-        ProductLink.objects.select_related("company")
-        .filter(product_id=product_id, external_org_id=(external_org_id or "").strip())
-        .first()
-    )
+    """The company the product's `external_org_id` is linked to, with the
+    link, and `company.account` set as in company_get_visible."""
+    link = product_link_get(product_id=product_id, external_org_id=external_org_id)
     if link is None:
-        raise NotFound("No company is linked to this externalOrgId.")
-    return link.company, link
+        raise company_not_found()
+    return company_with_account(company=link.company, product_id=product_id), link
+
+
+def account_get(*, company: Company, product_id: UUID) -> Account:
+    """The company's account with the product. A company linked without one
+    (rows written straight to the database) reads as a fresh account."""
+    account = Account.objects.filter(company=company, product_id=product_id).first()
+    return account or Account(company=company, product_id=product_id)
+
+
+def company_with_account(*, company: Company, product_id: UUID) -> Company:
+    """`company` with `.account` set to its account with `product_id`: what
+    the API shows flattened into a company answer."""
+    company.account = account_get(company=company, product_id=product_id)
+    return company
 
 
 def contact_list(*, company: Company, primary_only: bool = False) -> QuerySet[Contact]:

@@ -15,25 +15,27 @@ A candidate's score is the best of its signals.
 runner-up by at least CLEAR_WINNER_MARGIN points (so two companies on the
 same domain, or "Acme GmbH" and "Acme Inc", are never picked blindly).
 
-**Candidates** are all companies in the database, not only those already
-linked to the calling product: the point of smart linking is to find the
-customer record that another product (or staff) already created. The
-database does the prefiltering (domain equality on an indexed column; name
-tokens on lower(name)), and at most MAX_NAME_CANDIDATES rows per query reach
-Python, so the cost does not grow with the size of the customer base."""
+**Candidates** are the companies of the calling product's customer pool
+(SPEC §2), not only those already linked to the product: the point of smart
+linking is to find the customer record that another product of the pool (or
+staff) already created. A company of another pool is never a candidate, so
+it can be neither linked nor suggested. The database does the prefiltering
+(pool and domain on an index; name tokens on `match_name`, the stored
+normalised name, so accents are ignored on both sides), and at most
+MAX_NAME_CANDIDATES rows per query reach Python, so the cost does not grow
+with the size of the customer base."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from django.db.models import Q
-from django.db.models.functions import Length, Lower
+from django.db.models.functions import Length
 
 from .domains import email_domain, is_free_mail
+from .names import normalize_company_name
 from .models import Company
 
 DOMAIN_SCORE = 95
@@ -50,29 +52,6 @@ MATCHED_BY_DOMAIN = "domain"
 MATCHED_BY_NAME = "name"
 MATCHED_BY_EMAIL_DOMAIN = "email_domain"
 MATCHED_BY_EXTERNAL_ORG_ID = "external_org_id"
-
-# Compared after lower-casing and removing dots ("G.m.b.H." → "gmbh").
-LEGAL_SUFFIXES = frozenset(
-    {
-        "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited",
-        "llc", "llp", "lp", "plc", "pllc", "gmbh", "mbh", "ag", "kg", "ug", "ohg", "gbr",
-        "ev", "se", "sa", "sas", "sarl", "srl", "spa", "bv", "nv", "oy", "oyj", "ab", "as",
-        "aps", "asa", "pty", "pte", "kk", "sp", "zoo", "sl", "sro", "kft", "haftungsbeschrankt",
-    }
-)
-
-
-def normalize_company_name(name: str) -> str:
-    """Lower case, accents and punctuation removed, legal suffixes dropped:
-    "ACME, Inc." and "Acme GmbH" both become "acme"."""
-    text = unicodedata.normalize("NFKD", name or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("&", " and ").replace(".", "")
-    words = re.sub(r"[^a-z0-9]+", " ", text).split()
-    kept = [word for word in words if word not in LEGAL_SUFFIXES]
-    # A name made only of suffixes ("Company") keeps its words.
-    return " ".join(kept or words)
-
 
 def name_score(hint_name: str, company_name: str) -> int:
     """0–80 for how alike two company names are (already normalised)."""
@@ -129,33 +108,47 @@ NAME_STOPWORDS = frozenset(
 )
 
 
+# German spells an umlaut out when it cannot type it ("Mueller" for
+# "Müller", stored as "muller" once accents are stripped): the prefilter
+# also looks for the folded word, and the similarity score does the rest.
+_UMLAUT_SPELLINGS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
+
+
+def _folded(word: str) -> str:
+    for spelled, folded in _UMLAUT_SPELLINGS:
+        word = word.replace(spelled, folded)
+    return word
+
+
 def _name_tokens(normalized_name: str) -> list[str]:
-    """The longest distinctive words of the hint, for the database prefilter."""
+    """The longest distinctive words of the hint (and their umlaut-folded
+    spelling), for the database prefilter."""
     words = sorted(
         {w for w in normalized_name.split() if len(w) >= 3 and w not in NAME_STOPWORDS}, key=lambda w: (-len(w), w)
     )
     if not words and normalized_name:
         words = [normalized_name]
-    return words[:MAX_NAME_TOKENS]
+    words = words[:MAX_NAME_TOKENS]
+    return words + [folded for word in words if (folded := _folded(word)) != word and folded not in words]
 
 
-def _candidate_companies(hints: SmartLinkHints, normalized_name: str) -> Iterable[Company]:
+def _candidate_companies(hints: SmartLinkHints, normalized_name: str, *, customer_pool: str) -> Iterable[Company]:
     fields = ("id", "name", "domain", "short_id")
+    in_pool = Company.objects.filter(customer_pool=customer_pool)
     domains = set(hints.email_domains)
     if hints.usable_domain:
         domains.add(hints.usable_domain)
     seen: dict = {}
     if domains:
-        for company in Company.objects.filter(domain__in=domains).only(*fields)[: MAX_NAME_CANDIDATES]:
+        for company in in_pool.filter(domain__in=domains).only(*fields)[:MAX_NAME_CANDIDATES]:
             seen[company.pk] = company
     tokens = _name_tokens(normalized_name)
     if tokens:
         name_filter = Q()
         for token in tokens:
-            name_filter |= Q(name_lower__contains=token)
+            name_filter |= Q(match_name__contains=token)
         rows = (
-            Company.objects.annotate(name_lower=Lower("name"))
-            .filter(name_filter)
+            in_pool.filter(name_filter)
             # Shorter names first: "Acme" before "Acme Widgets International".
             .order_by(Length("name"), "pk")
             .only(*fields)[:MAX_NAME_CANDIDATES]
@@ -184,15 +177,20 @@ def score_company(hints: SmartLinkHints, normalized_name: str, company: Company)
 
 
 def smart_link_match(
-    *, company_name: str = "", domain: str = "", emails: Iterable[str] = (), min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    *,
+    customer_pool: str,
+    company_name: str = "",
+    domain: str = "",
+    emails: Iterable[str] = (),
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> SmartLinkMatch:
-    """Rank existing companies against the hints. `domain` must already be
-    normalised; `min_confidence` is 0–1 as in the API."""
+    """Rank the companies of `customer_pool` against the hints. `domain` must
+    already be normalised; `min_confidence` is 0–1 as in the API."""
     hints = SmartLinkHints(company_name=company_name or "", domain=domain or "", emails=tuple(emails))
     normalized_name = normalize_company_name(hints.company_name)
     scored = [
         candidate
-        for company in _candidate_companies(hints, normalized_name)
+        for company in _candidate_companies(hints, normalized_name, customer_pool=customer_pool)
         if (candidate := score_company(hints, normalized_name, company)) is not None
     ]
     scored.sort(key=lambda c: (-c.confidence, c.company.name.lower(), str(c.company.pk)))

@@ -4,7 +4,7 @@ import uuid
 from django.db import InterfaceError, OperationalError
 
 from .api import error_response, is_api_request
-from .errors import ServiceUnavailable
+from .errors import ERROR_CLASSES_BY_STATUS, ApplicationError, ServiceUnavailable
 from .request_context import request_id_var
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -44,3 +44,34 @@ class DatabaseUnavailableMiddleware:
         if is_api_request(request) and isinstance(exception, (OperationalError, InterfaceError)):
             return error_response(ServiceUnavailable(), request=request)
         return None
+
+
+# Headers of an error response that still mean something in the envelope's.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+class JsonErrorsMiddleware:
+    """The last line of SPEC §2's "every error has the envelope": an error
+    response on a machine path (`/api/`, `/stripe/`, `/healthz`) that is not
+    JSON — a plain Django view's 405, a decorator's 405, anything a
+    third-party piece answers in HTML — is replaced by the envelope of its
+    status (one ApplicationError class per status, config.errors)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+            and is_api_request(request)
+        ):
+            error_class = ERROR_CLASSES_BY_STATUS.get(response.status_code, ApplicationError)
+            replaced = error_response(error_class(), request=request)
+            replaced.status_code = response.status_code
+            for name in _KEPT_HEADERS:
+                if name in response:
+                    replaced[name] = response[name]
+            return replaced
+        return response

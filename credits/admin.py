@@ -295,6 +295,49 @@ def _freeze_action(modeladmin, request, queryset, *, freeze: bool):
     return TemplateResponse(request, "admin/credits/freeze_wallet.html", context)
 
 
+class ThresholdForm(_WalletActionForm):
+    low_balance_threshold = forms.IntegerField(
+        min_value=0, max_value=2**62, required=False, label="Low-balance threshold",
+        help_text="credits.low_balance is sent each time the balance falls below it. Empty: never.",
+    )
+
+
+@admin.action(description="Set low-balance threshold…")
+def credits_threshold_action(modeladmin, request, queryset):
+    """Grant-credits permission (Support and Billing admin): the level below
+    which the product is told that the wallet runs low."""
+    if not request.user.has_perm(GRANT_PERMISSION):
+        modeladmin.message_user(request, "You may not change credit wallets.", messages.ERROR)
+        return None
+    companies = list(queryset.order_by("name"))
+    form = ThresholdForm(request.POST if "apply" in request.POST else None, companies=companies)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+
+        def call(company):
+            wallet = services.wallet_get_or_create(company_id=company.pk, product_id=data["product"].pk)
+            return services.wallet_threshold_set(
+                wallet=wallet, low_balance_threshold=data["low_balance_threshold"], reason=data["reason"],
+                actor=_staff(request),
+            )
+
+        _run_for_each(modeladmin, request, companies, call,
+                      lambda wallet: f"low-balance threshold {wallet.low_balance_threshold if wallet.low_balance_threshold is not None else 'off'}.")
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Set low-balance threshold",
+        "opts": modeladmin.model._meta,
+        "companies": companies,
+        "form": form,
+        "balances": [(company, _balances(company)) for company in companies[:20]],
+        "action_name": "credits_threshold_action",
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/credits/wallet_threshold.html", context)
+
+
 @admin.action(description="Freeze wallet…")
 def credits_freeze_action(modeladmin, request, queryset):
     """Billing admin: refuse debits and holds (423) until unfrozen; refunds and grants still work."""
@@ -307,6 +350,7 @@ def credits_unfreeze_action(modeladmin, request, queryset):
 
 
 admin_extensions.register_company_action(credits_grant_action)
+admin_extensions.register_company_action(credits_threshold_action)
 admin_extensions.register_company_action(credits_freeze_action)
 admin_extensions.register_company_action(credits_unfreeze_action)
 admin_extensions.register_company_panel(company_credits_panel)

@@ -44,3 +44,12 @@ class FloorDebitApi(APIView):
                 return Response({"error": "not enough credits"}, status=402)
             cursor.execute(_INSERT, [entry_id, balance_id, -amount, row[0], str(data.get("jobId", "")), timezone.now()])
         return Response({"ledgerEntryId": str(entry_id), "totalBalanceAfter": row[0]})
+
+
+class FloorDebitWithAuthApi(FloorDebitApi):
+    """The same floor behind the API's key authentication, permission and
+    rate limit — what every product call pays before any credits logic."""
+
+    authentication_classes = APIView.authentication_classes
+    permission_classes = APIView.permission_classes
+    throttle_classes = APIView.throttle_classes

@@ -5,7 +5,7 @@ What the database enforces (constraints below, and a PostgreSQL trigger that
 refuses UPDATE and DELETE on ledger entries):
 - a lot's `remaining` stays within 0 … `amount`; wallet balances, debt and
   holds are never negative;
-- one wallet per (company, product); one ledger entry per (wallet,
+- one wallet per (company, product); one ledger entry per (product,
   idempotency key); one grant per (wallet, reason); one `usage` charge per
   (reservation, usageId); one active reservation per (wallet, runId); a paid
   invoice or a PaymentIntent adds at most one lot.
@@ -123,7 +123,9 @@ class CreditLot(models.Model):
     grant_reason = models.CharField(max_length=500, blank=True, default="")
     stripe_invoice_id = models.CharField(max_length=255, blank=True, default="")
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
-    transferred_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    transferred_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # The subscription cycle a subscription lot pays for (recorded by billing).
     cycle_tier_code = models.CharField(max_length=64, blank=True, default="")
     cycle_period_start = models.DateTimeField(null=True, blank=True)
@@ -149,7 +151,6 @@ class CreditLot(models.Model):
         indexes = [
             # The expiry sweep: lots past their expiry that still hold credits.
             models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="lot_expiring_idx"),
-            models.Index(fields=["wallet"], condition=Q(remaining__gt=0), name="lot_spendable_idx"),
         ]
 
     def __str__(self) -> str:
@@ -188,7 +189,13 @@ class LedgerEntry(models.Model):
     both with `"amount": 0`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    # Every index is paid on each debit's insert, so foreign keys get none of
+    # their own where a composite index below already starts with them (or
+    # nothing looks rows up by them): see Meta.indexes.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    # The wallet's product, kept on the entry so that idempotency keys are
+    # unique per product (SPEC §2), not only per wallet.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
     amount = models.BigIntegerField(help_text="Signed: credits in are positive.")
     balance_after = models.BigIntegerField()
@@ -203,10 +210,14 @@ class LedgerEntry(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     # The debit a refund gives back, the purchase a reversal takes back, the
     # other side of a transfer.
-    reference = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    lot = models.ForeignKey(CreditLot, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reference = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    lot = models.ForeignKey(
+        CreditLot, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     reservation = models.ForeignKey(
-        "Reservation", null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+        "Reservation", null=True, blank=True, on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -217,9 +228,9 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
         constraints = [
             models.UniqueConstraint(
-                fields=["wallet", "idempotency_key"],
+                fields=["product", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="ledger_unique_idempotency_key",
+                name="ledger_idempotency_key_per_product",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "reason"], condition=Q(kind=EntryKind.GRANT), name="ledger_one_grant_per_reason"
@@ -238,7 +249,8 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["wallet", "-created_at", "-id"], name="ledger_wallet_newest_idx"),
             models.Index(fields=["wallet", "job_id", "source_service"], name="ledger_job_idx"),
-            models.Index(fields=["reference"], name="ledger_reference_idx"),
+            models.Index(fields=["reference"], condition=Q(reference__isnull=False), name="ledger_reference_idx"),
+            models.Index(fields=["reservation"], condition=Q(reservation__isnull=False), name="ledger_reservation_idx"),
         ]
 
     def __str__(self) -> str:

@@ -29,6 +29,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from companies import admin_extensions
 from companies.models import Company, Product
+from companies.selectors import company_ids_not_visible
 from config.errors import ApplicationError
 
 from companies.actors import Actor
@@ -464,7 +465,8 @@ class ApplyTierForm(forms.Form):
         tier = cleaned.get("tier")
         if tier is None or "overrides" not in cleaned:
             return cleaned
-        unlinked = [c.name for c in self.companies if not c.links.filter(product_id=tier.product_id).exists()]
+        not_visible = company_ids_not_visible(product_id=tier.product_id, company_ids=[c.pk for c in self.companies])
+        unlinked = [c.name for c in self.companies if c.pk in not_visible]
         if unlinked:
             self.add_error("tier", f"Not linked to {tier.product.name}: {', '.join(unlinked)}.")
         try:

@@ -8,7 +8,12 @@ default. Features and tiers that exist but are missing from the file are
 left alone (deleting a feature would delete every company's access to it)
 and reported, so a partial file never destroys data. Nothing is written
 unless the whole file is valid, and everything is written in one
-transaction."""
+transaction.
+
+`product.customerPool` (optional) puts the product in a customer pool (SPEC
+section 2): products of one pool share their customers. Absent, a new product
+is a pool of its own (its code) and an existing one keeps its pool. A product's
+linked companies move with it (refused if other products share them)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from typing import Any
 from django.db import transaction
 
 from companies.models import Product
-from config.errors import BadRequest
+from companies.services import product_customer_pool_set
+from config.errors import ApplicationError, BadRequest
 
 from .error_codes import EntitlementsErrorCode
 
@@ -38,7 +44,8 @@ CURRENCY_PATTERN = re.compile(r"^[a-z]{3}$")
 INTERVALS = ("day", "week", "month", "year")
 MAX_INT = 2**63 - 1
 
-PRODUCT_KEYS = {"code", "name"}
+PRODUCT_KEYS = {"code", "name", "customerPool"}
+POOL_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FEATURE_KEYS = {
     "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost",
     "defaultConfig", "alertThresholds",
@@ -153,6 +160,10 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "code": check.string(raw_product.get("code"), "product.code", max_length=64, required=True, pattern=CODE_PATTERN),
             "name": check.string(raw_product.get("name"), "product.name", max_length=200, required=True),
         }
+        if "customerPool" in raw_product:
+            product["customer_pool"] = check.string(
+                raw_product.get("customerPool"), "product.customerPool", max_length=64, required=True, pattern=POOL_PATTERN
+            )
 
     features: list[dict[str, Any]] = []
     raw_features = data.get("features", [])
@@ -311,6 +322,12 @@ def catalog_load(*, data: Any) -> CatalogLoadResult:
 
     with transaction.atomic():
         product, status = _upsert(Product, {"code": spec["product"]["code"]}, {"name": spec["product"]["name"]})
+        if spec["product"].get("customer_pool", product.customer_pool) != product.customer_pool:
+            try:
+                product_customer_pool_set(product=product, customer_pool=spec["product"]["customer_pool"])
+            except ApplicationError as error:
+                raise CatalogError([f"product.customerPool: {error.message}"]) from None
+            status = "updated" if status == "unchanged" else status
         record(f"product {product.code}", status)
         features: dict[str, Feature] = {}
         for feature_spec in spec["features"]:
@@ -406,4 +423,7 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             tier_features[tier_feature.feature.code] = spec
         item["features"] = tier_features
         tiers.append(item)
-    return {"product": {"code": product.code, "name": product.name}, "features": features, "tiers": tiers}
+    dumped_product = {"code": product.code, "name": product.name}
+    if product.customer_pool != product.code:
+        dumped_product["customerPool"] = product.customer_pool
+    return {"product": dumped_product, "features": features, "tiers": tiers}

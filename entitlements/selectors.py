@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from companies.models import Company, ProductLink
+from companies.models import Company
+from companies.selectors import company_is_visible, company_not_found, product_links
 from config.errors import NotFound
 
 from . import cache as check_cache
@@ -166,12 +167,13 @@ def _load_catalog(product_id) -> dict[str, Any]:
 
 
 def _load_visibility(product_id, company_id) -> bool:
-    return ProductLink.objects.filter(product_id=product_id, company_id=company_id).exists()
+    return company_is_visible(product_id=product_id, company_id=company_id)
 
 
 def _load_org(product_id, external_org_id: str) -> str:
     company_id = (
-        ProductLink.objects.filter(product_id=product_id, external_org_id=external_org_id)
+        product_links(product_id=product_id)
+        .filter(external_org_id=external_org_id)
         .values_list("company_id", flat=True)
         .first()
     )
@@ -215,7 +217,7 @@ def feature_check_input(*, product_id, company_id, feature_code: str, require_vi
         loaders[check_cache.visibility_key(product_id, company_id)] = lambda: _load_visibility(product_id, company_id)
     values = check_cache.get_or_load(loaders)
     if require_visible and not values[check_cache.visibility_key(product_id, company_id)]:
-        raise NotFound("Company not found.")
+        raise company_not_found()
     catalog = values[check_cache.catalog_key(product_id)]
     feature = catalog["features"].get(feature_code)
     if feature is None:
@@ -310,10 +312,11 @@ def feature_checks_for_company(
 
 
 def company_id_visible(*, product_id, company_id) -> Any:
-    """`company_id` if the company is linked to the product, else NotFound (cached)."""
+    """`company_id` if the company is visible to the product (companies'
+    rule), else NotFound; cached, as the feature check needs it every time."""
     key = check_cache.visibility_key(product_id, company_id)
     if not check_cache.get_or_load({key: lambda: _load_visibility(product_id, company_id)})[key]:
-        raise NotFound("Company not found.")
+        raise company_not_found()
     return company_id
 
 
@@ -322,7 +325,7 @@ def company_id_for_external_org(*, product_id, external_org_id: str) -> uuid.UUI
     key = check_cache.org_key(product_id, external_org_id)
     company_id = check_cache.get_or_load({key: lambda: _load_org(product_id, external_org_id)})[key]
     if not company_id:
-        raise NotFound("No company is linked to this external org id.")
+        raise company_not_found()
     return uuid.UUID(company_id)
 
 

@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from companies.models import Company
+from companies.selectors import company_not_found
 from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
@@ -128,7 +129,7 @@ def _save_with_history(access: FeatureAccess, *, actor: Actor, reason: str) -> N
 def _lock_company(company_id) -> None:
     # Serialises all entitlement writes of one company (see the module docstring).
     if not Company.objects.select_for_update(no_key=True).filter(pk=company_id).values_list("pk", flat=True):
-        raise NotFound("Company not found.")
+        raise company_not_found()
 
 
 def _default_source(actor: Actor) -> str:

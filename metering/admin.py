@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from companies import admin_extensions
 from companies.admin_extensions import ReadOnlyAdminMixin
 from companies.models import Company, ProductLink
+from companies.selectors import company_ids_not_visible
 from config.errors import ApplicationError
 from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
@@ -267,9 +268,10 @@ class AdjustUsageForm(forms.Form):
             if mode == self.MODE_SET and value < 0:
                 self.add_error("value", "Usage cannot be set below 0.")
         if feature is not None:
-            unlinked = [
-                c.name for c in self.companies if not c.links.filter(product_id=feature.product_id).exists()
-            ]
+            not_visible = company_ids_not_visible(
+                product_id=feature.product_id, company_ids=[c.pk for c in self.companies]
+            )
+            unlinked = [c.name for c in self.companies if c.pk in not_visible]
             if unlinked:
                 self.add_error("feature", f"Not linked to {feature.product.name}: {', '.join(unlinked)}.")
         return cleaned

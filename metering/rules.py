@@ -223,10 +223,6 @@ def not_metered(feature_code: str) -> BadRequest:
     return BadRequest.for_field("featureCode", f"{feature_code} is not a metered feature.")
 
 
-def company_not_found() -> NotFound:
-    return NotFound("Company not found.")
-
-
 def idempotency_conflict(key: str) -> Conflict:
     return Conflict(
         "This idempotency key was already used with a different request body.",

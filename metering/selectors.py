@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from companies.models import ProductLink
+from companies.selectors import company_not_found
 from entitlements.models import Feature, FeatureAccess, FeatureKind
 from entitlements.selectors import (
     FeatureCheck,
@@ -37,26 +38,12 @@ from .rules import (
     AccessTerms,
     FeatureInfo,
     billable,
-    company_not_found,
     not_metered,
     unknown_feature,
 )
 
 
 # --- What a call refers to ------------------------------------------------------
-
-
-def company_id_resolve(*, product_id: UUID, company_id: UUID | None = None, external_org_id: str | None = None) -> UUID:
-    """The id of a company visible to `product_id` (it has a link in that
-    product), given by id or by the product's external org id; else 404."""
-    links = ProductLink.objects.filter(product_id=product_id)
-    if external_org_id is not None:
-        found = links.filter(external_org_id=external_org_id).values_list("company_id", flat=True).first()
-    else:
-        found = company_id if links.filter(company_id=company_id).exists() else None
-    if found is None:
-        raise company_not_found()
-    return found
 
 
 _FEATURE_COLUMNS = (
@@ -134,26 +121,6 @@ def usage_target_get(
             _uuid(row[6]), bool(row[7]), row[8], row[9], _aware(row[10]), _aware(row[11])
         )
     return _uuid(row[0]), feature, terms
-
-
-def companies_resolve_bulk(
-    *, product_id: UUID, company_ids: Iterable[UUID], external_org_ids: Iterable[str]
-) -> tuple[set[UUID], dict[str, UUID]]:
-    """(visible company ids, external org id → company id) for a batch, in one query."""
-    company_ids, external_org_ids = set(company_ids), set(external_org_ids)
-    visible: set[UUID] = set()
-    by_external: dict[str, UUID] = {}
-    if not company_ids and not external_org_ids:
-        return visible, by_external
-    condition = Q(company_id__in=company_ids) | Q(external_org_id__in=external_org_ids)
-    for company_id, external_org_id in ProductLink.objects.filter(condition, product_id=product_id).values_list(
-        "company_id", "external_org_id"
-    ):
-        if company_id in company_ids:
-            visible.add(company_id)
-        if external_org_id in external_org_ids:
-            by_external[external_org_id] = company_id
-    return visible, by_external
 
 
 def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:

@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from companies.admin_extensions import ReadOnlyAdminMixin
+from companies.admin_secrets import SecretShownOnceMixin
 from config.errors import BadRequest
 
 from .models import Delivery, DeliveryAttempt, Event, EventType, WebhookEndpoint
@@ -60,12 +61,19 @@ class FailingFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(SecretShownOnceMixin, admin.ModelAdmin):
+    """Billing admin registers endpoints for a product; the signing secret is
+    shown once, on the page that follows the save (never in a message, which
+    would sit in the session or a cookie)."""
+
     form = WebhookEndpointForm
     list_display = ["url", "product", "enabled", "health_display", "failing_since", "last_success_at", "created_at"]
     list_filter = [FailingFilter, "enabled", "disabled_reason", "product"]
     list_select_related = ["product"]
     search_fields = ["url", "description", "=id"]
+    secret_template = "admin/notifications/webhookendpoint/secret_created.html"
+    secret_title = "Webhook endpoint created"
+    secret_context_names = ("endpoint", "secret")
     readonly_fields = ["id", "disabled_reason", "disabled_at", "failing_since", "last_success_at", "created_at", "updated_at", "deliveries_link"]
 
     def get_fields(self, request, obj=None):
@@ -89,32 +97,29 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def deliveries_link(self, endpoint: WebhookEndpoint) -> str:
         return format_html('<a href="../../delivery/?endpoint__id__exact={}">Deliveries to this endpoint</a>', endpoint.pk)
 
-    def save_model(self, request, obj, form, change):
-        data = form.cleaned_data
-        if not change:
-            created = endpoint_create(
-                product=data["product"], url=data["url"], event_types=data["event_types"], description=data["description"]
-            )
-            if not data["enabled"]:
-                endpoint_update(endpoint=created, enabled=False)
-            obj.pk, obj.secret, obj._state.adding = created.pk, created.secret, False
-            self.message_user(
-                request,
-                format_html(
-                    "Signing secret of this endpoint — shown only now, copy it into the product: <code>{}</code>",
-                    created.secret,
-                ),
-                messages.WARNING,
-            )
-            return
-        original = WebhookEndpoint.objects.get(pk=obj.pk)
+    def create_with_secret(self, request, obj):
+        data = request._endpoint_form_data
+        created = endpoint_create(
+            product=data["product"], url=data["url"], event_types=data["event_types"], description=data["description"]
+        )
+        if not data["enabled"]:
+            created = endpoint_update(endpoint=created, enabled=False)
+        return created, created.secret
+
+    def save_change(self, request, obj) -> None:
+        data = request._endpoint_form_data
         endpoint_update(
-            endpoint=original,
+            endpoint=WebhookEndpoint.objects.get(pk=obj.pk),
             url=data["url"],
             event_types=data["event_types"],
             description=data["description"],
             enabled=data["enabled"],
         )
+
+    def save_model(self, request, obj, form, change):
+        # The services take the form's values (not the half-updated instance).
+        request._endpoint_form_data = form.cleaned_data
+        super().save_model(request, obj, form, change)
 
 
 # --- events and deliveries (read-only) ------------------------------------------------------

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from .services.delivery import deliveries_run
+from .services.events import events_prune
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -37,3 +38,9 @@ def deliver_due() -> dict:
     """The periodic pass (beat): every due delivery, including those whose
     task never reached the broker and retries scheduled hours ahead."""
     return deliveries_run(time_budget_seconds=PASS_TIME_BUDGET_SECONDS).as_dict()
+
+
+@shared_task(name="notifications.prune_events", acks_late=True, ignore_result=True, **_RETRY)
+def prune_events() -> dict:
+    """Drop events (and their deliveries) past the retention. Idempotent."""
+    return {"deleted": events_prune()}

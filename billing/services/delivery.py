@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from billing.models import BillingProfile
 from billing.stripe_client import describe, get_stripe_client, is_transient, stripe_is_configured
+from entitlements.models import Feature
 from metering.services.delivery import (
     ClaimedUsageEvent,
     usage_deliveries_claim,
@@ -156,21 +157,31 @@ def _iso(moment: datetime) -> str:
 
 
 class _Lookups:
-    """Per pass: the Stripe customer of each company and the meter event name
-    of each feature (metering fills the latter while claiming), read once for
+    """Per pass: the Stripe customer of each account (company × the feature's
+    product: billing is per product, SPEC §2) and the meter event name of
+    each feature (metering fills the latter while claiming), read once for
     the ids a batch needs (a pass is short-lived, so a rename in between is
     picked up by the next one)."""
 
     def __init__(self) -> None:
         self.meter_event_names: dict = {}
+        self.feature_products: dict = {}
         self.customers: dict = {}
 
     def load(self, events: list[ClaimedUsageEvent]) -> None:
-        companies = {event.company_id for event in events} - self.customers.keys()
+        features = {event.feature_id for event in events} - self.feature_products.keys()
+        if features:
+            self.feature_products.update(Feature.objects.filter(pk__in=features).values_list("pk", "product_id"))
+        accounts = {(event.company_id, self.feature_products[event.feature_id]) for event in events}
+        companies = {company_id for company_id, _ in accounts - self.customers.keys()}
         if companies:
-            self.customers.update(
-                BillingProfile.objects.filter(company_id__in=companies).values_list("company_id", "stripe_customer_id")
-            )
+            for company_id, product_id, customer_id in BillingProfile.objects.filter(
+                company_id__in=companies
+            ).values_list("company_id", "product_id", "stripe_customer_id"):
+                self.customers[(company_id, product_id)] = customer_id
+
+    def customer_for(self, event: ClaimedUsageEvent) -> str:
+        return self.customers[(event.company_id, self.feature_products[event.feature_id])]
 
 
 def deliver_pending_usage(*, batch_size: int = 100, max_batches: int | None = None, worker: str = "") -> DeliveryResult:
@@ -221,8 +232,9 @@ def _deliver_one_batch(
         # events until this transaction records the outcome (or dies, and
         # PostgreSQL releases them for the next worker).
         claim = usage_deliveries_claim(
-            # Companies without a Stripe customer are not claimed: their usage waits.
+            # Accounts without a Stripe customer are not claimed: their usage waits.
             company_ids=BillingProfile.objects.values("company_id"),
+            accounts=BillingProfile.objects.all(),
             now=now,
             batch_size=batch_size,
             fresh_after=fresh_after,
@@ -249,7 +261,7 @@ def _deliver_one_batch(
                         "identifier": event.stripe_event_identifier or str(event.id),
                         "timestamp": _iso(event.event_time),
                         "payload": {
-                            "stripe_customer_id": lookups.customers[event.company_id],
+                            "stripe_customer_id": lookups.customer_for(event),
                             "value": str(event.billable_delta),
                         },
                     },

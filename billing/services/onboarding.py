@@ -12,6 +12,7 @@ from django.db import transaction
 
 from billing.models import Subscription
 from companies.models import Company, ProductLink
+from companies.selectors import product_link_get
 from companies.services import SmartLinkStatus, company_create, company_smart_link, contact_upsert
 from companies.smart_link import DEFAULT_MIN_CONFIDENCE
 from config.errors import BadRequest, Conflict
@@ -169,7 +170,7 @@ class _Raced(Exception):
 
 
 def _existing(*, product_id, external_org_id: str) -> ProductLink | None:
-    return ProductLink.objects.select_related("company").filter(product_id=product_id, external_org_id=external_org_id).first()
+    return product_link_get(product_id=product_id, external_org_id=external_org_id)
 
 
 def _already_linked(link: ProductLink, *, checkout_session_id: str | None, stripe_subscription_id: str | None) -> OnboardResult:
@@ -205,7 +206,7 @@ def _billing(*, company, product_id, session, stripe_subscription, stripe_custom
         subscription = link.subscription
         return OnboardBillingStatus.for_subscription(subscription, tier_applied=subscription.tier_id is not None, linked=True)
     if stripe_customer_id:
-        billing_profile_ensure(company=company, stripe_customer_id=stripe_customer_id)
+        billing_profile_ensure(company=company, product_id=product_id, stripe_customer_id=stripe_customer_id)
     tier = tier or tier_default_get(product_id=product_id)
     if tier is None:
         return OnboardBillingStatus()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import stripe
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from billing.models import BillingProfile, MeterDrift
@@ -49,19 +49,24 @@ def meters_reconcile(*, window_start: datetime | None = None, window_end: dateti
         result.configured = False
         return result
     client = get_stripe_client()
+    # The customer of an event is its account's (company × the event's product).
+    customer_of_account = BillingProfile.objects.filter(
+        company_id=OuterRef("company_id"), product_id=OuterRef("product_id")
+    ).values("stripe_customer_id")[:1]
     delivered = (
         UsageEvent.objects.filter(
             stripe_delivery_status=StripeDeliveryStatus.DELIVERED,
             event_time__gte=window_start,
             event_time__lt=window_end,
-            company__billing_profile__isnull=False,
         )
-        .values("company_id", "company__billing_profile__stripe_customer_id", "feature__stripe_meter_event_name")
+        .annotate(stripe_customer_id=Subquery(customer_of_account))
+        .filter(stripe_customer_id__isnull=False)
+        .values("company_id", "stripe_customer_id", "feature__stripe_meter_event_name")
         .annotate(total=Sum("billable_delta"))
     )
     pairs: dict[tuple[str, str], dict] = {}
     for row in delivered:
-        key = (row["company__billing_profile__stripe_customer_id"], row["feature__stripe_meter_event_name"])
+        key = (row["stripe_customer_id"], row["feature__stripe_meter_event_name"])
         pairs[key] = {"company_id": row["company_id"], "total": int(row["total"] or 0)}
     # Earlier drift in this window is re-checked even if nothing is delivered now.
     for drift in MeterDrift.objects.filter(window_start=window_start, window_end=window_end, resolved_at__isnull=True):

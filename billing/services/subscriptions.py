@@ -108,25 +108,29 @@ def checkout_session_require_complete(session: Any) -> str:
 # --- writes ----------------------------------------------------------------------
 
 
-def billing_profile_ensure(*, company: Company, stripe_customer_id: str) -> BillingProfile:
-    """The company's billing profile for this Stripe customer, created if
-    missing. 409 if the company is billed to another customer or the customer
-    belongs to another company (one customer ↔ one company)."""
-    profile = BillingProfile.objects.filter(company=company).first()
+def billing_profile_ensure(*, company: Company, product_id, stripe_customer_id: str) -> BillingProfile:
+    """The billing profile of the company's account with `product_id` for
+    this Stripe customer, created if missing. 409 if the account is billed to
+    another customer, or the customer bills another account (one customer ↔
+    one account). The 409 names only this account's own customer id, never
+    another product's or company's (SPEC §2)."""
+    profile = BillingProfile.objects.filter(company=company, product_id=product_id).first()
     if profile is not None:
         if profile.stripe_customer_id != stripe_customer_id:
             raise Conflict(
-                "This company is already billed to another Stripe customer.",
+                "This company is already billed to another Stripe customer in this product.",
                 details={"stripeCustomerId": profile.stripe_customer_id},
             )
         return profile
     if BillingProfile.objects.filter(stripe_customer_id=stripe_customer_id).exists():
-        raise Conflict("This Stripe customer is already linked to another company.")
+        raise Conflict("This Stripe customer is already linked to another account.")
     try:
         with transaction.atomic():
-            return BillingProfile.objects.create(company=company, stripe_customer_id=stripe_customer_id)
+            return BillingProfile.objects.create(
+                company=company, product_id=product_id, stripe_customer_id=stripe_customer_id
+            )
     except IntegrityError as error:
-        raise Conflict("This Stripe customer is already linked to another company.") from error
+        raise Conflict("This Stripe customer is already linked to another account.") from error
 
 
 def company_access_sync(*, company: Company, product_id, actor: Actor, reason: str) -> list[str]:
@@ -272,7 +276,7 @@ def checkout_claim_apply(
             if existing is not None:
                 return _already_claimed(existing, company=company, product_id=product_id)
             if customer_id:
-                billing_profile_ensure(company=company, stripe_customer_id=customer_id)
+                billing_profile_ensure(company=company, product_id=product_id, stripe_customer_id=customer_id)
             result = subscription_sync(
                 company=company,
                 product_id=product_id,
@@ -353,7 +357,7 @@ def subscription_link_apply(
                 raise Conflict("This Stripe subscription is already linked to another company.")
             return SubscriptionLinkResult(subscription=existing, already_linked=True, features_applied=[])
         if customer_id:
-            billing_profile_ensure(company=company, stripe_customer_id=customer_id)
+            billing_profile_ensure(company=company, product_id=product_id, stripe_customer_id=customer_id)
         result = subscription_sync(
             company=company,
             product_id=product_id,

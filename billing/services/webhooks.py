@@ -236,19 +236,21 @@ def _retrieve(kind: str, object_id: str) -> Any | None:
             raise
 
 
-def _company_for_customer(customer_id: str | None) -> Company | None:
+def _account_for_customer(customer_id: str | None) -> tuple[Company, Any] | None:
+    """(company, product_id) of the account billed to this Stripe customer."""
     if not customer_id:
         return None
     profile = BillingProfile.objects.select_related("company").filter(stripe_customer_id=customer_id).first()
-    return profile.company if profile else None
+    return (profile.company, profile.product_id) if profile else None
 
 
-def _product_for_new_subscription(company: Company, stripe_subscription: Any) -> tuple[Any, Any] | None:
-    """(product_id, tier) for a subscription we have not seen: the product named
-    in metadata (`product`), else the company's linked product in which the
-    subscription's prices resolve to a tier."""
+def _product_for_new_subscription(company: Company, stripe_subscription: Any, *, product_id) -> tuple[Any, Any] | None:
+    """(product_id, tier) for a subscription we have not seen, of the product
+    whose account the customer bills (billing is per product, SPEC §2): when
+    the company is linked to it, the metadata's `product` (if any) names it,
+    and the subscription's prices resolve to one of its tiers."""
     metadata = stripe_subscription.get("metadata") or {}
-    links = ProductLink.objects.filter(company=company).select_related("product")
+    links = ProductLink.objects.filter(company=company, product_id=product_id).select_related("product")
     product_ids = list(dict.fromkeys(link.product_id for link in links if not metadata.get("product")
                                      or link.product.code == metadata.get("product")))
     price_ids = stripe_objects.subscription_price_ids(stripe_subscription)
@@ -276,10 +278,11 @@ def _sync_subscription_by_id(stripe_subscription_id: str, *, reason: str) -> dic
             "tierCode": result.tier_code,
             "featuresApplied": result.features_applied,
         }
-    company = _company_for_customer(stripe_objects.object_id(current.get("customer")))
-    if company is None:
+    account = _account_for_customer(stripe_objects.object_id(current.get("customer")))
+    if account is None:
         return {"action": "ignored", "reason": "no company is billed to this customer (claim or link it)"}
-    found = _product_for_new_subscription(company, current)
+    company, billed_product_id = account
+    found = _product_for_new_subscription(company, current, product_id=billed_product_id)
     if found is None:
         return {"action": "ignored", "reason": "no tier of the company's products matches the subscription's prices"}
     product_id, tier = found

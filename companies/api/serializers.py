@@ -21,7 +21,7 @@ from config.api.serializers import (
 from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
 from ..domains import DOMAIN_INPUT_PATTERN
-from ..models import CompanyStatus
+from ..models import Account, CompanyStatus
 from ..services import MAX_BULK_CONTACTS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
@@ -50,18 +50,34 @@ def _optional_text(max_length: int, **kwargs) -> serializers.CharField:
 
 
 class CompanySerializer(serializers.Serializer):
+    """The shared company fields plus, under the same names, the fields of
+    its account with the key's product (`company.account`, set by
+    companies.selectors.company_with_account) — never another product's."""
+
     id = serializers.UUIDField(read_only=True)
     shortId = serializers.CharField(source="short_id", read_only=True)
     name = serializers.CharField(read_only=True)
     domain = serializers.SerializerMethodField()
-    status = serializers.ChoiceField(choices=CompanyStatus.choices, read_only=True)
-    mrr = serializers.IntegerField(read_only=True, help_text="Monthly recurring revenue in minor units (cents).")
-    metadata = serializers.JSONField(read_only=True)
+    status = serializers.ChoiceField(
+        choices=CompanyStatus.values, source="account.status", read_only=True, help_text="This product's account."
+    )
+    mrr = serializers.IntegerField(
+        source="account.mrr", read_only=True, help_text="Monthly recurring revenue of this product's account, minor units."
+    )
+    currency = serializers.CharField(source="account.currency", read_only=True, help_text="ISO 4217, lower case.")
+    metadata = serializers.JSONField(source="account.metadata", read_only=True, help_text="This product's metadata.")
     createdAt = UTCDateTimeField(source="created_at", read_only=True)
     updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
 
     def get_domain(self, company) -> str | None:
         return company.domain or None
+
+    def to_representation(self, company):
+        if not hasattr(company, "account"):
+            # Lists prefetch the key's product's account (selectors.with_accounts).
+            accounts = getattr(company, "product_accounts", None) or [Account(company=company)]
+            company.account = accounts[0]
+        return super().to_representation(company)
 
 
 class CompanyWithLinkSerializer(CompanySerializer):
@@ -157,7 +173,7 @@ class LinksResetResultSerializer(serializers.Serializer):
     linksDeleted = serializers.IntegerField(source="links_deleted", read_only=True)
     contactsDeleted = serializers.IntegerField(source="contacts_deleted", read_only=True)
     mrrReset = serializers.IntegerField(
-        source="mrr_reset", read_only=True, help_text="Number of companies whose MRR was set to 0."
+        source="mrr_reset", read_only=True, help_text="Number of this product's accounts whose MRR was set to 0."
     )
 
 
@@ -181,7 +197,10 @@ class CompanyUpdateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200, required=False)
     domain = DomainField(help_text="null or \"\" removes the domain.")
     createdAt = UTCDateTimeField(required=False, source="created_at")
-    metadata = JSONObjectField(required=False, help_text="Merged key by key; a key set to null is removed.")
+    metadata = JSONObjectField(
+        required=False,
+        help_text="This product's metadata, merged key by key; a key set to null is removed.",
+    )
 
 
 class SmartLinkHintsSerializer(StrictSerializer):

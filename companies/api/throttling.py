@@ -98,17 +98,29 @@ class ApiKeyRateThrottle(BaseThrottle):
 # --- failed authentication, per client address -------------------------------------------
 
 
-def client_address(request) -> str:
-    """The caller's address as DRF's throttles see it (REMOTE_ADDR, or the
-    X-Forwarded-For entry NUM_PROXIES hops back), IPv6 reduced to its /64:
-    one host can change its low 64 bits at will."""
-    ident = BaseThrottle().get_ident(request) or "unknown"
+def client_ip(request) -> str | None:
+    """The caller's IP as DRF's throttles see it: REMOTE_ADDR, or the
+    X-Forwarded-For entry NUM_PROXIES hops back; None if there is none (e.g.
+    the test client's force_login). Also django-axes' AXES_CLIENT_IP_CALLABLE,
+    so the admin lockout and the API throttles agree on who the client is."""
+    if getattr(request, "META", None) is None:
+        return None
+    ident = (BaseThrottle().get_ident(request) or "").strip()
     try:
-        address = ipaddress.ip_address(ident.strip())
+        return str(ipaddress.ip_address(ident))
     except ValueError:
-        return ident[:64]
+        return None
+
+
+def client_address(request) -> str:
+    """The throttled unit: the client IP, IPv6 reduced to its /64 (one host
+    can change its low 64 bits at will)."""
+    ip = client_ip(request)
+    if ip is None:
+        return "unknown"
+    address = ipaddress.ip_address(ip)
     if address.version == 4:
-        return str(address)
+        return ip
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address) + "/64"

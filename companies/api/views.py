@@ -66,6 +66,7 @@ class CompanyListCreateApi(APIView):
     def post(self, request):
         data = validated(CompanyCreateInputSerializer, request.data)
         company = services.company_create(product_id=request.auth.product_id, **data)
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
 
@@ -107,7 +108,9 @@ class CompanyDetailApi(APIView):
     def patch(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
         data = validated(CompanyUpdateInputSerializer, request.data)
-        company = services.company_update(company=company, **data)  # absent fields stay UNSET
+        # Absent fields stay UNSET (the service's defaults).
+        company = services.company_update(company=company, product_id=request.auth.product_id, **data)
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
 
@@ -224,8 +227,8 @@ class LinksResetApi(APIView):
         operation_id="links_reset",
         summary="Delete all links of this product",
         description=(
-            "Only this product's links. deleteContacts / resetMrr apply to the companies that were linked "
-            "to this product only; companies themselves are kept."
+            "Only this product's links. deleteContacts applies to the companies that were linked to this "
+            "product only; resetMrr to this product's accounts; companies themselves are kept."
         ),
         request=LinksResetInputSerializer,
         responses={200: LinksResetResultSerializer, **error_responses(400)},

@@ -1,6 +1,8 @@
 """Writes of the companies app, by concern (like billing.services):
 
 - `api_keys`: api_key_create, api_key_revoke
+- `products`: the customer pool setting
+- `accounts`: account_ensure, account_update (a company's per-product state)
 - `service_credentials`: service_credential_create, service_credential_revoke
 - `cleaning`: the input cleaners every write shares, UNSET
 - `companies`: company_create, company_update, company_insert, shortIds
@@ -13,32 +15,50 @@ keeps working. Errors are config.errors.* so the API renders them as the
 SPEC §2 envelope; field names in BadRequest details are the API's camelCase
 names."""
 
+from .accounts import account_ensure, account_update
 from .api_keys import api_key_create, api_key_revoke
 from .cleaning import UNSET
-from .companies import company_create, company_create_unlinked, company_insert, company_update, short_id_base
-from .contacts import MAX_BULK_CONTACTS, ContactsBulkResult, contact_save, contact_upsert, contacts_bulk_upsert
+from .companies import company_create, company_insert, company_update, short_id_base
+from .contacts import (
+    MAX_BULK_CONTACTS,
+    ContactSetMember,
+    ContactsBulkResult,
+    contact_save,
+    contact_upsert,
+    contacts_bulk_upsert,
+    contacts_set_errors,
+)
+from .links import LinksResetResult, link_insert, link_pool_check, product_link_create, product_links_reset
+from .products import customer_pool_clean, product_customer_pool_check, product_customer_pool_set
 from .service_credentials import service_credential_create, service_credential_revoke
-from .links import LinksResetResult, product_link_create, product_links_reset
 from .smart_link import SmartLinkResult, SmartLinkStatus, company_smart_link
 
 __all__ = [
     "MAX_BULK_CONTACTS",
     "UNSET",
+    "ContactSetMember",
     "ContactsBulkResult",
     "LinksResetResult",
     "SmartLinkResult",
     "SmartLinkStatus",
+    "account_ensure",
+    "account_update",
     "api_key_create",
     "api_key_revoke",
     "company_create",
-    "company_create_unlinked",
     "company_insert",
     "company_smart_link",
     "company_update",
     "contact_save",
     "contact_upsert",
     "contacts_bulk_upsert",
+    "contacts_set_errors",
+    "customer_pool_clean",
+    "link_insert",
+    "link_pool_check",
     "product_link_create",
+    "product_customer_pool_check",
+    "product_customer_pool_set",
     "product_links_reset",
     "service_credential_create",
     "service_credential_revoke",

@@ -1,4 +1,4 @@
-"""Company writes: create (with its link and contact), update, shortIds."""
+"""Company writes: create (with its link, account and contact), update, shortIds."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from django.utils.text import slugify
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Company, CompanyStatus, ProductLink
-from .cleaning import UNSET, clean_created_at, clean_domain, clean_email, clean_external_id, clean_name, merge_json
+from ..models import Company, Product, ProductLink
+from .accounts import account_update
+from .cleaning import UNSET, clean_created_at, clean_domain, clean_email, clean_external_id, clean_name
 from .contacts import contact_upsert
 from .links import already_linked_conflict, link_insert
 
@@ -27,10 +28,12 @@ def short_id_base(name: str) -> str:
     return slugify(name)[:SHORT_ID_MAX_BASE].strip("-") or "company"
 
 
-def _next_free_short_id(base: str) -> str:
-    """`base`, else `base-N` with N one past the highest taken suffix."""
+def _next_free_short_id(base: str, *, customer_pool: str) -> str:
+    """`base`, else `base-N` with N one past the highest taken suffix in the pool."""
     taken = set(
-        Company.objects.filter(short_id__regex=rf"^{re.escape(base)}(-[0-9]+)?$").values_list("short_id", flat=True)
+        Company.objects.filter(
+            customer_pool=customer_pool, short_id__regex=rf"^{re.escape(base)}(-[0-9]+)?$"
+        ).values_list("short_id", flat=True)
     )
     if base not in taken:
         return base
@@ -39,15 +42,16 @@ def _next_free_short_id(base: str) -> str:
 
 
 def company_insert(*, company: Company) -> Company:
-    """Save a new, already validated Company, giving it a unique shortId from
-    its name when it has none. Race-safe: two inserts that pick the same
-    shortId meet the unique constraint; the loser retries with the next one."""
+    """Save a new, already validated Company (its `customer_pool` set),
+    giving it a shortId from its name, unique in its pool, when it has none.
+    Race-safe: two inserts that pick the same shortId meet the unique
+    constraint; the loser retries with the next one."""
     if company.short_id:
         company.save(force_insert=True)
         return company
     base = short_id_base(company.name)
     for attempt in range(SHORT_ID_ATTEMPTS):
-        candidate = _next_free_short_id(base)
+        candidate = _next_free_short_id(base, customer_pool=company.customer_pool)
         if attempt >= SHORT_ID_ATTEMPTS // 2:
             # Heavy contention on one name: stop guessing the sequence.
             candidate = f"{base}-{secrets.token_hex(3)}"
@@ -57,30 +61,9 @@ def company_insert(*, company: Company) -> Company:
                 company.save(force_insert=True)
             return company
         except IntegrityError:
-            if not Company.objects.filter(short_id=candidate).exists():
+            if not Company.objects.filter(customer_pool=company.customer_pool, short_id=candidate).exists():
                 raise  # some other constraint: not ours to retry
     raise Conflict("Could not allocate a unique shortId; retry.")
-
-
-def company_create_unlinked(
-    *,
-    name: str,
-    domain: str | None = None,
-    status: str = CompanyStatus.ACTIVE,
-    mrr: int = 0,
-    created_at: datetime | None = None,
-    metadata: dict | None = None,
-) -> Company:
-    """Create a company that no product is linked to yet (admin, imports)."""
-    company = Company(
-        name=clean_name(name),
-        domain=clean_domain(domain),
-        status=status,
-        mrr=mrr,
-        metadata=metadata or {},
-        created_at=clean_created_at(created_at) or timezone.now(),
-    )
-    return company_insert(company=company)
 
 
 def company_create(
@@ -96,9 +79,11 @@ def company_create(
     metadata: dict | None = None,
     label: str = "",
 ) -> Company:
-    """Create a company, link it to `product_id` as `external_org_id`, and add
-    the contact (as primary) — all or nothing. 409 if the external org id is
-    already linked in this product; the unique constraint decides races."""
+    """Create a company in the product's customer pool, link it to
+    `product_id` as `external_org_id` (which makes its account there, with
+    `metadata`), and add the contact (as primary) — all or nothing. 409 if
+    the external org id is already linked in this product; the unique
+    constraint decides races."""
     name = clean_name(name)
     domain = clean_domain(domain)
     external_org_id = clean_external_id(external_org_id)
@@ -108,10 +93,11 @@ def company_create(
     existing = ProductLink.objects.filter(product_id=product_id, external_org_id=external_org_id).first()
     if existing is not None:
         raise already_linked_conflict(existing)
+    customer_pool = Product.objects.values_list("customer_pool", flat=True).get(pk=product_id)
     with transaction.atomic():
         company = company_insert(
             company=Company(
-                name=name, domain=domain, metadata=metadata or {}, created_at=created_at or timezone.now()
+                customer_pool=customer_pool, name=name, domain=domain, created_at=created_at or timezone.now()
             )
         )
         link_insert(
@@ -121,6 +107,8 @@ def company_create(
             external_user_id=external_user_id or "",
             label=label or "",
         )
+        if metadata:
+            account_update(company=company, product_id=product_id, metadata=metadata)
         if contact_email:
             contact_upsert(company=company, email=contact_email, name=contact_name, is_primary=True)
     return company
@@ -129,6 +117,7 @@ def company_create(
 def company_update(
     *,
     company: Company,
+    product_id: UUID | None = None,
     name: str = UNSET,
     domain: str | None = UNSET,
     created_at: datetime = UNSET,
@@ -136,8 +125,10 @@ def company_update(
     status: str = UNSET,
     mrr: int = UNSET,
 ) -> Company:
-    """Change the given fields only. `metadata` is merged key by key (a key
-    set to None is removed); the shortId never changes with the name."""
+    """Change the given fields only: name, domain and createdAt on the
+    shared company; metadata, status and MRR on its account with
+    `product_id` (see account_update), never another product's. The
+    shortId never changes with the name."""
     changes: dict[str, Any] = {}
     if name is not UNSET:
         changes["name"] = clean_name(name)
@@ -147,20 +138,17 @@ def company_update(
         if created_at is None:
             raise BadRequest.for_field("createdAt", "This field may not be null.")
         changes["created_at"] = clean_created_at(created_at)
-    if status is not UNSET:
-        if status not in CompanyStatus.values:
-            raise BadRequest.for_field("status", f'"{status}" is not a valid choice.')
-        changes["status"] = status
-    if mrr is not UNSET:
-        if mrr < 0:
-            raise BadRequest.for_field("mrr", "Must be zero or more.")
-        changes["mrr"] = mrr
+    account_changes = {
+        key: value for key, value in (("metadata", metadata), ("status", status), ("mrr", mrr)) if value is not UNSET
+    }
+    if account_changes and product_id is None:
+        raise TypeError("metadata, status and mrr are per product: give product_id")
     with transaction.atomic():
-        # The row lock makes the metadata merge a safe read-modify-write.
-        locked = Company.objects.select_for_update().get(pk=company.pk)
-        if metadata is not UNSET:
-            changes["metadata"] = merge_json(locked.metadata, metadata or {})
-        for attribute, value in changes.items():
-            setattr(locked, attribute, value)
-        locked.save()
-    return locked
+        if changes:
+            company = Company.objects.select_for_update().get(pk=company.pk)
+            for attribute, value in changes.items():
+                setattr(company, attribute, value)
+            company.save()
+        if account_changes:
+            account_update(company=company, product_id=product_id, **account_changes)
+    return company

@@ -114,6 +114,35 @@ def contact_save(*, contact: Contact) -> Contact:
     return contact
 
 
+@dataclass(frozen=True)
+class ContactSetMember:
+    index: int
+    email: str  # cleaned
+    is_primary: bool
+
+
+def contacts_set_errors(*, members: Iterable[ContactSetMember]) -> dict[str, list[str]]:
+    """The rules a set of one company's contacts written together must keep:
+    each email once, at most one primary. Errors are keyed
+    `contacts.<index>.email` / `contacts.<index>.isPrimary` (the bulk API
+    and the admin's contacts inline both call this)."""
+    errors: dict[str, list[str]] = {}
+    first_index_of: dict[str, int] = {}
+    primaries: list[int] = []
+    for member in members:
+        if member.email in first_index_of:
+            errors.setdefault(f"contacts.{member.index}.email", []).append(
+                f"Duplicate of contacts.{first_index_of[member.email]}.email."
+            )
+            continue
+        first_index_of[member.email] = member.index
+        if member.is_primary:
+            primaries.append(member.index)
+    for index in primaries[1:]:
+        errors.setdefault(f"contacts.{index}.isPrimary", []).append("Only one contact can be primary.")
+    return errors
+
+
 @dataclass
 class ContactsBulkResult:
     created: int = 0
@@ -135,6 +164,7 @@ def contacts_bulk_upsert(*, company: Company, contacts: Iterable[Mapping[str, An
     errors: dict[str, list[str]] = {}
     first_index_of: dict[str, int] = {}
     primary_indexes: list[int] = []
+    members: list[ContactSetMember] = []
     for index, item in enumerate(items):
         prefix = f"contacts.{index}."
         try:
@@ -151,18 +181,15 @@ def contacts_bulk_upsert(*, company: Company, contacts: Iterable[Mapping[str, An
             for name, messages in exc.details.get("fields", {}).items():
                 errors.setdefault(name, []).extend(messages)
             continue
+        members.append(ContactSetMember(index=index, email=email, is_primary=bool(values.get("is_primary"))))
         if email in first_index_of:
-            errors.setdefault(f"{prefix}email", []).append(
-                f"Duplicate of contacts.{first_index_of[email]}.email."
-            )
-            continue
+            continue  # reported by contacts_set_errors
         first_index_of[email] = index
         if values.get("is_primary"):
             primary_indexes.append(index)
         cleaned.append((email, values))
-    if len(primary_indexes) > 1:
-        for index in primary_indexes[1:]:
-            errors.setdefault(f"contacts.{index}.isPrimary", []).append("Only one contact can be primary.")
+    for name, messages in contacts_set_errors(members=members).items():
+        errors.setdefault(name, []).extend(messages)
     if errors:
         first = next(iter(errors))
         raise BadRequest(f"{first}: {errors[first][0]}", details={"fields": errors})

@@ -8,9 +8,10 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
-from config.errors import Conflict
+from config.errors import BadRequest, Conflict
 
-from ..models import Company, Contact, ProductLink
+from ..models import Account, Company, Contact, Product, ProductLink
+from .accounts import account_ensure
 from .cleaning import clean_external_id
 
 
@@ -21,18 +22,34 @@ def already_linked_conflict(link: ProductLink) -> Conflict:
     )
 
 
+def link_pool_check(*, product: Product, company: Company) -> None:
+    """A product links only companies of its own customer pool (SPEC §2).
+    The message names neither the company's pool nor its products."""
+    if company.customer_pool and company.customer_pool != product.customer_pool:
+        raise BadRequest.for_field("companyId", "This company belongs to another customer pool.")
+
+
 def link_insert(
     *, product_id: UUID, company: Company, external_org_id: str, external_user_id: str, label: str
 ) -> ProductLink:
+    """Insert a link (and the company's account with the product if this is
+    its first link there). A company in no pool yet joins the product's."""
+    product = Product.objects.only("id", "customer_pool").get(pk=product_id)
+    link_pool_check(product=product, company=company)
     try:
         with transaction.atomic():
-            return ProductLink.objects.create(
+            if not company.customer_pool:
+                company.customer_pool = product.customer_pool
+                company.save(update_fields=["customer_pool", "updated_at"])
+            link = ProductLink.objects.create(
                 product_id=product_id,
                 company=company,
                 external_org_id=external_org_id,
                 external_user_id=external_user_id,
                 label=label,
             )
+            account_ensure(company=company, product_id=product_id)
+            return link
     except IntegrityError:
         existing = ProductLink.objects.filter(product_id=product_id, external_org_id=external_org_id).first()
         if existing is None:
@@ -81,9 +98,10 @@ def product_links_reset(
     *, product_id: UUID, delete_contacts: bool = False, reset_mrr: bool = False
 ) -> LinksResetResult:
     """Delete every link of this product (and only this product). Companies
-    stay. With `delete_contacts` / `reset_mrr`, the contacts / MRR of the
-    companies that were linked to this product *only* are deleted / set to 0:
-    a customer that another product still uses keeps both."""
+    and accounts stay. With `delete_contacts`, the contacts of the companies
+    that were linked to this product *only* are deleted (a customer another
+    product still uses keeps them); with `reset_mrr`, the MRR of this
+    product's accounts is set to 0."""
     in_product = ProductLink.objects.filter(company=OuterRef("pk"), product_id=product_id)
     elsewhere = ProductLink.objects.filter(company=OuterRef("pk")).exclude(product_id=product_id)
     only_here = Company.objects.filter(Exists(in_product)).exclude(Exists(elsewhere))
@@ -93,7 +111,7 @@ def product_links_reset(
             _, per_model = Contact.objects.filter(company__in=only_here).delete()
             contacts_deleted = per_model.get(Contact._meta.label, 0)
         if reset_mrr:
-            mrr_reset = only_here.filter(mrr__gt=0).update(mrr=0)
+            mrr_reset = Account.objects.filter(product_id=product_id, mrr__gt=0).update(mrr=0)
         _, per_model = ProductLink.objects.filter(product_id=product_id).delete()
         links_deleted = per_model.get(ProductLink._meta.label, 0)
     return LinksResetResult(links_deleted=links_deleted, contacts_deleted=contacts_deleted, mrr_reset=mrr_reset)

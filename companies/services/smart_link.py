@@ -8,7 +8,7 @@ from uuid import UUID
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Company, ProductLink
+from ..models import Company, Product, ProductLink
 from ..smart_link import (
     DEFAULT_MIN_CONFIDENCE,
     MATCHED_BY_EXTERNAL_ORG_ID,
@@ -46,8 +46,9 @@ def company_smart_link(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     external_user_id: str = "",
 ) -> SmartLinkResult:
-    """Find the company an external org of this product belongs to and link
-    it when there is one clear winner at or above `min_confidence` (0–1).
+    """Find the company of the product's customer pool an external org
+    belongs to and link it when there is one clear winner at or above
+    `min_confidence` (0–1). Companies of other pools are never considered.
     See companies.smart_link for the scores and the clear-winner rule."""
     external_org_id = clean_external_id(external_org_id)
     if not 0 <= min_confidence <= 1:
@@ -60,7 +61,9 @@ def company_smart_link(
     ).first()
     if link is not None:
         return _already_linked_result(link)
+    customer_pool = Product.objects.values_list("customer_pool", flat=True).get(pk=product_id)
     match = smart_link_match(
+        customer_pool=customer_pool,
         company_name=(company_name or "").strip(), domain=domain, emails=emails, min_confidence=min_confidence
     )
     if match.winner is not None:

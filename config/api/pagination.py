@@ -39,6 +39,7 @@ from django.db.models import Q, QuerySet
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from config.api.parsers import json_loads
 from config.api.serializers import strict_input
 from config.errors import BadRequest
 
@@ -108,7 +109,7 @@ def encode_cursor(values: Sequence[Any], ordering: Sequence[str]) -> str:
 def decode_cursor(cursor: str, ordering: Sequence[str]) -> list:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        fingerprint, values = json.loads(raw)
+        fingerprint, values = json_loads(raw)  # depth-bounded: a cursor is caller input
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise _bad_cursor() from None
     if fingerprint != _fingerprint(ordering) or not isinstance(values, list) or len(values) != len(ordering):

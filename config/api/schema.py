@@ -22,9 +22,10 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+
+from config.errors import ErrorCode
 
 # --- Error responses ----------------------------------------------------------------
 
@@ -47,38 +48,10 @@ ERROR_DESCRIPTIONS = {
 CHECK_STATUSES = ("active", "limit_reached", "no_credits", "disabled", "not_granted", "suspended")
 
 
-def error_codes() -> list[str]:
-    """Every `error.code` the API can answer (config.errors.ErrorCode)."""
-    from config.errors import ErrorCode
-
-    return [str(code) for code in ErrorCode]
-
-
-class _ErrorCodeField(serializers.ChoiceField):
-    def __init__(self, **kwargs):
-        super().__init__(choices=[], **kwargs)
-
-
-class ErrorCodeFieldExtension(OpenApiSerializerFieldExtension):
-    """The enum is computed when the schema is built, so codes added later are in it."""
-
-    target_class = _ErrorCodeField
-
-    def map_serializer_field(self, auto_schema, direction):
-        component = ResolvedComponent(
-            name="ErrorCode",
-            type=ResolvedComponent.SCHEMA,
-            object="ErrorCode",
-            schema={"type": "string", "enum": error_codes(), "description": "The error codes of SPEC §2."},
-        )
-        auto_schema.registry.register_on_missing(component)
-        return component.ref
-
-
 class ErrorBodySerializer(serializers.Serializer):
     """The one error object of SPEC §2, in every envelope and batch item."""
 
-    code = _ErrorCodeField()
+    code = serializers.ChoiceField(choices=[code.value for code in ErrorCode])
     message = serializers.CharField()
     httpStatus = serializers.IntegerField(min_value=400, max_value=599)
     details = serializers.DictField(help_text="More about the error; its keys depend on the status.")

@@ -3,6 +3,7 @@
 run the back office with nothing installed: SQLite, eager Celery, local-memory
 cache, no Stripe key."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "simple_history",
+    "axes",
     "config",
     "companies",
     "notifications",
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
+    "config.middleware.JsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +55,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
     "config.db_router.AdminListReplicaMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -159,6 +164,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
     "notifications.deliver_due": {"task": "notifications.deliver_due", "schedule": 10.0},
+    # Events (and their deliveries) past NOTIFICATIONS_EVENT_RETENTION_DAYS.
+    "notifications.prune_events": {"task": "notifications.prune_events", "schedule": crontab(hour=3, minute=30)},
     # Access windows (trials, promotions) that started or ended → feature_access.changed.
     "entitlements.expire_overrides": {"task": "entitlements.expire_overrides", "schedule": 60.0},
     # Credit holds past their TTL: fallback charge or release (SPEC §7).
@@ -173,6 +180,7 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
+    "prune_notifications": "notifications.tasks.prune_events",
     "expire_overrides": "entitlements.tasks.expire_overrides",
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
@@ -185,6 +193,7 @@ NOTIFICATIONS_REQUIRE_HTTPS = env.bool("NOTIFICATIONS_REQUIRE_HTTPS", default=Fa
 NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=True)
 NOTIFICATIONS_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_TIMEOUT_SECONDS", default=5.0)
 NOTIFICATIONS_RETRY_WINDOW_SECONDS = 3 * 24 * 3600
+NOTIFICATIONS_EVENT_RETENTION_DAYS = env.int("NOTIFICATIONS_EVENT_RETENTION_DAYS", default=90)
 
 # --- Stripe -------------------------------------------------------------------
 STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
@@ -193,6 +202,26 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_METER_EVENTS_API_BASE = env("STRIPE_METER_EVENTS_API_BASE", default="https://meter-events.stripe.com")
 
 # --- Auth, i18n, static ---------------------------------------------------------
+# --- Admin login lockout (django-axes, SPEC §9) ----------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one address,
+# that pair is locked out (a 429 page, even with the right password) for
+# AXES_COOLOFF_MINUTES; a successful login resets the count. Attempts are
+# stored in PostgreSQL (visible in the admin under "Axes"), so a Redis outage
+# does not disable the lockout. `manage.py axes_reset` unlocks everyone.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = env.bool("AXES_VERBOSE", default=False)
+# The same client address as the API's throttles (REMOTE_ADDR, or NUM_PROXIES
+# hops back in X-Forwarded-For).
+AXES_CLIENT_IP_CALLABLE = "companies.api.throttling.client_ip"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -261,6 +290,7 @@ SPECTACULAR_SETTINGS = {
         "BatchItemStatusEnum": ["ok", "duplicate", "error"],
         "LinkStatusEnum": ["created", "linked", "already_linked"],
         "CheckStatusEnum": "config.api.schema.CHECK_STATUSES",
+        "ErrorCodeEnum": "config.errors.ErrorCode",
     },
     # Response headers, servers (config/api/schema.py); the default hook names the enums.
     "POSTPROCESSING_HOOKS": [

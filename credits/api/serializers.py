@@ -7,6 +7,7 @@ from rest_framework import serializers
 from config.api.pagination import PageQuerySerializer
 from config.api.serializers import (
     JSONObjectField,
+    PlainInputFastPathMixin,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
@@ -32,7 +33,9 @@ def _text(max_length: int, **kwargs):
     return StrictCharField(max_length=max_length, **kwargs)
 
 
-class DebitSerializer(StrictSerializer):
+class DebitSerializer(PlainInputFastPathMixin, StrictSerializer):
+    """The hot path: plain input skips DRF's per-field machinery (same rules)."""
+
     exactly_one_of = ("companyId", "externalOrgId")
 
     companyId = StrictUUIDField(source="company_id", required=False)

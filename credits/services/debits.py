@@ -4,7 +4,8 @@ A debit is one short transaction that locks the wallet row: the lock is what
 makes "N debits of 1 on a balance of K admit exactly K" hold (each debit
 re-reads the balance the previous one committed) and what keeps the lots,
 the wallet balances and the ledger summing to the same number. Idempotency
-is the unique (wallet, idempotency key) index: a concurrent identical debit
+is the unique (product, idempotency key) index (SPEC §2: keys are scoped
+to the product, so one key names one debit of one company): a concurrent identical debit
 waits for the lock, then either fails its insert or is refused for want of
 credits; either way it answers with the stored entry of the winner."""
 
@@ -89,10 +90,10 @@ def credits_debit(
     except (ApplicationError, IntegrityError):
         # A retry of a debit that once succeeded answers with that success,
         # even if the wallet could not pay it again now.
-        stored = LedgerEntry.objects.filter(wallet_id=wallet_id, idempotency_key=key).first() if wallet_id else None
+        stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first() if wallet_id else None
         if stored is None:
             raise
-        if stored.request_fingerprint != request_fingerprint:
+        if stored.request_fingerprint != request_fingerprint or stored.wallet_id != wallet_id:
             raise idempotency_conflict(
                 stored, "This jobId and sourceService (or idempotency key) were already debited with another amount."
             ) from None
@@ -248,7 +249,7 @@ def credits_refund(
         refund_for_job_id=refund_for_job_id, source_service=source_service, reason=reason
     )
     request_fingerprint = fingerprint(amount=amount, job=refund_for_job_id, source=source_service, reason=reason)
-    stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+    stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first()
     if stored is None:
         try:
             with transaction.atomic():
@@ -263,10 +264,14 @@ def credits_refund(
                     actor=actor,
                 )
         except IntegrityError:
-            stored = LedgerEntry.objects.filter(wallet=wallet, idempotency_key=key).first()
+            stored = LedgerEntry.objects.filter(product_id=product_id, idempotency_key=key).first()
             if stored is None:
                 raise
-    if stored.request_fingerprint != request_fingerprint or stored.kind != EntryKind.REFUND:
+    if (
+        stored.request_fingerprint != request_fingerprint
+        or stored.kind != EntryKind.REFUND
+        or stored.wallet_id != wallet.pk
+    ):
         raise idempotency_conflict(stored, "This refund idempotency key was already used with another request.")
     forfeited = sum(item.get("forfeited", 0) for item in stored.allocations)
     return RefundResult(entry=stored, refunded=stored.amount, forfeited=forfeited, replayed=True)

@@ -13,6 +13,7 @@ wallet, except a transfer, which locks both in primary-key order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from uuid import UUID
 
@@ -74,6 +75,7 @@ SELECT {columns},
 """
 
 
+@lru_cache(maxsize=4)
 def _lock_sql(by_external_org: bool) -> str:
     quote = connection.ops.quote_name
     return _LOCK_SQL.format(
@@ -210,6 +212,7 @@ def entry_apply(
     wallet.updated_at = now
     entry = LedgerEntry(
         wallet=wallet,
+        product_id=wallet.product_id,
         kind=kind,
         amount=sum(item["amount"] for item in allocations),
         balance_after=wallet.total,
@@ -231,36 +234,39 @@ def entry_apply(
     return entry
 
 
+@lru_cache(maxsize=16)
+def _one_statement_sql(moved_lots: int) -> str:
+    quote = connection.ops.quote_name
+    ctes = []
+    if moved_lots:
+        rows = ", ".join(["(%s::uuid, %s::bigint)"] * moved_lots)
+        ctes.append(
+            f"moved_lots AS (UPDATE {quote(CreditLot._meta.db_table)} AS lot SET remaining = lot.remaining + v.delta "
+            f"FROM (VALUES {rows}) AS v(id, delta) WHERE lot.id = v.id RETURNING 1)"
+        )
+    assignments = ", ".join(f"{quote(Wallet._meta.get_field(name).column)} = %s" for name in _WALLET_MONEY_FIELDS)
+    ctes.append(f"moved_wallet AS (UPDATE {quote(Wallet._meta.db_table)} SET {assignments} WHERE id = %s RETURNING 1)")
+    columns = ", ".join(quote(field.column) for field in LedgerEntry._meta.concrete_fields)
+    placeholders = ", ".join(["%s"] * len(LedgerEntry._meta.concrete_fields))
+    return f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders})"
+
+
 def _write_in_one_statement(wallet: Wallet, moved: list[tuple[CreditLot, int]], entry: LedgerEntry) -> None:
     """The lot updates, the wallet update and the entry insert of one
     movement as one statement (data-modifying CTEs all run to completion,
     constraints and all): one round trip instead of three or more on the
     debit's hot path. The values are exactly those of the ORM path."""
-    quote = connection.ops.quote_name
     params: list = []
-    ctes = []
-    if moved:
-        rows = ", ".join(["(%s::uuid, %s::bigint)"] * len(moved))
-        ctes.append(
-            f"moved_lots AS (UPDATE {quote(CreditLot._meta.db_table)} AS lot SET remaining = lot.remaining + v.delta "
-            f"FROM (VALUES {rows}) AS v(id, delta) WHERE lot.id = v.id RETURNING 1)"
-        )
-        for lot, delta in moved:
-            params += [lot.pk, delta]
-    wallet_fields = [Wallet._meta.get_field(name) for name in _WALLET_MONEY_FIELDS]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in wallet_fields)
-    ctes.append(f"moved_wallet AS (UPDATE {quote(Wallet._meta.db_table)} SET {assignments} WHERE id = %s RETURNING 1)")
-    params += [field.get_db_prep_save(getattr(wallet, field.attname), connection) for field in wallet_fields]
+    for lot, delta in moved:
+        params += [lot.pk, delta]
+    for name in _WALLET_MONEY_FIELDS:
+        params.append(Wallet._meta.get_field(name).get_db_prep_save(getattr(wallet, name), connection))
     params.append(wallet.pk)
-    entry_fields = [field for field in LedgerEntry._meta.concrete_fields]
-    columns = ", ".join(quote(field.column) for field in entry_fields)
-    placeholders = ", ".join(["%s"] * len(entry_fields))
-    params += [field.get_db_prep_save(field.pre_save(entry, True), connection) for field in entry_fields]
+    params += [
+        field.get_db_prep_save(field.pre_save(entry, True), connection) for field in LedgerEntry._meta.concrete_fields
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders})",
-            params,
-        )
+        cursor.execute(_one_statement_sql(len(moved)), params)
     entry._state.adding = False
     entry._state.db = connection.alias
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from config.errors import BadRequest, Conflict
 
 from ..models import EntryKind, LedgerEntry, Reservation, ReservationStatus, ReservationUsage, Wallet
-from ..rules import check_positive, company_suspended_check, fingerprint, not_enough_credits, wallet_frozen
+from ..rules import check_positive, company_suspended_check, not_enough_credits, wallet_frozen
 from ..selectors import reservation_get, wallet_get
 from .debits import give_back
 from .ledger import charge, spendable_lots, wallet_lock

@@ -7,6 +7,7 @@ from rest_framework import serializers as drf_serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.selectors import company_id_get_visible
 from config.api.envelope import to_application_error
 from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses
@@ -149,7 +150,7 @@ class UsageAdjustApi(APIView):
 
 def _company_and_feature(request, data) -> tuple:
     product_id = request.auth.product_id
-    company_id = selectors.company_id_resolve(
+    company_id = company_id_get_visible(
         product_id=product_id, company_id=data.get("company_id"), external_org_id=data.get("external_org_id")
     )
     feature_id = None

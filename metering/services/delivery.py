@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 
 from entitlements.models import Feature
 
@@ -57,21 +57,28 @@ _CLAIM_COLUMNS = (
 )
 
 
-def _pending_deliverable(company_ids: QuerySet | Iterable[Any]) -> QuerySet[UsageEvent]:
-    """Pending events of features with a Stripe meter, of the given companies.
-    Written as IN-subqueries rather than joins so that PostgreSQL walks the
+def _pending_deliverable(company_ids: QuerySet | Iterable[Any], accounts: QuerySet | None = None) -> QuerySet[UsageEvent]:
+    """Pending events of features with a Stripe meter, of the given companies
+    (and, with `accounts`, only of the company × product pairs it has rows
+    for). Written as subqueries rather than joins so that PostgreSQL walks the
     partial queue index in order and stops at the LIMIT (a join plan sorts
     the whole backlog on every claim)."""
-    return UsageEvent.objects.filter(
+    events = UsageEvent.objects.filter(
         stripe_delivery_status=StripeDeliveryStatus.PENDING,
         company_id__in=company_ids,
         feature_id__in=Feature.objects.exclude(stripe_meter_event_name="").values("id"),
     )
+    if accounts is not None:
+        events = events.filter(
+            Exists(accounts.filter(company_id=OuterRef("company_id"), product_id=OuterRef("product_id")))
+        )
+    return events
 
 
 def usage_deliveries_claim(
     *,
     company_ids: QuerySet | Iterable[Any],
+    accounts: QuerySet | None = None,
     now: datetime,
     batch_size: int,
     fresh_after: datetime | None = None,
@@ -79,7 +86,9 @@ def usage_deliveries_claim(
     meter_event_names: dict | None = None,
 ) -> UsageDeliveryClaim:
     """Lock up to `batch_size` pending events of `company_ids` (the companies
-    that can be billed; the caller decides) with `FOR UPDATE SKIP LOCKED`,
+    that can be billed; the caller decides; `accounts`, a queryset with
+    `company_id` and `product_id`, narrows that to the billable company ×
+    product pairs) with `FOR UPDATE SKIP LOCKED`,
     inside the caller's transaction: retries whose backoff has passed first
     (when `include_due`), then never-tried events, in the order of the queue
     index (stripe_next_attempt_at, created_at). The row locks are the claim.
@@ -94,7 +103,7 @@ def usage_deliveries_claim(
     cache across the claims of one pass; names it lacks are read and added
     (reading them here rather than joining keeps the claim's plan on the
     queue index)."""
-    base = _pending_deliverable(company_ids).order_by("stripe_next_attempt_at", "created_at")
+    base = _pending_deliverable(company_ids, accounts).order_by("stripe_next_attempt_at", "created_at")
     rows: list[tuple] = []
     if include_due:
         rows = list(

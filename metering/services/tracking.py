@@ -30,6 +30,7 @@ from uuid import UUID
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from companies.selectors import companies_visible_bulk, company_not_found
 from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
@@ -44,7 +45,6 @@ from ..rules import (
     access_refused,
     check_event_time,
     check_quantity,
-    company_not_found,
     db_value,
     idempotency_conflict,
     limit_exceeded,
@@ -59,7 +59,7 @@ from ..rules import (
     track_fingerprint,
     unknown_feature,
 )
-from ..selectors import access_terms_bulk, companies_resolve_bulk, features_by_code, usage_target_get
+from ..selectors import access_terms_bulk, features_by_code, usage_target_get
 from .alerts import usage_alerts_emit
 from .events import (
     EventRow,
@@ -410,7 +410,7 @@ def _batch_prepare(
 ) -> list[_Prepared]:
     """Validate and resolve every event in bulk (two queries); invalid ones get
     their error result at once."""
-    visible, by_external = companies_resolve_bulk(
+    visible, by_external = companies_visible_bulk(
         product_id=product_id,
         company_ids={r.company_id for r in requests if r.company_id is not None},
         external_org_ids={r.external_org_id for r in requests if r.external_org_id is not None},

@@ -3,7 +3,7 @@ uses; the rest serve the endpoints API, the admin and the delivery worker."""
 
 from .delivery import DeliveryRunResult, deliveries_run, delivery_resend
 from .endpoints import endpoint_create, endpoint_delete, endpoint_update
-from .events import event_emit
+from .events import event_emit, events_prune
 
 __all__ = [
     "DeliveryRunResult",
@@ -13,4 +13,5 @@ __all__ = [
     "endpoint_delete",
     "endpoint_update",
     "event_emit",
+    "events_prune",
 ]

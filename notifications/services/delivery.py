@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.api.serializers import iso_utc
@@ -46,6 +46,8 @@ from ..targets import TargetRefused, target_addresses, target_parse
 logger = logging.getLogger("saasdesk.notifications.delivery")
 
 RESPONSE_EXCERPT_BYTES = 1024
+# Successful attempts recorded per transaction (failures are recorded at once).
+RECORD_GROUP_SIZE = 25
 MAX_ERROR_LENGTH = 500
 USER_AGENT = "SaaSDesk-Webhooks/1.0"
 
@@ -208,71 +210,112 @@ def attempt_send(*, url: str, secret: str, event_id: str, body: bytes) -> Attemp
 # --- recording --------------------------------------------------------------------------
 
 
-def _record(*, delivery_id, token, outcome: AttemptOutcome, now: datetime) -> str | None:
-    """Store the attempt and move the delivery and its endpoint on, if our
-    lease still holds. Returns the delivery's new status (None: lease lost)."""
+def _record(*, token, outcomes: list[tuple[uuid.UUID, AttemptOutcome, datetime]]) -> tuple[dict, set]:
+    """Store the attempts of one worker and move their deliveries and
+    endpoints on, in one transaction — only for the deliveries whose lease is
+    still ours (another worker may have taken over a row after our lease
+    ended: its attempt is its own). Returns ({delivery id: new status},
+    {ids of endpoints disabled now})."""
+    now = timezone.now()
+    by_id = {delivery_id: (outcome, attempted_at) for delivery_id, outcome, attempted_at in outcomes}
+    statuses: dict[uuid.UUID, str] = {}
+    disabled: set = set()
     with transaction.atomic():
-        delivery = (
+        deliveries = list(
             Delivery.objects.select_for_update(of=("self",))
             .select_related("endpoint")
-            .filter(pk=delivery_id, lease_token=token, status=DeliveryStatus.PENDING)
-            .first()
+            .filter(pk__in=list(by_id), lease_token=token, status=DeliveryStatus.PENDING)
+            .order_by("pk")
         )
-        if delivery is None:
-            return None  # another worker took it over after our lease ended
-        endpoint = delivery.endpoint
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            attempted_at=now,
-            succeeded=outcome.succeeded,
-            status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-            error=outcome.error[:MAX_ERROR_LENGTH],
-            response_excerpt=outcome.response_excerpt,
-        )
-        delivery.attempts += 1
-        delivery.last_status_code = outcome.status_code
-        delivery.last_error = outcome.error[:MAX_ERROR_LENGTH]
-        delivery.leased_until = None
-        delivery.lease_token = None
-        if outcome.succeeded:
-            delivery.status = DeliveryStatus.SUCCEEDED
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-            # Conditional, so that busy endpoints are not a hot row rewritten on every success.
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).filter(
-                Q(failing_since__isnull=False) | Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(minutes=1))
-            ).update(failing_since=None, last_success_at=now)
-        else:
-            next_at = now + retry_delay(delivery.attempts)
-            if outcome.gone or next_at > delivery.retry_until:
-                delivery.status = DeliveryStatus.FAILED
+        attempts, retries, failed = [], [], []
+        succeeded: dict[int, list] = {}  # status code → delivery ids
+        endpoints: dict = {}
+        for delivery in deliveries:
+            outcome, attempted_at = by_id[delivery.pk]
+            attempts.append(
+                DeliveryAttempt(
+                    delivery=delivery,
+                    attempted_at=attempted_at,
+                    succeeded=outcome.succeeded,
+                    status_code=outcome.status_code,
+                    duration_ms=outcome.duration_ms,
+                    error=outcome.error[:MAX_ERROR_LENGTH],
+                    response_excerpt=outcome.response_excerpt,
+                )
+            )
+            delivery.attempts += 1
+            delivery.last_status_code = outcome.status_code
+            delivery.last_error = outcome.error[:MAX_ERROR_LENGTH]
+            delivery.leased_until = None
+            delivery.lease_token = None
+            delivery.updated_at = now
+            if outcome.succeeded:
+                delivery.status = DeliveryStatus.SUCCEEDED
+                delivery.delivered_at = attempted_at
                 delivery.next_attempt_at = None
+                succeeded.setdefault(outcome.status_code, []).append(delivery.pk)
             else:
-                delivery.next_attempt_at = next_at
-            _endpoint_failed(endpoint, now=now, gone=outcome.gone)
-        delivery.save(
-            update_fields=[
-                "attempts",
-                "last_status_code",
-                "last_error",
-                "leased_until",
-                "lease_token",
-                "status",
-                "delivered_at",
-                "next_attempt_at",
-                "updated_at",
-            ]
-        )
-        if delivery.status == DeliveryStatus.PENDING and delivery.next_attempt_at - now <= timedelta(minutes=5):
-            delay = (delivery.next_attempt_at - now).total_seconds()
-            transaction.on_commit(lambda: _enqueue_retry(delivery_id, delay))
-        return delivery.status
+                failed.append(delivery)
+                next_at = now + retry_delay(delivery.attempts)
+                if outcome.gone or next_at > delivery.retry_until:
+                    delivery.status = DeliveryStatus.FAILED
+                    delivery.next_attempt_at = None
+                else:
+                    delivery.next_attempt_at = next_at
+                    if next_at - now <= timedelta(minutes=5):
+                        retries.append((delivery.pk, (next_at - now).total_seconds()))
+            # Per endpoint: did any attempt succeed, did any fail, was any a 410.
+            seen = endpoints.setdefault(delivery.endpoint_id, {"endpoint": delivery.endpoint, "ok": False, "failed": False, "gone": False})
+            seen["ok"] |= outcome.succeeded
+            seen["failed"] |= not outcome.succeeded
+            seen["gone"] |= outcome.gone
+            statuses[delivery.pk] = delivery.status
+        DeliveryAttempt.objects.bulk_create(attempts)
+        # Successes share their new state: one UPDATE per status code.
+        for status_code, delivery_ids in succeeded.items():
+            Delivery.objects.filter(pk__in=delivery_ids).update(
+                status=DeliveryStatus.SUCCEEDED,
+                attempts=F("attempts") + 1,
+                last_status_code=status_code,
+                last_error="",
+                leased_until=None,
+                lease_token=None,
+                delivered_at=now,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        for delivery in failed:
+            delivery.save(update_fields=_RECORDED_FIELDS)
+        for seen in endpoints.values():
+            if seen["gone"] or (seen["failed"] and not seen["ok"]):
+                if _endpoint_failed(seen["endpoint"], now=now, gone=seen["gone"]):
+                    disabled.add(seen["endpoint"].pk)
+            elif seen["ok"]:
+                # Conditional, so that a busy endpoint is not a hot row rewritten on every success.
+                WebhookEndpoint.objects.filter(pk=seen["endpoint"].pk).filter(
+                    Q(failing_since__isnull=False) | Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(minutes=1))
+                ).update(failing_since=None, last_success_at=now)
+        for delivery_id, delay in retries:
+            transaction.on_commit(lambda delivery_id=delivery_id, delay=delay: _enqueue_retry(delivery_id, delay))
+    return statuses, disabled
 
 
-def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, gone: bool) -> None:
+_RECORDED_FIELDS = [
+    "attempts",
+    "last_status_code",
+    "last_error",
+    "leased_until",
+    "lease_token",
+    "status",
+    "delivered_at",
+    "next_attempt_at",
+    "updated_at",
+]
+
+
+def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, gone: bool) -> bool:
     """A 410 disables the endpoint at once; a run of failures that has lasted
-    the retry window (three days) disables it too."""
+    the retry window (three days) disables it too. True if disabled now."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
     failing_since = endpoint.failing_since or now
     if gone:
@@ -280,14 +323,13 @@ def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, gone: bool) ->
     elif now - failing_since >= retry_window():
         reason = DisabledReason.FAILING
     else:
-        return
+        return False
     updated = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now
     )
     if updated:
-        logger.warning(
-            "webhook endpoint disabled", extra={"endpointId": str(endpoint.pk), "reason": reason}
-        )
+        logger.warning("webhook endpoint disabled", extra={"endpointId": str(endpoint.pk), "reason": reason})
+    return bool(updated)
 
 
 def _enqueue_retry(delivery_id, delay: float) -> None:
@@ -322,29 +364,57 @@ def deliveries_run(
     batch, until none is due, `max_batches` or the time budget is reached."""
     result = DeliveryRunResult()
     started = time.monotonic()
+    # An attempt lasts at most twice the timeout (attempt_send's deadline):
+    # stop sending from a batch while the lease still covers one more.
+    lease_margin = 2 * _timeout() + 5.0
     while max_batches is None or result.batches < max_batches:
         if time_budget_seconds is not None and time.monotonic() - started > time_budget_seconds:
             break
+        claimed_at = time.monotonic()
         ids, token = deliveries_claim(limit=batch_size, now=timezone.now(), event_id=event_id, delivery_id=delivery_id)
         if not ids:
             break
         result.batches += 1
         deliveries = Delivery.objects.filter(pk__in=ids, lease_token=token).select_related("event__product", "endpoint")
+        pending: list = []
+        disabled: set = set()
+        unsent = set(ids)
+
+        def flush() -> None:
+            statuses, newly_disabled = _record(token=token, outcomes=pending)
+            disabled.update(newly_disabled)
+            for delivery_id_, outcome, _ in pending:
+                if delivery_id_ not in statuses:
+                    continue  # the lease was lost: another worker owns the row now
+                result.attempted += 1
+                if outcome.succeeded:
+                    result.succeeded += 1
+                else:
+                    result.failed += 1
+            pending.clear()
+
         for delivery in sorted(deliveries, key=lambda d: (d.event.created_at, d.pk)):
+            if time.monotonic() - claimed_at > _lease().total_seconds() - lease_margin:
+                break  # the rest is released below and claimed again
+            if delivery.endpoint_id in disabled:
+                continue
+            attempted_at = timezone.now()
             outcome = attempt_send(
                 url=delivery.endpoint.url,
                 secret=delivery.endpoint.secret,
                 event_id=str(delivery.event_id),
                 body=event_body(delivery.event),
             )
-            status = _record(delivery_id=delivery.pk, token=token, outcome=outcome, now=timezone.now())
-            if status is None:
-                continue
-            result.attempted += 1
-            if outcome.succeeded:
-                result.succeeded += 1
-            else:
-                result.failed += 1
+            unsent.discard(delivery.pk)
+            pending.append((delivery.pk, outcome, attempted_at))
+            # Failures are recorded at once (they may disable the endpoint);
+            # successes in groups, one transaction for many.
+            if not outcome.succeeded or len(pending) >= RECORD_GROUP_SIZE:
+                flush()
+        if pending:
+            flush()
+        if unsent:
+            Delivery.objects.filter(pk__in=list(unsent), lease_token=token).update(leased_until=None, lease_token=None)
     return result
 
 

@@ -13,17 +13,18 @@ while it was enabled and subscribed (as with Stripe), not older ones."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from companies.models import Product
 from config.tasks import enqueue
 
-from ..models import Delivery, Event, EventType, WebhookEndpoint
+from ..models import Delivery, DeliveryAttempt, Event, EventType, WebhookEndpoint
 from .delivery import retry_window
 
 logger = logging.getLogger("saasdesk.notifications")
@@ -67,3 +68,25 @@ def enqueue_event_delivery(event_id: UUID) -> None:
     from ..tasks import deliver_event
 
     enqueue(deliver_event, str(event_id))
+
+
+def events_prune(*, older_than: timedelta | None = None, now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Delete events older than the retention (NOTIFICATIONS_EVENT_RETENTION_DAYS,
+    default 90) with their deliveries and attempts, a batch per transaction so
+    that no lock is held long. Returns the number of events deleted. The feed
+    then starts at the oldest event kept (an `after` naming a pruned event is
+    a 404)."""
+    now = now or timezone.now()
+    if older_than is None:
+        older_than = timedelta(days=int(getattr(settings, "NOTIFICATIONS_EVENT_RETENTION_DAYS", 90)))
+    cutoff = now - older_than
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(Event.objects.filter(created_at__lt=cutoff).order_by("created_at").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            DeliveryAttempt.objects.filter(delivery__event_id__in=ids).delete()
+            Delivery.objects.filter(event_id__in=ids).delete()
+            Event.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)

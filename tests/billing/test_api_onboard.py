@@ -45,9 +45,16 @@ def test_creates_company_link_contact_and_applies_the_default_tier(api, product,
     assert access_of(company, catalog.ai_credit).quantity_limit == 100
 
 
+def _share_one_pool(*products):
+    for each in products:
+        each.customer_pool = "acme-customers"
+        each.save(update_fields=["customer_pool"])
+
+
 def test_links_an_existing_company_found_by_domain(api, product, other_product, catalog):
     from tests.factories.companies import CompanyFactory, ProductLinkFactory
 
+    _share_one_pool(product, other_product)
     existing = CompanyFactory(name="Umbrella Corp", domain="umbrella.com")
     ProductLinkFactory(product=other_product, company=existing, external_org_id="crm_1")
 
@@ -59,6 +66,23 @@ def test_links_an_existing_company_found_by_domain(api, product, other_product, 
     assert ProductLink.objects.filter(product=product, company=existing, external_org_id="chat_1").exists()
     assert Contact.objects.filter(company=existing, email="ada@umbrella.com").exists()
     assert Company.objects.count() == 1
+
+
+def test_never_links_a_company_of_another_pool(api, product, other_product, catalog):
+    """The takeover of issue 8: product A's onboard must not find B's customer."""
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    theirs = CompanyFactory(name="Umbrella Corp", short_id="umbrella-corp", domain="umbrella.com")
+    ProductLinkFactory(product=other_product, company=theirs, external_org_id="crm_1")
+
+    response = onboard(api, externalOrgId="chat_1", hints={"domain": "umbrella.com", "companyName": "Umbrella Corp"})
+
+    assert response.json()["linkStatus"] == "created"
+    assert response.json()["companyId"] != str(theirs.pk)
+    assert not ProductLink.objects.filter(product=product, company=theirs).exists()
+    mine = Company.objects.get(pk=response.json()["companyId"])
+    # shortIds are unique per pool: another pool's is no reason to number ours.
+    assert (mine.customer_pool, mine.short_id) == ("chat", "umbrella-corp")
 
 
 def test_below_the_threshold_creates_a_new_company(api, other_product, catalog):
@@ -114,7 +138,7 @@ def test_stripe_customer_only_creates_the_billing_profile(api, catalog):
     response = onboard(api, externalOrgId="org_p", stripeCustomerId="cus_123", tierCode="pro")
 
     company = Company.objects.get(pk=response.json()["companyId"])
-    assert company.billing_profile.stripe_customer_id == "cus_123"
+    assert company.billing_profiles.get().stripe_customer_id == "cus_123"
     assert response.json()["billingStatus"] == billing_status(tierApplied=True, tierCode="pro")
 
 

@@ -151,7 +151,7 @@ class TestLinkSubscription:
         assert local.tier.code == "enterprise"
         assert local.display_name == "Acme Enterprise"
         assert local.stripe_customer_id == customer["id"]
-        assert company.billing_profile.stripe_customer_id == customer["id"]
+        assert company.billing_profiles.get().stripe_customer_id == customer["id"]
         assert access_of(company, stripe_catalog.ai_credit).included_quantity == 10000
 
     def test_tier_code_overrides_the_prices(self, api, company, stripe_catalog, fake_stripe):

@@ -135,7 +135,7 @@ def assert_exactly_once(fake, company) -> None:
     assert all(event.stripe_delivery_status == "delivered" for event in events)
     received = fake.meter_events
     assert sorted(event["identifier"] for event in received) == sorted(str(event.pk) for event in events)
-    customer = company.billing_profile.stripe_customer_id
+    customer = company.billing_profiles.get().stripe_customer_id
     assert fake.meter_event_total("ai_credit", customer) == sum(event.billable_delta for event in events)
 
 

@@ -37,7 +37,7 @@ def test_delivers_in_batches_of_at_most_100(billed_company, fake_stripe, stripe_
     assert (result.delivered, result.failed, result.retry_scheduled) == (250, 0, 0)
     assert fake_stripe.request_count(STREAM) == 3
     assert len(fake_stripe.meter_events) == 250
-    customer = billed_company.billing_profile.stripe_customer_id
+    customer = billed_company.billing_profiles.get().stripe_customer_id
     assert fake_stripe.meter_event_total("ai_credit", customer) == 500
     sent = {event["identifier"]: event for event in fake_stripe.meter_events}
     assert set(sent) == {str(event.pk) for event in events}
@@ -81,7 +81,7 @@ def test_sends_billable_deltas_including_negative_corrections(api, billed_compan
 
     values = sorted(event["value"] for event in fake_stripe.meter_events)
     assert values == [-40, 20, 30]
-    customer = billed_company.billing_profile.stripe_customer_id
+    customer = billed_company.billing_profiles.get().stripe_customer_id
     assert fake_stripe.meter_event_total("ai_credit", customer) == 10
     # Usage inside the included quantity has nothing to bill and is never sent.
     assert UsageEvent.objects.filter(stripe_delivery_status="not_applicable").count() == 1

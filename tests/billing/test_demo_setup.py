@@ -37,6 +37,11 @@ class TestDemoSetup:
         assert FeatureAccess.objects.filter(source="subscription", tier__isnull=False).exists()
         # A month of usage for the charts, some of it refused by the free tier's limit.
         assert UsageEvent.objects.filter(company__links__external_org_id="org_acme").count() > 30
+        # Two products in one customer pool: the CRM app shares some of the chat app's companies.
+        assert set(Product.objects.values_list("customer_pool", flat=True)) == {"demo-customers"}
+        acme = ProductLink.objects.get(product__code="chat", external_org_id="org_acme").company
+        assert ProductLink.objects.filter(product__code="crm", company=acme).exists()
+        assert sorted(acme.accounts.values_list("product__code", flat=True)) == ["chat", "crm"]
         # Wallets with a month of history, and a credit-priced feature in the catalog.
         from credits.models import LedgerEntry, Wallet
         from credits.verify import credits_verify

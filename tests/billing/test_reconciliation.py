@@ -35,7 +35,7 @@ def test_no_drift_when_stripe_agrees(billed_company, fake_stripe, stripe_catalog
 def test_drift_is_recorded_and_resolved(billed_company, fake_stripe, stripe_catalog):
     seed_usage_events(billed_company, stripe_catalog.ai_credit, 5)
     deliver_pending_usage()
-    customer = billed_company.billing_profile.stripe_customer_id
+    customer = billed_company.billing_profiles.get().stripe_customer_id
     # Someone sent usage to the same meter outside SaaSDesk.
     stripe = fake_stripe.client(api_key=API_KEY)
     stripe.v1.billing.meter_events.create(

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from companies.models import Company, Contact, ProductLink
+from companies.models import Account, Company, Contact, ProductLink
 from tests.factories.companies import CompanyFactory, ContactFactory, ProductLinkFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,9 @@ class TestCompanyCreate:
         )
         assert response.status_code == 201, response.content
         body = response.json()
-        assert set(body) == {"id", "shortId", "name", "domain", "status", "mrr", "metadata", "createdAt", "updatedAt"}
+        assert set(body) == {
+            "id", "shortId", "name", "domain", "status", "mrr", "currency", "metadata", "createdAt", "updatedAt"
+        }
         assert body["shortId"] == "acme-inc"
         assert body["domain"] == "acme.com"
         assert body["createdAt"] == "2024-01-15T10:30:00Z"
@@ -120,9 +122,8 @@ class TestCompanyDetail:
         response = api.get(f"/api/v1/companies/{linked_company.pk}")
         assert response.status_code == 200 and response.json()["shortId"] == "acme-inc"
 
-    def test_patch(self, api, linked_company):
-        linked_company.metadata = {"keep": 1, "drop": 2}
-        linked_company.save()
+    def test_patch(self, api, product, linked_company):
+        Account.objects.filter(company=linked_company, product=product).update(metadata={"keep": 1, "drop": 2})
         response = _patch(
             api,
             f"companies/{linked_company.pk}",
@@ -171,7 +172,7 @@ class TestCompanyDetail:
 
 class TestSmartLinkApi:
     def test_linked(self, api, product):
-        company = CompanyFactory(name="Acme Inc", domain="acme.com")
+        company = CompanyFactory(customer_pool="chat", name="Acme Inc", domain="acme.com")
         response = _post(
             api,
             "companies/smart-link",
@@ -194,8 +195,8 @@ class TestSmartLinkApi:
         assert (body["status"], body["companyId"]) == ("already_linked", str(linked_company.pk))
 
     def test_suggestions(self, api):
-        a = CompanyFactory(name="Acme Inc", domain="acme.com")
-        CompanyFactory(name="Acme GmbH", domain="acme.de")
+        a = CompanyFactory(customer_pool="chat", name="Acme Inc", domain="acme.com")
+        CompanyFactory(customer_pool="chat", name="Acme GmbH", domain="acme.de")
         body = _post(api, "companies/smart-link", {"externalOrgId": "org_1", "hints": {"companyName": "Acme"}}).json()
         assert body["status"] == "suggestions" and body["companyId"] is None
         assert body["suggestions"][1] == {
@@ -387,14 +388,13 @@ class TestLinkCreate:
 
 class TestLinksReset:
     def test_reset(self, api, product, linked_company):
-        linked_company.mrr = 4900
-        linked_company.save()
+        Account.objects.filter(company=linked_company, product=product).update(mrr=4900)
         ContactFactory(company=linked_company)
         response = _post(api, "links/reset", {"deleteContacts": True, "resetMrr": True})
         assert response.status_code == 200
         assert response.json() == {"linksDeleted": 1, "contactsDeleted": 1, "mrrReset": 1}
         assert not ProductLink.objects.exists()
-        assert Company.objects.get().mrr == 0
+        assert Account.objects.get(company=linked_company, product=product).mrr == 0
 
     def test_defaults_keep_contacts(self, api, linked_company):
         ContactFactory(company=linked_company)

@@ -3,7 +3,7 @@ product; anything else is 404 — checked on every endpoint, both ways."""
 
 import pytest
 
-from companies.models import Company, Contact, ProductLink
+from companies.models import Account, Contact, ProductLink
 from tests.factories.companies import CompanyFactory, ContactFactory, ProductLinkFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,10 +81,9 @@ def test_smart_link_ignores_the_other_products_links(tenants):
 
 def test_links_reset_leaves_the_other_product_alone(tenants):
     client, own, foreign, foreign_org = tenants
-    foreign.mrr = 1000
-    foreign.save()
+    Account.objects.filter(company=foreign).update(mrr=1000)
     body = client.post("/api/v1/links/reset", {"deleteContacts": True, "resetMrr": True}, format="json").json()
     assert body["linksDeleted"] == 1
     assert ProductLink.objects.filter(company=foreign, external_org_id=foreign_org).exists()
     assert Contact.objects.filter(company=foreign).exists()
-    assert Company.objects.get(pk=foreign.pk).mrr == 1000
+    assert Account.objects.get(company=foreign).mrr == 1000

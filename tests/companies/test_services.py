@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from companies import selectors, services
-from companies.models import Company, Contact, ProductLink
+from companies.models import Account, Company, Contact, ProductLink
 from config.errors import BadRequest, Conflict, NotFound
 from tests.factories.companies import CompanyFactory, ContactFactory, ProductLinkFactory
 
@@ -28,7 +28,9 @@ class TestCompanyCreate:
         )
         assert company.short_id == "acme-inc"
         assert company.domain == "acme.com"
-        assert company.metadata == {"plan": "x"}
+        assert company.customer_pool == product.customer_pool == "chat"
+        account = Account.objects.get(company=company)
+        assert (account.product, account.metadata) == (product, {"plan": "x"})
         link = ProductLink.objects.get(company=company)
         assert (link.product_id, link.external_org_id, link.external_user_id) == (product.pk, "org_1", "user_1")
         contact = Contact.objects.get(company=company)
@@ -42,8 +44,8 @@ class TestCompanyCreate:
         assert _create(product, name="!!!").short_id == "company"
 
     def test_short_id_skips_a_taken_suffix(self, product):
-        CompanyFactory(short_id="acme-inc")
-        CompanyFactory(short_id="acme-inc-7")
+        CompanyFactory(customer_pool="chat", short_id="acme-inc")
+        CompanyFactory(customer_pool="chat", short_id="acme-inc-7")
         assert _create(product).short_id == "acme-inc-8"
 
     def test_backfilled_created_at(self, product):
@@ -88,10 +90,10 @@ class TestCompanyUpdate:
     def test_updates_given_fields_and_merges_metadata(self, product):
         company = _create(product, metadata={"a": 1, "b": 2})
         updated = services.company_update(
-            company=company, name="Acme Corp", domain="www.acme.io", metadata={"b": None, "c": 3}
+            company=company, product_id=product.pk, name="Acme Corp", domain="www.acme.io", metadata={"b": None, "c": 3}
         )
         assert (updated.name, updated.domain, updated.short_id) == ("Acme Corp", "acme.io", "acme-inc")
-        assert updated.metadata == {"a": 1, "c": 3}
+        assert Account.objects.get(company=company, product=product).metadata == {"a": 1, "c": 3}
 
     def test_domain_can_be_cleared(self, product):
         company = _create(product, domain="acme.com")
@@ -186,25 +188,28 @@ class TestLinks:
             services.product_link_create(product_id=product.pk, company=other, external_org_id="org_acme")
 
     def test_reset_only_touches_this_product(self, product, other_product):
-        only_here = CompanyFactory(mrr=500)
-        shared = CompanyFactory(mrr=700)
-        elsewhere = CompanyFactory(mrr=900)
+        only_here = CompanyFactory()
+        shared = CompanyFactory()
+        elsewhere = CompanyFactory()
+        ProductLinkFactory(product=product, company=only_here, account__mrr=500)
         ProductLinkFactory(product=product, company=only_here)
-        ProductLinkFactory(product=product, company=only_here)
-        ProductLinkFactory(product=product, company=shared)
-        ProductLinkFactory(product=other_product, company=shared)
-        ProductLinkFactory(product=other_product, company=elsewhere)
+        ProductLinkFactory(product=product, company=shared, account__mrr=700)
+        ProductLinkFactory(product=other_product, company=shared, account__mrr=700)
+        ProductLinkFactory(product=other_product, company=elsewhere, account__mrr=900)
         for company in (only_here, shared, elsewhere):
             ContactFactory(company=company)
 
         result = services.product_links_reset(product_id=product.pk, delete_contacts=True, reset_mrr=True)
 
-        assert (result.links_deleted, result.contacts_deleted, result.mrr_reset) == (3, 1, 1)
+        # MRR is per account: this product's accounts are reset, nobody else's.
+        assert (result.links_deleted, result.contacts_deleted, result.mrr_reset) == (3, 1, 2)
         assert not ProductLink.objects.filter(product=product).exists()
         assert ProductLink.objects.filter(product=other_product).count() == 2
         assert not Contact.objects.filter(company=only_here).exists()
         assert Contact.objects.filter(company=shared).exists()
-        assert [c.mrr for c in (only_here, shared, elsewhere) if c.refresh_from_db() is None] == [0, 700, 900]
+        assert sorted(Account.objects.filter(product=product).values_list("mrr", flat=True)) == [0, 0]
+        assert sorted(Account.objects.filter(product=other_product).values_list("mrr", flat=True)) == [700, 900]
+        assert Account.objects.count() == 4
         assert Company.objects.count() == 3
 
     def test_reset_without_options_keeps_contacts_and_mrr(self, product, linked_company):

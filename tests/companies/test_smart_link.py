@@ -40,20 +40,20 @@ def test_name_score_is_scaled_by_similarity():
 
 
 def test_domain_match_links_with_95(product):
-    company = CompanyFactory(name="Totally Different", domain="acme.com")
+    company = CompanyFactory(customer_pool="chat", name="Totally Different", domain="acme.com")
     result = _smart_link(product, domain="https://www.acme.com/", company_name="Something")
     assert (result.status, result.company, result.confidence, result.matched_by) == ("linked", company, 95, "domain")
     assert ProductLink.objects.get(product=product, external_org_id="org_new").company == company
 
 
 def test_name_with_legal_suffix_links_with_80(product):
-    company = CompanyFactory(name="Globex GmbH", domain="globex.de")
+    company = CompanyFactory(customer_pool="chat", name="Globex GmbH", domain="globex.de")
     result = _smart_link(product, company_name="Globex Inc")
     assert (result.status, result.company, result.confidence, result.matched_by) == ("linked", company, 80, "name")
 
 
 def test_email_domain_links_with_70(product):
-    company = CompanyFactory(name="Initech", domain="initech.io")
+    company = CompanyFactory(customer_pool="chat", name="Initech", domain="initech.io")
     result = _smart_link(product, emails=["peter@initech.io", "joe@gmail.com"])
     assert (result.status, result.company, result.confidence, result.matched_by) == (
         "linked",
@@ -64,19 +64,19 @@ def test_email_domain_links_with_70(product):
 
 
 def test_free_mail_never_matches(product):
-    CompanyFactory(name="Someone", domain="gmail.com")
+    CompanyFactory(customer_pool="chat", name="Someone", domain="gmail.com")
     assert _smart_link(product, emails=["a@gmail.com"], domain="gmail.com").status == "no_match"
     assert not ProductLink.objects.filter(product=product).exists()
 
 
 def test_candidate_score_is_the_best_signal(product):
-    company = CompanyFactory(name="Hooli", domain="hooli.xyz")
+    company = CompanyFactory(customer_pool="chat", name="Hooli", domain="hooli.xyz")
     result = _smart_link(product, company_name="Hooli", domain="hooli.xyz", emails=["g@hooli.xyz"])
     assert (result.company, result.confidence, result.matched_by) == (company, 95, "domain")
 
 
 def test_below_threshold_gives_suggestions(product):
-    company = CompanyFactory(name="Initech", domain="initech.io")
+    company = CompanyFactory(customer_pool="chat", name="Initech", domain="initech.io")
     result = _smart_link(product, emails=["peter@initech.io"], min_confidence=0.9)
     assert result.status == "suggestions"
     assert [(s.company, s.confidence, s.matched_by) for s in result.suggestions] == [(company, 70, "email_domain")]
@@ -84,14 +84,14 @@ def test_below_threshold_gives_suggestions(product):
 
 
 def test_threshold_is_inclusive(product):
-    CompanyFactory(name="Initech", domain="initech.io")
+    CompanyFactory(customer_pool="chat", name="Initech", domain="initech.io")
     assert _smart_link(product, emails=["peter@initech.io"], min_confidence=0.7).status == "linked"
 
 
 def test_ambiguous_candidates_give_suggestions_best_first(product):
-    a = CompanyFactory(name="Acme Inc", domain="acme.com")
-    b = CompanyFactory(name="Acme GmbH", domain="acme.de")
-    c = CompanyFactory(name="Acme Widgets", domain="acmewidgets.com")
+    a = CompanyFactory(customer_pool="chat", name="Acme Inc", domain="acme.com")
+    b = CompanyFactory(customer_pool="chat", name="Acme GmbH", domain="acme.de")
+    c = CompanyFactory(customer_pool="chat", name="Acme Widgets", domain="acmewidgets.com")
     result = _smart_link(product, company_name="ACME")
     assert result.status == "suggestions"
     assert [s.company for s in result.suggestions][:2] == sorted([a, b], key=lambda x: x.name.lower())
@@ -100,41 +100,41 @@ def test_ambiguous_candidates_give_suggestions_best_first(product):
 
 
 def test_two_companies_on_the_same_domain_are_not_picked_blindly(product):
-    CompanyFactory(name="Acme US", domain="acme.com")
-    CompanyFactory(name="Acme EU", domain="acme.com")
+    CompanyFactory(customer_pool="chat", name="Acme US", domain="acme.com")
+    CompanyFactory(customer_pool="chat", name="Acme EU", domain="acme.com")
     result = _smart_link(product, domain="acme.com")
     assert result.status == "suggestions" and len(result.suggestions) == 2
 
 
 def test_clear_winner_needs_a_margin(product):
-    winner = CompanyFactory(name="Northwind", domain="northwind.com")
-    CompanyFactory(name="Northwind Traders", domain="nwtraders.com")
+    winner = CompanyFactory(customer_pool="chat", name="Northwind", domain="northwind.com")
+    CompanyFactory(customer_pool="chat", name="Northwind Traders", domain="nwtraders.com")
     result = _smart_link(product, company_name="Northwind", domain="northwind.com")
     assert (result.status, result.company) == ("linked", winner)
 
 
 def test_at_most_five_suggestions(product):
     for i in range(8):
-        CompanyFactory(name=f"Acme {i}", domain=f"acme{i}.com")
+        CompanyFactory(customer_pool="chat", name=f"Acme {i}", domain=f"acme{i}.com")
     result = _smart_link(product, company_name="Acme")
     assert result.status == "suggestions" and len(result.suggestions) == 5
 
 
 def test_no_match(product):
-    CompanyFactory(name="Acme", domain="acme.com")
+    CompanyFactory(customer_pool="chat", name="Acme", domain="acme.com")
     assert _smart_link(product, company_name="Zebra Logistics", domain="zebra.io").status == "no_match"
     assert _smart_link(product).status == "no_match"
 
 
 def test_already_linked(product):
-    company = CompanyFactory(name="Acme", domain="acme.com")
+    company = CompanyFactory(customer_pool="chat", name="Acme", domain="acme.com")
     ProductLinkFactory(product=product, company=company, external_org_id="org_new")
     result = _smart_link(product, company_name="Something else")
     assert (result.status, result.company, result.confidence) == ("already_linked", company, 100)
 
 
 def test_a_link_in_another_product_is_not_already_linked(product, other_product):
-    company = CompanyFactory(name="Acme", domain="acme.com")
+    company = CompanyFactory(customer_pool="chat", name="Acme", domain="acme.com")
     ProductLinkFactory(product=other_product, company=company, external_org_id="org_new")
     # ... but the company itself is a candidate: that is the point of smart linking.
     result = _smart_link(product, domain="acme.com")
@@ -150,10 +150,10 @@ def test_invalid_hints_are_400(product):
 
 def test_name_prefilter_keeps_the_query_bounded(product, django_assert_max_num_queries):
     for i in range(30):
-        CompanyFactory(name=f"Filler {i}", domain=f"filler{i}.example.com")
-    target = CompanyFactory(name="Seven Seas", domain="sevenseas.example.com")
+        CompanyFactory(customer_pool="chat", name=f"Filler {i}", domain=f"filler{i}.example.com")
+    target = CompanyFactory(customer_pool="chat", name="Seven Seas", domain="sevenseas.example.com")
     with django_assert_max_num_queries(2):
-        match = smart_link_match(company_name="Seven Seas Ltd", domain="sevenseas.example.com", emails=[])
+        match = smart_link_match(customer_pool="chat", company_name="Seven Seas Ltd", domain="sevenseas.example.com", emails=[])
     assert match.winner is not None and match.winner.company == target
     assert [c.company for c in match.candidates] == [target]
 
@@ -163,7 +163,7 @@ def test_common_words_do_not_crowd_out_the_match(product, monkeypatch):
 
     monkeypatch.setattr(smart_link, "MAX_NAME_CANDIDATES", 5)
     for i in range(10):
-        CompanyFactory(name=f"The {i} Co", domain=f"the{i}.example.com")
-    target = CompanyFactory(name="Acme Group Holdings", domain="acme-group.example.com")
-    match = smart_link_match(company_name="The Acme Group")
+        CompanyFactory(customer_pool="chat", name=f"The {i} Co", domain=f"the{i}.example.com")
+    target = CompanyFactory(customer_pool="chat", name="Acme Group Holdings", domain="acme-group.example.com")
+    match = smart_link_match(customer_pool="chat", company_name="The Acme Group")
     assert [c.company for c in match.candidates] == [target]

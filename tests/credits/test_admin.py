@@ -108,3 +108,11 @@ def test_service_credential_shown_once_and_revocable(admin_client, product):
 def test_support_never_sees_service_credentials(client, product):
     client.force_login(staff(SUPPORT))
     assert client.get(reverse("admin:companies_servicecredential_changelist")).status_code == 403
+
+
+def test_set_low_balance_threshold(admin_client, company, product, wallet):
+    act(admin_client, company, "credits_threshold_action", apply="yes", product=str(product.pk),
+        low_balance_threshold="25", reason="Customer asked")
+    wallet.refresh_from_db()
+    assert wallet.low_balance_threshold == 25
+    assert wallet.events.get().reason == "Customer asked"

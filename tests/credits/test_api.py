@@ -34,6 +34,19 @@ def test_debit_and_replay(api, funded):
     assert conflict.status_code == 409 and conflict.json()["error"]["details"]["ledgerEntryId"] == body["ledgerEntryId"]
 
 
+def test_idempotency_keys_are_scoped_to_the_product(api, funded, product, grant):
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    other = CompanyFactory()
+    ProductLinkFactory(product=product, company=other)
+    grant(10, target=other)
+    first = post(api, "debit", debit_body(funded))
+    clash = post(api, "debit", debit_body(other))
+    assert clash.status_code == 409
+    assert clash.json()["error"]["details"]["ledgerEntryId"] == first.json()["ledgerEntryId"]
+    assert post(api, "debit", debit_body(other, job="job-2")).status_code == 200
+
+
 def test_debit_by_external_org_and_402(api, funded):
     response = post(api, "debit", {"externalOrgId": "org_acme", "amount": 101, "jobId": "j", "sourceService": "ai"})
     assert response.status_code == 402
@@ -190,3 +203,47 @@ def test_every_endpoint_is_tenant_isolated(api, other_api, funded):
         assert "Acme" not in response.content.decode()
     assert LedgerEntry.objects.count() == before
     assert Reservation.objects.get().status == "active"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("refund", {"refundForJobId": "job-1", "sourceService": "ai", "reason": "x", "amount": 0}),
+        ("refund", {"refundForJobId": "job-1", "sourceService": "ai"}),
+        ("refund", {"refundForJobId": "job-1", "sourceService": "ai", "reason": "x", "amount": 2.5}),
+        ("grants", {"amount": -5, "reason": "x"}),
+        ("grants", {"amount": 5}),
+        ("grants", {"amount": 5, "reason": "x", "bucket": "gold"}),
+        ("grants", {"amount": 5, "reason": "x", "expiresAt": "soon"}),
+    ],
+)
+def test_bad_refund_and_grant_input_is_400_and_writes_nothing(api, funded, path, body):
+    post(api, "debit", debit_body(funded))
+    before = LedgerEntry.objects.count()
+    response = post(api, path, {"companyId": str(funded.pk), **body})
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["details"]["fields"]
+    assert LedgerEntry.objects.count() == before
+
+
+@pytest.mark.parametrize("body", [{"usageId": "u", "amount": 0}, {"amount": 3}, {"usageId": "u", "amount": "3"},
+                                  {"usageId": "u", "amount": 3, "extra": 1}])
+def test_bad_reservation_usage_is_400(api, funded, body):
+    rid = post(api, "reservations", {"companyId": str(funded.pk), "runId": "r", "amount": 5, "ttlSeconds": 60}).json()[
+        "reservationId"]
+    before = LedgerEntry.objects.count()
+    assert post(api, f"reservations/{rid}/usage", body).status_code == 400
+    assert post(api, f"reservations/{rid}/settle", {"amount": -1}).status_code == 400
+    assert LedgerEntry.objects.count() == before
+
+
+def test_unknown_reservation_is_404(api, funded):
+    assert post(api, "reservations/not-a-uuid/settle", {}).status_code == 404
+    assert post(api, "reservations/7b2c1a1e-1111-4111-8111-111111111111/release", {}).status_code == 404
+
+
+def test_idempotency_key_header_is_the_body_field(api, funded):
+    first = post(api, "debit", debit_body(funded, job="a"), HTTP_IDEMPOTENCY_KEY="same-key")
+    second = post(api, "debit", debit_body(funded, job="a"), HTTP_IDEMPOTENCY_KEY="same-key")
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json()["ledgerEntryId"] == first.json()["ledgerEntryId"]

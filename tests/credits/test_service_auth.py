@@ -114,3 +114,13 @@ def test_command_prints_only_the_secret(product, capsys):
     out = capsys.readouterr().out.strip()
     assert out.startswith("os_ss_") and "\n" not in out
     assert ServiceCredential.objects.get(service_name="worker").secret == out
+
+
+def test_the_signed_path_includes_the_query_string(credential, company, wallet):
+    _, secret = credential
+    timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
+    path = f"/api/v1/credits/ledger?companyId={company.pk}"
+    signature = sign(secret=secret, timestamp=timestamp, nonce=nonce, method="GET", path="/api/v1/credits/ledger")
+    response = APIClient().get(path, HTTP_X_SERVICE_NAME="ai-worker", HTTP_X_TIMESTAMP=timestamp,
+                               HTTP_X_NONCE=nonce, HTTP_X_SIGNATURE=signature)
+    assert response.status_code == 401

@@ -290,3 +290,14 @@ def test_credits_verify_command_exits_1_on_drift(product, company, wallet, capsy
         call_command("credits_verify")
     assert exit_.value.code == 1
     Wallet.objects.filter(pk=wallet.pk).update(reserved=0)
+
+
+def test_the_database_allows_one_fallback_per_reservation(product, company, wallet):
+    held = reserve(product, company, 10, charge_on_expiry=True)
+    services.reservations_expire(now=timezone.now() + timedelta(minutes=5))
+    fallback = LedgerEntry.objects.get(kind=EntryKind.FALLBACK)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerEntry.objects.create(
+            wallet=fallback.wallet, product=product, kind=EntryKind.FALLBACK, amount=-1, balance_after=0,
+            reservation=held.reservation,
+        )

@@ -89,3 +89,15 @@ def test_concurrent_tracks_charge_exactly_what_the_wallet_holds(product, company
     ok = [r for r in results if not isinstance(r, Exception)]
     assert len(ok) == 7 and all(isinstance(r, PaymentRequired) for r in results if isinstance(r, Exception))
     assert UsageMeter.objects.get().value == 7 and Wallet.objects.get().total == 0
+
+
+def test_frozen_wallet_refuses_credit_priced_tracks(product, company, image, grant):
+    from config.errors import Locked
+    from credits.services import wallet_freeze
+
+    wallet = grant(50).lot.wallet
+    track(product, company, quantity=2)  # within the included quantity: no charge, no refusal
+    wallet_freeze(wallet=wallet, reason="Dispute", actor="user:ann")
+    with pytest.raises(Locked):
+        track(product, company)
+    assert UsageMeter.objects.get().value == 2

@@ -9,6 +9,10 @@ class BillingProfileFactory(factory.django.DjangoModelFactory):
         model = BillingProfile
 
     company = factory.SubFactory(CompanyFactory)
+    # Billing is per account: by default the product of the company's first link.
+    product = factory.LazyAttribute(
+        lambda o: getattr(o.company.links.order_by("created_at").first(), "product", None) or ProductFactory(code="chat")
+    )
     stripe_customer_id = factory.Sequence(lambda n: f"cus_test{n:08d}")
 
 

@@ -23,14 +23,27 @@ def test_billing_admin_creates_an_endpoint_and_sees_the_secret_once(product):
     response = client.post(
         "/admin/notifications/webhookendpoint/add/",
         {"product": str(product.pk), "url": "https://hooks.example.com/x", "description": "CRM", "event_types": ["usage.limit_reached"], "enabled": "on"},
-        follow=True,
     )
-    assert response.status_code == 200
+    # The page after the save shows the secret (never a message: it would sit in the session).
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.event_types == ["usage.limit_reached"] and endpoint.secret.startswith("whsec_")
     assert endpoint.secret in response.content.decode()
     page = client.get(f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/")
     assert page.status_code == 200 and endpoint.secret not in page.content.decode()
+
+
+def test_billing_admin_edits_and_disables_an_endpoint(product):
+    endpoint = endpoint_create(product=product, url="https://hooks.example.com/x")
+    client = _client("Billing admin", "bea")
+    response = client.post(
+        f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/",
+        {"url": "https://hooks.example.com/y", "description": "", "event_types": ["feature_access.changed"]},
+    )
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://hooks.example.com/y" and endpoint.event_types == ["feature_access.changed"]
+    assert not endpoint.enabled and endpoint.disabled_reason == "manual"
 
 
 def test_admin_refuses_a_bad_url(product, settings):
@@ -92,3 +105,13 @@ def test_failing_list_for_the_dashboard(product, receiver):
     WebhookEndpoint.objects.filter(pk=gone.pk).update(enabled=False, disabled_reason="gone")
     assert list(endpoint_failing_list()) == [WebhookEndpoint.objects.get(pk=gone.pk)]
     assert healthy not in endpoint_failing_list()
+
+
+def test_the_admin_index_flags_failing_endpoints(product, admin_client):
+    endpoint = endpoint_create(product=product, url="https://hooks.example.com/broken")
+    page = admin_client.get("/admin/")
+    assert page.status_code == 200 and "Failing webhook endpoints" not in page.content.decode()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason="failing")
+    page = admin_client.get("/admin/").content.decode()
+    assert "Failing webhook endpoints" in page and "hooks.example.com/broken" in page
+    assert "Disabled: Failing for three days" in page

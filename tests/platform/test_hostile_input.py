@@ -200,3 +200,19 @@ def test_a_failed_write_with_a_surrogate_in_a_contact_changes_nothing(api, compa
 def test_unknown_company_uuid_is_still_404(api):
     _error(api.post("/api/v1/links", {"companyId": str(uuid.uuid4()), "externalOrgId": "o2"}, format="json"),
            404, "NOT_FOUND")
+
+
+def test_a_deeply_nested_cursor_is_400(api, company):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(("[" * 5000 + "]" * 5000).encode()).decode().rstrip("=")
+    error = _error(api.get("/api/v1/tiers", {"cursor": cursor}), 400, "BAD_REQUEST")
+    assert "cursor" in error["details"]["fields"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/stripe/webhook"), ("PUT", "/stripe/webhook"),
+                                              ("POST", "/healthz"), ("DELETE", "/healthz")])
+def test_405_outside_drf_is_an_envelope_too(client, method, path):
+    response = client.generic(method, path)
+    _error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response["Allow"]

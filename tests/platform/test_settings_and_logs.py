@@ -63,3 +63,41 @@ def test_api_keys_never_reach_the_logs(client, api, caplog):
         f"{r.getMessage()} {json.dumps(r.__dict__, default=str)}" for r in caplog.records
     )
     assert unknown_key not in logged and api.raw_key not in logged
+
+
+def _deploy_check(**extra_env: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.production",
+                "SECRET_KEY": "q7V-Lz0pX2mN9rT4wY6bC8dF1gH3jK5sA7eR9uI0oP2lM4nB6vC8xZ0", **extra_env})
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    return result.stdout + result.stderr
+
+
+def test_production_passes_the_deploy_check_for_https():
+    output = _deploy_check()
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning not in output, output
+
+
+def test_production_https_settings_are_switchable_by_environment():
+    output = _deploy_check(SECURE_SSL_REDIRECT="False", SECURE_HSTS_SECONDS="0")
+    assert "security.W004" in output and "security.W008" in output
+
+
+def test_production_trusts_the_proxy_header_only_when_told():
+    code = "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+
+    def header(value: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "SECURE_PROXY_SSL_HEADER"}
+        env.update({"DJANGO_SETTINGS_MODULE": "config.settings.production", "SECRET_KEY": "x" * 50})
+        if value is not None:
+            env["SECURE_PROXY_SSL_HEADER"] = value
+        return subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+
+    assert header(None) == "('HTTP_X_FORWARDED_PROTO', 'https')"
+    assert header("X-Forwarded-Ssl-Proto") == "('HTTP_X_FORWARDED_SSL_PROTO', 'https')"
+    assert header("") == "None"

@@ -8,6 +8,7 @@ and stored only as hashes."""
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from datetime import timedelta
@@ -20,8 +21,16 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from companies.models import CompanyStatus, Product, ProductLink
-from companies.services import api_key_create, company_create, company_update, contacts_bulk_upsert
+from companies.models import Account, CompanyStatus, Product, ProductLink
+from companies.services import (
+    SmartLinkStatus,
+    account_update,
+    api_key_create,
+    company_create,
+    company_smart_link,
+    company_update,
+    contacts_bulk_upsert,
+)
 from config.errors import ApplicationError
 from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
 from companies.actors import Actor
@@ -33,6 +42,11 @@ from notifications.services import endpoint_create
 
 DEMO_PRODUCT = {"code": "chat", "name": "Chat App"}
 DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.json"
+# A second product in the same customer pool ("customerPool": "demo-customers"
+# in both catalog files): it finds the chat app's customers by smart link and
+# shares the company records, each product with its own account.
+DEMO_POOL_PRODUCT_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo_crm.json"
+DEMO_POOL_SHARED = 5  # how many chat customers the CRM app also serves
 USAGE_DAYS = 30
 # Where the demo's webhook endpoint points: run the receiver of the README there
 # (`python -m tests.notifications.receiver --port 9000`); until then its
@@ -74,23 +88,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-credentials", action="store_true", help="Only the data; no admin/key.")
+        parser.add_argument(
+            "--base-url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+            help="Where the back office will be served, for the printed links (default: port $PORT or 8000).",
+        )
 
     def handle(self, *args, **options):
         product, _ = Product.objects.update_or_create(
             code=DEMO_PRODUCT["code"], defaults={"name": DEMO_PRODUCT["name"]}
         )
         call_command("load_catalog", str(DEMO_CATALOG), stdout=self.stderr, stderr=self.stderr)
+        call_command("load_catalog", str(DEMO_POOL_PRODUCT_CATALOG), stdout=self.stderr, stderr=self.stderr)
         self.webhook_secret = self._create_webhook_endpoint(product)
         created = self._create_companies(product)
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
         movements = self._credit_history(product)
+        shared = self._share_in_pool(Product.objects.get(code="crm"))
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
-            f"{events} new usage events, {movements} new credit movements."
+            f"{events} new usage events, {movements} new credit movements; product 'crm' (same customer pool) "
+            f"shares {shared} of the companies."
         )
         if not options["no_credentials"]:
-            self._print_credentials(product)
+            self._print_credentials(product, base_url=options["base_url"].rstrip("/"))
 
     def _create_webhook_endpoint(self, product: Product) -> str | None:
         """A webhook endpoint for the usage and access events the demo data
@@ -123,13 +144,26 @@ class Command(BaseCommand):
                     contact_name=first_name,
                     metadata={"source": "demo"},
                 )
-                company_update(company=company, status=CompanyStatus(status), mrr=mrr)
+                company_update(company=company, product_id=product.pk, status=CompanyStatus(status), mrr=mrr)
                 contacts_bulk_upsert(
                     company=company,
                     contacts=[{"email": _email(person, domain), "name": person, "role": role} for person, role in people],
                 )
             created += 1
         return created
+
+    def _share_in_pool(self, crm: Product) -> int:
+        """The CRM app onboards a few of the chat app's customers by smart
+        link (same pool: it finds them by domain) with its own metadata."""
+        shared = 0
+        for name, domain, *_ in DEMO_COMPANIES[:DEMO_POOL_SHARED]:
+            result = company_smart_link(
+                product_id=crm.pk, external_org_id=f"crm_{domain.split('.')[0]}", company_name=name, domain=domain
+            )
+            if result.status in (SmartLinkStatus.LINKED, SmartLinkStatus.ALREADY_LINKED):
+                account_update(company=result.company, product_id=crm.pk, metadata={"source": "demo-crm"})
+                shared += 1
+        return shared
 
     def _demo_links(self, product: Product):
         return (
@@ -138,13 +172,17 @@ class Command(BaseCommand):
             .order_by("external_org_id")
         )
 
+    def _mrr_by_company(self, product: Product) -> dict:
+        return dict(Account.objects.filter(product=product).values_list("company_id", "mrr"))
+
     def _apply_tiers(self, product: Product) -> int:
         """Paying companies get the paid tiers in turn, the others the first (free) one."""
         tiers = list(Tier.objects.filter(product=product, is_active=True).order_by("display_order", "code"))
         actor = Actor.system("demo_setup")
         applied = 0
+        mrr_of = self._mrr_by_company(product)
         for index, link in enumerate(self._demo_links(product)):
-            tier = tiers[index % len(tiers)] if link.company.mrr else tiers[0]
+            tier = tiers[index % len(tiers)] if mrr_of.get(link.company_id) else tiers[0]
             tier_apply(company=link.company, tier=tier, actor=actor, reason="demo data")
             applied += 1
         return applied
@@ -156,8 +194,9 @@ class Command(BaseCommand):
         rng = random.Random(42)
         today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
         requests = []
+        mrr_of = self._mrr_by_company(product)
         for link in self._demo_links(product):
-            scale = 1 + link.company.mrr // 10_000
+            scale = 1 + mrr_of.get(link.company_id, 0) // 10_000
             for days_ago in range(USAGE_DAYS, 0, -1):
                 day = today - timedelta(days=days_ago)
                 for feature_code, base in (("ai_credit", 3), ("messages", 40)):
@@ -187,13 +226,15 @@ class Command(BaseCommand):
         now = timezone.now()
         cycle_end = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)).replace(day=1)
         written = 0
+        mrr_of = self._mrr_by_company(product)
         for link in self._demo_links(product):
             company = link.company
-            if not company.mrr:
+            mrr = mrr_of.get(company.pk, 0)
+            if not mrr:
                 continue
             grants = [
                 (USAGE_DAYS, "promotional", 500, "Welcome credits", None),
-                (USAGE_DAYS - 10, "topup", 1500 + company.mrr // 20, "Top-up (demo)", None),
+                (USAGE_DAYS - 10, "topup", 1500 + mrr // 20, "Top-up (demo)", None),
                 (3, "subscription", 1000, f"Subscription credits {now:%Y-%m}", cycle_end),
             ]
             events = [(days, ("grant", g)) for days, *g in grants]
@@ -211,7 +252,7 @@ class Command(BaseCommand):
                     else:
                         result = credits_debit(
                             product_id=product.pk, company_id=company.pk, amount=rng.randint(5, 40),
-                            job_id=f"demo-render-{(now - timedelta(days=days_ago)).date()}",
+                            job_id=f"demo-render-{link.external_org_id}-{(now - timedelta(days=days_ago)).date()}",
                             source_service="image-renderer",
                             actor="system:demo_setup", recorded_at=at,
                         )
@@ -224,14 +265,15 @@ class Command(BaseCommand):
             try:
                 refund = credits_refund(
                     product_id=product.pk, company_id=company.pk, source_service="image-renderer",
-                    refund_for_job_id=f"demo-render-{(now - timedelta(days=2)).date()}", reason="Render failed (demo)",
+                    refund_for_job_id=f"demo-render-{link.external_org_id}-{(now - timedelta(days=2)).date()}",
+                    reason="Render failed (demo)",
                 )
                 written += not refund.replayed
             except ApplicationError:
                 pass
         return written
 
-    def _print_credentials(self, product: Product) -> None:
+    def _print_credentials(self, product: Product, *, base_url: str) -> None:
         password = secrets.token_urlsafe(12)
         user_model = get_user_model()
         user = user_model.objects.filter(username="admin").first() or user_model(username="admin")
@@ -247,14 +289,14 @@ class Command(BaseCommand):
                     "=" * 72,
                     "  SaaSDesk demo is ready. These credentials are shown only once:",
                     "",
-                    "  Admin:     http://127.0.0.1:8000/admin/",
+                    f"  Admin:     {base_url}/admin/",
                     "  Username:  admin",
                     f"  Password:  {password}",
                     "",
-                    "  API docs:  http://127.0.0.1:8000/api/v1/docs/",
+                    f"  API docs:  {base_url}/api/v1/docs/",
                     f"  API key:   {raw_key}   (product '{product.code}')",
                     "",
-                    "  export API=http://127.0.0.1:8000/api/v1",
+                    f"  export API={base_url}/api/v1",
                     f"  export KEY={raw_key}",
                     *(
                         [

@@ -1,0 +1,59 @@
+"""Accounts: a company's per-product state (SPEC §2), one row per company ×
+product, made when the company is first linked to the product."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+
+from config.errors import BadRequest
+
+from ..models import Account, Company, CompanyStatus
+from .cleaning import UNSET, merge_json
+
+
+def account_ensure(*, company: Company, product_id: UUID) -> Account:
+    """The company's account with the product, made now if it has none
+    (called whenever a link is made). Idempotent and race-safe."""
+    account, _ = Account.objects.get_or_create(company=company, product_id=product_id)
+    return account
+
+
+def account_update(
+    *,
+    company: Company,
+    product_id: UUID,
+    metadata: dict = UNSET,
+    status: str = UNSET,
+    mrr: int = UNSET,
+    currency: str = UNSET,
+) -> Account:
+    """Change the given fields of the company's account with `product_id`
+    only. `metadata` is merged key by key (a key set to None is removed)."""
+    changes: dict[str, Any] = {}
+    if status is not UNSET:
+        if status not in CompanyStatus.values:
+            raise BadRequest.for_field("status", f'"{status}" is not a valid choice.')
+        changes["status"] = status
+    if mrr is not UNSET:
+        if mrr < 0:
+            raise BadRequest.for_field("mrr", "Must be zero or more.")
+        changes["mrr"] = mrr
+    if currency is not UNSET:
+        currency = (currency or "").strip().lower()
+        if len(currency) != 3 or not currency.isalpha():
+            raise BadRequest.for_field("currency", "Give an ISO 4217 code such as usd.")
+        changes["currency"] = currency
+    with transaction.atomic():
+        account_ensure(company=company, product_id=product_id)
+        # The row lock makes the metadata merge a safe read-modify-write.
+        account = Account.objects.select_for_update().get(company=company, product_id=product_id)
+        if metadata is not UNSET:
+            changes["metadata"] = merge_json(account.metadata, metadata or {})
+        for attribute, value in changes.items():
+            setattr(account, attribute, value)
+        if changes:
+            account.save()
+    return account
