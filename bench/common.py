@@ -10,8 +10,9 @@ Environment:
     BENCH_REDIS_URL      default redis://127.0.0.1:6379/9 (cache of the server; "" = local memory)
     BENCH_DURATION       seconds per measurement (default 10)
     BENCH_CONNECTIONS    concurrent connections (default 16)
-    BENCH_WORKERS        gunicorn workers (default: CPU count)
-    BENCH_THREADS        gunicorn threads per worker (default 4)"""
+    BENCH_WORKERS        gunicorn workers (default 4)
+    BENCH_WORKER_CLASS   gunicorn worker class (default sync, as issue 9 measures)
+    BENCH_THREADS        threads per worker for the gthread class (default 1; sync ignores it)"""
 
 from __future__ import annotations
 
@@ -42,8 +43,14 @@ class BenchConfig:
     redis_url: str = field(default_factory=lambda: os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     duration: int = field(default_factory=lambda: int(os.environ.get("BENCH_DURATION", "10")))
     connections: int = field(default_factory=lambda: int(os.environ.get("BENCH_CONNECTIONS", "16")))
-    workers: int = field(default_factory=lambda: int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 2))))
-    threads: int = field(default_factory=lambda: int(os.environ.get("BENCH_THREADS", "4")))
+    workers: int = field(default_factory=lambda: int(os.environ.get("BENCH_WORKERS", "4")))
+    worker_class: str = field(default_factory=lambda: os.environ.get("BENCH_WORKER_CLASS", "sync"))
+    threads: int = field(default_factory=lambda: int(os.environ.get("BENCH_THREADS", "1")))
+
+    def describe_server(self) -> str:
+        if self.worker_class == "gthread":
+            return f"gunicorn {self.workers} gthread workers × {self.threads} threads"
+        return f"gunicorn {self.workers} {self.worker_class} workers"
 
     def server_env(self, *, settings_module: str = "config.settings.production", **extra: str) -> dict[str, str]:
         """Environment of a production-like server: DEBUG off, a bench
@@ -128,8 +135,9 @@ def gunicorn(config: BenchConfig, *, env: dict[str, str] | None = None, startup_
         sys.executable, "-m", "gunicorn", "config.wsgi",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(config.workers),
-        "--threads", str(config.threads),
-        "--worker-class", "gthread",
+        # gunicorn turns sync workers into gthread ones when threads > 1.
+        "--threads", str(config.threads if config.worker_class == "gthread" else 1),
+        "--worker-class", config.worker_class,
         "--keep-alive", "30",
         "--backlog", "2048",
         "--log-level", "warning",
@@ -154,7 +162,7 @@ def gunicorn(config: BenchConfig, *, env: dict[str, str] | None = None, startup_
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not answer /healthz within {startup_timeout}s; see {log_file.name}")
             time.sleep(0.2)
-        log(f"gunicorn up at {base_url} ({config.workers} workers × {config.threads} threads), log {log_file.name}")
+        log(f"gunicorn up at {base_url} ({config.describe_server()}), log {log_file.name}")
         yield base_url
     finally:
         if process.poll() is None:

@@ -8,15 +8,29 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from companies.admin_extensions import ReadOnlyAdminMixin, register_company_inline, register_company_list_filter
+from companies.admin_extensions import (
+    ReadOnlyAdminMixin,
+    register_company_action,
+    register_company_inline,
+    register_company_list_filter,
+    register_company_panel,
+)
 
 from config.errors import ApplicationError
+from entitlements.actors import Actor
 
+from . import admin_actions
 from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
+from .services.customers import payment_method_detach, payment_method_set_default, payment_methods_list
 from .services.prices import price_refresh
 from .services.webhooks import webhook_events_reprocess
 
@@ -48,6 +62,33 @@ class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
+register_company_action(admin_actions.billing_create_customer)
+register_company_action(admin_actions.billing_subscribe)
+
+
+def _profile_cards(profile: BillingProfile):
+    """(cards, error): the customer's cards from Stripe, or why they cannot be shown."""
+    try:
+        return payment_methods_list(product_id=profile.product_id, company_id=profile.company_id), None
+    except ApplicationError as error:
+        return [], error.message
+
+
+def billing_cards_panel(request, company) -> str:
+    """Company page panel: each Stripe customer of the company and its cards (read from Stripe)."""
+    if not request.user.has_perm("billing.view_billingprofile"):
+        return ""
+    rows = []
+    for profile in BillingProfile.objects.filter(company=company).select_related("company", "product"):
+        cards, error = _profile_cards(profile)
+        rows.append({
+            "profile": profile, "cards": cards, "error": error, "product_code": profile.product.code,
+            "manage_url": reverse("admin:billing_billingprofile_cards", args=[profile.pk]),
+        })
+    return render_to_string("admin/billing/company_cards_panel.html", {"rows": rows}, request=request)
+
+
+register_company_panel(billing_cards_panel)
 
 
 @admin.register(BillingProfile)
@@ -57,7 +98,55 @@ class BillingProfileAdmin(admin.ModelAdmin):
     search_fields = ("stripe_customer_id", "company__name", "company__short_id", "company__domain")
     raw_id_fields = ("company",)
     list_select_related = ("company", "product")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "cards_link")
+
+    @admin.display(description="cards")
+    def cards_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}">Cards</a>', reverse("admin:billing_billingprofile_cards", args=[obj.pk]))
+
+    def get_urls(self):
+        return [
+            path("<uuid:profile_id>/cards/", self.admin_site.admin_view(self.cards_view), name="billing_billingprofile_cards"),
+            *super().get_urls(),
+        ]
+
+    def cards_view(self, request, profile_id):
+        """The customer's cards; Billing admins make one the default or remove
+        it — through the same services as the API."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        profile = get_object_or_404(BillingProfile.objects.select_related("company"), pk=profile_id)
+        can_change = self.has_change_permission(request, profile)
+        if request.method == "POST":
+            if not can_change:
+                raise PermissionDenied
+            operation = payment_method_set_default if request.POST.get("op") == "default" else payment_method_detach
+            try:
+                operation(
+                    product_id=profile.product_id,
+                    company_id=profile.company_id,
+                    payment_method_id=request.POST.get("payment_method", ""),
+                    actor=Actor.for_user(request.user),
+                )
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                done = "is now the default" if operation is payment_method_set_default else "was removed"
+                self.message_user(request, f"Card {request.POST.get('payment_method')} {done}.", messages.SUCCESS)
+            return redirect("admin:billing_billingprofile_cards", profile_id=profile.pk)
+        cards, error = _profile_cards(profile)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Cards of {profile.company}",
+            "opts": self.model._meta,
+            "profile": profile,
+            "cards": cards,
+            "error": error,
+            "can_change": can_change,
+        }
+        return TemplateResponse(request, "admin/billing/billingprofile_cards.html", context)
 
 
 @admin.register(Subscription)
@@ -70,11 +159,13 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
     # A mirror of Stripe: state changes come from Stripe (webhooks), not from here.
     readonly_fields = (
         "company", "product", "stripe_subscription_id", "stripe_customer_id", "status", "tier",
-        "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at",
+        "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at", "trial_end",
         "checkout_session_id", "price_ids", "created_at", "updated_at",
     )
     fields = ("display_name", *readonly_fields)
     show_full_result_count = False
+    # Through Stripe, by the same services as the API (billing/admin_actions.py).
+    actions = [admin_actions.change_tier, admin_actions.cancel, admin_actions.resume]
 
     def has_add_permission(self, request):
         return False

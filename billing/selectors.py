@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from companies.models import Company
 from companies.selectors import company_get_visible
+from config.errors import NotFound
 from entitlements.models import FeatureAccess
 from entitlements.rules import access_in_force_q
 
@@ -76,3 +77,36 @@ def price_monthly_amount(*, price: Price, quantity: int = 1) -> Decimal | None:
         return None
     per_interval = price.unit_amount_decimal * quantity
     return per_interval * _INTERVALS_PER_MONTH[price.interval] / (price.interval_count or 1)
+
+
+# --- customers and subscriptions managed from SaaSDesk ----------------------------------
+
+
+def billing_profile_for(*, company_id, product_id) -> BillingProfile | None:
+    """The Stripe customer of the company's account with this product, if any
+    (never another product's: each account has its own customer)."""
+    return BillingProfile.objects.filter(company_id=company_id, product_id=product_id).first()
+
+
+def subscriptions_list(*, product_id, company_id) -> QuerySet[Subscription]:
+    """The product's subscriptions of a visible company (all statuses), newest first."""
+    company = company_get_visible(product_id=product_id, company_id=company_id)
+    return (
+        Subscription.objects.filter(company=company, product_id=product_id)
+        .select_related("tier")
+        .order_by("-created_at", "-id")
+    )
+
+
+def subscription_get_visible(*, product_id, subscription_id) -> Subscription:
+    """One of the product's subscriptions whose company the product sees; 404 otherwise
+    (another product's subscription is as unknown as a missing one)."""
+    subscription = (
+        Subscription.objects.select_related("tier", "company")
+        .filter(pk=subscription_id, product_id=product_id)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound("Unknown subscription.")
+    company_get_visible(product_id=product_id, company_id=subscription.company_id)
+    return subscription

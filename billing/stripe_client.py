@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import stripe
 from django.conf import settings
 
-from config.errors import ServiceUnavailable, StripeNotConfigured
+from config.errors import PaymentRequired, ServiceUnavailable, StripeNotConfigured
 
 logger = logging.getLogger("saasdesk.billing.stripe")
 
@@ -114,3 +114,18 @@ def stripe_errors_as_unavailable(operation: str) -> Iterator[None]:
                 details={"operation": operation},
             ) from error
         raise
+
+
+@contextmanager
+def card_errors_as_payment_required() -> Iterator[None]:
+    """A card Stripe refused becomes PaymentRequired (402) with Stripe's
+    `declineCode` and `code` in `details`, and Stripe's customer-facing
+    message. Nothing about the card itself is logged or returned."""
+    try:
+        yield
+    except stripe.CardError as error:
+        body = getattr(error, "error", None)
+        decline_code = getattr(body, "decline_code", None) if body is not None else None
+        message = getattr(error, "user_message", None) or "The card was declined."
+        logger.info("stripe declined a card", extra={"code": error.code, "decline_code": decline_code})
+        raise PaymentRequired(message, details={"declineCode": decline_code or error.code, "code": error.code}) from error

@@ -140,9 +140,12 @@ class ProductLinkInlineForm(forms.ModelForm):
         model = ProductLink
         fields = ["product", "external_org_id", "external_user_id", "label"]
 
+    def _company(self, cleaned: dict):
+        return self.instance.company if self.instance.company_id else None  # the page's company
+
     def clean(self):
         cleaned = super().clean()
-        product, company = cleaned.get("product"), self.instance.company if self.instance.company_id else None
+        product, company = cleaned.get("product"), self._company(cleaned)
         if product is not None and company is not None:
             try:
                 services.link_pool_check(product=product, company=company)
@@ -368,15 +371,8 @@ class ProductLinkAdminForm(ProductLinkInlineForm):
     class Meta(ProductLinkInlineForm.Meta):
         fields = ["company", *ProductLinkInlineForm.Meta.fields]
 
-    def clean(self):
-        cleaned = super().clean()
-        product, company = cleaned.get("product"), cleaned.get("company")
-        if product is not None and company is not None:
-            try:
-                services.link_pool_check(product=product, company=company)
-            except ApplicationError as exc:
-                raise _form_error(exc) from exc
-        return cleaned
+    def _company(self, cleaned: dict):
+        return cleaned.get("company")
 
 
 @admin.register(ProductLink)

@@ -107,14 +107,14 @@ def with_accounts(companies: QuerySet[Company], *, product_id: UUID) -> QuerySet
 
 
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
-    """The company if it has a link in the product, with `company.account`
-    set to its account with that product; NotFound otherwise (including for
-    ids that are not UUIDs)."""
+    """The company if it has a link in the product; NotFound otherwise
+    (including for ids that are not UUIDs). One query; callers that show the
+    company add its account with `company_with_account`."""
     pk = _as_uuid(company_id)
     company = companies_visible(product_id=product_id).filter(pk=pk).first() if pk else None
     if company is None:
         raise company_not_found()
-    return company_with_account(company=company, product_id=product_id)
+    return company
 
 
 def company_id_get_visible(
@@ -144,12 +144,11 @@ def product_link_get(*, product_id: UUID, external_org_id: str) -> ProductLink |
 
 
 def company_get_by_external_org(*, product_id: UUID, external_org_id: str) -> tuple[Company, ProductLink]:
-    """The company the product's `external_org_id` is linked to, with the
-    link, and `company.account` set as in company_get_visible."""
+    """The company the product's `external_org_id` is linked to, with the link."""
     link = product_link_get(product_id=product_id, external_org_id=external_org_id)
     if link is None:
         raise company_not_found()
-    return company_with_account(company=link.company, product_id=product_id), link
+    return link.company, link
 
 
 def account_get(*, company: Company, product_id: UUID) -> Account:

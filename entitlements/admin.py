@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -35,15 +35,16 @@ from config.errors import ApplicationError
 from companies.actors import Actor
 from .models import Feature, FeatureAccess, Tier, TierFeature
 from .services import (
-    API_FIELD_NAMES,
+    OVERRIDE_KEYS,
+    SERVICE_FIELD_FOR_API_NAME,
     feature_access_set,
     feature_access_validate_changes,
+    feature_access_window_validate,
     tier_apply,
     tier_overrides_validate,
 )
 
 ACCESS_FIELDS = ["is_enabled", "quantity_limit", "included_quantity", "config", "source", "valid_until"]
-FORM_FIELD_FOR_API_FIELD = {api: name for name, api in API_FIELD_NAMES.items()}
 
 
 def _application_error_to_form(form: forms.Form, error: ApplicationError, *, default_field=None) -> None:
@@ -53,7 +54,7 @@ def _application_error_to_form(form: forms.Form, error: ApplicationError, *, def
         form.add_error(default_field, error.message)
         return
     for api_name, messages_ in fields.items():
-        name = FORM_FIELD_FOR_API_FIELD.get(api_name, api_name)
+        name = SERVICE_FIELD_FOR_API_NAME.get(api_name, api_name)
         target = name if name in form.fields else default_field
         for message in messages_:
             form.add_error(target, message if target == name else f"{api_name}: {message}")
@@ -128,10 +129,8 @@ class FeatureAccessForm(forms.ModelForm):
         meaningful = [name for name in self.changed_data if name != "reason"]
         if (meaningful or self.instance._state.adding) and not (cleaned.get("reason") or "").strip():
             self.add_error("reason", "Give a reason for this change; it is kept in the history.")
-        valid_until = cleaned.get("valid_until")
-        if valid_until and self.instance.valid_from and valid_until <= self.instance.valid_from:
-            self.add_error("valid_until", "Must be after the start of validity.")
         try:
+            feature_access_window_validate(valid_from=self.instance.valid_from, valid_until=cleaned.get("valid_until"))
             feature_access_validate_changes(changes=self.access_changes())
         except ApplicationError as error:
             _application_error_to_form(self, error)
@@ -186,7 +185,8 @@ class FeatureAccessInline(admin.TabularInline):
     verbose_name_plural = "feature access (every change needs a reason)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("feature", "feature__product", "tier")
+        # `company` too: each row's label (FeatureAccess.__str__) names it.
+        return super().get_queryset(request).select_related("company", "feature", "feature__product", "tier")
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
@@ -216,6 +216,11 @@ class FeatureAccessInline(admin.TabularInline):
                 except Exception:  # noqa: BLE001 - a malformed id shows every feature
                     pass
             kwargs["queryset"] = features.order_by("product__code", "code")
+            formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Read the choices once for the page: every inline row (and the
+            # empty form) would otherwise run the same query again.
+            formfield.choices = list(formfield.choices)
+            return formfield
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="state")
@@ -371,18 +376,28 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
         .order_by("-history_date", "-history_id")[:limit]
     )
     # Previous version of each record: the next older one of the same row in
-    # this page, else one query for the oldest record of each row shown.
+    # this page; for the oldest record shown of each row, its predecessor,
+    # found for all rows at once (two queries, whatever the number of rows).
     previous_of: dict[int, Any] = {}
     newest_first_by_row: dict[Any, list] = {}
     for record in records:
         newest_first_by_row.setdefault(record.id, []).append(record)
+    oldest_shown = []
     for versions in newest_first_by_row.values():
         for newer, older in zip(versions, versions[1:]):
             previous_of[newer.history_id] = older
-        oldest = versions[-1]
-        previous_of[oldest.history_id] = (
-            History.objects.filter(id=oldest.id, history_id__lt=oldest.history_id).order_by("-history_id").first()
-        )
+        oldest_shown.append(versions[-1])
+    if oldest_shown:
+        before_oldest = Q()
+        for oldest in oldest_shown:
+            before_oldest |= Q(id=oldest.id, history_id__lt=oldest.history_id)
+        predecessor_ids = {
+            row["id"]: row["previous"]
+            for row in History.objects.filter(before_oldest).values("id").annotate(previous=Max("history_id")).order_by()
+        }
+        predecessors = History.objects.in_bulk(list(predecessor_ids.values()), field_name="history_id")
+        for oldest in oldest_shown:
+            previous_of[oldest.history_id] = predecessors.get(predecessor_ids.get(oldest.id))
     entries = []
     for record in records:
         previous = previous_of.get(record.history_id)
@@ -439,7 +454,8 @@ class ApplyTierForm(forms.Form):
     )
     reason = forms.CharField(max_length=2000, widget=forms.TextInput(attrs={"size": 60}))
 
-    OVERRIDE_FIELDS = {"includedQuantity": "included_quantity", "quantityLimit": "quantity_limit", "isEnabled": "is_enabled", "config": "config"}
+    # The API's names of what an apply-time override may set (the same JSON as POST /tiers/{code}/apply).
+    OVERRIDE_FIELDS = {api: name for api, name in SERVICE_FIELD_FOR_API_NAME.items() if name in OVERRIDE_KEYS}
 
     def __init__(self, *args, companies, **kwargs):
         super().__init__(*args, **kwargs)

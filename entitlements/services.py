@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from companies.models import Company
 from companies.selectors import company_not_found
+from companies.services.cleaning import merge_json
 from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
@@ -42,6 +43,9 @@ API_FIELD_NAMES = {
     "valid_from": "validFrom",
     "valid_until": "validUntil",
 }
+# API field name → service keyword, for callers that receive API-shaped input
+# or errors (the admin's forms); derived here so the map has one home.
+SERVICE_FIELD_FOR_API_NAME = {api: name for name, api in API_FIELD_NAMES.items()}
 MAX_QUANTITY = 2**63 - 1
 MAX_REASON_LENGTH = 2000
 
@@ -100,15 +104,10 @@ def feature_access_validate_changes(*, changes: dict[str, Any], field_prefix: st
     return changes
 
 
-def config_merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Merge `patch` into `current` key by key; a key set to None is removed."""
-    merged = dict(current or {})
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
+def feature_access_window_validate(*, valid_from: datetime | None, valid_until: datetime | None) -> None:
+    """A validity window must end after it starts (BadRequest on `validUntil`)."""
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise BadRequest.for_field("validUntil", "Must be after validFrom.")
 
 
 # --- history and locks ---------------------------------------------------------------
@@ -162,15 +161,10 @@ def feature_access_set(
         previous_state = None if created else access_state(access, at=now)
         for key, value in changes.items():
             if key == "config":
-                access.config = config_merge(access.config, value)
+                access.config = merge_json(access.config, value)
             else:
                 setattr(access, key, value)
-        if (
-            access.valid_from is not None
-            and access.valid_until is not None
-            and access.valid_until <= access.valid_from
-        ):
-            raise BadRequest.for_field("validUntil", "Must be after validFrom.")
+        feature_access_window_validate(valid_from=access.valid_from, valid_until=access.valid_until)
         changed = created or _snapshot(access) != before
         if changed and "source" not in changes and not created and access.source == AccessSource.SUBSCRIPTION:
             access.source = _default_source(actor)
@@ -326,7 +320,7 @@ def tier_apply(
             row.valid_until = None
             for key, value in (override or {}).items():
                 if key == "config":
-                    row.config = config_merge(row.config, value)
+                    row.config = merge_json(row.config, value)
                 else:
                     setattr(row, key, value)
             if before is None or _snapshot(row) != before:

@@ -24,6 +24,7 @@ from entitlements.models import Feature, FeatureKind
 from . import selectors, services
 from .charts import daily_usage_svg
 from .models import UsageEvent, UsageMeter, UsageSnapshot, UsageSource
+from .rules import check_quantity
 
 ADJUST_PERMISSION = "metering.adjust_usage"
 RETRY_DELIVERY_PERMISSION = "metering.retry_usage_delivery"
@@ -263,10 +264,15 @@ class AdjustUsageForm(forms.Form):
         cleaned = super().clean()
         mode, value, feature = cleaned.get("mode"), cleaned.get("value"), cleaned.get("feature")
         if value is not None:
-            if mode == self.MODE_DELTA and value == 0:
-                self.add_error("value", "A delta must not be 0.")
-            if mode == self.MODE_SET and value < 0:
-                self.add_error("value", "Usage cannot be set below 0.")
+            # The services' own checks of a delta and of an absolute value.
+            try:
+                if mode == self.MODE_SET:
+                    check_quantity(value, field="value", minimum=0, allow_zero=True)
+                else:
+                    check_quantity(value, field="value", minimum=None)
+            except ApplicationError as error:
+                for message in error.details["fields"]["value"]:
+                    self.add_error("value", message)
         if feature is not None:
             not_visible = company_ids_not_visible(
                 product_id=feature.product_id, company_ids=[c.pk for c in self.companies]
@@ -275,6 +281,11 @@ class AdjustUsageForm(forms.Form):
             if unlinked:
                 self.add_error("feature", f"Not linked to {feature.product.name}: {', '.join(unlinked)}.")
         return cleaned
+
+
+def _companies_usage(companies: list[Company]) -> list[tuple]:
+    usage = selectors.companies_metered_usage(company_ids=[company.pk for company in companies])
+    return [(company, usage[company.pk]) for company in companies]
 
 
 def usage_adjust_for_admin(*, company: Company, feature: Feature, mode: str, value: int, reason: str, user):
@@ -340,9 +351,7 @@ def metering_adjust_usage(modeladmin, request, queryset):
         "opts": modeladmin.model._meta,
         "companies": companies,
         "form": form,
-        "company_usage": [
-            (company, selectors.company_metered_usage(company_id=company.pk)) for company in companies[:20]
-        ],
+        "company_usage": _companies_usage(companies[:20]),
         "action_name": "metering_adjust_usage",
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         "media": modeladmin.media + form.media,

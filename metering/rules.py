@@ -180,16 +180,17 @@ def check_event_time(*, timestamp: datetime | None, now: datetime, field: str = 
 
 
 def check_quantity(value: int, *, field: str, minimum: int | None = 1, allow_zero: bool = False) -> None:
-    """The services' own guard (the API validates first; the admin and other
-    apps call services directly)."""
+    """The one check of a quantity, delta or absolute value of a usage write:
+    the services call it, the admin's form calls it, and the API's delta
+    reaches it through the service."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest.for_field(field, "Must be a whole number.")
     if abs(value) > MAX_BIGINT:
         raise BadRequest.for_field(field, "Out of range (64-bit).")
     if minimum is not None and value < minimum:
-        raise BadRequest.for_field(field, f"Must be at least {minimum}.")
+        raise BadRequest.for_field(field, "Usage cannot go below 0." if minimum == 0 else f"Must be at least {minimum}.")
     if value == 0 and not allow_zero:
-        raise BadRequest.for_field(field, "Must not be zero.")
+        raise BadRequest.for_field(field, "A delta must not be 0.")
 
 
 def limit_exceeded(*, current_usage: int, quantity_limit: int, requested: int, feature_code: str) -> PreconditionFailed:

@@ -31,7 +31,7 @@ from entitlements.selectors import (
 )
 
 from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
-from .periods import period_for
+from .periods import billing_periods_at, period_for
 from .rules import (
     NO_ACCESS,
     db_value,
@@ -303,25 +303,54 @@ class MeteredFeatureUsage:
 def company_metered_usage(*, company_id: UUID, at: datetime | None = None) -> list[MeteredFeatureUsage]:
     """Each metered feature of the products the company is linked to, with
     current-period usage against its limit (the admin's usage panel)."""
+    return companies_metered_usage(company_ids=[company_id], at=at)[company_id]
+
+
+def companies_metered_usage(*, company_ids: Sequence[UUID], at: datetime | None = None) -> dict[UUID, list[MeteredFeatureUsage]]:
+    """`company_metered_usage` of many companies in a fixed number of queries
+    (links, features, access rows, billing periods, meters), whatever their number."""
     at = at or timezone.now()
-    product_ids = ProductLink.objects.filter(company_id=company_id).values("product_id")
+    company_ids = list(company_ids)
+    products_of: dict[UUID, set] = defaultdict(set)
+    for company_id, product_id in ProductLink.objects.filter(company_id__in=company_ids).values_list(
+        "company_id", "product_id"
+    ):
+        products_of[company_id].add(product_id)
     features = list(
-        Feature.objects.filter(product_id__in=product_ids, kind=FeatureKind.METERED)
+        Feature.objects.filter(product_id__in={p for ids in products_of.values() for p in ids}, kind=FeatureKind.METERED)
         .select_related("product")
         .order_by("product__code", "code")
     )
-    usage = current_usage_read(company_id=company_id, features=features, at=at)
     access = {
-        row.feature_id: row for row in FeatureAccess.objects.filter(company_id=company_id, feature__in=features)
+        (row.company_id, row.feature_id): row
+        for row in FeatureAccess.objects.filter(company_id__in=company_ids, feature__in=features)
     }
-    result = []
-    for feature in features:
-        terms = access.get(feature.id)
-        period = period_for(feature.reset_period, at, company_id=company_id)
-        result.append(
+    billing_periods = billing_periods_at(company_ids=company_ids, at=at)
+    periods = {
+        (company_id, feature.id): period_for(
+            feature.reset_period, at, company_id=company_id, billing_periods=billing_periods
+        )
+        for company_id in company_ids
+        for feature in features
+        if feature.product_id in products_of[company_id]
+    }
+    meters = {}
+    if periods:
+        rows = UsageMeter.objects.filter(
+            company_id__in=company_ids,
+            feature_id__in={feature.id for feature in features},
+            period_start__in={period.start for period in periods.values()},
+        ).values_list("company_id", "feature_id", "period_start", "value")
+        meters = {(row[0], row[1], row[2]): row[3] for row in rows}
+    features_by_id = {feature.id: feature for feature in features}
+    result: dict[UUID, list[MeteredFeatureUsage]] = {company_id: [] for company_id in company_ids}
+    for (company_id, feature_id), period in periods.items():
+        feature = features_by_id[feature_id]
+        terms = access.get((company_id, feature_id))
+        result[company_id].append(
             MeteredFeatureUsage(
                 feature=feature,
-                current_usage=usage.get(feature.id, 0),
+                current_usage=meters.get((company_id, feature_id, period.start), 0),
                 quantity_limit=terms.quantity_limit if terms else None,
                 included_quantity=terms.included_quantity if terms else 0,
                 is_enabled=bool(terms and terms.is_active_at(at)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from .services import meters_close_due
 
@@ -14,7 +15,9 @@ logger = logging.getLogger(__name__)
 @shared_task(
     name="metering.close_periods",
     acks_late=True,
-    autoretry_for=(Exception,),
+    # Only transient failures (a lost connection, a deadlock, the database
+    # restarting) are worth retrying; a bug would fail the same way five times.
+    autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=300,
     max_retries=5,

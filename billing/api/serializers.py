@@ -131,3 +131,85 @@ class OnboardResultSerializer(serializers.Serializer):
     shortId = serializers.CharField(source="company.short_id")
     linkStatus = serializers.ChoiceField(source="link_status", choices=["created", "linked", "already_linked"])
     billingStatus = OnboardBillingStatusSerializer(source="billing_status")
+
+
+# --- customers, cards, subscriptions managed from SaaSDesk ---------------------------
+
+
+class CustomerEnsureInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    email = serializers.EmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    name = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+
+
+class CustomerEnsureResultSerializer(serializers.Serializer):
+    stripeCustomerId = serializers.CharField(source="stripe_customer_id")
+    created = serializers.BooleanField()
+
+
+class CompanyIdInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+
+
+class CompanyIdQuerySerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+
+
+class SetupIntentResultSerializer(serializers.Serializer):
+    setupIntentId = serializers.CharField(source="setup_intent_id")
+    clientSecret = serializers.CharField(source="client_secret", help_text="For Stripe.js confirmCardSetup in the product's page.")
+    stripeCustomerId = serializers.CharField(source="stripe_customer_id")
+
+
+class PaymentMethodSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    brand = serializers.CharField()
+    last4 = serializers.CharField()
+    expMonth = serializers.IntegerField(source="exp_month", allow_null=True)
+    expYear = serializers.IntegerField(source="exp_year", allow_null=True)
+    isDefault = serializers.BooleanField(source="is_default")
+
+
+class PaymentMethodListSerializer(serializers.Serializer):
+    data = PaymentMethodSerializer(many=True)
+
+
+class PaymentMethodDefaultInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    paymentMethodId = _stripe_id()
+
+
+class SubscriptionCreateInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    tierCode = serializers.CharField(max_length=64)
+    trialPeriodDays = serializers.IntegerField(min_value=1, max_value=730, required=False, allow_null=True)
+    paymentMethodId = _optional_stripe_id()
+
+
+class SubscriptionChangeInputSerializer(StrictSerializer):
+    tierCode = serializers.CharField(max_length=64)
+    prorationBehavior = serializers.ChoiceField(
+        choices=["create_prorations", "none", "always_invoice"], required=False, default="create_prorations"
+    )
+
+
+class SubscriptionCancelInputSerializer(StrictSerializer):
+    atPeriodEnd = serializers.BooleanField(required=False, default=True)
+    reason = serializers.CharField(max_length=500)
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    """The subscription answer of SPEC §6."""
+
+    id = serializers.UUIDField()
+    stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id")
+    stripeCustomerId = serializers.CharField(source="stripe_customer_id")
+    status = serializers.CharField()
+    tierCode = serializers.CharField(source="tier.code", allow_null=True, default=None)
+    displayName = serializers.CharField(source="display_name")
+    currentPeriodStart = UTCDateTimeField(source="current_period_start", allow_null=True)
+    currentPeriodEnd = UTCDateTimeField(source="current_period_end", allow_null=True)
+    cancelAtPeriodEnd = serializers.BooleanField(source="cancel_at_period_end")
+    trialEnd = UTCDateTimeField(source="trial_end", allow_null=True)
+    canceledAt = UTCDateTimeField(source="canceled_at", allow_null=True)
+    createdAt = UTCDateTimeField(source="created_at")

@@ -5,17 +5,45 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 from companies.actors import Actor
+from config.errors import BadRequest
 
-from ..selectors import billing_status
+from ..selectors import billing_status, subscription_get_visible, subscriptions_list
+from ..services.customers import (
+    payment_method_detach,
+    payment_method_set_default,
+    payment_methods_list,
+    setup_intent_create,
+    stripe_customer_ensure,
+)
 from ..services.onboarding import onboard
+from ..services.subscription_lifecycle import (
+    subscription_cancel,
+    subscription_change,
+    subscription_create,
+    subscription_resume,
+)
 from ..services.subscriptions import checkout_claim, subscription_link
 from .serializers import (
     BillingStatusSerializer,
+    CompanyIdInputSerializer,
+    CompanyIdQuerySerializer,
+    CustomerEnsureInputSerializer,
+    CustomerEnsureResultSerializer,
+    PaymentMethodDefaultInputSerializer,
+    PaymentMethodListSerializer,
+    PaymentMethodSerializer,
+    SetupIntentResultSerializer,
+    SubscriptionCancelInputSerializer,
+    SubscriptionChangeInputSerializer,
+    SubscriptionCreateInputSerializer,
+    SubscriptionSerializer,
     CheckoutClaimInputSerializer,
     CheckoutClaimResultSerializer,
     OnboardInputSerializer,
@@ -93,3 +121,221 @@ class OnboardApi(APIView):
             actor=Actor.from_request(request),
         )
         return Response(OnboardResultSerializer(result).data, status=201 if result.created else 200)
+
+
+# --- customers and cards -------------------------------------------------------------------
+
+COMPANY_ID_QUERY = OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.QUERY, required=True)
+_402 = "The card was declined: details.declineCode is Stripe's decline code (e.g. insufficient_funds)."
+
+
+class CustomerEnsureApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_customers_create",
+        summary="Create the company's Stripe customer for this product, or return the existing one",
+        request=CustomerEnsureInputSerializer,
+        responses={201: CustomerEnsureResultSerializer, 200: CustomerEnsureResultSerializer, **error_responses(400, 404, 409, 503)},
+    )
+    def post(self, request):
+        data = validated(CustomerEnsureInputSerializer, request.data)
+        result = stripe_customer_ensure(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            email=data.get("email") or None,
+            name=data.get("name") or None,
+            actor=Actor.from_request(request),
+        )
+        return Response(CustomerEnsureResultSerializer(result).data, status=201 if result.created else 200)
+
+
+class SetupIntentCreateApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_setup_intents_create",
+        summary="A SetupIntent to collect a card in the product's page (creates the Stripe customer if needed)",
+        request=CompanyIdInputSerializer,
+        responses={201: SetupIntentResultSerializer, **error_responses(400, 404, 409, 503)},
+    )
+    def post(self, request):
+        data = validated(CompanyIdInputSerializer, request.data)
+        result = setup_intent_create(
+            product_id=request.auth.product_id, company_id=data["companyId"], actor=Actor.from_request(request)
+        )
+        return Response(SetupIntentResultSerializer(result).data, status=201)
+
+
+class PaymentMethodListApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_payment_methods_list",
+        summary="The company's saved cards, the default one flagged",
+        parameters=[COMPANY_ID_QUERY],
+        responses={200: PaymentMethodListSerializer, **error_responses(400, 404, 503)},
+    )
+    def get(self, request):
+        query = validated(CompanyIdQuerySerializer, request.query_params)
+        methods = payment_methods_list(product_id=request.auth.product_id, company_id=query["companyId"])
+        return Response({"data": PaymentMethodSerializer(methods, many=True).data})
+
+
+class PaymentMethodDefaultApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_payment_methods_set_default",
+        summary="Make a saved card the company's default for invoices and renewals",
+        request=PaymentMethodDefaultInputSerializer,
+        responses={200: PaymentMethodSerializer, **error_responses(400, 402, 404, 503, _402=_402)},
+    )
+    def post(self, request):
+        data = validated(PaymentMethodDefaultInputSerializer, request.data)
+        method = payment_method_set_default(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            payment_method_id=data["paymentMethodId"],
+            actor=Actor.from_request(request),
+        )
+        return Response(PaymentMethodSerializer(method).data)
+
+
+class PaymentMethodDetachApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_payment_methods_detach",
+        summary="Remove a saved card from the company",
+        parameters=[OpenApiParameter("paymentMethodId", OpenApiTypes.STR, OpenApiParameter.PATH), COMPANY_ID_QUERY],
+        responses={204: None, **error_responses(400, 404, 503)},
+    )
+    def delete(self, request, paymentMethodId):  # noqa: N803 - the path parameter's API name
+        query = validated(CompanyIdQuerySerializer, request.query_params)
+        payment_method_detach(
+            product_id=request.auth.product_id,
+            company_id=query["companyId"],
+            payment_method_id=paymentMethodId,
+            actor=Actor.from_request(request),
+        )
+        return Response(status=204)
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+SUBSCRIPTION_ID_PATH = OpenApiParameter("subscriptionId", OpenApiTypes.UUID, OpenApiParameter.PATH)
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+    description="Required: a retry with the same key returns the same subscription, never a second one.",
+)
+IDEMPOTENCY_KEY_MAX = 200
+
+
+class SubscriptionsListQuerySerializer(PageQuerySerializer):
+    companyId = serializers.UUIDField()
+
+
+class SubscriptionCollectionApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_create",
+        summary="Subscribe a company to a tier in Stripe (base fee + feature prices), then link and apply it",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        request=SubscriptionCreateInputSerializer,
+        responses={201: SubscriptionSerializer, **error_responses(400, 402, 404, 409, 503, _402=_402)},
+    )
+    def post(self, request):
+        data = validated(SubscriptionCreateInputSerializer, request.data)
+        key = (request.headers.get("Idempotency-Key") or "").strip()
+        if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+            raise BadRequest.for_field("Idempotency-Key", f"Required header, 1–{IDEMPOTENCY_KEY_MAX} characters.")
+        result = subscription_create(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            tier_code=data["tierCode"],
+            trial_period_days=data.get("trialPeriodDays"),
+            payment_method_id=data.get("paymentMethodId") or None,
+            idempotency_key=key,
+            actor=Actor.from_request(request),
+        )
+        return Response(SubscriptionSerializer(result.subscription).data, status=201)
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_list",
+        summary="The company's subscriptions in this product, newest first",
+        parameters=[SubscriptionsListQuerySerializer],
+        responses={200: page_of(SubscriptionSerializer), **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(SubscriptionsListQuerySerializer, request.query_params)
+        subscriptions = subscriptions_list(product_id=request.auth.product_id, company_id=query["companyId"])
+        page = paginate(subscriptions, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, SubscriptionSerializer)
+
+
+class SubscriptionDetailApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_get",
+        summary="One subscription",
+        parameters=[SUBSCRIPTION_ID_PATH],
+        responses={200: SubscriptionSerializer, **error_responses(404)},
+    )
+    def get(self, request, subscriptionId):  # noqa: N803 - the path parameter's API name
+        subscription = subscription_get_visible(product_id=request.auth.product_id, subscription_id=subscriptionId)
+        return Response(SubscriptionSerializer(subscription).data)
+
+
+class SubscriptionChangeApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_change",
+        summary="Move a subscription to another tier (items swapped in Stripe, prorated) and apply it",
+        parameters=[SUBSCRIPTION_ID_PATH],
+        request=SubscriptionChangeInputSerializer,
+        responses={200: SubscriptionSerializer, **error_responses(400, 402, 404, 409, 503, _402=_402)},
+    )
+    def post(self, request, subscriptionId):  # noqa: N803
+        data = validated(SubscriptionChangeInputSerializer, request.data)
+        result = subscription_change(
+            product_id=request.auth.product_id,
+            subscription_id=subscriptionId,
+            tier_code=data["tierCode"],
+            proration_behavior=data["prorationBehavior"],
+            actor=Actor.from_request(request),
+        )
+        return Response(SubscriptionSerializer(result.subscription).data)
+
+
+class SubscriptionCancelApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_cancel",
+        summary="Cancel at period end (default) or now",
+        parameters=[SUBSCRIPTION_ID_PATH],
+        request=SubscriptionCancelInputSerializer,
+        responses={200: SubscriptionSerializer, **error_responses(400, 404, 409, 503)},
+    )
+    def post(self, request, subscriptionId):  # noqa: N803
+        data = validated(SubscriptionCancelInputSerializer, request.data)
+        result = subscription_cancel(
+            product_id=request.auth.product_id,
+            subscription_id=subscriptionId,
+            at_period_end=data["atPeriodEnd"],
+            reason=data["reason"],
+            actor=Actor.from_request(request),
+        )
+        return Response(SubscriptionSerializer(result.subscription).data)
+
+
+class SubscriptionResumeApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_subscriptions_resume",
+        summary="Undo a pending cancel at period end (409 if none is pending)",
+        parameters=[SUBSCRIPTION_ID_PATH],
+        request=None,
+        responses={200: SubscriptionSerializer, **error_responses(404, 409, 503)},
+    )
+    def post(self, request, subscriptionId):  # noqa: N803
+        result = subscription_resume(
+            product_id=request.auth.product_id, subscription_id=subscriptionId, actor=Actor.from_request(request)
+        )
+        return Response(SubscriptionSerializer(result.subscription).data)

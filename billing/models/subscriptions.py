@@ -41,6 +41,7 @@ class Subscription(models.Model):
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
     # Set when the subscription came through a claimed checkout session: the
     # unique constraint is what makes a session claimable only once.
     checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)

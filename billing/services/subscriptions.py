@@ -195,6 +195,7 @@ def subscription_sync(
         "current_period_end": period_end,
         "cancel_at_period_end": bool(stripe_subscription.get("cancel_at_period_end")),
         "canceled_at": stripe_objects.timestamp(stripe_subscription.get("canceled_at")),
+        "trial_end": stripe_objects.timestamp(stripe_subscription.get("trial_end")),
         "price_ids": price_ids,
     }
     local = Subscription.objects.select_for_update().filter(stripe_subscription_id=stripe_id).first()

@@ -74,9 +74,13 @@ class CompanySerializer(serializers.Serializer):
 
     def to_representation(self, company):
         if not hasattr(company, "account"):
-            # Lists prefetch the key's product's account (selectors.with_accounts).
-            accounts = getattr(company, "product_accounts", None) or [Account(company=company)]
-            company.account = accounts[0]
+            # Lists prefetch the key's product's account (selectors.with_accounts);
+            # single answers set it (selectors.company_with_account). Anything
+            # else would show another product's values or made-up ones.
+            accounts = getattr(company, "product_accounts", None)
+            if accounts is None:
+                raise AssertionError("CompanySerializer needs company.account (selectors.company_with_account)")
+            company.account = accounts[0] if accounts else Account(company=company)
         return super().to_representation(company)
 
 

@@ -81,6 +81,7 @@ class CompanyByProductLinkApi(APIView):
     def get(self, request):
         query = validated(ByProductLinkQuerySerializer, request.query_params)
         company, link = selectors.company_get_by_external_org(product_id=request.auth.product_id, **query)
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         company.link = link
         return Response(CompanyWithLinkSerializer(company).data)
 
@@ -95,6 +96,7 @@ class CompanyDetailApi(APIView):
     )
     def get(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
     @extend_schema(

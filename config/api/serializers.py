@@ -47,6 +47,10 @@ def _takes_json_string(field: serializers.Field) -> bool:
     return False
 
 
+def _checks_children(child: serializers.Field) -> bool:
+    return _takes_json_string(child) or isinstance(child, (serializers.ListField, serializers.DictField))
+
+
 def _json_type_errors(field: serializers.Field, value) -> list[str] | dict | None:
     """Type errors of one input value, in DRF's error shape; None when fine.
     Nested serializers check themselves; list and dict children are checked
@@ -56,6 +60,8 @@ def _json_type_errors(field: serializers.Field, value) -> list[str] | dict | Non
     if _takes_json_string(field):
         message = string_input_error(value)
         return [message] if message else None
+    if isinstance(field, (serializers.ListField, serializers.DictField)) and not _checks_children(field.child):
+        return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         errors = {index: err for index, item in enumerate(value) if (err := _json_type_errors(field.child, item))}
         return errors or None
@@ -174,15 +180,8 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class NonZeroIntegerField(StrictIntegerField):
-    """A StrictIntegerField that refuses 0 (a correction by nothing is a mistake)."""
-
-    default_error_messages = {"zero": "Must not be zero."}
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if value == 0:
-            self.fail("zero")
-        return value
+    """A StrictIntegerField whose service refuses 0 (a correction by nothing):
+    the rule stays in the service; this class only puts `not: 0` in the schema."""
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -317,9 +316,9 @@ def _plain_value(field, value):
         # values those settings leave unchanged are plain.
         if type(value) is not str or not value or value != value.strip() or not field.trim_whitespace:
             return _REFUSED
-        return value
+        return value if string_input_error(value) is None else _REFUSED
     if kind in (serializers.UUIDField, StrictUUIDField):
-        if type(value) is not str:
+        if type(value) is not str or string_input_error(value) is not None:
             return _REFUSED
         try:
             return uuid.UUID(value)

@@ -68,6 +68,8 @@ class UsageSetSerializer(_CompanyRefSerializer):
 
 
 class UsageAdjustSerializer(_CompanyRefSerializer):
+    # `delta ≠ 0` is checked once, by the service (metering.rules.check_quantity);
+    # NonZeroIntegerField only says so in the schema.
     featureCode = StrictCharField(source="feature_code", max_length=64)
     delta = NonZeroIntegerField(help_text="≠ 0; may be negative.")
     reason = StrictCharField(max_length=2000)

@@ -1,6 +1,7 @@
 """Concurrency on PostgreSQL with real threads: SKIP LOCKED delivery (each
 event sent exactly once by any number of workers), concurrent checkout claims,
-webhook deliveries and onboarding calls."""
+webhook deliveries and onboarding calls, concurrent subscribe and
+customer creation calls."""
 
 from __future__ import annotations
 
@@ -176,3 +177,58 @@ def test_concurrent_onboarding_of_one_org_creates_one_company(product, catalog):
     assert len({result.company.pk for result in results}) == 1
     assert Company.objects.count() == 1
     assert ProductLink.objects.filter(external_org_id="org_race").count() == 1
+
+
+@pytest.mark.parametrize("same_key", [True, False])
+def test_concurrent_subscribe_calls(api, company, fake_stripe, stripe_catalog, same_key):
+    """Four simultaneous POST /billing/subscriptions for one company: with one
+    Idempotency-Key Stripe makes one subscription and SaaSDesk links it once;
+    with four keys there are four (the product asked four times)."""
+    from billing.models import Subscription
+    from billing.services.subscription_lifecycle import subscription_create
+    from entitlements.actors import Actor
+    from tests.billing.test_api_money_flows import add_card
+
+    add_card(api, fake_stripe, company)
+    barrier = threading.Barrier(4)
+    results = [None] * 4
+
+    def subscribe(index):
+        return subscription_create(
+            product_id=company.links.first().product_id, company_id=company.pk, tier_code="pro",
+            idempotency_key="same" if same_key else f"key-{index}", actor=Actor.system("test"),
+        ).subscription.pk
+
+    threads = [threading.Thread(target=_in_thread, args=(lambda i=i: subscribe(i), results, i, barrier)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not any(isinstance(result, BaseException) for result in results), results
+    expected = 1 if same_key else 4
+    assert len(set(results)) == expected
+    assert Subscription.objects.filter(company=company).count() == expected
+    assert len(fake_stripe.subscriptions) == expected
+
+
+def test_concurrent_customer_creation_makes_one_customer(company, product, fake_stripe):
+    from billing.models import BillingProfile
+    from billing.services.customers import stripe_customer_ensure
+    from entitlements.actors import Actor
+
+    barrier = threading.Barrier(4)
+    results = [None] * 4
+
+    def ensure():
+        return stripe_customer_ensure(product_id=product.pk, company_id=company.pk, actor=Actor.system("test")).stripe_customer_id
+
+    threads = [threading.Thread(target=_in_thread, args=(ensure, results, i, barrier)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not any(isinstance(result, BaseException) for result in results), results
+    assert len(set(results)) == 1 and len(fake_stripe.customers) == 1
+    assert BillingProfile.objects.get(company=company).stripe_customer_id == results[0]

@@ -285,3 +285,23 @@ def test_admin_refuses_a_short_id_taken_in_the_pool_and_allows_it_in_another(adm
     assert add("chat").status_code == 200  # linked_company is acme-inc in pool chat
     assert add("crm").status_code == 302
     assert sorted(Company.objects.filter(short_id="acme-inc").values_list("customer_pool", flat=True)) == ["chat", "crm"]
+
+
+def test_admin_refuses_a_link_to_a_company_of_another_pool(admin_client, product, theirs):
+    response = admin_client.post(
+        reverse("admin:companies_productlink_add"),
+        {"company": str(theirs.pk), "product": str(product.pk), "external_org_id": "chat_x"},
+    )
+    assert response.status_code == 200
+    assert "another customer pool" in response.content.decode()
+    assert not ProductLink.objects.filter(product=product).exists()
+
+
+def test_admin_link_makes_the_account(admin_client, product, other_product):
+    company = CompanyFactory(customer_pool="chat")
+    response = admin_client.post(
+        reverse("admin:companies_productlink_add"),
+        {"company": str(company.pk), "product": str(product.pk), "external_org_id": "chat_y"},
+    )
+    assert response.status_code == 302, response.content[:1000]
+    assert Account.objects.filter(company=company, product=product).exists()

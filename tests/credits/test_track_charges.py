@@ -101,3 +101,13 @@ def test_frozen_wallet_refuses_credit_priced_tracks(product, company, image, gra
     with pytest.raises(Locked):
         track(product, company)
     assert UsageMeter.objects.get().value == 2
+
+
+def test_batch_api_reports_402_per_event(api, product, company, image, grant):
+    grant(5)
+    events = [{"companyId": str(company.pk), "featureCode": "ai_image", "quantity": q} for q in (2, 1, 1)]
+    body = api.post("/api/v1/usage/track-batch", {"events": events}, format="json").json()
+    assert [r["status"] for r in body["results"]] == ["ok", "ok", "error"]
+    error = body["results"][2]["error"]
+    assert error["code"] == "PAYMENT_REQUIRED" and error["httpStatus"] == 402
+    assert error["details"] == {"required": 5, "available": 0}

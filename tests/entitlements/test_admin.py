@@ -269,3 +269,34 @@ def test_admin_edits_are_seen_by_the_api_at_once(api, billing_admin, pro_company
     data["name"] = "AI credits (v2)"
     assert billing_admin.post(url, data).status_code == 302
     assert api.get(check).json()["featureName"] == "AI credits (v2)"
+
+
+# --- query counts (issue 9, item 11) -------------------------------------------------------------
+
+
+def test_access_history_reads_the_previous_versions_of_all_rows_at_once(
+    support, company, tiers, django_assert_max_num_queries
+):
+    """The company's history page and the company page's history panel pair
+    each change with the version before it: two queries for every row shown,
+    not one per access row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    history_url = reverse("admin:entitlements_featureaccess_company_history", args=[company.pk])
+    company_url = reverse("admin:companies_company_change", args=[company.pk])
+    for code in ("starter", "pro"):  # a few rows, some with an earlier version
+        tier_apply(company=company, tier=tiers[code], actor=Actor.system("tests"))
+    support.get(company_url)  # warm Django's own caches (content types)
+    with CaptureQueriesContext(connection) as history_few:
+        assert support.get(history_url).status_code == 200
+    with CaptureQueriesContext(connection) as company_few:
+        assert support.get(company_url).status_code == 200
+    for code in ("enterprise", "starter", "pro", "enterprise"):  # more rows, each with more versions
+        tier_apply(company=company, tier=tiers[code], actor=Actor.system("tests"))
+
+    with django_assert_max_num_queries(len(history_few)):
+        response = support.get(history_url)
+    assert response.status_code == 200 and len(response.context["records"]) > 10
+    with django_assert_max_num_queries(len(company_few)):
+        assert support.get(company_url).status_code == 200

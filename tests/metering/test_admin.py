@@ -171,3 +171,38 @@ def test_meter_links_to_its_events(admin_client, usage):
     assert f"?meter__id__exact={meter.pk}" in html
     events = admin_client.get(reverse("admin:metering_usageevent_changelist"), {"meter__id__exact": str(meter.pk)})
     assert events.context["cl"].result_count == UsageEvent.objects.filter(meter=meter).count()
+
+
+class TestAdminQueryCounts:
+    def test_the_adjust_usage_page_reads_usage_of_all_companies_in_a_fixed_number_of_queries(
+        self, admin_client, product, feature, django_assert_max_num_queries
+    ):
+        """The intermediate page shows each selected company's usage: one
+        bulk read, not a read per company (issue 9, item 11)."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from tests.factories.companies import CompanyFactory, ProductLinkFactory
+        from tests.factories.entitlements import FeatureAccessFactory
+
+        companies = []
+        for index in range(12):
+            company = CompanyFactory(name=f"Company {index:02d}")
+            ProductLinkFactory(product=product, company=company)
+            FeatureAccessFactory(company=company, feature=feature, quantity_limit=100)
+            usage_track(product_id=product.id, company_id=company.id, feature_code="ai_credit", quantity=index + 1)
+            companies.append(company)
+
+        def page(selected):
+            return admin_client.post(
+                reverse("admin:companies_company_changelist"),
+                {"action": "metering_adjust_usage", ACTION_CHECKBOX_NAME: [str(c.pk) for c in selected]},
+            )
+
+        with CaptureQueriesContext(connection) as two:
+            assert page(companies[:2]).status_code == 200
+        with django_assert_max_num_queries(len(two)):
+            response = page(companies)
+        assert response.status_code == 200
+        assert b"Company 11" in response.content
+

@@ -188,3 +188,19 @@ class TestMetersAcrossPeriods:
         assert (meter.period_start, meter.period_end) == (utc(2026, 4, 15), utc(2026, 5, 15))
         frozen_now(utc(2026, 5, 20))
         assert track(product, company, "calls", 1).current_usage == 1  # calendar month after the subscription
+
+
+def test_close_periods_retries_transient_errors_only():
+    """A lost connection or a deadlock is retried; a bug fails at once
+    instead of failing the same way five more times."""
+    from django.db import OperationalError
+
+    with mock.patch("metering.tasks.meters_close_due", side_effect=ValueError("a bug")) as close:
+        with pytest.raises(ValueError):
+            close_periods.apply(throw=True)
+    assert close.call_count == 1
+    from celery.exceptions import Retry
+
+    with mock.patch("metering.tasks.meters_close_due", side_effect=OperationalError("connection lost")):
+        with pytest.raises(Retry):  # eager mode: the retry is scheduled, not run
+            close_periods.apply(throw=True)

@@ -1,0 +1,136 @@
+"""Issue 8's Redis-outage test on a live server (gunicorn, the real settings,
+not eager Celery): with REDIS_URL at a closed port — cache and broker both
+gone — checks, tracks (one crossing an alert threshold, so a notification is
+enqueued) and lists still answer; after a restart with Redis back, retrying
+the track made during the outage counts it once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from companies.services import api_key_create
+from metering.models import UsageEvent, UsageMeter
+from notifications.models import Delivery, WebhookEndpoint
+from tests.factories.companies import CompanyFactory, ProductFactory, ProductLinkFactory
+from tests.factories.entitlements import FeatureAccessFactory, MeteredFeatureFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def live_server(redis_url: str | None):
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"}}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DEBUG": "False",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+                        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "CACHE_KEY_PREFIX": f"outage-live-{os.getpid()}",
+        "LOG_LEVEL": "INFO",
+    })
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    port = _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="outage-live-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         "--threads", "2", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, Path(log.name).read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, "the server did not start: " + Path(log.name).read_text()
+            time.sleep(0.3)
+        server = type("Server", (), {"base": base, "log": Path(log.name)})()
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        log.close()
+
+
+def _call(server, key: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(
+        f"{server.base}/api/v1/{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+
+
+def test_a_live_server_with_redis_down_keeps_answering_and_loses_nothing():
+    product = ProductFactory(code="chat", name="Chat")
+    _, key = api_key_create(product=product, name="live")
+    company = CompanyFactory(name="Acme", short_id="acme")
+    ProductLinkFactory(product=product, company=company, external_org_id="org_acme")
+    feature = MeteredFeatureFactory(product=product, code="ai_credit")
+    FeatureAccessFactory(company=company, feature=feature, quantity_limit=10)
+    WebhookEndpoint.objects.create(product=product, url="https://hooks.example.com/in", event_types=[], secret="s" * 32)
+    track = {"companyId": str(company.pk), "featureCode": "ai_credit", "quantity": 9, "idempotencyKey": "outage-job-1"}
+
+    closed = f"redis://127.0.0.1:{_free_port()}/0"
+    with live_server(closed) as server:
+        status, check, _ = _call(server, key, "GET", f"companies/{company.pk}/features/ai_credit")
+        assert status == 200 and check["canUse"] is True
+        status, during, _ = _call(server, key, "POST", "usage/track", track)  # crosses the 80 % alert
+        assert status == 200, during
+        assert during["currentUsage"] == 9
+        for path in ("tiers", f"companies/{company.pk}/features", f"usage/history?companyId={company.pk}",
+                     f"companies/{company.pk}/contacts"):
+            status, body, _ = _call(server, key, "GET", path)
+            assert status == 200, (path, body)
+        status, _, headers = _call(server, "os_sk_" + "u" * 43, "GET", "tiers")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        log = server.log.read_text()
+    assert log.count("cache unreachable") == 1, log
+    assert "Traceback" not in log, log
+    # The notification the alert enqueued waits in the database for the beat pass.
+    assert Delivery.objects.filter(status="pending").count() >= 1
+
+    with live_server(os.environ.get("REDIS_URL")) as server:
+        status, after, headers = _call(server, key, "POST", "usage/track", track)
+        assert status == 200, after
+        assert headers.get("Idempotent-Replayed") == "true"
+        assert after["currentUsage"] == 9
+    assert UsageMeter.objects.get().value == 9
+    assert UsageEvent.objects.count() == 1
