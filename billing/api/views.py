@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
-from config.api.schema import error_responses, validated
+from config.api.schema import IDEMPOTENCY_KEY_MAX, error_responses, idempotency_key_header, validated
 from companies.actors import Actor
 from config.errors import BadRequest
 
@@ -220,11 +220,9 @@ class PaymentMethodDetachApi(APIView):
 # --- subscriptions -------------------------------------------------------------------------
 
 SUBSCRIPTION_ID_PATH = OpenApiParameter("subscriptionId", OpenApiTypes.UUID, OpenApiParameter.PATH)
-IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
-    description="Required: a retry with the same key returns the same subscription, never a second one.",
+IDEMPOTENCY_KEY_HEADER = idempotency_key_header(
+    required=True, description="Required: a retry with the same key returns the same subscription, never a second one."
 )
-IDEMPOTENCY_KEY_MAX = 200
 
 
 class SubscriptionsListQuerySerializer(PageQuerySerializer):

@@ -22,7 +22,8 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 from config.errors import ErrorCode
@@ -128,6 +129,24 @@ def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+# --- Headers ----------------------------------------------------------------------------
+
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def idempotency_key_header(*, required: bool, description: str) -> OpenApiParameter:
+    """The `Idempotency-Key` request header (SPEC §2) as every operation that takes
+    it documents it: printable ASCII, 1–200 characters, no space at either end."""
+    return OpenApiParameter(
+        "Idempotency-Key",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=required,
+        description=description,
+        pattern=r"^[!-~](?:[ -~]{0,%d}[!-~])?$" % (IDEMPOTENCY_KEY_MAX - 2),
+    )
 
 
 # --- Request bodies and fields -------------------------------------------------------

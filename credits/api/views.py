@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from companies.actors import Actor
 from config.api.pagination import page_of, page_response, paginate
-from config.api.schema import error_responses, validated
+from config.api.schema import error_responses, idempotency_key_header, validated
 from config.errors import Forbidden
 
 from .. import selectors, services
@@ -38,9 +38,8 @@ from .serializers import (
 
 REPLAY_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
-_REPLAY_PARAM = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="Same as the body's idempotencyKey (the body wins when both are given).",
+_REPLAY_PARAM = idempotency_key_header(
+    required=False, description="Same as the body's idempotencyKey (the body wins when both are given)."
 )
 
 
