@@ -143,6 +143,18 @@ def product_link_get(*, product_id: UUID, external_org_id: str) -> ProductLink |
     )
 
 
+def external_org_id_for(*, product_id: UUID, company_id: UUID) -> str | None:
+    """The product's own id for the company (its first link), for events a
+    product receives about it; None when it is not linked to the product."""
+    return (
+        product_links(product_id=product_id)
+        .filter(company_id=company_id)
+        .order_by("created_at")
+        .values_list("external_org_id", flat=True)
+        .first()
+    )
+
+
 def company_get_by_external_org(*, product_id: UUID, external_org_id: str) -> tuple[Company, ProductLink]:
     """The company the product's `external_org_id` is linked to, with the link."""
     link = product_link_get(product_id=product_id, external_org_id=external_org_id)

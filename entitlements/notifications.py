@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from companies.models import ProductLink
+from companies.selectors import external_org_id_for
 from config.api.serializers import iso_utc
 from notifications.models import EventType
 from notifications.services import event_emit
@@ -72,13 +72,3 @@ def feature_access_changed_emit(
         },
     )
 
-
-def external_org_id_for(*, product_id, company_id) -> str | None:
-    """The product's own id for the company (its first link), so a product can
-    act on the event without a lookup."""
-    return (
-        ProductLink.objects.filter(product_id=product_id, company_id=company_id)
-        .order_by("created_at")
-        .values_list("external_org_id", flat=True)
-        .first()
-    )

@@ -22,14 +22,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from companies.models import Company
-from companies.selectors import company_not_found
+from companies.selectors import company_not_found, external_org_id_for
 from companies.services.cleaning import merge_json
 from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
 from companies.actors import Actor
 from .models import AccessSource, AccessWindowNotice, Feature, FeatureAccess, Tier
-from .notifications import AccessChange, access_state, external_org_id_for, feature_access_changed_emit
+from .notifications import AccessChange, access_state, feature_access_changed_emit
 from .rules import access_in_force_for_good
 
 # Service keyword → API field name, for error messages that name the field

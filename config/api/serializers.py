@@ -254,11 +254,13 @@ class PlainInputFastPathMixin:
     items): input made only of plain JSON values that the declared fields
     accept is validated without DRF's per-field machinery — its type checked
     the way the field's class checks it, then the field's own validators
-    (max length, min/max value, no NUL), its default, and the serializer's
-    own `validate()`. Anything else (a field type not listed here, a null, a
-    value any check refuses) goes through the normal validation, which owns
-    every error message. The rules therefore stay declared once, on the
-    fields; tests/metering/test_api.py checks that both paths agree."""
+    (max length, min/max value, no NUL), its `validate_<field>`, its default,
+    and the serializer's own `validate()`. Anything else (a field type not
+    listed here, a null, a value any check refuses) goes through the normal
+    validation, which owns every error message. The rules therefore stay
+    declared once, on the fields; tests/metering/test_api.py checks that both
+    paths agree. Use one unbound instance for many inputs: the plan of its
+    fields is worked out once."""
 
     def run_validation(self, data=serializers.empty):
         attrs = self._plain_attrs(data)
@@ -269,59 +271,89 @@ class PlainInputFastPathMixin:
                 pass
         return super().run_validation(data)
 
+    def _fast_plan(self):
+        plan = self.__dict__.get("_fast_plan_cache")
+        if plan is None:
+            steps = []
+            for name, field in self.fields.items():
+                if field.read_only:
+                    continue
+                kind = _PLAIN_KINDS.get(type(field)) if "." not in field.source and field.source != "*" else None
+                steps.append(
+                    (
+                        name,
+                        field.source,
+                        kind,
+                        field.required,
+                        field.default,
+                        tuple(field.validators),
+                        getattr(self, f"validate_{name}", None),
+                    )
+                )
+            usable = not self.validators
+            plan = self.__dict__["_fast_plan_cache"] = (usable, frozenset(self.fields), tuple(steps))
+        return plan
+
     def _plain_attrs(self, data) -> dict | None:
-        if type(data) is not dict or self.validators:
+        if type(data) is not dict:
             return None
-        fields = self.fields
-        if not data.keys() <= fields.keys():
+        usable, names, steps = self._fast_plan()
+        if not usable or not data.keys() <= names:
             return None
         attrs = {}
-        for name, field in fields.items():
-            if field.read_only:
-                continue
+        for name, source, kind, required, default, validators, field_validate in steps:
             if name not in data:
-                if field.required:
+                if required:
                     return None
-                if field.default is not serializers.empty:
-                    attrs[field.source] = field.get_default()
+                if default is not serializers.empty:
+                    attrs[source] = default() if callable(default) else default
                 continue
-            value = _plain_value(field, data[name])
+            if kind is None:
+                return None
+            value = kind(data[name])
             if value is _REFUSED:
                 return None
             try:
-                for validator in field.validators:
+                for validator in validators:
                     validator(value)
-                field_validate = getattr(self, f"validate_{name}", None)
                 if field_validate is not None:
                     value = field_validate(value)
             except Exception:  # noqa: BLE001 - the full validation words the error
                 return None
-            attrs[field.source] = value
+            attrs[source] = value
         return attrs
 
 
 _REFUSED = object()
 
 
-def _plain_value(field, value):
-    """`value` as the field would return it, or _REFUSED when the fast path
-    cannot tell (the full validation then decides)."""
-    if value is None or "." in field.source or field.source == "*":
+def _plain_integer(value):
+    return value if type(value) is int else _REFUSED
+
+
+def _plain_text(value):
+    # CharField trims whitespace and refuses blanks by default (the plan only
+    # uses this for fields with those defaults): only values they leave
+    # unchanged are plain.
+    if type(value) is not str or not value or value != value.strip() or string_input_error(value) is not None:
         return _REFUSED
-    kind = type(field)
-    if kind is StrictIntegerField:
-        return value if type(value) is int else _REFUSED
-    if kind in (serializers.CharField, StrictCharField):
-        # CharField trims whitespace and refuses blanks by default: only
-        # values those settings leave unchanged are plain.
-        if type(value) is not str or not value or value != value.strip() or not field.trim_whitespace:
-            return _REFUSED
-        return value if string_input_error(value) is None else _REFUSED
-    if kind in (serializers.UUIDField, StrictUUIDField):
-        if type(value) is not str or string_input_error(value) is not None:
-            return _REFUSED
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return _REFUSED
-    return _REFUSED
+    return value
+
+
+def _plain_uuid(value):
+    if type(value) is not str or string_input_error(value) is not None:
+        return _REFUSED
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return _REFUSED
+
+
+# Field classes the fast path understands, and how it reads their input.
+_PLAIN_KINDS = {
+    StrictIntegerField: _plain_integer,
+    serializers.CharField: _plain_text,
+    StrictCharField: _plain_text,
+    serializers.UUIDField: _plain_uuid,
+    StrictUUIDField: _plain_uuid,
+}

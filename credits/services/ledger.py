@@ -22,6 +22,7 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Value, Whe
 from django.utils import timezone
 
 from companies.models import ProductLink
+from companies.selectors import product_links
 
 from ..models import BUCKET_SPEND_RANK, CreditLot, EntryKind, LedgerEntry, Wallet
 from ..notifications import balance_fell
@@ -48,12 +49,11 @@ def wallet_lock_visible(*, product_id: UUID, company_id=None, external_org_id: s
     if connection.vendor == "postgresql":
         return _lock_with_lots(product_id=product_id, company_id=company_id, external_org_id=external_org_id)
     wallets = Wallet.objects.select_for_update(of=("self",)).filter(product_id=product_id)
+    # Only a wallet of a company visible to the product (companies' rule).
+    links = product_links(product_id=product_id).filter(company=OuterRef("company_id"))
     if external_org_id is not None:
-        links = ProductLink.objects.filter(
-            company=OuterRef("company_id"), product_id=product_id, external_org_id=external_org_id.strip()
-        )
+        links = links.filter(external_org_id=external_org_id.strip())
     else:
-        links = ProductLink.objects.filter(company=OuterRef("company_id"), product_id=product_id)
         wallets = wallets.filter(company_id=company_id)
     return wallets.filter(Exists(links)).first()
 

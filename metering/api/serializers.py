@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -45,11 +46,25 @@ class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
     metadata = JSONObjectField(required=False)
 
 
+@extend_schema_field(UsageTrackSerializer)
+@extend_schema_field(OpenApiTypes.ANY)
+class _BatchItemField(serializers.Field):
+    """One item of a batch, as parsed from the request's JSON: passed on as it
+    is, to be validated by UsageTrackSerializer item by item. (DRF's JSONField
+    would re-encode every item only to check it is JSON, which it is.)"""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class UsageTrackBatchSerializer(StrictSerializer):
     # Items are validated one by one in the view, so that one bad event is an
     # `error` result of its own instead of failing the other 999.
     events = serializers.ListField(
-        child=serializers.JSONField(allow_null=True),
+        child=_BatchItemField(allow_null=True),
         allow_empty=False,
         min_length=1,
         max_length=MAX_BATCH_SIZE,

@@ -26,7 +26,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from companies.models import ProductLink
+from companies.selectors import external_org_id_for
 from config.api.serializers import iso_utc
 from notifications.models import EventType
 from notifications.services import event_emit
@@ -105,12 +105,7 @@ def _alerts_claim(*, meter_id: UUID, thresholds: list[int], quantity_limit: int,
 
 def _emit(*, event, feature: FeatureInfo, thresholds: list[int], now: datetime) -> None:
     period_start, period_end = UsageMeter.objects.filter(pk=event["meter_id"]).values_list("period_start", "period_end").get()
-    external_org_id = (
-        ProductLink.objects.filter(product_id=event["product_id"], company_id=event["company_id"])
-        .order_by("created_at")
-        .values_list("external_org_id", flat=True)
-        .first()
-    )
+    external_org_id = external_org_id_for(product_id=event["product_id"], company_id=event["company_id"])
     base = {
         "companyId": str(event["company_id"]),
         "externalOrgId": external_org_id,

@@ -15,12 +15,15 @@ Invariants (SPEC §5), under any concurrency:
 Extending the track: `_after_counter_update` is the one place for work that
 must commit with the tracked usage (credit debits, threshold notifications).
 It runs in the track's transaction right after the counter UPDATE and the
-event INSERT, for single tracks and batches alike.
+event INSERT, for single tracks and batches alike; `_hooks_apply` says when a
+single track can have such work (otherwise it runs as one autocommitted
+statement) and must be kept in step with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from datetime import datetime
@@ -207,12 +210,17 @@ def _track_apply(
         "limit": terms.quantity_limit,
     }
     existing = None
-    # A savepoint inside a caller's transaction, so that a duplicate-key
-    # failure does not abort the caller's transaction.
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One statement: UPDATE … RETURNING feeding the INSERT in a CTE,
-            # so the meter row is locked for one round trip less.
+    one_statement = connection.vendor == "postgresql"
+    with_hooks = _hooks_apply(feature=feature, terms=terms)
+    # A transaction when hooks must commit with the event (or the database
+    # needs two statements); a savepoint inside a caller's transaction, so
+    # that a duplicate-key failure does not abort it. Otherwise the one
+    # statement is its own transaction: no BEGIN/COMMIT round trips, and the
+    # meter row is locked only while PostgreSQL runs it.
+    atomic = with_hooks or not one_statement or connection.in_atomic_block
+    with transaction.atomic() if atomic else nullcontext(), connection.cursor() as cursor:
+        if one_statement:
+            # UPDATE … RETURNING feeding the INSERT in a CTE.
             params.update(rows=usage_event_rows_document([row]), to_stripe=bool(feature.stripe_meter_event_name))
             cursor.execute(_track_sql(update.format(table=_meter_table())), params)
             applied = cursor.fetchone()
@@ -227,7 +235,7 @@ def _track_apply(
         if applied is None:
             cursor.execute(_METER_VALUE.format(table=_meter_table()), params)
             existing = cursor.fetchone()
-        else:
+        elif with_hooks:
             _after_counter_update(
                 product_id=product_id, tracked=[TrackedUsage(row=row, feature=feature, terms=terms)], now=now
             )
@@ -251,8 +259,10 @@ def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage], now:
     """THE place for work that must commit together with tracked usage (a
     credit debit, a threshold-crossing notification written to an outbox).
     Runs inside the track's transaction, after the counter UPDATE and the
-    event INSERT, once per single track and once per batch with every event
-    it counted; raising here rolls back those events and counters. (To refuse
+    event INSERT, once per single track (when `_hooks_apply` says it can have
+    work: keep that predicate in step with what is added here) and once per
+    batch with every event it counted; raising here rolls back those events
+    and counters. (To refuse
     single events of a batch on their own, judge them in `_batch_apply`'s
     per-event loop, where the limit is checked.)"""
     # Usage alerts, in meter and value order, so that a batch crossing a
@@ -272,6 +282,14 @@ def _after_counter_update(*, product_id: UUID, tracked: list[TrackedUsage], now:
 
 def _credit_cost(billable: int, feature: FeatureInfo) -> int:
     return billable * feature.credit_cost if feature.credit_cost and billable > 0 else 0
+
+
+def _hooks_apply(*, feature: FeatureInfo, terms: AccessTerms) -> bool:
+    """Whether `_after_counter_update` can have work for an event of this
+    feature under these terms: usage alerts need a limit, credit charges a
+    credit cost. A single track for which it cannot skips the transaction
+    (see `_track_apply`). Keep this in step with `_after_counter_update`."""
+    return terms.quantity_limit is not None or bool(feature.credit_cost)
 
 
 def _meter_table() -> str:

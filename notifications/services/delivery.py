@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -286,7 +286,9 @@ def _record(*, token, outcomes: list[tuple[uuid.UUID, AttemptOutcome, datetime]]
             )
         for delivery in failed:
             delivery.save(update_fields=_RECORDED_FIELDS)
-        for seen in endpoints.values():
+        # Endpoint rows in primary-key order: two workers recording for the
+        # same endpoints lock them in the same order (no deadlock).
+        for _, seen in sorted(endpoints.items(), key=lambda item: str(item[0])):
             if seen["gone"] or (seen["failed"] and not seen["ok"]):
                 if _endpoint_failed(seen["endpoint"], now=now, gone=seen["gone"]):
                     disabled.add(seen["endpoint"].pk)
@@ -298,6 +300,18 @@ def _record(*, token, outcomes: list[tuple[uuid.UUID, AttemptOutcome, datetime]]
         for delivery_id, delay in retries:
             transaction.on_commit(lambda delivery_id=delivery_id, delay=delay: _enqueue_retry(delivery_id, delay))
     return statuses, disabled
+
+
+def _record_retrying(*, token, outcomes, attempts: int = 3):
+    """`_record`, again if PostgreSQL picked it as a deadlock victim (it rolled
+    back whole, so a retry records each attempt once)."""
+    for attempt in range(attempts):
+        try:
+            return _record(token=token, outcomes=outcomes)
+        except OperationalError as error:
+            if attempt == attempts - 1 or getattr(error.__cause__, "sqlstate", None) != "40P01":
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 _RECORDED_FIELDS = [
@@ -381,7 +395,7 @@ def deliveries_run(
         unsent = set(ids)
 
         def flush() -> None:
-            statuses, newly_disabled = _record(token=token, outcomes=pending)
+            statuses, newly_disabled = _record_retrying(token=token, outcomes=pending)
             disabled.update(newly_disabled)
             for delivery_id_, outcome, _ in pending:
                 if delivery_id_ not in statuses:

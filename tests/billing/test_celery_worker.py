@@ -75,7 +75,8 @@ class Worker:
 
 @pytest.fixture
 def broker():
-    app = Celery("billing-worker-test", broker=_broker_url())
+    # set_as_current=False: shared tasks in later tests must keep resolving to config's app.
+    app = Celery("billing-worker-test", broker=_broker_url(), set_as_current=False)
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()  # a Redis DB of our own
     yield app

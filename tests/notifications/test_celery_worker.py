@@ -69,6 +69,9 @@ def _route_notifications(queue: str | None) -> None:
 def through_the_broker():
     """This process enqueues to the real broker (on QUEUE) instead of running
     tasks inline."""
+    # shared_task proxies resolve to the *current* app: make sure it is ours
+    # (a Celery app created by another test would otherwise take its place).
+    celery_app.set_current()
     celery_app.conf.task_always_eager = False
     _route_notifications(QUEUE)
     yield
