@@ -15,6 +15,7 @@ from config.api.serializers import (
     StrictFloatField,
     StrictSerializer,
     StrictURLField,
+    UniqueItemsListField,
     StrictUUIDField,
     UTCDateTimeField,
 )
@@ -193,14 +194,14 @@ class CompanyCreateInputSerializer(StrictSerializer):
         max_length=254, required=False, allow_null=True, allow_blank=True, source="contact_email"
     )
     contactName = _optional_text(200, source="contact_name")
-    createdAt = UTCDateTimeField(required=False, source="created_at")
+    createdAt = UTCDateTimeField(required=False, source="created_at", example="2024-01-15T10:30:00Z")
     metadata = JSONObjectField(required=False)
 
 
 class CompanyUpdateInputSerializer(StrictSerializer):
     name = StrictCharField(max_length=200, required=False)
     domain = DomainField(help_text="null or \"\" removes the domain.")
-    createdAt = UTCDateTimeField(required=False, source="created_at")
+    createdAt = UTCDateTimeField(required=False, source="created_at", example="2024-01-15T10:30:00Z")
     metadata = JSONObjectField(
         required=False,
         help_text="This product's metadata, merged key by key; a key set to null is removed.",
@@ -239,7 +240,7 @@ class ContactUpsertInputSerializer(ContactFieldsSerializer):
 
 class ContactsBulkUpsertInputSerializer(StrictSerializer):
     companyId = StrictUUIDField(source="company_id")
-    contacts = serializers.ListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
+    contacts = UniqueItemsListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
 
 
 class LinkCreateInputSerializer(StrictSerializer):

@@ -19,6 +19,8 @@ Everything the views would otherwise repeat is done here, once:
 
 from __future__ import annotations
 
+import re
+
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
@@ -206,6 +208,31 @@ class NonZeroIntegerFieldExtension(OpenApiSerializerFieldExtension):
         return schema
 
 
+class DateTimeExampleExtension(OpenApiSerializerFieldExtension):
+    """A UTCDateTimeField's `example` (evaluated now: a time window around now)."""
+
+    target_class = "config.api.serializers.UTCDateTimeField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        example = self.target.schema_example
+        if example is not None and direction == "request":
+            value = example() if callable(example) else example
+            schema["example"] = value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+        return schema
+
+
+class UniqueItemsExtension(OpenApiSerializerFieldExtension):
+    target_class = "config.api.serializers.UniqueItemsListField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        schema["uniqueItems"] = True
+        return schema
+
+
 class NonBlankStringExtension(OpenApiSerializerFieldExtension):
     """A trimmed string that must not be blank has at least one non-space character:
     `minLength: 1` alone would allow "   ", which the server trims to "" and refuses.
@@ -218,8 +245,12 @@ class NonBlankStringExtension(OpenApiSerializerFieldExtension):
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
         field = self.target
         if direction == "request" and getattr(field, "schema_pattern", None):
-            # A field whose service rule is written as a pattern too (a domain).
-            schema["pattern"] = field.schema_pattern
+            # A field whose service rule is written as a pattern too (a domain, a URL);
+            # "" stays allowed where the field allows blank.
+            pattern = field.schema_pattern
+            if field.allow_blank and not re.search(pattern, ""):
+                pattern = f"^$|(?:{pattern})"
+            schema["pattern"] = pattern
         elif (
             direction == "request"
             and not field.allow_blank

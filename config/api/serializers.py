@@ -224,8 +224,22 @@ class StrictEmailField(_StringOnly, serializers.EmailField):
     pass
 
 
+# What Django's URLValidator accepts, as an OpenAPI `pattern` (a little narrower:
+# http(s) only, 2–4 labels of host name, at most 220 characters of host, no IP
+# literals), so that the schema never allows a URL the server refuses.
+HTTP_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,48}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,20}"
+    r"(?::[0-9]{1,4})?(?:[/?#][!-~]{0,200})?$"
+)
+
+
+class UniqueItemsListField(serializers.ListField):
+    """A list whose items must differ (the OpenAPI schema says `uniqueItems`); the
+    service owns the finer rule (e.g. emails unique ignoring case)."""
+
+
 class StrictURLField(_StringOnly, serializers.URLField):
-    pass
+    schema_pattern = HTTP_URL_PATTERN  # config.api.schema puts it in the OpenAPI schema
 
 
 class StrictUUIDField(_StringOnly, serializers.UUIDField):
@@ -233,10 +247,14 @@ class StrictUUIDField(_StringOnly, serializers.UUIDField):
 
 
 class UTCDateTimeField(serializers.DateTimeField):
-    """ISO 8601 in; ISO 8601 UTC with `Z` out. A time without offset is UTC."""
+    """ISO 8601 in; ISO 8601 UTC with `Z` out. A time without offset is UTC.
+    `example` (a callable, called when the schema is built, e.g. "a minute
+    ago" for a field that must lie in a window around now) is the schema's
+    example of a value the server accepts."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, example=None, **kwargs):
         kwargs.setdefault("default_timezone", UTC)
+        self.schema_example = example
         super().__init__(**kwargs)
 
     def to_representation(self, value):

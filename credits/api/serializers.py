@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -79,7 +82,10 @@ class GrantSerializer(StrictSerializer):
     amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT)
     reason = _text(500)
     bucket = serializers.ChoiceField(choices=Bucket.values, default=Bucket.PROMOTIONAL)
-    expiresAt = UTCDateTimeField(source="expires_at", required=False, allow_null=True)
+    expiresAt = UTCDateTimeField(
+        source="expires_at", required=False, allow_null=True, help_text="In the future.",
+        example=lambda: timezone.now() + timedelta(days=30),
+    )
 
 
 class GrantResultSerializer(serializers.Serializer):

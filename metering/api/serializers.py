@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -42,7 +45,11 @@ class UsageTrackSerializer(PlainInputFastPathMixin, _CompanyRefSerializer):
     featureCode = StrictCharField(source="feature_code", max_length=64)
     quantity = StrictIntegerField(min_value=1, default=1)
     idempotencyKey = StrictCharField(source="idempotency_key", required=False, max_length=255)
-    timestamp = UTCDateTimeField(required=False)
+    timestamp = UTCDateTimeField(
+        required=False,
+        help_text="When it happened: at most 35 days ago and 5 minutes ahead (SPEC §5).",
+        example=lambda: timezone.now() - timedelta(minutes=1),
+    )
     metadata = JSONObjectField(required=False)
 
 
