@@ -25,10 +25,10 @@ from companies.admin_extensions import (
 )
 
 from config.errors import ApplicationError
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from . import admin_actions
-from .models import BillingProfile, MeterDrift, Price, StripeWebhookEvent, Subscription
+from .models import BillingProfile, CreditPurchase, Invoice, MeterDrift, Price, StripeWebhookEvent, Subscription
 from .selectors import price_monthly_amount
 from .services.customers import payment_method_detach, payment_method_set_default, payment_methods_list
 from .services.prices import price_refresh
@@ -64,6 +64,7 @@ register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
 register_company_action(admin_actions.billing_create_customer)
 register_company_action(admin_actions.billing_subscribe)
+register_company_action(admin_actions.send_statement)
 
 
 def _profile_cards(profile: BillingProfile):
@@ -169,6 +170,95 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- invoices -------------------------------------------------------------------------------
+
+
+def money(amount: int | None, currency: str) -> str:
+    """Minor units shown in currency units: 4900, "eur" → "49.00 EUR"."""
+    if amount is None:
+        return "—"
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
+INVOICES_ON_COMPANY_PAGE = 10
+
+
+def billing_invoices_panel(request, company) -> str:
+    """Company page panel: the latest mirrored invoices, totals in currency units, links to Stripe."""
+    if not request.user.has_perm("billing.view_invoice"):
+        return ""
+    invoices = Invoice.objects.filter(company=company).select_related("product").order_by("-stripe_created_at", "-id")
+    count = invoices.count()
+    rows = [{"invoice": invoice, "total": money(invoice.total, invoice.currency),
+             "paid": money(invoice.amount_paid, invoice.currency), "due": money(invoice.amount_due, invoice.currency)}
+            for invoice in invoices[:INVOICES_ON_COMPANY_PAGE]]
+    return render_to_string("admin/billing/company_invoices_panel.html", {
+        "invoices": rows, "more": count if count > INVOICES_ON_COMPANY_PAGE else 0,
+        "list_url": reverse("admin:billing_invoice_changelist") + f"?company__id__exact={company.pk}",
+    }, request=request)
+
+
+register_company_panel(billing_invoices_panel)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Mirror of Stripe's invoices (invoice webhooks, `manage.py sync_invoices`)."""
+
+    list_display = ("number_or_id", "company", "product", "status", "billing_reason", "total_display",
+                    "paid_display", "period_start", "period_end", "links")
+    list_filter = ("status", "billing_reason", "product")
+    search_fields = ("stripe_invoice_id", "number", "stripe_customer_id", "company__name", "company__short_id")
+    list_select_related = ("company", "product")
+    show_full_result_count = False
+
+    @admin.display(description="Invoice")
+    def number_or_id(self, obj: Invoice) -> str:
+        return obj.number or obj.stripe_invoice_id
+
+    @admin.display(description="Total")
+    def total_display(self, obj: Invoice) -> str:
+        return money(obj.total, obj.currency)
+
+    @admin.display(description="Paid")
+    def paid_display(self, obj: Invoice) -> str:
+        return money(obj.amount_paid, obj.currency)
+
+    @admin.display(description="Stripe")
+    def links(self, obj: Invoice) -> str:
+        parts = []
+        if obj.hosted_invoice_url:
+            parts.append(format_html('<a href="{}" target="_blank" rel="noopener">hosted page</a>', obj.hosted_invoice_url))
+        if obj.invoice_pdf:
+            parts.append(format_html('<a href="{}" target="_blank" rel="noopener">PDF</a>', obj.invoice_pdf))
+        return format_html(" · ".join(["{}"] * len(parts)), *parts) if parts else "—"
+
+
+# --- credit purchases ---------------------------------------------------------------------
+
+
+@admin.register(CreditPurchase)
+class CreditPurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credits bought through Stripe (SPEC §7): written by the purchase
+    services only; *Refund purchase…* (Billing admin) goes through Stripe."""
+
+    list_display = ("created_at", "company", "product", "credits", "price", "status", "refunded", "credits_reversed",
+                    "disputed", "origin")
+    list_filter = ("status", "origin", "disputed", "product")
+    search_fields = ("stripe_payment_intent_id", "stripe_charge_id", "company__name", "company__short_id")
+    list_select_related = ("company", "product")
+    show_full_result_count = False
+    actions = [admin_actions.refund_purchase]
+
+    @admin.display(description="Price")
+    def price(self, obj: CreditPurchase) -> str:
+        return money(obj.amount, obj.currency)
+
+    @admin.display(description="Refunded")
+    def refunded(self, obj: CreditPurchase) -> str:
+        return money(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
 
 
 # --- prices -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ for creating customers) — the Billing admin role — may run them."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -16,10 +17,12 @@ from django.template.response import TemplateResponse
 
 from config.errors import ApplicationError
 from companies.models import Product
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier
 
 from .services.customers import stripe_customer_ensure
+from .services.purchases import purchase_refund
+from .services.statements import statement_send
 from .services.subscription_lifecycle import (
     PRORATION_BEHAVIORS,
     subscription_cancel,
@@ -209,3 +212,54 @@ def resume(modeladmin, request, queryset):
                 title="Resume subscriptions", action_name="resume",
                 summary="The pending cancellation at period end is undone in Stripe; the subscriptions renew as before.",
                 submit_label="Resume", apply_one=apply_one)
+
+
+# --- credit purchases -------------------------------------------------------------------------
+
+
+class RefundPurchaseForm(_ReasonForm):
+    amount = forms.DecimalField(
+        required=False, min_value=Decimal("0.01"), decimal_places=2,
+        help_text="In currency units (e.g. 12.50); empty: refund all that is left.",
+    )
+
+
+@admin.action(description="Refund purchase…")
+def refund_purchase(modeladmin, request, queryset):
+    def apply_one(purchase, data):
+        amount = data.get("amount")
+        minor = int((amount * 100).to_integral_value()) if amount is not None else None
+        result = purchase_refund(purchase_id=purchase.pk, amount=minor, reason=data["reason"], actor=_actor(request))
+        return (f"{purchase.company}: refunded, {result.amount_refunded / 100:.2f} {result.currency.upper()} in total; "
+                f"{result.credits_reversed} credits taken back.")
+
+    return _run(modeladmin, request, queryset.select_related("company"), form_class=RefundPurchaseForm,
+                title="Refund credit purchase", action_name="refund_purchase",
+                summary="Each purchase is refunded at Stripe (the amount given, or all that is left), and the "
+                        "matching share of its credits, round(credits × refunded / amount), is taken back; what the "
+                        "wallet no longer holds becomes debt.",
+                submit_label="Refund", apply_one=apply_one, permission="billing.refund_creditpurchase")
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+class SendStatementForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.order_by("code"))
+    date_from = forms.DateField(label="From", help_text="First day included (YYYY-MM-DD, UTC).")
+    date_to = forms.DateField(label="To", help_text="Last day included.")
+    email = forms.EmailField(required=False, help_text="Empty: each company's primary contact.")
+
+
+@admin.action(description="Send statement…")
+def send_statement(modeladmin, request, queryset):
+    def apply_one(company, data):
+        statement, email = statement_send(product_id=data["product"].pk, company_id=company.pk,
+                                          start=data["date_from"], end=data["date_to"], email=data.get("email") or None)
+        return f"{company.name}: statement sent to {email} (total {statement.total / 100:.2f} {statement.currency.upper()})."
+
+    return _run(modeladmin, request, queryset.order_by("name"), form_class=SendStatementForm,
+                title="Send usage statement", action_name="send_statement",
+                summary="Each company's usage statement for the product and period (base fees, billable usage × "
+                        "unit price, credits, invoices) is emailed as HTML with a CSV attachment.",
+                submit_label="Send", apply_one=apply_one, permission="billing.send_statement")

@@ -14,7 +14,7 @@ from config.errors import NotFound
 from entitlements.models import FeatureAccess
 from entitlements.rules import access_in_force_q
 
-from .models import GRANTING_STATUSES, BillingProfile, Price, Subscription
+from .models import GRANTING_STATUSES, BillingProfile, CreditPurchase, Invoice, Price, Subscription
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,26 @@ def subscription_get_visible(*, product_id, subscription_id) -> Subscription:
         raise NotFound("Unknown subscription.")
     company_get_visible(product_id=product_id, company_id=subscription.company_id)
     return subscription
+
+
+def purchases_list(*, product_id, company_id):
+    """The product's credit purchases of a visible company, newest first."""
+    company = company_get_visible(product_id=product_id, company_id=company_id)
+    return CreditPurchase.objects.filter(company=company, product_id=product_id).order_by("-created_at", "-id")
+
+
+def invoices_list(*, product_id, company_id, status: str | None = None) -> QuerySet[Invoice]:
+    """The product's mirrored invoices of a visible company, newest first."""
+    company = company_get_visible(product_id=product_id, company_id=company_id)
+    invoices = Invoice.objects.filter(company=company, product_id=product_id)
+    if status:
+        invoices = invoices.filter(status=status)
+    return invoices.order_by("-stripe_created_at", "-id")
+
+
+def invoice_get_visible(*, product_id, invoice_id) -> Invoice:
+    invoice = Invoice.objects.filter(pk=invoice_id, product_id=product_id).first()
+    if invoice is None:
+        raise NotFound("No such invoice.")
+    company_get_visible(product_id=product_id, company_id=invoice.company_id)
+    return invoice

@@ -59,6 +59,8 @@ _BILLING_ADMIN_GRANTS = (
     "billing.change_billingprofile",
     "billing.delete_billingprofile",
     "billing.reprocess_webhook",
+    "billing.refund_creditpurchase",
+    "billing.send_statement",
     "credits.freeze_wallet",
     "companies.add_servicecredential",
     "companies.change_servicecredential",

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("entitlements.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("insights.api.urls")),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
         "docs/",

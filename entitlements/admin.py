@@ -634,7 +634,8 @@ class TierAdmin(admin.ModelAdmin):
         (None, {"fields": ["product", "code", "name", "description", "is_active", "is_default", "display_order"]}),
         (
             "Base fee",
-            {"fields": ["base_fee_stripe_price_id", "base_fee_unit_amount", "base_fee_currency", "base_fee_interval"]},
+            {"fields": ["base_fee_stripe_price_id", "base_fee_unit_amount", "base_fee_currency", "base_fee_interval",
+                        "credits_per_cycle"]},
         ),
         ("Dates", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

@@ -50,7 +50,7 @@ FEATURE_KEYS = {
     "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost",
     "defaultConfig", "alertThresholds",
 }
-TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "features"}
+TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "creditsPerCycle", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
 TIER_FEATURE_KEYS = {"isEnabled", "includedQuantity", "quantityLimit", "config", "stripePriceId"}
 
@@ -245,8 +245,11 @@ def catalog_validate(data: Any) -> dict[str, Any]:
             "base_fee_unit_amount": None,
             "base_fee_currency": "",
             "base_fee_interval": "",
+            "credits_per_cycle": check.integer(raw.get("creditsPerCycle", 0), f"{path}.creditsPerCycle") or 0,
             "features": {},
         }
+        if tier["credits_per_cycle"] > 1_000_000_000:
+            check.error(f"{path}.creditsPerCycle", "must be at most 1000000000")
         if tier["is_default"]:
             if default_path is not None:
                 check.error(f"{path}.default", f"only one tier may be the default ({default_path} already is)")
@@ -407,6 +410,8 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
                 "currency": tier.base_fee_currency,
                 "interval": tier.base_fee_interval,
             }
+        if tier.credits_per_cycle:
+            item["creditsPerCycle"] = tier.credits_per_cycle
         tier_features: dict[str, Any] = {}
         for tier_feature in sorted(tier.tier_features.all(), key=lambda tf: tf.feature.code):
             spec: dict[str, Any] = {}

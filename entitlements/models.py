@@ -125,6 +125,9 @@ class Tier(models.Model):
     base_fee_interval = models.CharField(
         max_length=8, blank=True, default="", choices=[("day", "day"), ("week", "week"), ("month", "month"), ("year", "year")]
     )
+    credits_per_cycle = models.PositiveIntegerField(
+        default=0, help_text="Credits each paid subscription cycle grants (a subscription lot expiring at the cycle end)."
+    )
     features = models.ManyToManyField(Feature, through="TierFeature", related_name="tiers")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -292,12 +292,18 @@ def feature_checks_for_company(
 ) -> list[FeatureCheck]:
     """Check results of every feature of the product, ordered by code, with
     current-period `usage` per feature id as the caller passes it (missing = 0)."""
-    at = at or timezone.now()
-    usage = usage or {}
     inputs = feature_check_inputs_for_company(product_id=product_id, company_id=_company_id(company))
-    credits = feature_credits_available(
-        features=[item.feature for item in inputs], company_id=_company_id(company), product_id=product_id
+    return feature_checks_build(
+        inputs=inputs, company_id=_company_id(company), product_id=product_id, usage=usage or {}, at=at or timezone.now()
     )
+
+
+def feature_checks_build(
+    *, inputs: list[FeatureCheckInput], company_id, product_id, usage: dict[Any, int], at: datetime
+) -> list[FeatureCheck]:
+    """The check results of `inputs` (from `feature_check_inputs_for_company`)
+    with the caller's usage per feature id (missing = 0) and one credits read."""
+    credits = feature_credits_available(features=[item.feature for item in inputs], company_id=company_id, product_id=product_id)
     return [
         feature_check_build(
             feature=item.feature,

@@ -292,3 +292,35 @@ class BillingPeriod(models.Model):
     def __str__(self) -> str:
         return f"{self.company_id} · {self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"
 
+
+
+class UsageDailyRollup(models.Model):
+    """Per (company, feature, UTC day of `event_time`): the summed quantity,
+    billable quantity (sum of `billable_delta`) and number of usage events.
+
+    Kept exact in the transaction of every event insert (tracks, batches,
+    set, adjust: `metering.services.rollups`, called from the one insert path)
+    and moved by `rollups_merge`; `manage.py backfill_rollups` rebuilds them
+    from the events. Statistics (§8) read only this table."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="+", db_index=False)
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="+", db_index=False)
+    day = models.DateField(help_text="UTC day of the events' event_time.")
+    quantity = models.BigIntegerField(default=0)
+    billable_quantity = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["company", "feature", "day"]
+        verbose_name = "usage daily rollup"
+        constraints = [
+            # The upsert's conflict target and the statistics' index: a year of
+            # one company's days is one range scan of it.
+            models.UniqueConstraint(fields=["company", "feature", "day"], name="usage_rollup_unique_day"),
+        ]
+        indexes = [models.Index(fields=["feature"], name="usage_rollup_feature_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.feature_id} · {self.day}"

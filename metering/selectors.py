@@ -28,6 +28,7 @@ from entitlements.selectors import (
     feature_check_input,
     feature_credits_available,
     feature_check_inputs_for_company,
+    feature_checks_build,
 )
 
 from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
@@ -265,18 +266,7 @@ def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = 
     at = at or timezone.now()
     inputs = feature_check_inputs_for_company(product_id=product_id, company_id=company_id)
     usage = current_usage_read(company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at)
-    credits = feature_credits_available(features=[i.feature for i in inputs], company_id=company_id, product_id=product_id)
-    return [
-        feature_check_build(
-            feature=item.feature,
-            access=item.access,
-            usage=usage.get(item.feature["id"], 0),
-            tier_code=item.tier_code,
-            at=at,
-            credits_available=credits,
-        )
-        for item in inputs
-    ]
+    return feature_checks_build(inputs=inputs, company_id=company_id, product_id=product_id, usage=usage, at=at)
 
 
 @dataclass(frozen=True)

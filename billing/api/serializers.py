@@ -170,10 +170,6 @@ class PaymentMethodSerializer(serializers.Serializer):
     isDefault = serializers.BooleanField(source="is_default")
 
 
-class PaymentMethodListSerializer(serializers.Serializer):
-    data = PaymentMethodSerializer(many=True)
-
-
 class PaymentMethodDefaultInputSerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     paymentMethodId = _stripe_id()
@@ -213,3 +209,121 @@ class SubscriptionSerializer(serializers.Serializer):
     trialEnd = UTCDateTimeField(source="trial_end", allow_null=True)
     canceledAt = UTCDateTimeField(source="canceled_at", allow_null=True)
     createdAt = UTCDateTimeField(source="created_at")
+
+
+# --- credit purchases (SPEC §7) ------------------------------------------------------------
+
+
+class PurchaseCreateInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    credits = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    amount = serializers.IntegerField(min_value=1, max_value=100_000_000, help_text="Price in minor units (cents).")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217, e.g. eur.")
+    paymentMethodId = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    offSession = serializers.BooleanField(required=False, default=False)
+
+
+class PurchaseSerializer(serializers.Serializer):
+    purchaseId = serializers.UUIDField(source="pk")
+    companyId = serializers.UUIDField(source="company_id")
+    paymentIntentId = serializers.CharField(source="stripe_payment_intent_id")
+    status = serializers.CharField()
+    credits = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    amountRefunded = serializers.IntegerField(source="amount_refunded")
+    creditsReversed = serializers.IntegerField(source="credits_reversed")
+    disputed = serializers.BooleanField()
+    declineCode = serializers.CharField(source="failure_code")
+    ledgerEntryId = serializers.UUIDField(source="ledger_entry_id", allow_null=True)
+    createdAt = UTCDateTimeField(source="created_at")
+
+
+class PurchaseCreateResultSerializer(PurchaseSerializer):
+    clientSecret = serializers.CharField(allow_null=True, help_text="For Stripe.js when the PaymentIntent still needs a card.")
+
+
+# --- invoices (SPEC §8) ------------------------------------------------------------------------
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    companyId = serializers.UUIDField(source="company_id")
+    stripeInvoiceId = serializers.CharField(source="stripe_invoice_id")
+    number = serializers.CharField()
+    status = serializers.CharField()
+    billingReason = serializers.CharField(source="billing_reason")
+    currency = serializers.CharField()
+    subtotal = serializers.IntegerField(help_text="Minor units, as all amounts here.")
+    tax = serializers.IntegerField()
+    total = serializers.IntegerField()
+    amountPaid = serializers.IntegerField(source="amount_paid")
+    amountDue = serializers.IntegerField(source="amount_due")
+    periodStart = UTCDateTimeField(source="period_start", allow_null=True)
+    periodEnd = UTCDateTimeField(source="period_end", allow_null=True)
+    hostedInvoiceUrl = serializers.CharField(source="hosted_invoice_url")
+    invoicePdf = serializers.CharField(source="invoice_pdf")
+    createdAt = UTCDateTimeField(source="stripe_created_at")
+
+
+class InvoiceLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    quantity = serializers.IntegerField(allow_null=True)
+    unitAmount = serializers.FloatField(allow_null=True)
+    amount = serializers.IntegerField()
+    priceId = serializers.CharField(allow_null=True)
+    periodStart = serializers.CharField(allow_null=True)
+    periodEnd = serializers.CharField(allow_null=True)
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True)
+
+
+class InvoicesListQuerySerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["draft", "open", "paid", "void", "uncollectible"], required=False)
+
+
+# --- statements (SPEC §8) ----------------------------------------------------------------------
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    # `from` is a Python keyword: declared below under its API name.
+    to = serializers.DateField(help_text="Last day included (UTC).")
+    output = serializers.ChoiceField(choices=["json", "html", "csv"], required=False, default="json",
+                                     help_text="json (default), or the rendered html / csv.")
+
+
+StatementQuerySerializer._declared_fields["from"] = serializers.DateField(help_text="First day included (UTC).")
+
+
+class StatementSendInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    to = serializers.DateField()
+    email = serializers.EmailField(required=False, help_text="Default: the company's primary contact.")
+
+
+StatementSendInputSerializer._declared_fields["from"] = serializers.DateField()
+
+
+class StatementSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    currency = serializers.CharField()
+    baseFees = serializers.ListField(child=serializers.DictField())
+    usage = serializers.ListField(child=serializers.DictField())
+    credits = serializers.DictField(child=serializers.IntegerField())
+    invoices = serializers.ListField(child=serializers.DictField())
+    total = serializers.IntegerField(help_text="Minor units: base fees + usage.")
+
+
+StatementSerializer._declared_fields["from"] = serializers.DateField()
+StatementSerializer._declared_fields["to"] = serializers.DateField()
+
+
+class StatementSentSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    email = serializers.EmailField()
+    total = serializers.IntegerField()
+    currency = serializers.CharField()

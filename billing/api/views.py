@@ -4,17 +4,18 @@ Product-scoped through the calling key (`request.auth`)."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
-from config.api.schema import IDEMPOTENCY_KEY_MAX, error_responses, idempotency_key_header, validated
 from companies.actors import Actor
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate, paginate_sequence
+from config.api.schema import IDEMPOTENCY_KEY_MAX, error_responses, idempotency_key_header, validated
 from config.errors import BadRequest
 
-from ..selectors import billing_status, subscription_get_visible, subscriptions_list
+from ..selectors import billing_status, invoice_get_visible, invoices_list, purchases_list, subscription_get_visible, subscriptions_list
 from ..services.customers import (
     payment_method_detach,
     payment_method_set_default,
@@ -23,6 +24,8 @@ from ..services.customers import (
     stripe_customer_ensure,
 )
 from ..services.onboarding import onboard
+from ..services.purchases import purchase_create
+from ..services.statements import statement_build, statement_csv, statement_html, statement_send
 from ..services.subscription_lifecycle import (
     subscription_cancel,
     subscription_change,
@@ -37,8 +40,17 @@ from .serializers import (
     CustomerEnsureInputSerializer,
     CustomerEnsureResultSerializer,
     PaymentMethodDefaultInputSerializer,
-    PaymentMethodListSerializer,
+    InvoiceDetailSerializer,
+    InvoiceSerializer,
+    InvoicesListQuerySerializer,
     PaymentMethodSerializer,
+    StatementQuerySerializer,
+    StatementSendInputSerializer,
+    StatementSentSerializer,
+    StatementSerializer,
+    PurchaseCreateInputSerializer,
+    PurchaseCreateResultSerializer,
+    PurchaseSerializer,
     SetupIntentResultSerializer,
     SubscriptionCancelInputSerializer,
     SubscriptionChangeInputSerializer,
@@ -165,18 +177,23 @@ class SetupIntentCreateApi(APIView):
         return Response(SetupIntentResultSerializer(result).data, status=201)
 
 
+class PaymentMethodsListQuerySerializer(PageQuerySerializer):
+    companyId = serializers.UUIDField()
+
+
 class PaymentMethodListApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="billing_payment_methods_list",
         summary="The company's saved cards, the default one flagged",
-        parameters=[COMPANY_ID_QUERY],
-        responses={200: PaymentMethodListSerializer, **error_responses(400, 404, 503)},
+        parameters=[PaymentMethodsListQuerySerializer],
+        responses={200: page_of(PaymentMethodSerializer), **error_responses(400, 404, 503)},
     )
     def get(self, request):
-        query = validated(CompanyIdQuerySerializer, request.query_params)
+        query = validated(PaymentMethodsListQuerySerializer, request.query_params)
         methods = payment_methods_list(product_id=request.auth.product_id, company_id=query["companyId"])
-        return Response({"data": PaymentMethodSerializer(methods, many=True).data})
+        page = paginate_sequence(methods, key=lambda method: method.id, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, PaymentMethodSerializer)
 
 
 class PaymentMethodDefaultApi(APIView):
@@ -240,9 +257,7 @@ class SubscriptionCollectionApi(APIView):
     )
     def post(self, request):
         data = validated(SubscriptionCreateInputSerializer, request.data)
-        key = (request.headers.get("Idempotency-Key") or "").strip()
-        if not key or len(key) > IDEMPOTENCY_KEY_MAX:
-            raise BadRequest.for_field("Idempotency-Key", f"Required header, 1–{IDEMPOTENCY_KEY_MAX} characters.")
+        key = _idempotency_key(request)
         result = subscription_create(
             product_id=request.auth.product_id,
             company_id=data["companyId"],
@@ -337,3 +352,133 @@ class SubscriptionResumeApi(APIView):
             product_id=request.auth.product_id, subscription_id=subscriptionId, actor=Actor.from_request(request)
         )
         return Response(SubscriptionSerializer(result.subscription).data)
+
+
+# --- credit purchases (SPEC §7) ------------------------------------------------------------
+
+
+class PurchasesListQuerySerializer(PageQuerySerializer):
+    companyId = serializers.UUIDField()
+
+
+class PurchaseCollectionApi(APIView):
+    @extend_schema(
+        tags=["credits"],
+        operation_id="credits_purchases_create",
+        summary="Buy credits with a Stripe PaymentIntent (the company's default card, or paymentMethodId)",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        request=PurchaseCreateInputSerializer,
+        responses={201: PurchaseCreateResultSerializer, 200: PurchaseCreateResultSerializer,
+                   **error_responses(400, 402, 404, 409, 423, 503, _402=_402)},
+    )
+    def post(self, request):
+        data = validated(PurchaseCreateInputSerializer, request.data)
+        result = purchase_create(
+            product_id=request.auth.product_id,
+            company_id=data["companyId"],
+            credits=data["credits"],
+            amount=data["amount"],
+            currency=data["currency"],
+            payment_method_id=data.get("paymentMethodId") or None,
+            off_session=data["offSession"],
+            idempotency_key=_idempotency_key(request),
+            actor=Actor.from_request(request),
+        )
+        body = {**PurchaseSerializer(result.purchase).data, "clientSecret": result.client_secret}
+        response = Response(body, status=200 if result.replayed else 201)
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        tags=["credits"],
+        operation_id="credits_purchases_list",
+        summary="The company's credit purchases in this product, newest first",
+        parameters=[PurchasesListQuerySerializer],
+        responses={200: page_of(PurchaseSerializer), **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(PurchasesListQuerySerializer, request.query_params)
+        purchases = purchases_list(product_id=request.auth.product_id, company_id=query["companyId"])
+        page = paginate(purchases, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, PurchaseSerializer)
+
+
+def _idempotency_key(request) -> str:
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise BadRequest.for_field("Idempotency-Key", f"Required header, 1–{IDEMPOTENCY_KEY_MAX} characters.")
+    return key
+
+
+# --- invoices (SPEC §8) ------------------------------------------------------------------------
+
+
+class InvoicesQuerySerializer(PageQuerySerializer, InvoicesListQuerySerializer):
+    pass
+
+
+class InvoiceListApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_invoices_list",
+        summary="The company's Stripe invoices (mirrored), newest first",
+        parameters=[InvoicesQuerySerializer],
+        responses={200: page_of(InvoiceSerializer), **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(InvoicesQuerySerializer, request.query_params)
+        invoices = invoices_list(product_id=request.auth.product_id, company_id=query["companyId"],
+                                 status=query.get("status"))
+        page = paginate(invoices, limit=query["limit"], cursor=query.get("cursor"))
+        return page_response(page, InvoiceSerializer)
+
+
+class InvoiceDetailApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_invoices_get",
+        summary="One invoice with its lines",
+        parameters=[OpenApiParameter("invoiceId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: InvoiceDetailSerializer, **error_responses(404)},
+    )
+    def get(self, request, invoiceId):  # noqa: N803 - the path parameter's API name
+        invoice = invoice_get_visible(product_id=request.auth.product_id, invoice_id=invoiceId)
+        return Response(InvoiceDetailSerializer(invoice).data)
+
+
+# --- statements (SPEC §8) ----------------------------------------------------------------------
+
+
+class StatementApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_statement_get",
+        summary="Usage statement for any period: base fees, billable usage × unit price, credits, invoices",
+        parameters=[StatementQuerySerializer],
+        responses={200: StatementSerializer, **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(StatementQuerySerializer, request.query_params)
+        statement = statement_build(product_id=request.auth.product_id, company_id=query["companyId"],
+                                    start=query["from"], end=query["to"])
+        if query["output"] == "html":
+            return HttpResponse(statement_html(statement), content_type="text/html; charset=utf-8")
+        if query["output"] == "csv":
+            return HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
+        return Response(statement.as_dict())
+
+
+class StatementSendApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_statement_send",
+        summary="Email the statement (HTML + CSV attachment) to the given address or the primary contact",
+        request=StatementSendInputSerializer,
+        responses={200: StatementSentSerializer, **error_responses(400, 404)},
+    )
+    def post(self, request):
+        data = validated(StatementSendInputSerializer, request.data)
+        statement, email = statement_send(product_id=request.auth.product_id, company_id=data["companyId"],
+                                          start=data["from"], end=data["to"], email=data.get("email"))
+        return Response({"sent": True, "email": email, "total": statement.total, "currency": statement.currency})

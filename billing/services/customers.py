@@ -23,7 +23,7 @@ from billing.stripe_client import (
 from companies.models import Company, Product
 from companies.selectors import company_get_visible
 from config.errors import BadRequest, NotFound
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from . import stripe_objects
 from .subscriptions import billing_profile_ensure

@@ -20,7 +20,7 @@ from billing.selectors import subscription_get_visible
 from billing.stripe_client import card_errors_as_payment_required, get_stripe_client, stripe_errors_as_unavailable
 from companies.models import Company, Product
 from config.errors import BadRequest, Conflict
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier, TierFeature
 
 from . import stripe_objects

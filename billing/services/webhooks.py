@@ -30,7 +30,9 @@ from config.errors import ApplicationError, BadRequest, ServiceUnavailable
 from companies.actors import Actor
 
 from . import stripe_objects
+from .invoices import invoice_payment_failed_notify, invoice_refresh, invoice_retrieve
 from .prices import price_product_refresh, price_refresh
+from .purchases import purchase_sync_by_charge_id, purchase_sync_by_intent_id
 from .subscriptions import (
     checkout_claim_apply,
     subscription_mark_ended,
@@ -319,15 +321,32 @@ def handle_subscription_event(event: dict) -> dict:
     return _sync_subscription_by_id(subscription_id, reason=f"Stripe {event['type']}")
 
 
-@webhook_handler("invoice.paid", "invoice.payment_failed")
+@webhook_handler(
+    "invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid", "invoice.payment_failed",
+    "invoice.voided", "invoice.marked_uncollectible",
+)
 def handle_invoice_event(event: dict) -> dict:
-    subscription_id = stripe_objects.invoice_subscription_id(_data_object(event))
-    if not subscription_id:
-        return {"action": "ignored", "reason": "invoice without subscription"}
-    if not Subscription.objects.filter(stripe_subscription_id=subscription_id).exists():
-        return {"action": "ignored", "reason": "subscription not linked here"}
-    summary = _sync_subscription_by_id(subscription_id, reason=f"Stripe {event['type']}")
-    summary["invoiceId"] = _data_object(event).get("id")
+    """Mirror the invoice (re-read from Stripe; SPEC §8), grant a paid cycle's
+    credits (§7), notify a failed payment (§11), and re-sync the subscription
+    a payment changed."""
+    invoice_id = _data_object(event).get("id")
+    if not invoice_id:
+        raise BadRequest("The event has no invoice id.")
+    stripe_invoice = invoice_retrieve(invoice_id)
+    if stripe_invoice is None:
+        return {"action": "ignored", "reason": "invoice unknown at Stripe"}
+    mirrored = invoice_refresh(stripe_invoice=stripe_invoice)
+    summary: dict = {"action": "ignored", "reason": mirrored.note} if mirrored.invoice is None else {
+        "action": "mirrored", "invoiceId": str(mirrored.invoice.pk), "status": mirrored.invoice.status,
+        "creditsGranted": mirrored.credits_granted, "note": mirrored.note,
+    }
+    if mirrored.invoice is not None and event["type"] == "invoice.payment_failed":
+        invoice_payment_failed_notify(mirrored.invoice, stripe_invoice)
+    subscription_id = stripe_objects.invoice_subscription_id(stripe_invoice)
+    if event["type"] in ("invoice.paid", "invoice.payment_failed") and subscription_id and \
+            Subscription.objects.filter(stripe_subscription_id=subscription_id).exists():
+        summary["subscription"] = _sync_subscription_by_id(subscription_id, reason=f"Stripe {event['type']}")
+    summary["stripeInvoiceId"] = invoice_id
     return summary
 
 
@@ -409,3 +428,31 @@ def _checkout_target(session: Any) -> tuple[Company, Any] | None:
     if len(product_ids) != 1:
         return None
     return company, product_ids.pop()
+
+
+# --- credit purchases (SPEC §7) ------------------------------------------------------
+
+
+def _purchase_summary(purchase) -> dict:
+    if purchase is None:
+        return {"action": "ignored", "reason": "not a SaaSDesk credit purchase"}
+    return {"action": "synced", "purchaseId": str(purchase.pk), "status": purchase.status,
+            "amountRefunded": purchase.amount_refunded, "creditsReversed": purchase.credits_reversed,
+            "disputed": purchase.disputed}
+
+
+@webhook_handler("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled")
+def handle_payment_intent_event(event: dict) -> dict:
+    intent_id = _data_object(event).get("id")
+    if not intent_id:
+        raise BadRequest("The event has no PaymentIntent id.")
+    return _purchase_summary(purchase_sync_by_intent_id(intent_id))
+
+
+@webhook_handler("charge.refunded", "charge.dispute.created", "charge.dispute.closed")
+def handle_charge_event(event: dict) -> dict:
+    obj = _data_object(event)
+    charge_id = stripe_objects.object_id(obj.get("charge")) if obj.get("object") == "dispute" else obj.get("id")
+    if not charge_id:
+        raise BadRequest("The event has no charge id.")
+    return _purchase_summary(purchase_sync_by_charge_id(charge_id))

@@ -87,6 +87,10 @@ def _bad_cursor() -> BadRequest:
     return BadRequest.for_field("cursor", "Invalid cursor: pass the nextCursor of the previous page unchanged.")
 
 
+# For lists that page by hand (e.g. aggregated statistics) with encode/decode_cursor.
+bad_cursor = _bad_cursor
+
+
 def _fingerprint(ordering: Sequence[str]) -> str:
     # Ties a cursor to the list it came from: another list's cursor is a 400,
     # not a page of something unexpected.

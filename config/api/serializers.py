@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django.http import QueryDict
 from rest_framework import serializers
@@ -259,6 +259,21 @@ class UTCDateTimeField(serializers.DateTimeField):
 
     def to_representation(self, value):
         return iso_utc(value)
+
+
+class UTCDateOrDateTimeField(UTCDateTimeField):
+    """A query bound (SPEC §2 "Units and time"): an ISO date (its UTC
+    midnight) or an ISO datetime, as an aware UTC datetime."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return super().to_internal_value(value).astimezone(UTC)
 
 
 def iso_utc(value: datetime | None) -> str | None:

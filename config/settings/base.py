@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "entitlements",
     "metering",
     "billing",
+    "insights",
 ]
 
 MIDDLEWARE = [
@@ -172,6 +173,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
     # Expired credit lots get their `expiry` ledger entry.
     "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
+    # Accounts' lifecycle status (SPEC §3) from subscriptions and payments.
+    "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -184,6 +187,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_overrides": "entitlements.tasks.expire_overrides",
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
+    "update_lifecycle": "insights.tasks.update_lifecycle",
 }
 
 # --- Notifications (SPEC §11) ---------------------------------------------------
@@ -218,6 +222,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = env.bool("AXES_VERBOSE", default=False)
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 # The same client address as the API's throttles (REMOTE_ADDR, or NUM_PROXIES
 # hops back in X-Forwarded-For).
 AXES_CLIENT_IP_CALLABLE = "companies.api.throttling.client_ip"

@@ -1,5 +1,12 @@
 from .debits import DebitResult, RefundResult, credits_debit, credits_refund, debit_locked
+from .cycles import credits_cycle_grant
 from .expiry import credit_lots_expire
+from .purchases import (
+    PurchaseLanded,
+    credits_purchase_land,
+    credits_purchase_reverse_to,
+    credits_purchase_reversed,
+)
 from .reservations import (
     MAX_TTL_SECONDS,
     reservation_charge_on_expiry_set,
@@ -28,7 +35,12 @@ __all__ = [
     "GrantResult",
     "UsageCreditBudget",
     "RefundResult",
+    "PurchaseLanded",
     "credit_lots_expire",
+    "credits_cycle_grant",
+    "credits_purchase_land",
+    "credits_purchase_reverse_to",
+    "credits_purchase_reversed",
     "credits_debit",
     "credits_grant",
     "credits_refund",

@@ -21,6 +21,7 @@ from django.db import connection
 
 from ..models import UsageEvent, UsageSource
 from ..rules import AccessTerms, FeatureInfo, billable_delta, stripe_status_for
+from .rollups import rollups_add
 
 EventRow = dict[str, Any]
 
@@ -142,11 +143,17 @@ def usage_event_insert_sql(*, computed: tuple[tuple[str, str], ...] = (), extra_
 
 
 def usage_events_insert(rows: list[EventRow]) -> None:
-    """INSERT events (rows from `usage_event_row`) in one statement. Raises
-    IntegrityError on a duplicate idempotency key (the unique index decides
-    exactly-once)."""
+    """INSERT events (rows from `usage_event_row`) in one statement, and add
+    them to their daily rollups (`rollups.rollups_add`, one more statement):
+    call inside a transaction. Raises IntegrityError on a duplicate
+    idempotency key (the unique index decides exactly-once)."""
     if not rows:
         return
+    _events_insert(rows)
+    rollups_add(rows)
+
+
+def _events_insert(rows: list[EventRow]) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(usage_event_insert_sql(), {"rows": usage_event_rows_document(rows)})

@@ -73,6 +73,7 @@ from .events import (
     usage_events_insert,
 )
 from .meters import meters_get_or_create
+from .rollups import rollup_day_sql, rollup_upsert_sql
 
 MAX_BATCH_SIZE = 1000
 TRACK_ATTEMPTS = 5
@@ -309,7 +310,8 @@ _METER_VALUE = f"SELECT value FROM {{table}} WHERE {_METER_WHERE}"
 def _track_sql(update: str) -> str:
     """The single track on PostgreSQL: the counter UPDATE feeding the one
     usage event INSERT (`usage_event_insert_sql`), whose columns that depend
-    on the updated row are the SQL forms of `metering.rules`."""
+    on the updated row are the SQL forms of `metering.rules`, feeding the
+    event's daily rollup upsert (`rollups`): still one statement."""
     previous, new = "u.value - r.quantity", "u.value"
     delta = billable_delta_sql(previous, new, "r.included_quantity")
     computed = (
@@ -320,7 +322,16 @@ def _track_sql(update: str) -> str:
         ("stripe_delivery_status", stripe_status_sql("%(to_stripe)s", delta)),
     )
     insert = usage_event_insert_sql(computed=computed, extra_from="u")
-    return f"WITH u AS ({update} RETURNING id, value) {insert} RETURNING meter_id, new_value"
+    # The event's daily rollup, in the same statement (`rollups`).
+    rollup = rollup_upsert_sql(
+        f"SELECT company_id, feature_id, {rollup_day_sql('event_time')}, quantity, billable_delta, 1, created_at "
+        "FROM e"
+    )
+    returning = "meter_id, new_value, company_id, feature_id, event_time, quantity, billable_delta, created_at"
+    return (
+        f"WITH u AS ({update} RETURNING id, value), e AS ({insert} RETURNING {returning}), "
+        f"ro AS ({rollup}) SELECT meter_id, new_value FROM e"
+    )
 
 
 def _why_not_applied(existing, *, quantity: int, terms: AccessTerms, feature: FeatureInfo) -> object:

@@ -87,6 +87,11 @@ class TestCards:
         listed = api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"]
         assert {(m["id"], m["brand"], m["last4"], m["isDefault"]) for m in listed} == {
             (visa, "visa", "4242", False), (mastercard, "mastercard", "4444", False)}
+        first = api.get(f"{API}/payment-methods", {"companyId": str(company.pk), "limit": 1}).json()
+        assert first["hasMore"] is True and len(first["data"]) == 1
+        second = api.get(f"{API}/payment-methods", {"companyId": str(company.pk), "limit": 1,
+                                                     "cursor": first["nextCursor"]}).json()
+        assert {first["data"][0]["id"], second["data"][0]["id"]} == {visa, mastercard} and second["hasMore"] is False
 
         made_default = api.post(f"{API}/payment-methods/default",
                                 {"companyId": str(company.pk), "paymentMethodId": visa}, format="json")
@@ -112,14 +117,14 @@ class TestCards:
         assert fake_stripe.get(theirs)["customer"] is not None
 
     def test_no_customer_yet(self, api, company, fake_stripe):
-        assert api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json() == {"data": []}
+        assert api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"] == []
         assert api.get(f"{API}/payment-methods").status_code == 400
 
     def test_a_declining_card_never_becomes_a_payment_method(self, api, company, fake_stripe):
         intent = api.post(f"{API}/setup-intents", {"companyId": str(company.pk)}, format="json").json()
         with pytest.raises(Exception):  # Stripe.js shows the decline in the product's page
             fake_stripe.confirm_setup_intent(intent["setupIntentId"], "pm_card_chargeDeclinedInsufficientFunds")
-        assert api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json() == {"data": []}
+        assert api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"] == []
 
 
 class TestSubscriptionCreate:
@@ -304,5 +309,5 @@ class TestPerProductAccounts:
 
         card = add_card(api, fake_stripe, company)
         assert [m["id"] for m in api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"]] == [card]
-        assert other_api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json() == {"data": []}
+        assert other_api.get(f"{API}/payment-methods", {"companyId": str(company.pk)}).json()["data"] == []
         assert other_api.delete(f"{API}/payment-methods/{card}?companyId={company.pk}").status_code == 404

@@ -186,7 +186,7 @@ def test_concurrent_subscribe_calls(api, company, fake_stripe, stripe_catalog, s
     with four keys there are four (the product asked four times)."""
     from billing.models import Subscription
     from billing.services.subscription_lifecycle import subscription_create
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.test_api_money_flows import add_card
 
     add_card(api, fake_stripe, company)
@@ -215,7 +215,7 @@ def test_concurrent_subscribe_calls(api, company, fake_stripe, stripe_catalog, s
 def test_concurrent_customer_creation_makes_one_customer(company, product, fake_stripe):
     from billing.models import BillingProfile
     from billing.services.customers import stripe_customer_ensure
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     barrier = threading.Barrier(4)
     results = [None] * 4

@@ -1646,6 +1646,7 @@ class FakeStripe:
         interval, count = self._cycle(sub)
         for item in sub["items"]["data"]:
             item["_previous_period_start"] = sub["current_period_start"]
+        sub["_ended_period"] = (sub["current_period_start"], end)
         self._set_period(sub, end, _add_interval(end, interval, count))
         lines = self._cycle_lines(sub)
         for item in sub["items"]["data"]:
@@ -1659,6 +1660,7 @@ class FakeStripe:
             decline = self._card_decline(pm, charging=True) if pm else None
         inv = self._invoice_now(sub, "subscription_cycle", lines, pay=True, pm=pm, decline=decline,
                                 force=paid is True)
+        sub.pop("_ended_period", None)
         sub["status"] = "active" if inv["status"] == "paid" else "past_due"
         self._emit("customer.subscription.updated", sub, _diff(before, sub))
         return sub
@@ -1731,9 +1733,10 @@ class FakeStripe:
             "total": 0, "total_discount_amounts": [], "total_excluding_tax": 0,
             "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": now,
         }
-        if reason == "subscription_cycle":
-            # Stripe bills a cycle for the period that just ended.
-            inv["period_start"], inv["period_end"] = sub["current_period_start"], sub["current_period_start"]
+        if reason == "subscription_cycle" and sub.get("_ended_period"):
+            # A cycle invoice's period is the one that just ended (its usage is
+            # billed in arrears); its licensed lines cover the new period.
+            inv["period_start"], inv["period_end"] = sub["_ended_period"]
         inv["lines"]["data"] = [self._invoice_line(inv, sub, spec) for spec in lines]
         inv["lines"]["total_count"] = len(lines)
         total = sum(line["amount"] for line in inv["lines"]["data"])

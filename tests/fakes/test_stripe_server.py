@@ -578,6 +578,7 @@ def test_subscription_trial_then_paid_cycles_with_invoices(fake, client):
     cycle = client.v1.invoices.retrieve(sub.latest_invoice)
     assert (cycle.status, cycle.amount_paid, cycle.billing_reason) == ("paid", 3000, "subscription_cycle")
     assert cycle.number.endswith("-0002") and cycle.status_transitions.paid_at
+    assert (cycle.period_start, cycle.period_end) == (first.period_start, sub.current_period_start)  # the ended period
     line = cycle.lines.data[0]
     assert line.pricing.price_details.price == price["id"] and line.amount == 3000 and line.quantity == 1
     assert line.parent.subscription_item_details.subscription == sub.id

@@ -34,6 +34,8 @@ def test_twenty_wrong_passwords_then_the_right_one_is_locked_out(client, staff, 
     assert not _logged_in(response)
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
+    page = response.content.decode()
+    assert "Sign-in temporarily locked" in page and 'href="/admin/login/"' in page
 
 
 @override_settings(AXES_FAILURE_LIMIT=3)

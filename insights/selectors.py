@@ -1,0 +1,127 @@
+"""Reads of the insights app: statistics from metering's daily rollups
+(SPEC §8). These only show numbers, so they may read a replica
+(`config.db_router.read_from_replica`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from django.db.models import F, Q, Sum
+from django.db.models.functions import TruncMonth, TruncWeek
+
+from config.api.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from config.db_router import read_from_replica
+from metering.models import UsageDailyRollup
+
+GroupBy = Literal["day", "week", "month"]
+GROUP_BY_CHOICES = ("day", "week", "month")
+STATS_MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class UsageStat:
+    period_start: datetime
+    feature_code: str
+    quantity: int
+    billable_quantity: int
+    events: int
+
+
+def period_floor(day: date, group_by: GroupBy) -> date:
+    """The first day of the period (UTC day, ISO week from Monday, calendar
+    month) that contains `day`."""
+    if group_by == "week":
+        return day - timedelta(days=day.weekday())
+    if group_by == "month":
+        return day.replace(day=1)
+    return day
+
+
+def period_next(start: date, group_by: GroupBy) -> date:
+    if group_by == "week":
+        return start + timedelta(days=7)
+    if group_by == "month":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def _days(start: datetime, end: datetime) -> tuple[date, date]:
+    """[from, to) as rollup days: `from`'s UTC day, and `to`'s day, or the
+    day after it when `to` is not a UTC midnight (a day counts whole)."""
+    first = start.astimezone(UTC).date()
+    end_utc = end.astimezone(UTC)
+    last = end_utc.date()
+    if end_utc != datetime(last.year, last.month, last.day, tzinfo=UTC):
+        last += timedelta(days=1)
+    return first, last
+
+
+def usage_stats(
+    *,
+    product_id: UUID,
+    company_id: UUID,
+    start: datetime,
+    end: datetime,
+    group_by: GroupBy = "day",
+    feature_code: str | None = None,
+    limit: int = STATS_MAX_LIMIT,
+    cursor: str | None = None,
+) -> Page:
+    """One page of a company's usage per period and feature, oldest first,
+    from the daily rollups only: one query (an index range scan of
+    (company, feature, day)) whatever the number of raw events. `company_id`
+    must be visible to the product (the caller checks)."""
+    first, last = _days(start, end)
+    limit = max(1, min(int(limit), STATS_MAX_LIMIT))
+    ordering = [f"stats:{group_by}", "featureCode"]
+    rows = UsageDailyRollup.objects.filter(
+        company_id=company_id, feature__product_id=product_id, day__gte=first, day__lt=last
+    )
+    if feature_code is not None:
+        rows = rows.filter(feature__code=feature_code)
+    if cursor:
+        after_start, after_code = _cursor_values(cursor, ordering)
+        following = period_next(after_start, group_by)
+        rows = rows.filter(Q(day__gte=following) | Q(day__gte=after_start, day__lt=following, feature__code__gt=after_code))
+    period = {"day": F("day"), "week": TruncWeek("day"), "month": TruncMonth("day")}[group_by]
+    grouped = (
+        rows.annotate(period=period)
+        .values("period", code=F("feature__code"))
+        .annotate(q=Sum("quantity"), b=Sum("billable_quantity"), n=Sum("events"))
+        .order_by("period", "code")
+    )
+    with read_from_replica():
+        found = list(grouped[: limit + 1])
+    has_more = len(found) > limit
+    items = [
+        UsageStat(
+            period_start=_midnight(row["period"]),
+            feature_code=row["code"],
+            quantity=row["q"],
+            billable_quantity=row["b"],
+            events=row["n"],
+        )
+        for row in found[:limit]
+    ]
+    next_cursor = None
+    if has_more:
+        last_item = items[-1]
+        next_cursor = encode_cursor([last_item.period_start.date().isoformat(), last_item.feature_code], ordering)
+    return Page(items=items, has_more=has_more, next_cursor=next_cursor)
+
+
+def _midnight(value) -> datetime:
+    if isinstance(value, datetime):
+        value = value.date()
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _cursor_values(cursor: str, ordering: list[str]) -> tuple[date, str]:
+    day, code = decode_cursor(cursor, ordering)
+    try:
+        return date.fromisoformat(day), str(code)
+    except (TypeError, ValueError):
+        raise bad_cursor() from None
