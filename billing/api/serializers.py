@@ -151,7 +151,7 @@ class CompanyIdInputSerializer(StrictSerializer):
     companyId = serializers.UUIDField()
 
 
-class CompanyIdQuerySerializer(serializers.Serializer):
+class CompanyIdQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
 
 
@@ -280,7 +280,7 @@ class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True)
 
 
-class InvoicesListQuerySerializer(serializers.Serializer):
+class InvoicesListQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["draft", "open", "paid", "void", "uncollectible"], required=False)
 
@@ -288,7 +288,7 @@ class InvoicesListQuerySerializer(serializers.Serializer):
 # --- statements (SPEC §8) ----------------------------------------------------------------------
 
 
-class StatementQuerySerializer(serializers.Serializer):
+class StatementQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     # `from` is a Python keyword: declared below under its API name.
     to = serializers.DateField(help_text="Last day included (UTC).")

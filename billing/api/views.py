@@ -456,7 +456,12 @@ class StatementApi(APIView):
         operation_id="billing_statement_get",
         summary="Usage statement for any period: base fees, billable usage × unit price, credits, invoices",
         parameters=[StatementQuerySerializer],
-        responses={200: StatementSerializer, **error_responses(400, 404)},
+        responses={
+            (200, "application/json"): StatementSerializer,
+            (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="output=html"),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="output=csv"),
+            **error_responses(400, 404),
+        },
     )
     def get(self, request):
         query = validated(StatementQuerySerializer, request.query_params)
@@ -475,7 +480,10 @@ class StatementSendApi(APIView):
         operation_id="billing_statement_send",
         summary="Email the statement (HTML + CSV attachment) to the given address or the primary contact",
         request=StatementSendInputSerializer,
-        responses={200: StatementSentSerializer, **error_responses(400, 404)},
+        responses={
+            200: StatementSentSerializer,
+            **error_responses(400, 404, 409, _409="The company has no contact: give an email address."),
+        },
     )
     def post(self, request):
         data = validated(StatementSendInputSerializer, request.data)

@@ -23,7 +23,9 @@ class UsageStatsQuerySerializer(StrictSerializer):
         required=False, min_value=1, max_value=STATS_MAX_LIMIT, default=STATS_MAX_LIMIT,
         help_text=f"Rows per page (default and max {STATS_MAX_LIMIT}).",
     )
-    cursor = serializers.CharField(required=False, max_length=1000, help_text="The `nextCursor` of the previous page.")
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="The `nextCursor` of the previous page (empty: the first)."
+    )
 
     def get_fields(self):
         fields = super().get_fields()
