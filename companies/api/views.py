@@ -65,7 +65,8 @@ class CompanyListCreateApi(APIView):
     )
     def post(self, request):
         data = validated(CompanyCreateInputSerializer, request.data)
-        company = services.company_create(product_id=request.auth.product_id, **data)
+        base, profile = CompanyCreateInputSerializer.split_profile(data)
+        company = services.company_create(product_id=request.auth.product_id, **base, profile=profile)
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
@@ -102,7 +103,7 @@ class CompanyDetailApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="companies_update",
-        summary="Update a company (name, domain, backfilled createdAt, metadata merge)",
+        summary="Update a company (name, domain, backfilled createdAt, metadata merge, profile and billing fields)",
         parameters=[_company_id_parameter()],
         request=CompanyUpdateInputSerializer,
         responses={200: CompanySerializer, **error_responses(400, 404)},
@@ -111,7 +112,8 @@ class CompanyDetailApi(APIView):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
         data = validated(CompanyUpdateInputSerializer, request.data)
         # Absent fields stay UNSET (the service's defaults).
-        company = services.company_update(company=company, product_id=request.auth.product_id, **data)
+        base, profile = CompanyUpdateInputSerializer.split_profile(data)
+        company = services.company_update(company=company, product_id=request.auth.product_id, **base, profile=profile)
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
