@@ -223,6 +223,19 @@ class DateTimeExampleExtension(OpenApiSerializerFieldExtension):
         return schema
 
 
+class NonEmptyDictExtension(OpenApiSerializerFieldExtension):
+    """A DictField that refuses `{}` says so (`minProperties: 1`)."""
+
+    target_class = serializers.DictField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request" and not getattr(self.target, "allow_empty", True):
+            schema["minProperties"] = 1
+        return schema
+
+
 class UniqueItemsExtension(OpenApiSerializerFieldExtension):
     target_class = "config.api.serializers.UniqueItemsListField"
     match_subclasses = True
