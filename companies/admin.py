@@ -40,6 +40,10 @@ class _MoneyMixin:
     def mrr_amount(self, account: Account) -> str:
         return format_money(account.mrr, account.currency)
 
+    @admin.display(description="Lifetime value", ordering="lifetime_value")
+    def lifetime_value_amount(self, account: Account) -> str:
+        return format_money(account.lifetime_value, account.currency)
+
 
 # --- Forms ---------------------------------------------------------------------------
 
@@ -202,10 +206,12 @@ class AccountInline(_MoneyMixin, TabularInline):
     model = Account
     fields = [
         "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
-        "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
     ]
     # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at", "updated_at"]
+    readonly_fields = [
+        "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
     extra = 0
     can_delete = False
 
@@ -332,6 +338,31 @@ class CompanyAdmin(ModelAdmin):
             actions[name] = (func, name, description)
         return actions
 
+    # The tab of the overview each app's panels go to (by the app's name, so
+    # companies imports none of them); a panel may set its own `tab`.
+    PANEL_TABS = {
+        "entitlements": "Access history",
+        "metering": "Usage",
+        "credits": "Credits",
+        "billing": "Subscriptions & invoices",
+        "insights": "Health",
+        "desk": "Timeline",
+        "notifications": "Notifications",
+    }
+
+    def _panel_tabs(self, request, company: Company) -> list[dict]:
+        """The panels under the form, grouped into tabs (first tab open)."""
+        tabs: dict[str, list[str]] = {}
+        for panel, html in zip(
+            [p for p in admin_extensions.COMPANY_PANELS if not getattr(p, "top", False)],
+            self._panels(request, company),
+        ):
+            if not html.strip():
+                continue
+            title = getattr(panel, "tab", None) or self.PANEL_TABS.get(panel.__module__.split(".")[0], "More")
+            tabs.setdefault(title, []).append(html)
+        return [{"title": title, "slug": f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
+
     def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
         for panel in admin_extensions.COMPANY_PANELS:
@@ -431,7 +462,7 @@ class CompanyAdmin(ModelAdmin):
         if object_id:
             company = self.get_object(request, object_id)
             if company is not None:
-                extra_context["company_panels"] = self._panels(request, company)
+                extra_context["company_panel_tabs"] = self._panel_tabs(request, company)
                 extra_context["company_panels_top"] = self._panels(request, company, top=True)
                 extra_context["company_summary"] = self._summary(request, company)
                 extra_context["company_actions"] = self._page_actions(request, company)
@@ -537,17 +568,17 @@ class AccountAdmin(_MoneyMixin, ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value", "last_activity_at", "updated_at"]
+    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value_amount", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
     search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
     readonly_fields = [
-        "company", "product", "status", "mrr_amount", "lifetime_value", "first_purchase_at", "last_activity_at",
+        "company", "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at",
         "created_at", "updated_at",
     ]
     fields = [
         "company", "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
-        "lifetime_value", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
     ]
     show_full_result_count = False
 

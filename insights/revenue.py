@@ -66,3 +66,21 @@ def account_mrr(*, subscriptions, prices: dict[str, Price], currency: str) -> Ac
             total += amount
     result.amount = int(total.to_integral_value(rounding=ROUND_HALF_UP))
     return result
+
+
+MOVEMENTS = ("new", "expansion", "contraction", "churned", "reactivation")
+
+
+def movement(*, opening: int, closing: int, had_mrr_before: bool) -> tuple[str, int] | None:
+    """How one account's MRR change over a period is classified: (kind,
+    amount, signed: churn and contraction negative), None for no change.
+    `opening` is its MRR when the period starts (the last snapshot before
+    it, 0 without one), `closing` when it ends; `had_mrr_before` whether any
+    earlier snapshot had MRR (new vs reactivation)."""
+    if opening == closing:
+        return None
+    if opening == 0:
+        return ("reactivation" if had_mrr_before else "new"), closing
+    if closing == 0:
+        return "churned", -opening
+    return ("expansion" if closing > opening else "contraction"), closing - opening

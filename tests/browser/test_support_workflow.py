@@ -138,6 +138,7 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
 
     # Both changes, with who and why, on the company's feature access history.
     page.goto(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
+    page.click("button.company-panel-tab:has-text('Access history')")
     page.click("a.feature-access-history-link")
     page.wait_for_load_state()
     history = page.inner_text("table.feature-access-history")
@@ -234,6 +235,13 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     page.wait_for_url(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
     assert "tier pro applied" in page.inner_text(".messagelist")
     assert "chat · Pro" in page.inner_text("#company-summary")
+
+    # The details are tabs: usage, credits, subscriptions & invoices, access history.
+    tabs = page.locator("#company-panel-tabs nav").inner_text()
+    assert "Usage" in tabs and "Credits" in tabs and "Access history" in tabs
+    page.click("button.company-panel-tab:has-text('Usage')")
+    page.locator("#company-panel-tabs").scroll_into_view_if_needed()
+    _shot(page, "07-company-usage-tab")
 
     # A page Support may not see answers inside the admin, with a way back.
     page.goto(f"{live_server.url}/admin/companies/apikey/")

@@ -112,3 +112,69 @@ def test_the_subscription_mirror_keeps_item_quantities():
     assert subscription_items_summary(stripe_subscription) == [
         {"price": "price_a", "quantity": 3}, {"price": "price_b", "quantity": 1}, {"price": "plan_c", "quantity": 2},
     ]
+
+
+from insights.revenue import movement  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "opening, closing, before, expected",
+    [
+        (0, 1000, False, ("new", 1000)),
+        (0, 1000, True, ("reactivation", 1000)),
+        (1000, 0, True, ("churned", -1000)),
+        (1000, 1500, True, ("expansion", 500)),
+        (1500, 1000, True, ("contraction", -500)),
+        (1000, 1000, True, None),
+        (0, 0, True, None),  # started and left inside the period: in neither
+    ],
+)
+def test_movement_classification(opening, closing, before, expected):
+    assert movement(opening=opening, closing=closing, had_mrr_before=before) == expected
+
+
+@pytest.mark.django_db
+def test_revenue_endpoint_movements_sum_to_the_mrr_change(api, other_api, product):
+    from datetime import date
+
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    def account(name):
+        company = CompanyFactory(name=name)
+        ProductLinkFactory(product=product, company=company, external_org_id=f"org_{name}")
+        return Account.objects.get(company=company, product=product)
+
+    a, b, c, d = account("a"), account("b"), account("c"), account("d")
+
+    def snap(acc, day, mrr):
+        RevenueSnapshot.objects.create(account=acc, company_id=acc.company_id, product=product, day=day, mrr=mrr,
+                                       currency="usd")
+
+    snap(a, date(2026, 1, 10), 1000)  # January: a new, b new
+    snap(b, date(2026, 1, 20), 2000)
+    snap(c, date(2026, 1, 5), 500)  # c starts and leaves inside January: in neither
+    snap(c, date(2026, 1, 25), 0)
+    snap(a, date(2026, 2, 3), 1500)  # February: a expands, b churns, d new
+    snap(b, date(2026, 2, 14), 0)
+    snap(d, date(2026, 2, 20), 700)
+    snap(b, date(2026, 3, 1), 1000)  # March: b reactivates, d contracts
+    snap(d, date(2026, 3, 2), 300)
+
+    body = api.get("/api/v1/insights/revenue", {"from": "2026-01-01", "to": "2026-04-01"}).json()
+
+    assert body["currency"] == "usd"
+    jan, feb, mar = body["periods"]
+    assert (jan["mrr"], jan["newMrr"], jan["newCustomers"], jan["activeCustomers"], jan["arpu"]) == (3000, 3000, 2, 2, 1500)
+    assert (feb["mrr"], feb["expansionMrr"], feb["churnedMrr"], feb["newMrr"], feb["churnedCustomers"]) == (2200, 500, 2000, 700, 1)
+    assert (feb["customerChurnRate"], feb["revenueChurnRate"]) == (50.0, round(100 * 2000 / 3000, 2))
+    assert (mar["mrr"], mar["reactivationMrr"], mar["contractionMrr"]) == (2800, 1000, 400)
+    previous = 0
+    for period in (jan, feb, mar):
+        change = (period["newMrr"] + period["expansionMrr"] + period["reactivationMrr"]
+                  - period["contractionMrr"] - period["churnedMrr"])
+        assert change == period["mrr"] - previous
+        previous = period["mrr"]
+    # Another product's key sees none of it.
+    other = other_api.get("/api/v1/insights/revenue", {"from": "2026-01-01", "to": "2026-04-01"}).json()
+    assert all(period["mrr"] == 0 for period in other["periods"])
+    assert api.get("/api/v1/insights/revenue", {"from": "2026-01-01", "to": "2026-04-01", "interval": "year"}).status_code == 400
