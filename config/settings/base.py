@@ -284,7 +284,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of the app that append to X-Forwarded-For (0: use
     # REMOTE_ADDR, which a client cannot forge); client addresses are what the
@@ -311,11 +311,30 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are validated like any other (the serializer's required
+    # fields are required): no "Patched…" copies with everything optional.
+    "COMPONENT_SPLIT_PATCH": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
         "EventTypeEnum": "notifications.models.EventType.values",
-        "CompanyStatusEnum": "companies.models.CompanyStatus.values",
+        "CompanyStatusEnum": "companies.models.CompanyStatus",
+        "SubscriptionStatusEnum": "billing.models.SubscriptionStatus",
+        "AccessSourceEnum": "entitlements.models.AccessSource",
+        "UsageSourceEnum": "metering.models.UsageSource",
+        "UsageEventTypeEnum": "metering.models.UsageEventType",
+        "StripeDeliveryStatusEnum": "metering.models.StripeDeliveryStatus",
+        "SnapshotTypeEnum": "metering.models.UsageSnapshotType",
+        "SmartLinkStatusEnum": ["already_linked", "linked", "suggestions", "no_match"],
+        "BatchItemStatusEnum": ["ok", "duplicate", "error"],
+        "LinkStatusEnum": ["created", "linked", "already_linked"],
+        "CheckStatusEnum": "config.api.schema.CHECK_STATUSES",
+        "ErrorCodeEnum": "config.errors.ErrorCode",
     },
+    # Response headers, servers (config/api/schema.py); the default hook names the enums.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.postprocess_schema",
+    ],
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

@@ -7,8 +7,9 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.actors import Actor
 from config.api.pagination import page_of, page_response, paginate
-from config.api.schema import error_responses, validated
+from config.api.schema import error_responses, idempotency_key_header, validated
 from config.errors import Forbidden
 
 from .. import selectors, services
@@ -38,9 +39,8 @@ from .serializers import (
 
 REPLAY_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
-_REPLAY_PARAM = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="Same as the body's idempotencyKey (the body wins when both are given).",
+_REPLAY_PARAM = idempotency_key_header(
+    required=False, description="Same as the body's idempotencyKey (the body wins when both are given)."
 )
 
 
@@ -50,7 +50,7 @@ def _actor(request) -> str:
     service = getattr(principal, "service_name", None)
     if service:
         return f"service:{service} ({principal.key_id})"
-    return f"api_key:{principal.product_code} API key ({principal.key_id})"
+    return str(Actor.from_request(request))  # the key's one label (companies.actors)
 
 
 def _signed_service_check(request, source_service: str) -> None:

@@ -33,7 +33,7 @@ from companies.services import (
 )
 from config.errors import ApplicationError
 from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Feature, Tier
 from entitlements.services import feature_access_set, tier_apply
 from metering.services import TrackRequest, usage_track_batch
