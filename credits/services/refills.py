@@ -49,8 +49,6 @@ def auto_refill_set(*, wallet: Wallet, settings: AutoRefillSettings, actor: str)
                          ("amount", settings.amount)):
         if value is None or value < (0 if field == "threshold" else 1):
             raise BadRequest.for_field(field, "Must be a whole number" + (" ≥ 0." if field == "threshold" else " ≥ 1."))
-    if settings.monthly_spend_limit is not None and settings.monthly_spend_limit < settings.amount:
-        raise BadRequest.for_field("monthlySpendLimit", "Must be at least one refill's amount.")
     with transaction.atomic():
         locked = wallet_lock(wallet_id=wallet.pk)
         refill, _ = AutoRefill.objects.update_or_create(wallet=locked, defaults={
