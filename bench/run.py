@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Runs the benchmarks one after another: `python bench/run.py all` or a name
-(check, track, delivery, notifications, credits). Each benchmark prints its figures next to a floor
+(check, track, delivery, notifications, credits, webhooks). Each benchmark prints its figures next to a floor
 measured in the same run; nothing here asserts a timing."""
 
 import subprocess
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-ALL = ["check", "track", "delivery", "notifications", "credits"]
+ALL = ["check", "track", "delivery", "notifications", "credits", "webhooks"]
 
 
 def main(argv: list[str]) -> int:
