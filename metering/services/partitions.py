@@ -175,6 +175,9 @@ def partitions_prune(*, now: datetime | None = None, keep_months: int | None = N
             cursor.execute(f"SELECT COUNT(*) FROM {name}")
             events = cursor.fetchone()[0]
             UsageEventKey.objects.filter(event_time__gte=month, event_time__lt=end).delete()
+            # Deferred FK checks of rows written earlier in this transaction
+            # (the caller's) must run before their table goes.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")
             cursor.execute(f"DROP TABLE {name}")
             UsageEventPartitionDrop.objects.create(partition=name, range_start=month, range_end=end, events=events)
