@@ -64,6 +64,7 @@ register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
 register_company_action(admin_actions.billing_create_customer)
 register_company_action(admin_actions.billing_subscribe)
+register_company_action(admin_actions.send_statement)
 
 
 def _profile_cards(profile: BillingProfile):

@@ -22,6 +22,7 @@ from entitlements.models import Tier
 
 from .services.customers import stripe_customer_ensure
 from .services.purchases import purchase_refund
+from .services.statements import statement_send
 from .services.subscription_lifecycle import (
     PRORATION_BEHAVIORS,
     subscription_cancel,
@@ -238,3 +239,27 @@ def refund_purchase(modeladmin, request, queryset):
                         "matching share of its credits, round(credits × refunded / amount), is taken back; what the "
                         "wallet no longer holds becomes debt.",
                 submit_label="Refund", apply_one=apply_one, permission="billing.refund_creditpurchase")
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+class SendStatementForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.order_by("code"))
+    date_from = forms.DateField(label="From", help_text="First day included (YYYY-MM-DD, UTC).")
+    date_to = forms.DateField(label="To", help_text="Last day included.")
+    email = forms.EmailField(required=False, help_text="Empty: each company's primary contact.")
+
+
+@admin.action(description="Send statement…")
+def send_statement(modeladmin, request, queryset):
+    def apply_one(company, data):
+        statement, email = statement_send(product_id=data["product"].pk, company_id=company.pk,
+                                          start=data["date_from"], end=data["date_to"], email=data.get("email") or None)
+        return f"{company.name}: statement sent to {email} (total {statement.total / 100:.2f} {statement.currency.upper()})."
+
+    return _run(modeladmin, request, queryset.order_by("name"), form_class=SendStatementForm,
+                title="Send usage statement", action_name="send_statement",
+                summary="Each company's usage statement for the product and period (base fees, billable usage × "
+                        "unit price, credits, invoices) is emailed as HTML with a CSV attachment.",
+                submit_label="Send", apply_one=apply_one, permission="billing.send_statement")

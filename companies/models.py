@@ -85,6 +85,8 @@ class CompanyStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     AT_RISK = "at_risk", "At risk"
     CHURNED = "churned", "Churned"
+    SUSPENDED = "suspended", "Suspended"
+    REACTIVATED = "reactivated", "Reactivated"
 
 
 class Company(models.Model):
@@ -144,7 +146,8 @@ class Account(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="accounts")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="accounts")
-    status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.ACTIVE)
+    # Kept by the system (insights.services.lifecycle; suspension by staff).
+    status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.PROSPECT)
     mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units of `currency`.")
     currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217, lower case.")
     metadata = models.JSONField(default=dict, blank=True)

@@ -264,3 +264,47 @@ class InvoiceDetailSerializer(InvoiceSerializer):
 class InvoicesListQuerySerializer(serializers.Serializer):
     companyId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["draft", "open", "paid", "void", "uncollectible"], required=False)
+
+
+# --- statements (SPEC §8) ----------------------------------------------------------------------
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    # `from` is a Python keyword: declared below under its API name.
+    to = serializers.DateField(help_text="Last day included (UTC).")
+    output = serializers.ChoiceField(choices=["json", "html", "csv"], required=False, default="json",
+                                     help_text="json (default), or the rendered html / csv.")
+
+
+StatementQuerySerializer._declared_fields["from"] = serializers.DateField(help_text="First day included (UTC).")
+
+
+class StatementSendInputSerializer(StrictSerializer):
+    companyId = serializers.UUIDField()
+    to = serializers.DateField()
+    email = serializers.EmailField(required=False, help_text="Default: the company's primary contact.")
+
+
+StatementSendInputSerializer._declared_fields["from"] = serializers.DateField()
+
+
+class StatementSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    currency = serializers.CharField()
+    baseFees = serializers.ListField(child=serializers.DictField())
+    usage = serializers.ListField(child=serializers.DictField())
+    credits = serializers.DictField(child=serializers.IntegerField())
+    invoices = serializers.ListField(child=serializers.DictField())
+    total = serializers.IntegerField(help_text="Minor units: base fees + usage.")
+
+
+StatementSerializer._declared_fields["from"] = serializers.DateField()
+StatementSerializer._declared_fields["to"] = serializers.DateField()
+
+
+class StatementSentSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    email = serializers.EmailField()
+    total = serializers.IntegerField()
+    currency = serializers.CharField()

@@ -7,6 +7,8 @@ from .views import (
     InvoiceDetailApi,
     InvoiceListApi,
     OnboardApi,
+    StatementApi,
+    StatementSendApi,
     PaymentMethodDefaultApi,
     PaymentMethodDetachApi,
     PaymentMethodListApi,
@@ -37,5 +39,7 @@ urlpatterns = [
     path("billing/subscriptions/<uuid:subscriptionId>/resume", SubscriptionResumeApi.as_view(), name="billing-subscription-resume"),
     path("billing/invoices", InvoiceListApi.as_view(), name="billing-invoices"),
     path("billing/invoices/<uuid:invoiceId>", InvoiceDetailApi.as_view(), name="billing-invoice"),
+    path("billing/statement", StatementApi.as_view(), name="billing-statement"),
+    path("billing/statement/send", StatementSendApi.as_view(), name="billing-statement-send"),
     path("credits/purchases", PurchaseCollectionApi.as_view(), name="credits-purchases"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import HttpResponse
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +25,7 @@ from ..services.customers import (
 )
 from ..services.onboarding import onboard
 from ..services.purchases import purchase_create
+from ..services.statements import statement_build, statement_csv, statement_html, statement_send
 from ..services.subscription_lifecycle import (
     subscription_cancel,
     subscription_change,
@@ -42,6 +44,10 @@ from .serializers import (
     InvoiceSerializer,
     InvoicesListQuerySerializer,
     PaymentMethodSerializer,
+    StatementQuerySerializer,
+    StatementSendInputSerializer,
+    StatementSentSerializer,
+    StatementSerializer,
     PurchaseCreateInputSerializer,
     PurchaseCreateResultSerializer,
     PurchaseSerializer,
@@ -454,3 +460,40 @@ class InvoiceDetailApi(APIView):
     def get(self, request, invoiceId):  # noqa: N803 - the path parameter's API name
         invoice = invoice_get_visible(product_id=request.auth.product_id, invoice_id=invoiceId)
         return Response(InvoiceDetailSerializer(invoice).data)
+
+
+# --- statements (SPEC §8) ----------------------------------------------------------------------
+
+
+class StatementApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_statement_get",
+        summary="Usage statement for any period: base fees, billable usage × unit price, credits, invoices",
+        parameters=[StatementQuerySerializer],
+        responses={200: StatementSerializer, **error_responses(400, 404)},
+    )
+    def get(self, request):
+        query = validated(StatementQuerySerializer, request.query_params)
+        statement = statement_build(product_id=request.auth.product_id, company_id=query["companyId"],
+                                    start=query["from"], end=query["to"])
+        if query["output"] == "html":
+            return HttpResponse(statement_html(statement), content_type="text/html; charset=utf-8")
+        if query["output"] == "csv":
+            return HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
+        return Response(statement.as_dict())
+
+
+class StatementSendApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_statement_send",
+        summary="Email the statement (HTML + CSV attachment) to the given address or the primary contact",
+        request=StatementSendInputSerializer,
+        responses={200: StatementSentSerializer, **error_responses(400, 404)},
+    )
+    def post(self, request):
+        data = validated(StatementSendInputSerializer, request.data)
+        statement, email = statement_send(product_id=request.auth.product_id, company_id=data["companyId"],
+                                          start=data["from"], end=data["to"], email=data.get("email"))
+        return Response({"sent": True, "email": email, "total": statement.total, "currency": statement.currency})

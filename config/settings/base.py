@@ -176,6 +176,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "credits.expire_reservations": {"task": "credits.expire_reservations", "schedule": 30.0},
     # Expired credit lots get their `expiry` ledger entry.
     "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
+    # Accounts' lifecycle status (SPEC §3) from subscriptions and payments.
+    "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -190,6 +192,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_overrides": "entitlements.tasks.expire_overrides",
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
+    "update_lifecycle": "insights.tasks.update_lifecycle",
 }
 
 # --- Usage-event partitions and retention (SPEC §10, docs/scaling.md) ----------

@@ -66,8 +66,8 @@ class TestCompanyAdmin:
 
     def test_filters(self, admin_client, customers, product):
         assert _changelist(admin_client, product=str(product.pk)) == ["Acme Inc"]
-        # Status is an account's (per product): Globex, linked to no product, has none.
-        assert sorted(_changelist(admin_client, status="active")) == ["Acme Inc"]
+        # Status is an account's (per product; a new account is a prospect): Globex, linked to no product, has none.
+        assert sorted(_changelist(admin_client, status="prospect")) == ["Acme Inc"]
 
     def test_change_page_shows_inlines_and_registered_panels(self, admin_client, customers, monkeypatch):
         acme, _ = customers

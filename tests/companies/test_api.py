@@ -53,7 +53,7 @@ class TestCompanyCreate:
         assert body["domain"] == "acme.com"
         assert body["createdAt"] == "2024-01-15T10:30:00Z"
         assert body["updatedAt"].endswith("Z")
-        assert (body["status"], body["mrr"], body["metadata"]) == ("active", 0, {"plan": "free"})
+        assert (body["status"], body["mrr"], body["metadata"]) == ("prospect", 0, {"plan": "free"})
         company = Company.objects.get(pk=body["id"])
         assert company.links.get().product == product
         assert company.contacts.get().email == "admin@acme.com"

@@ -103,7 +103,7 @@ class TestSharedPool:
         Account.objects.filter(company=theirs, product=other_product).update(mrr=9900, status="at_risk")
 
         mine = api.patch(f"/api/v1/companies/{theirs.pk}", {"metadata": {"chat": True}}, format="json").json()
-        assert (mine["metadata"], mine["mrr"], mine["status"]) == ({"chat": True}, 0, "active")
+        assert (mine["metadata"], mine["mrr"], mine["status"]) == ({"chat": True}, 0, "prospect")
         crm = other_api.get(f"/api/v1/companies/{theirs.pk}").json()
         assert (crm["metadata"], crm["mrr"], crm["status"]) == ({"crm": 1}, 9900, "at_risk")
         # The shared record: a rename by one product is seen by the other.

@@ -5,7 +5,6 @@ work in PostgreSQL for the periodic pass (here: notification deliveries)."""
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -18,22 +17,18 @@ from config.tasks import enqueue
 from notifications.models import Delivery, DeliveryStatus, WebhookEndpoint
 from notifications.services.events import event_emit
 
+from tests.platform.ports import free_port
+
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
 def broker_down():
     conf = celery_app.conf
     saved = conf.broker_url, conf.task_always_eager
-    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{_closed_port()}/0", False
+    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{free_port()}/0", False
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     try:

@@ -23,16 +23,11 @@ from companies.models import ApiKey, RateLimitCounter
 from companies.services import api_key_revoke
 from config.cache import CacheUnavailable, cache_is_down
 from metering.models import UsageEvent, UsageMeter
+from tests.platform.ports import free_port
 from tests.factories.companies import CompanyFactory, ProductLinkFactory
 from tests.factories.entitlements import FeatureAccessFactory, FeatureFactory, MeteredFeatureFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens once the probe is closed
 
 
 def _redis_cache(location: str) -> dict:
@@ -67,7 +62,7 @@ def _track(api, company, key: str, quantity: int = 3):
 
 def test_the_api_answers_from_postgresql_while_redis_is_down(api, catalog, caplog):
     company = catalog
-    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{_closed_port()}/0")):
+    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{free_port()}/0")):
         with caplog.at_level(logging.INFO):
             for _ in range(3):
                 check = api.get(f"/api/v1/companies/{company.pk}/features/ai_credit")
@@ -92,14 +87,14 @@ def test_the_api_answers_from_postgresql_while_redis_is_down(api, catalog, caplo
 
 
 def test_rate_limits_hold_in_postgresql_while_redis_is_down(api, catalog):
-    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{_closed_port()}/0"), API_RATE_LIMIT="2/hour"):
+    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{free_port()}/0"), API_RATE_LIMIT="2/hour"):
         statuses = [api.get("/api/v1/tiers").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert RateLimitCounter.objects.get().count == 3
 
 
 def test_a_redis_outage_costs_no_round_trip_until_the_reprobe(catalog):
-    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{_closed_port()}/0"), CACHE_REPROBE_SECONDS=3600):
+    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{free_port()}/0"), CACHE_REPROBE_SECONDS=3600):
         with pytest.raises(CacheUnavailable):
             cache.get("x")
         from django.core.cache import caches
@@ -119,7 +114,7 @@ class RedisProxy:
 
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
-        self.port = _closed_port()
+        self.port = free_port()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
 

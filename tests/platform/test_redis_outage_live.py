@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,13 @@ from django.db import connection
 from companies.services import api_key_create
 from metering.models import UsageEvent, UsageMeter
 from notifications.models import Delivery, WebhookEndpoint
+from tests.platform.ports import free_port
 from tests.factories.companies import CompanyFactory, ProductFactory, ProductLinkFactory
 from tests.factories.entitlements import FeatureAccessFactory, MeteredFeatureFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -53,7 +47,7 @@ def live_server(redis_url: str | None):
     })
     if redis_url:
         env["REDIS_URL"] = redis_url
-    port = _free_port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="outage-live-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
@@ -108,7 +102,7 @@ def test_a_live_server_with_redis_down_keeps_answering_and_loses_nothing():
     WebhookEndpoint.objects.create(product=product, url="https://hooks.example.com/in", event_types=[], secret="s" * 32)
     track = {"companyId": str(company.pk), "featureCode": "ai_credit", "quantity": 9, "idempotencyKey": "outage-job-1"}
 
-    closed = f"redis://127.0.0.1:{_free_port()}/0"
+    closed = f"redis://127.0.0.1:{free_port()}/0"
     with live_server(closed) as server:
         status, check, _ = _call(server, key, "GET", f"companies/{company.pk}/features/ai_credit")
         assert status == 200 and check["canUse"] is True
