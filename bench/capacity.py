@@ -69,7 +69,7 @@ def ingest(base_url: str, data: dict, *, events: int, batch_size: int, clients: 
     companies = data["companies"]
     batches = max(1, events // batch_size)
     per_slice = max(1, batches // slices)
-    counter = iter(range(batches))
+    next_batch = [0]
     lock = threading.Lock()
     limit = [0]  # batches below this number belong to the running slice
     errors: list[str] = []
@@ -79,9 +79,10 @@ def ingest(base_url: str, data: dict, *, events: int, batch_size: int, clients: 
         client = Client(base_url, data["key"])
         while True:
             with lock:
-                number = next(counter, None)
-            if number is None or number >= limit[0]:
-                return
+                if next_batch[0] >= limit[0]:
+                    return
+                number = next_batch[0]
+                next_batch[0] += 1
             body = {
                 "events": [
                     {
@@ -187,10 +188,10 @@ def sizes() -> dict[str, float]:
         cursor.execute(
             "SELECT SUM(pg_table_size(relid)), SUM(pg_indexes_size(relid)) FROM pg_partition_tree(%s)", [TABLE]
         )
-        table, indexes = cursor.fetchone()
+        table, indexes = (int(value) for value in cursor.fetchone())
         key_table = UsageEventKey._meta.db_table
         cursor.execute("SELECT pg_table_size(%s), pg_indexes_size(%s)", [key_table, key_table])
-        key_bytes, key_index = cursor.fetchone()
+        key_bytes, key_index = (int(value) for value in cursor.fetchone())
     count = UsageEvent.objects.count()
     per_million = 1_000_000 / max(count, 1)
     return {
