@@ -92,6 +92,49 @@ def _add_months(month, months):
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
+def _definitions(cursor):
+    """The table's index definitions and its primary/foreign key constraints."""
+    cursor.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
+        [TABLE],
+    )
+    indexes = cursor.fetchall()
+    cursor.execute(
+        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = to_regclass(%s) AND contype IN ('p', 'f')",
+        [TABLE],
+    )
+    constraints = cursor.fetchall()
+    return indexes, constraints
+
+
+def _restore(cursor, indexes, constraints, *, partitioned):
+    """Recreate the primary key, indexes and foreign keys on the new table
+    under their old names (the old table is gone)."""
+    primary = next(name for name, kind, _ in constraints if kind == "p")
+    columns = "id, event_time" if partitioned else "id"
+    cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {primary} PRIMARY KEY ({columns})")
+    for name, definition in indexes:
+        if name == primary:
+            continue
+        definition = definition.replace(" ON ONLY ", " ON ")
+        if partitioned and "event_time" not in definition:
+            # Unique indexes must contain the partition key: idempotency is
+            # the key table's job now; the index stays for lookups by key.
+            definition = definition.replace("CREATE UNIQUE INDEX", "CREATE INDEX")
+        if not partitioned and name == "usage_event_unique_idempotency_key":
+            definition = definition.replace("CREATE INDEX", "CREATE UNIQUE INDEX")
+        cursor.execute(definition)
+    for name, kind, definition in constraints:
+        if kind == "f":
+            cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
+
+
+def _relkind(cursor):
+    cursor.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [TABLE])
+    return cursor.fetchone()[0]
+
+
 def partition(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor != "postgresql":
@@ -99,21 +142,9 @@ def partition(apps, schema_editor):
     from django.utils import timezone
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [TABLE])
-        if cursor.fetchone()[0] == "p":
+        if _relkind(cursor) == "p":
             return
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
-            [TABLE],
-        )
-        indexes = cursor.fetchall()
-        cursor.execute(
-            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = to_regclass(%s) AND contype IN ('p', 'f')",
-            [TABLE],
-        )
-        constraints = cursor.fetchall()
-        primary = next(name for name, kind, _ in constraints if kind == "p")
+        indexes, constraints = _definitions(cursor)
         cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
         cursor.execute(
             f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (event_time)"
@@ -139,19 +170,26 @@ def partition(apps, schema_editor):
         )
         # Frees the index and constraint names (fails if anything still references it).
         cursor.execute(f"DROP TABLE {OLD}")
-        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {primary} PRIMARY KEY (id, event_time)")
-        for name, definition in indexes:
-            if name == primary:
-                continue
-            if "event_time" not in definition:
-                # Unique indexes must contain the partition key: idempotency is
-                # the key table's job now; the index stays for lookups by key.
-                definition = definition.replace("CREATE UNIQUE INDEX", "CREATE INDEX")
-            cursor.execute(definition)
-        for name, kind, definition in constraints:
-            if kind == "f":
-                cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
+        _restore(cursor, indexes, constraints, partitioned=True)
         cursor.execute(TRIGGER_SQL)
 
 
-Migration.operations.append(migrations.RunPython(partition, migrations.RunPython.noop))
+def unpartition(apps, schema_editor):
+    """Back to one plain table (migrating backwards), rows included."""
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        if _relkind(cursor) != "p":
+            return
+        indexes, constraints = _definitions(cursor)
+        cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
+        cursor.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {OLD}")
+        cursor.execute(f"DROP TABLE {OLD}")  # its partitions and trigger with it
+        cursor.execute(f"DROP FUNCTION {TABLE}_key()")
+        cursor.execute("DROP INDEX IF EXISTS usage_event_key_time_brin")
+        _restore(cursor, indexes, constraints, partitioned=False)
+
+
+Migration.operations.append(migrations.RunPython(partition, unpartition))
