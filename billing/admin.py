@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
 
 from companies.admin_extensions import (
     ReadOnlyAdminMixin,
@@ -22,6 +23,7 @@ from companies.admin_extensions import (
     register_company_inline,
     register_company_list_filter,
     register_company_panel,
+    register_company_summary,
 )
 
 from config.errors import ApplicationError
@@ -38,7 +40,7 @@ from .services.webhooks import webhook_events_reprocess
 # --- company page ----------------------------------------------------------------------
 
 
-class BillingProfileInline(admin.TabularInline):
+class BillingProfileInline(TabularInline):
     """One Stripe customer per account (company × product)."""
 
     model = BillingProfile
@@ -50,7 +52,7 @@ class BillingProfileInline(admin.TabularInline):
     verbose_name = "Stripe billing profile"
 
 
-class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
+class SubscriptionInline(ReadOnlyAdminMixin, TabularInline):
     model = Subscription
     fk_name = "company"
     extra = 0
@@ -62,9 +64,9 @@ class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 register_company_inline(BillingProfileInline)
 register_company_inline(SubscriptionInline)
-register_company_action(admin_actions.billing_create_customer)
-register_company_action(admin_actions.billing_subscribe)
-register_company_action(admin_actions.send_statement)
+register_company_action(admin_actions.billing_create_customer, permission="billing.add_billingprofile")
+register_company_action(admin_actions.billing_subscribe, permission=admin_actions.PERMISSION)
+register_company_action(admin_actions.send_statement, permission="billing.send_statement")
 
 
 def _profile_cards(profile: BillingProfile):
@@ -93,7 +95,7 @@ register_company_panel(billing_cards_panel)
 
 
 @admin.register(BillingProfile)
-class BillingProfileAdmin(admin.ModelAdmin):
+class BillingProfileAdmin(ModelAdmin):
     list_display = ("company", "product", "stripe_customer_id", "created_at")
     list_filter = ("product",)
     search_fields = ("stripe_customer_id", "company__name", "company__short_id", "company__domain")
@@ -151,7 +153,7 @@ class BillingProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(SimpleHistoryAdmin):
+class SubscriptionAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = ("__str__", "company", "product", "tier", "status", "current_period_end", "cancel_at_period_end")
     list_filter = ("status", "product", "tier", "cancel_at_period_end")
     search_fields = ("stripe_subscription_id", "stripe_customer_id", "checkout_session_id", "company__name", "company__short_id")
@@ -204,7 +206,7 @@ register_company_panel(billing_invoices_panel)
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Mirror of Stripe's invoices (invoice webhooks, `manage.py sync_invoices`)."""
 
     list_display = ("number_or_id", "company", "product", "status", "billing_reason", "total_display",
@@ -240,7 +242,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CreditPurchase)
-class CreditPurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CreditPurchaseAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Credits bought through Stripe (SPEC §7): written by the purchase
     services only; *Refund purchase…* (Billing admin) goes through Stripe."""
 
@@ -265,7 +267,7 @@ class CreditPurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PriceAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Mirror of Stripe's prices (price webhooks, `manage.py sync_prices`)."""
 
     list_display = (
@@ -320,7 +322,7 @@ class PriceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StripeWebhookEvent)
-class StripeWebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class StripeWebhookEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ("stripe_event_id", "type", "status", "attempts", "received_at", "processed_at", "short_error")
     list_filter = ("status", "type", "livemode")
     search_fields = ("stripe_event_id", "type")
@@ -364,7 +366,7 @@ class StripeWebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(MeterDrift)
-class MeterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MeterDriftAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "stripe_customer_id", "company", "meter_event_name", "window_start", "window_end",
         "delivered_value", "stripe_value", "difference", "resolved_at", "note",
@@ -397,3 +399,18 @@ class CompanySubscriptionStatusFilter(admin.SimpleListFilter):
 
 
 register_company_list_filter(CompanySubscriptionStatusFilter)
+
+
+def company_subscription_summary(request, company) -> list[dict]:
+    """Header facts of the customer overview: each subscription, its status
+    and the end of its current period (SPEC §9)."""
+    subscriptions = Subscription.objects.filter(company=company).select_related("product", "tier").order_by("-current_period_end")[:3]
+    parts = []
+    for subscription in subscriptions:
+        tier = subscription.tier.name if subscription.tier else subscription.display_name or subscription.product.code
+        end = subscription.current_period_end.strftime("%d %b %Y") if subscription.current_period_end else "—"
+        parts.append(f"{tier} · {subscription.get_status_display()} · until {end}")
+    return [{"label": "Subscription", "value": "; ".join(parts) or "none"}]
+
+
+register_company_summary(company_subscription_summary)

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils.safestring import mark_safe
+from unfold.admin import ModelAdmin, TabularInline
 
 from config.errors import ApplicationError
 
@@ -24,6 +25,24 @@ from .models import Account, ApiKey, Company, CompanyStatus, Contact, Product, P
 from .services.cleaning import clean_domain, clean_email
 
 logger = logging.getLogger(__name__)
+
+
+def format_money(minor_units: int | None, currency: str = "") -> str:
+    """Minor units (cents) as currency units for people: 249900, "usd" ->
+    "2,499.00 USD" (SPEC §9: never raw cents in the admin)."""
+    if minor_units is None:
+        return "—"
+    return f"{minor_units / 100:,.2f} {currency.upper()}".strip()
+
+
+class _MoneyMixin:
+    @admin.display(description="MRR", ordering="mrr")
+    def mrr_amount(self, account: Account) -> str:
+        return format_money(account.mrr, account.currency)
+
+    @admin.display(description="Lifetime value", ordering="lifetime_value")
+    def lifetime_value_amount(self, account: Account) -> str:
+        return format_money(account.lifetime_value, account.currency)
 
 
 # --- Forms ---------------------------------------------------------------------------
@@ -44,7 +63,10 @@ def _customer_pool_choices() -> list[tuple[str, str]]:
 class CompanyAdminForm(forms.ModelForm):
     class Meta:
         model = Company
-        fields = ["name", "customer_pool", "short_id", "domain", "created_at"]
+        fields = [
+            "name", "customer_pool", "short_id", "domain", "created_at",
+            "country", "industry", "size", "timezone", "locale",
+        ]
         help_texts = {
             "short_id": "Leave empty to derive it from the name (acme-inc, acme-inc-2, …), unique in the pool.",
             "domain": "Any form is accepted (https://www.acme.com/path); it is stored as acme.com.",
@@ -157,7 +179,8 @@ class ProductLinkInlineForm(forms.ModelForm):
 # --- Company ---------------------------------------------------------------------------
 
 
-class ContactInline(admin.TabularInline):
+class ContactInline(TabularInline):
+    tab = True  # a tab of the customer overview (unfold)
     model = Contact
     form = ContactAdminForm
     formset = ContactInlineFormSet
@@ -166,22 +189,29 @@ class ContactInline(admin.TabularInline):
     show_change_link = True
 
 
-class ProductLinkInline(admin.TabularInline):
+class ProductLinkInline(TabularInline):
+    tab = True
     model = ProductLink
     form = ProductLinkInlineForm
-    fields = ["product", "external_org_id", "external_user_id", "label", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["product", "external_org_id", "external_user_id", "label", "link_type", "confidence", "created_at"]
+    readonly_fields = ["link_type", "confidence", "created_at"]
     extra = 0
 
 
-class AccountInline(admin.TabularInline):
+class AccountInline(_MoneyMixin, TabularInline):
     """The company's account with each product it is linked to (made by the
     link): what differs per product."""
 
+    tab = True
     model = Account
-    fields = ["product", "status", "mrr", "currency", "metadata", "updated_at"]
-    # Status and MRR are kept by the system (SPEC §3), not typed in.
-    readonly_fields = ["product", "status", "mrr", "currency", "updated_at"]
+    fields = [
+        "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
+    # Status, MRR and the purchase/activity fields are kept by the system (SPEC §3), not typed in.
+    readonly_fields = [
+        "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at", "updated_at",
+    ]
     extra = 0
     can_delete = False
 
@@ -219,11 +249,11 @@ class ProductFilter(admin.SimpleListFilter):
 
 
 @admin.register(Company)
-class CompanyAdmin(admin.ModelAdmin):
+class CompanyAdmin(ModelAdmin):
     form = CompanyAdminForm
     change_form_template = "admin/companies/company/change_form.html"
-    list_display = ["name", "short_id", "customer_pool", "domain", "mrr_display", "product_codes", "created_at"]
-    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool"]
+    list_display = ["name", "short_id", "status_display", "mrr_display", "product_codes", "domain", "created_at"]
+    list_filter = [AccountStatusFilter, ProductFilter, "customer_pool", "size", "country", "industry"]
     # Exact for external ids (they are opaque), substring for the rest.
     search_fields = ["name", "domain", "short_id", "=links__external_org_id", "contacts__email"]
     search_help_text = "Name, domain, shortId, external org id (exact) or contact email."
@@ -234,11 +264,13 @@ class CompanyAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "customer_pool", "short_id", "domain"]}),
+        ("Profile", {"fields": ["country", "industry", "size", "timezone", "locale"]}),
         ("Details", {"fields": ["created_at", "updated_at", "id"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("links__product", "accounts__product")
+        prefetches = [column.prefetch for column in admin_extensions.COMPANY_LIST_COLUMNS if hasattr(column, "prefetch")]
+        return super().get_queryset(request).prefetch_related("links__product", "accounts__product", *prefetches)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not self._can_change_company_fields(request):
@@ -251,11 +283,27 @@ class CompanyAdmin(admin.ModelAdmin):
     @admin.display(description="MRR per product")
     def mrr_display(self, company: Company) -> str:
         parts = [
-            f"{account.product.code} {account.mrr / 100:,.2f} {account.currency.upper()}"
+            f"{account.product.code} {format_money(account.mrr, account.currency)}"
             for account in company.accounts.all()
             if account.mrr
         ]
         return ", ".join(parts) or "—"
+
+    @admin.display(description="Status")
+    def status_display(self, company: Company) -> str:
+        """The lifecycle status per product (SPEC §3), one word when all agree."""
+        statuses = {(account.product.code, account.get_status_display()) for account in company.accounts.all()}
+        words = {word for _, word in statuses}
+        if len(words) <= 1:
+            return next(iter(words), "—")
+        return ", ".join(f"{code} {word}" for code, word in sorted(statuses))
+
+    def get_list_display(self, request):
+        # Apps further down add columns (tier, health) through the registry.
+        columns = list(super().get_list_display(request))
+        for column in admin_extensions.COMPANY_LIST_COLUMNS:
+            columns.insert(3, column)
+        return columns
 
     @admin.display(description="Products")
     def product_codes(self, company: Company) -> str:
@@ -290,9 +338,36 @@ class CompanyAdmin(admin.ModelAdmin):
             actions[name] = (func, name, description)
         return actions
 
-    def _panels(self, request, company: Company) -> list[str]:
+    # The tab of the overview each app's panels go to (by the app's name, so
+    # companies imports none of them); a panel may set its own `tab`.
+    PANEL_TABS = {
+        "entitlements": "Access history",
+        "metering": "Usage",
+        "credits": "Credits",
+        "billing": "Subscriptions & invoices",
+        "insights": "Health",
+        "desk": "Timeline",
+        "notifications": "Notifications",
+    }
+
+    def _panel_tabs(self, request, company: Company) -> list[dict]:
+        """The panels under the form, grouped into tabs (first tab open)."""
+        tabs: dict[str, list[str]] = {}
+        for panel, html in zip(
+            [p for p in admin_extensions.COMPANY_PANELS if not getattr(p, "top", False)],
+            self._panels(request, company),
+        ):
+            if not html.strip():
+                continue
+            title = getattr(panel, "tab", None) or self.PANEL_TABS.get(panel.__module__.split(".")[0], "More")
+            tabs.setdefault(title, []).append(html)
+        return [{"title": title, "slug": f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
+
+    def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
         for panel in admin_extensions.COMPANY_PANELS:
+            if getattr(panel, "top", False) != top:
+                continue
             try:
                 rendered.append(mark_safe(panel(request, company)))
             except Exception:
@@ -301,12 +376,96 @@ class CompanyAdmin(admin.ModelAdmin):
                 rendered.append(mark_safe('<p class="errornote">This panel could not be shown.</p>'))
         return rendered
 
+    def get_urls(self):
+        from django.urls import path
+
+        urls = [
+            path(
+                "<path:object_id>/do/<str:action_name>/",
+                self.admin_site.admin_view(self.company_action_view),
+                name="companies_company_action",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def company_action_view(self, request, object_id, action_name):
+        """One company action (Apply tier…, Adjust usage…, Grant credits…)
+        started from the company page for this one company: the action's own
+        intermediate form with its required reason; back to the page after."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404
+        from django.shortcuts import redirect
+        from django.urls import reverse
+
+        company = self.get_object(request, object_id)
+        if company is None:
+            raise Http404("No such company.")
+        actions = self.get_actions(request)
+        if action_name not in actions or action_name == "delete_selected":
+            raise PermissionDenied("This action is not available to your role.")
+        func = actions[action_name][0]
+        change_url = reverse("admin:companies_company_change", args=[company.pk])
+        response = func(self, request, Company.objects.filter(pk=company.pk))
+        if response is None:
+            return redirect(change_url)
+        if hasattr(response, "context_data") and response.context_data is not None:
+            response.context_data["back_url"] = change_url
+            response.context_data["company_page"] = company
+        return response
+
+    def _page_actions(self, request, company: Company) -> list[dict]:
+        from django.urls import reverse
+
+        buttons = []
+        for name, (_func, _name, description) in self.get_actions(request).items():
+            if name == "delete_selected":
+                continue
+            required = getattr(_func, "required_permission", None)
+            if required and not request.user.has_perm(required):
+                continue
+            buttons.append(
+                {
+                    "name": name,
+                    "title": str(description),
+                    "url": reverse("admin:companies_company_action", args=[company.pk, name]),
+                }
+            )
+        for link in admin_extensions.COMPANY_PAGE_LINKS:
+            button = link(request, company)
+            if button:
+                buttons.append(button)
+        return buttons
+
+    def _summary(self, request, company: Company) -> list[dict]:
+        """The header of the customer overview: facts every app contributes
+        (status and MRR here; tier, subscription, wallet from their apps)."""
+        accounts = list(company.accounts.select_related("product"))
+        facts = [
+            {
+                "label": "Status",
+                "value": ", ".join(f"{a.product.code}: {a.get_status_display()}" for a in accounts) or "—",
+            },
+            {
+                "label": "MRR",
+                "value": ", ".join(format_money(a.mrr, a.currency) for a in accounts if a.mrr) or "—",
+            },
+        ]
+        for fact in admin_extensions.COMPANY_SUMMARY:
+            try:
+                facts.extend(fact(request, company) or [])
+            except Exception:
+                logger.exception("company summary failed", extra={"fact": getattr(fact, "__name__", str(fact))})
+        return facts
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
         if object_id:
             company = self.get_object(request, object_id)
             if company is not None:
-                extra_context["company_panels"] = self._panels(request, company)
+                extra_context["company_panel_tabs"] = self._panel_tabs(request, company)
+                extra_context["company_panels_top"] = self._panels(request, company, top=True)
+                extra_context["company_summary"] = self._summary(request, company)
+                extra_context["company_actions"] = self._page_actions(request, company)
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
@@ -354,7 +513,7 @@ class CompanyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ModelAdmin):
     form = ContactAdminForm
     list_display = ["email", "name", "role", "company", "is_primary", "created_at"]
     list_filter = ["is_primary"]
@@ -369,17 +528,20 @@ class ContactAdmin(admin.ModelAdmin):
 
 class ProductLinkAdminForm(ProductLinkInlineForm):
     class Meta(ProductLinkInlineForm.Meta):
-        fields = ["company", *ProductLinkInlineForm.Meta.fields]
+        fields = ["company", *ProductLinkInlineForm.Meta.fields, "metadata"]
 
     def _company(self, cleaned: dict):
         return cleaned.get("company")
 
 
 @admin.register(ProductLink)
-class ProductLinkAdmin(admin.ModelAdmin):
+class ProductLinkAdmin(ModelAdmin):
     form = ProductLinkAdminForm
-    list_display = ["external_org_id", "product", "company", "label", "external_user_id", "created_at"]
-    list_filter = ["product"]
+    list_display = [
+        "external_org_id", "product", "company", "label", "link_type", "confidence", "external_user_id", "created_at"
+    ]
+    list_filter = ["product", "link_type"]
+    readonly_fields = ["link_type", "confidence", "created_at", "updated_at"]
     search_fields = ["=external_org_id", "company__name", "label"]
     list_select_related = ["product", "company"]
     autocomplete_fields = ["company"]
@@ -396,21 +558,28 @@ class ProductLinkAdmin(admin.ModelAdmin):
             external_org_id=obj.external_org_id,
             external_user_id=obj.external_user_id,
             label=obj.label,
+            metadata=obj.metadata,
         )
         obj.pk, obj._state.adding, obj._state.db = link.pk, False, link._state.db
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(_MoneyMixin, ModelAdmin):
     """Accounts are made by links; staff edit what is per product here or
     on the company page."""
 
-    list_display = ["company", "product", "status", "mrr", "currency", "updated_at"]
+    list_display = ["company", "product", "status", "mrr_amount", "lifetime_value_amount", "last_activity_at", "updated_at"]
     list_filter = ["product", "status"]
-    search_fields = ["company__name", "company__short_id"]
+    search_fields = ["company__name", "company__short_id", "billing_email", "tax_id"]
     list_select_related = ["company", "product"]
-    readonly_fields = ["company", "product", "status", "mrr", "currency", "created_at", "updated_at"]
-    fields = ["company", "product", "status", "mrr", "currency", "metadata", "created_at", "updated_at"]
+    readonly_fields = [
+        "company", "product", "status", "mrr_amount", "lifetime_value_amount", "first_purchase_at", "last_activity_at",
+        "created_at", "updated_at",
+    ]
+    fields = [
+        "company", "product", "status", "mrr_amount", "metadata", "billing_email", "billing_address", "tax_id",
+        "lifetime_value_amount", "first_purchase_at", "last_activity_at", "created_at", "updated_at",
+    ]
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -420,7 +589,7 @@ class AccountAdmin(admin.ModelAdmin):
 # --- Products and API keys -----------------------------------------------------------------------
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(TabularInline):
     model = ApiKey
     fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = fields
@@ -462,7 +631,7 @@ class ProductAdminForm(forms.ModelForm):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ModelAdmin):
     """Products and their customer pool (the pool: Billing admin, SPEC §2)."""
 
     form = ProductAdminForm
@@ -510,7 +679,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SecretShownOnceMixin, admin.ModelAdmin):
+class ApiKeyAdmin(SecretShownOnceMixin, ModelAdmin):
     """Keys are created here and shown once, on the page that follows the
     save (never in a message, which would sit in the session or a cookie).
     Only the SHA-256 is stored, and it is never displayed."""

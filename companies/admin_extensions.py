@@ -12,6 +12,15 @@ COMPANY_LIST_FILTERS: list = []
 # Callables (request, company) -> str of safe HTML, shown on the change page
 # (e.g. the usage chart). Each is rendered in order under the form.
 COMPANY_PANELS: list = []
+# Extra columns of the Company changelist (ModelAdmin list_display callables,
+# e.g. the tier), inserted after the status column.
+COMPANY_LIST_COLUMNS: list = []
+# Callables (request, company) -> list of {"label", "value"} for the header of
+# the customer overview (tier, subscription and period end, wallet balance).
+COMPANY_SUMMARY: list = []
+# Callables (request, company) -> {"title", "url"} or None: buttons on the
+# customer overview for pages that are not company actions (Override access…).
+COMPANY_PAGE_LINKS: list = []
 
 
 def register_company_inline(inline_class) -> None:
@@ -19,14 +28,37 @@ def register_company_inline(inline_class) -> None:
         COMPANY_INLINES.append(inline_class)
 
 
-def register_company_action(action) -> None:
+def register_company_action(action, *, permission: str | None = None) -> None:
+    """`permission` ("app.codename"): the company page shows the action's
+    button only to users who have it (the action still checks it itself)."""
+    if permission:
+        action.required_permission = permission
     if action not in COMPANY_ACTIONS:
         COMPANY_ACTIONS.append(action)
 
 
-def register_company_panel(panel) -> None:
+def register_company_panel(panel, *, top: bool = False) -> None:
+    """`top`: shown above the form, on the first screen of the overview
+    (the per-feature access rows); else under the form."""
+    if top:
+        panel.top = True
     if panel not in COMPANY_PANELS:
         COMPANY_PANELS.append(panel)
+
+
+def register_company_list_column(column) -> None:
+    if column not in COMPANY_LIST_COLUMNS:
+        COMPANY_LIST_COLUMNS.append(column)
+
+
+def register_company_summary(fact) -> None:
+    if fact not in COMPANY_SUMMARY:
+        COMPANY_SUMMARY.append(fact)
+
+
+def register_company_page_link(link) -> None:
+    if link not in COMPANY_PAGE_LINKS:
+        COMPANY_PAGE_LINKS.append(link)
 
 
 def register_company_list_filter(list_filter) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from unfold.admin import ModelAdmin
 
 from . import services
 from .admin import RevokedFilter
@@ -20,7 +21,7 @@ class ServiceCredentialAddForm(forms.ModelForm):
 
 
 @admin.register(ServiceCredential)
-class ServiceCredentialAdmin(SecretShownOnceMixin, admin.ModelAdmin):
+class ServiceCredentialAdmin(SecretShownOnceMixin, ModelAdmin):
     list_display = ["service_name", "prefix_display", "product", "created_at", "created_by", "revoked_at"]
     list_filter = [RevokedFilter, "product"]
     search_fields = ["service_name", "prefix"]

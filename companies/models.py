@@ -15,6 +15,17 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .names import normalize_company_name
+from .profile import (
+    MAX_INDUSTRY,
+    MAX_LOCALE,
+    MAX_TAX_ID,
+    CompanySize,
+    validate_billing_address,
+    validate_country,
+    validate_currency,
+    validate_locale,
+    validate_timezone,
+)
 
 
 class Product(models.Model):
@@ -32,6 +43,9 @@ class Product(models.Model):
             "Products of one pool share their customers (smart link and onboard match only companies "
             "of the pool). Empty: the product's code, i.e. a pool of its own."
         ),
+    )
+    currency = models.CharField(
+        max_length=3, default="usd", help_text="ISO 4217, lower case: the currency of MRR and revenue metrics."
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -109,6 +123,18 @@ class Company(models.Model):
     # Settable so that history can be backfilled from another system.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The profile (SPEC §3), shared within the pool; "" = not given.
+    country = models.CharField(
+        max_length=2, blank=True, default="", validators=[validate_country], help_text="ISO 3166-1 alpha-2, e.g. DE."
+    )
+    industry = models.CharField(max_length=MAX_INDUSTRY, blank=True, default="")
+    size = models.CharField(max_length=16, blank=True, default="", choices=CompanySize.choices)
+    timezone = models.CharField(
+        max_length=64, blank=True, default="", validators=[validate_timezone], help_text="IANA, e.g. Europe/Berlin."
+    )
+    locale = models.CharField(
+        max_length=MAX_LOCALE, blank=True, default="", validators=[validate_locale], help_text="e.g. en, de-AT."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -149,8 +175,27 @@ class Account(models.Model):
     # Kept by the system (insights.services.lifecycle; suspension by staff).
     status = models.CharField(max_length=16, choices=CompanyStatus.choices, default=CompanyStatus.PROSPECT)
     mrr = models.BigIntegerField(default=0, help_text="Monthly recurring revenue in minor units of `currency`.")
-    currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217, lower case.")
+    currency = models.CharField(
+        max_length=3, default="usd", validators=[validate_currency], help_text="ISO 4217, lower case."
+    )
     metadata = models.JSONField(default=dict, blank=True)
+    # Billing details (SPEC §3), per product; "" / {} = not given.
+    billing_email = models.EmailField(max_length=254, blank=True, default="")
+    billing_address = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_billing_address],
+        help_text='{"line1", "line2", "city", "postalCode", "state", "country" (ISO 3166 alpha-2)}, each optional.',
+    )
+    tax_id = models.CharField(max_length=MAX_TAX_ID, blank=True, default="")
+    # Derived, never typed in: billing reports paid invoices through
+    # companies.services.account_purchases_set; metering touches
+    # last_activity_at (at most once a minute per account and process).
+    first_purchase_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lifetime_value = models.BigIntegerField(
+        default=0, editable=False, help_text="Sum of paid invoices, minor units of `currency`."
+    )
+    last_activity_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -193,6 +238,15 @@ class Contact(models.Model):
         return self.email
 
 
+class LinkType(models.TextChoices):
+    """How a link was made (SPEC §3)."""
+
+    CREATED = "created", "Created (with the company: POST /companies, onboarding)"
+    SMART = "smart", "Smart link"
+    MANUAL = "manual", "Manual (POST /links, staff)"
+    MERGED = "merged", "Moved by a merge"
+
+
 class ProductLink(models.Model):
     """Maps an organisation id of one product's own system to a company. A
     company may have several links in one product (one per store, told apart
@@ -204,13 +258,22 @@ class ProductLink(models.Model):
     external_org_id = models.CharField(max_length=200)
     external_user_id = models.CharField(max_length=200, blank=True, default="")
     label = models.CharField(max_length=200, blank=True, default="")
+    link_type = models.CharField(max_length=16, choices=LinkType.choices, default=LinkType.MANUAL)
+    confidence = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Smart links: the match score, 0–100."
+    )
+    metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["created_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["product", "external_org_id"], name="link_unique_external_org_per_product"
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__lte=100), name="link_confidence_0_100"
             ),
         ]
         indexes = [models.Index(fields=["external_org_id"], name="link_external_org_idx")]

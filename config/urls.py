@@ -39,6 +39,33 @@ urlpatterns = [
 ]
 
 
+def _is_staff_admin_request(request) -> bool:
+    user = getattr(request, "user", None)
+    return request.path.startswith("/admin/") and bool(user and user.is_active and user.is_staff)
+
+
+def admin_permission_denied(request, exception=None):
+    """A page a staff member may not see answers inside the admin's layout,
+    with the sidebar and a way back (SPEC §9), not a bare "403 Forbidden"."""
+    from django.template.response import TemplateResponse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.META.get("HTTP_REFERER", "")
+    if not back or back == request.build_absolute_uri() or not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = "/admin/"
+    message = str(exception) if exception and str(exception) else ""
+    context = {
+        **admin.site.each_context(request),
+        "title": "You do not have access to this page",
+        "back_url": back,
+        "reason": message,
+    }
+    response = TemplateResponse(request, "admin/403.html", context, status=403)
+    return response.render()
+
+
 # Errors raised outside DRF views (a Host not in ALLOWED_HOSTS, a 403 from
 # middleware, an unknown path, a crash) answer API callers with the envelope
 # and browsers with Django's pages.
@@ -55,6 +82,8 @@ def handler400(request, exception=None):
 def handler403(request, exception=None):
     if is_api_request(request):
         return api_handler403(request, exception)
+    if _is_staff_admin_request(request):
+        return admin_permission_denied(request, exception)
     from django.views.defaults import permission_denied
 
     return permission_denied(request, exception)

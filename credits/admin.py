@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
 
 from companies import admin_extensions
 from companies.admin_extensions import ReadOnlyAdminMixin
@@ -42,7 +43,7 @@ def _company_link(obj) -> str:
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["company_link", "product", "total", "balance_subscription", "balance_promotional",
                     "balance_topup", "debt", "reserved", "frozen", "low_balance_threshold"]
     list_filter = ["product", "frozen"]
@@ -60,7 +61,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CreditLot)
-class CreditLotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CreditLotAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "company_link", "bucket", "amount", "remaining", "expires_at", "origin", "grant_reason",
                     "created_at"]
     list_filter = ["bucket", "origin", "wallet__product"]
@@ -75,7 +76,7 @@ class CreditLotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "company_link", "kind", "amount", "balance_after", "description", "reason",
                     "job_id", "source_service", "actor"]
     list_filter = ["kind", "wallet__product", "created_at"]
@@ -91,7 +92,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["run_id", "company_link", "status", "amount", "charged", "usage_recorded", "released",
                     "charge_on_expiry", "expires_at", "created_at"]
     list_filter = ["status", "charge_on_expiry", "wallet__product"]
@@ -349,10 +350,23 @@ def credits_unfreeze_action(modeladmin, request, queryset):
     return _freeze_action(modeladmin, request, queryset, freeze=False)
 
 
-admin_extensions.register_company_action(credits_grant_action)
-admin_extensions.register_company_action(credits_threshold_action)
-admin_extensions.register_company_action(credits_freeze_action)
-admin_extensions.register_company_action(credits_unfreeze_action)
+admin_extensions.register_company_action(credits_grant_action, permission=GRANT_PERMISSION)
+admin_extensions.register_company_action(credits_threshold_action, permission=GRANT_PERMISSION)
+admin_extensions.register_company_action(credits_freeze_action, permission=FREEZE_PERMISSION)
+admin_extensions.register_company_action(credits_unfreeze_action, permission=FREEZE_PERMISSION)
 admin_extensions.register_company_panel(company_credits_panel)
 
 
+
+
+def company_wallet_summary(request, company: Company) -> list[dict]:
+    """Header fact of the customer overview: the available credits per
+    product wallet, and whether it is frozen."""
+    parts = []
+    for wallet in Wallet.objects.filter(company=company).select_related("product"):
+        summary = selectors.wallet_summary(wallet=wallet)
+        parts.append(f"{wallet.product.code}: {summary.available:,} credits" + (" (frozen)" if wallet.frozen else ""))
+    return [{"label": "Wallet", "value": "; ".join(parts) or "no wallet"}]
+
+
+admin_extensions.register_company_summary(company_wallet_summary)

@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Prefetch, Q
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -26,6 +26,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
 
 from companies import admin_extensions
 from companies.models import Company, Product
@@ -172,7 +173,7 @@ class FeatureAccessInlineFormSet(forms.BaseInlineFormSet):
         raise PermissionDenied("Feature access is disabled, not deleted.")
 
 
-class FeatureAccessInline(admin.TabularInline):
+class FeatureAccessInline(TabularInline):
     model = FeatureAccess
     form = FeatureAccessForm
     formset = FeatureAccessInlineFormSet
@@ -272,7 +273,7 @@ class ExpiredFilter(admin.SimpleListFilter):
 
 
 @admin.register(FeatureAccess)
-class FeatureAccessAdmin(SimpleHistoryAdmin):
+class FeatureAccessAdmin(SimpleHistoryAdmin, ModelAdmin):
     form = FeatureAccessForm
     list_display = [
         "company",
@@ -420,7 +421,41 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
                 "url": reverse("admin:entitlements_featureaccess_history", args=[record.id]),
             }
         )
+    _changes_in_words(entries)
     return entries
+
+
+_FIELD_WORDS = {
+    "is_enabled": "enabled",
+    "quantity_limit": "limit",
+    "included_quantity": "included",
+    "valid_until": "valid until",
+    "tier": "tier",
+}
+
+
+def _changes_in_words(entries: list[dict[str, Any]]) -> None:
+    """History in words (SPEC §9): tier names instead of tier ids, field
+    names as people say them. One query for every tier mentioned."""
+    tier_ids = {
+        value
+        for entry in entries
+        for change in entry["changes"]
+        if change["field"] in ("tier", "tier_id")
+        for value in (change["old"], change["new"])
+        if value
+    }
+    names = {
+        str(tier.pk): f"{tier.product.code} · {tier.name}"
+        for tier in Tier.objects.filter(pk__in=[str(v) for v in tier_ids]).select_related("product")
+    } if tier_ids else {}
+    for entry in entries:
+        for change in entry["changes"]:
+            if change["field"] in ("tier", "tier_id"):
+                change["old"] = names.get(str(change["old"]), change["old"]) if change["old"] else None
+                change["new"] = names.get(str(change["new"]), change["new"]) if change["new"] else None
+                change["field"] = "tier"
+            change["field"] = _FIELD_WORDS.get(change["field"], change["field"])
 
 
 def feature_access_panel(request, company: Company) -> str:
@@ -445,9 +480,18 @@ class TierChoiceField(forms.ModelChoiceField):
         return f"{tier.product.code} · {tier.name} ({tier.code})"
 
 
+class OptionalJSONField(forms.JSONField):
+    """An optional JSON box that starts empty, not pre-filled with `null`."""
+
+    def prepare_value(self, value):
+        if value is None:
+            return ""
+        return super().prepare_value(value)
+
+
 class ApplyTierForm(forms.Form):
     tier = TierChoiceField(queryset=Tier.objects.none())
-    overrides = forms.JSONField(
+    overrides = OptionalJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='Optional, on top of the tier: {"ai_credit": {"quantityLimit": 5000}}',
@@ -572,7 +616,7 @@ admin_extensions.register_company_panel(feature_access_panel)
 
 
 @admin.register(Feature)
-class FeatureAdmin(admin.ModelAdmin):
+class FeatureAdmin(ModelAdmin):
     list_display = ["code", "name", "product", "kind", "unit", "reset_period", "stripe_meter_event_name"]
     list_filter = ["product", "kind"]
     search_fields = ["code", "name"]
@@ -604,7 +648,7 @@ class TierFeatureInlineFormSet(forms.BaseInlineFormSet):
                 form.add_error("feature", "This feature belongs to another product.")
 
 
-class TierFeatureInline(admin.TabularInline):
+class TierFeatureInline(TabularInline):
     model = TierFeature
     form = TierFeatureForm
     formset = TierFeatureInlineFormSet
@@ -623,7 +667,7 @@ class TierFeatureInline(admin.TabularInline):
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(ModelAdmin):
     list_display = ["code", "name", "product", "is_active", "is_default", "display_order", "base_fee"]
     list_filter = ["product", "is_active"]
     search_fields = ["code", "name"]
@@ -646,3 +690,47 @@ class TierAdmin(admin.ModelAdmin):
             return "—"
         return f"{tier.base_fee_unit_amount / 100:,.2f} {tier.base_fee_currency.upper()}/{tier.base_fee_interval}"
 
+
+
+# --- The customer overview: tier column, tier fact, Override access… -------------------------
+
+
+def _company_tier_names(company: Company) -> list[str]:
+    rows = (
+        FeatureAccess.objects.filter(company=company, tier__isnull=False)
+        .values_list("tier__product__code", "tier__name")
+        .distinct()
+    )
+    return sorted(f"{product} · {name}" for product, name in rows)
+
+
+@admin.display(description="Tier")
+def company_tier_column(company: Company) -> str:
+    rows = getattr(company, "_tier_access_rows", None)
+    if rows is None:
+        return ", ".join(_company_tier_names(company)) or "—"
+    return ", ".join(sorted({f"{row.tier.product.code} · {row.tier.name}" for row in rows})) or "—"
+
+
+# The changelist prefetches this for every row (no query per company).
+company_tier_column.prefetch = Prefetch(
+    "feature_access",
+    queryset=FeatureAccess.objects.filter(tier__isnull=False).select_related("tier__product"),
+    to_attr="_tier_access_rows",
+)
+
+
+def company_tier_summary(request, company: Company) -> list[dict]:
+    return [{"label": "Tier", "value": ", ".join(_company_tier_names(company)) or "none"}]
+
+
+def company_override_access_link(request, company: Company) -> dict | None:
+    if not request.user.has_perm("entitlements.change_featureaccess"):
+        return None
+    url = reverse("admin:entitlements_featureaccess_changelist") + f"?company__id__exact={company.pk}"
+    return {"name": "override_access", "title": "Override access…", "url": url}
+
+
+admin_extensions.register_company_list_column(company_tier_column)
+admin_extensions.register_company_summary(company_tier_summary)
+admin_extensions.register_company_page_link(company_override_access_link)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from unfold.admin import ModelAdmin
 
 from .models import AccountStatusChange
 
 
 @admin.register(AccountStatusChange)
-class AccountStatusChangeAdmin(admin.ModelAdmin):
+class AccountStatusChangeAdmin(ModelAdmin):
     list_display = ["created_at", "company", "product", "from_status", "to_status", "cause", "actor_label"]
     list_filter = ["product", "to_status", "cause"]
     search_fields = ["company__name", "company__short_id", "=company__id"]

@@ -36,3 +36,28 @@ class AccountStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status} ({self.cause})"
+
+
+class RevenueSnapshot(models.Model):
+    """An account's MRR on one UTC day (SPEC §8): written by the
+    `snapshot_revenue` job (today's row is updated until the day ends; past
+    days are never rewritten), so revenue history never changes when
+    today's data does."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
+    day = models.DateField()
+    mrr = models.BigIntegerField(default=0, help_text="Minor units of `currency`.")
+    currency = models.CharField(max_length=3)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["product", "day", "account"]
+        constraints = [models.UniqueConstraint(fields=["account", "day"], name="revenue_snapshot_unique_day")]
+        indexes = [models.Index(fields=["product", "day"], name="revenue_snapshot_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} · {self.day}: {self.mrr}"

@@ -125,3 +125,79 @@ def _cursor_values(cursor: str, ordering: list[str]) -> tuple[date, str]:
         return date.fromisoformat(day), str(code)
     except (TypeError, ValueError):
         raise bad_cursor() from None
+
+
+# --- Revenue -------------------------------------------------------------------------
+
+
+def revenue_periods(*, product_id: UUID, start: datetime, end: datetime, interval: GroupBy = "month") -> list[dict]:
+    """Per period of [start, end) (UTC days; ISO weeks; months), from the daily
+    revenue snapshots of the product's accounts: closing `mrr`, the movements
+    (new, expansion, contraction, churned, reactivation: they sum to the change
+    from the previous period's closing MRR), customers (accounts with MRR > 0),
+    churn rates (0–100, of the opening customers / MRR) and ARPU (half-up).
+    One query."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from .models import RevenueSnapshot
+    from .revenue import movement
+
+    first, last = _days(start, end)
+    with read_from_replica():
+        rows = list(
+            RevenueSnapshot.objects.filter(product_id=product_id, day__lt=last)
+            .order_by("account_id", "day")
+            .values_list("account_id", "day", "mrr")
+        )
+    by_account: dict = {}
+    for account_id, day, mrr in rows:
+        by_account.setdefault(account_id, []).append((day, mrr))
+    periods = []
+    period_start = period_floor(first, interval)
+    while period_start < last:
+        period_end = period_next(period_start, interval)
+        lower, upper = max(period_start, first), min(period_end, last)
+        totals = {"mrr": 0, "new": 0, "expansion": 0, "contraction": 0, "churned": 0, "reactivation": 0}
+        opening_mrr = active = new_customers = churned_customers = opening_customers = 0
+        for history in by_account.values():
+            opening = closing = 0
+            had_before = False
+            for day, mrr in history:
+                if day < lower:
+                    opening = closing = mrr
+                    had_before = had_before or mrr > 0
+                elif day < upper:
+                    closing = mrr
+            change = movement(opening=opening, closing=closing, had_mrr_before=had_before)
+            totals["mrr"] += closing
+            opening_mrr += opening
+            opening_customers += opening > 0
+            active += closing > 0
+            if change:
+                kind, amount = change
+                totals[kind] += abs(amount)
+                new_customers += kind == "new"
+                churned_customers += kind == "churned"
+        periods.append(
+            {
+                "period_start": _midnight(period_start),
+                "mrr": totals["mrr"],
+                "new_mrr": totals["new"],
+                "expansion_mrr": totals["expansion"],
+                "contraction_mrr": totals["contraction"],
+                "churned_mrr": totals["churned"],
+                "reactivation_mrr": totals["reactivation"],
+                "active_customers": active,
+                "new_customers": new_customers,
+                "churned_customers": churned_customers,
+                "customer_churn_rate": _rate(churned_customers, opening_customers),
+                "revenue_churn_rate": _rate(totals["churned"] + totals["contraction"], opening_mrr),
+                "arpu": int((Decimal(totals["mrr"]) / active).to_integral_value(ROUND_HALF_UP)) if active else 0,
+            }
+        )
+        period_start = period_end
+    return periods
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import lifecycle_update
+from .services import lifecycle_update, revenue_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -25,4 +25,20 @@ def update_lifecycle() -> int:
     changed = lifecycle_update()
     if changed:
         logger.info("account statuses changed", extra={"changed": changed})
+    return changed
+
+
+@shared_task(
+    name="insights.snapshot_revenue",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def snapshot_revenue() -> int:
+    """Every account's MRR from its subscriptions and today's snapshot (SPEC §8). Idempotent."""
+    changed = revenue_snapshot()
+    if changed:
+        logger.info("account MRR changed", extra={"changed": changed})
     return changed

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
 
 from companies import admin_extensions
 from companies.admin_extensions import ReadOnlyAdminMixin
@@ -39,7 +40,7 @@ def _company_link(obj) -> str:
 
 
 @admin.register(UsageMeter)
-class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageMeterAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "company_display", "feature", "period_start", "period_end", "value", "closed_at", "updated_at", "events_link",
     ]
@@ -65,7 +66,7 @@ class UsageMeterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "event_time",
         "company_display",
@@ -171,7 +172,7 @@ class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(UsageSnapshot)
-class UsageSnapshotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageSnapshotAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "created_at",
         "company_display",
@@ -367,5 +368,26 @@ def metering_adjust_usage(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/metering/adjust_usage.html", context)
 
 
-admin_extensions.register_company_action(metering_adjust_usage)
+admin_extensions.register_company_action(metering_adjust_usage, permission=ADJUST_PERMISSION)
 admin_extensions.register_company_panel(company_usage_panel)
+
+
+def company_feature_rows_panel(request, company: Company) -> str:
+    """The first screen of the customer overview (SPEC §9): one row per
+    feature of each product — access layer and until when, usage against the
+    limit as a bar, reset date, can-use and the one-sentence reason — from
+    the same decision function as the check API (`selectors.feature_checks`)."""
+    if not request.user.has_perm("entitlements.view_featureaccess"):
+        return ""
+    products = sorted({link.product for link in company.links.select_related("product")}, key=lambda p: p.code)
+    groups = [
+        {"product": product, "checks": selectors.feature_checks(product_id=product.pk, company_id=company.pk)}
+        for product in products
+    ]
+    return render_to_string("admin/metering/company_feature_rows.html", {"groups": groups, "company": company}, request=request)
+
+
+# The per-feature rows need the decision function of issue 14 item 2; shown
+# once metering.selectors offers it.
+if hasattr(selectors, "feature_checks"):
+    admin_extensions.register_company_panel(company_feature_rows_panel, top=True)

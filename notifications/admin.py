@@ -10,6 +10,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
 
 from companies.admin_extensions import ReadOnlyAdminMixin
 from companies.admin_secrets import SecretShownOnceMixin
@@ -61,7 +62,7 @@ class FailingFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(SecretShownOnceMixin, admin.ModelAdmin):
+class WebhookEndpointAdmin(SecretShownOnceMixin, ModelAdmin):
     """Billing admin registers endpoints for a product; the signing secret is
     shown once, on the page that follows the save (never in a message, which
     would sit in the session or a cookie)."""
@@ -125,7 +126,7 @@ class WebhookEndpointAdmin(SecretShownOnceMixin, admin.ModelAdmin):
 # --- events and deliveries (read-only) ------------------------------------------------------
 
 
-class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+class DeliveryInline(ReadOnlyAdminMixin, TabularInline):
     model = Delivery
     extra = 0
     fields = ["endpoint", "status", "attempts", "last_status_code", "next_attempt_at", "delivered_at"]
@@ -134,7 +135,7 @@ class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "type", "product", "id"]
     list_filter = ["type", "product"]
     list_select_related = ["product"]
@@ -150,7 +151,7 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html("<pre>{}</pre>", json.dumps(event_payload(event), indent=2, sort_keys=True))
 
 
-class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyAdminMixin, TabularInline):
     model = DeliveryAttempt
     extra = 0
     fields = ["attempted_at", "succeeded", "status_code", "duration_ms", "error", "response_excerpt"]
@@ -158,7 +159,7 @@ class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "last_status_code", "last_error", "next_attempt_at"]
     list_filter = ["status", "event__type", "endpoint"]
     list_select_related = ["event", "endpoint"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from companies.api.serializers import SmartLinkHintsSerializer
-from config.api.serializers import StrictSerializer, UTCDateTimeField
+from config.api.serializers import MAX_BIGINT, StrictIntegerField, StrictSerializer, StrictUUIDField, UTCDateTimeField
 
 STRIPE_ID_MAX = 255
 
@@ -308,3 +308,38 @@ class StatementSentSerializer(serializers.Serializer):
     email = serializers.EmailField()
     total = serializers.IntegerField()
     currency = serializers.CharField()
+
+
+# --- estimate (SPEC §8) --------------------------------------------------------------------------
+
+MAX_ESTIMATE_FEATURES = 100
+
+
+class EstimateInputSerializer(StrictSerializer):
+    companyId = StrictUUIDField()
+    usage = serializers.DictField(
+        child=StrictIntegerField(min_value=0, max_value=MAX_BIGINT),
+        allow_empty=False,
+        help_text="Feature code → quantity (a non-negative integer), as one period's total usage.",
+    )
+
+    def validate_usage(self, usage: dict) -> dict:
+        if len(usage) > MAX_ESTIMATE_FEATURES:
+            raise serializers.ValidationError(f"At most {MAX_ESTIMATE_FEATURES} features.")
+        return usage
+
+
+class EstimateLineSerializer(serializers.Serializer):
+    featureCode = serializers.CharField()
+    quantity = serializers.IntegerField()
+    includedQuantity = serializers.IntegerField()
+    billableQuantity = serializers.IntegerField()
+    unitAmount = serializers.FloatField(allow_null=True, help_text="Minor units per unit (may have decimals); null: no price.")
+    amount = serializers.IntegerField(help_text="Minor units, rounded half-up once.")
+
+
+class EstimateSerializer(serializers.Serializer):
+    companyId = serializers.UUIDField()
+    currency = serializers.CharField()
+    lines = EstimateLineSerializer(many=True)
+    total = serializers.IntegerField(help_text="Minor units.")

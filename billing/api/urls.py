@@ -7,6 +7,7 @@ from .views import (
     InvoiceDetailApi,
     InvoiceListApi,
     OnboardApi,
+    EstimateApi,
     StatementApi,
     StatementSendApi,
     PaymentMethodDefaultApi,
@@ -40,6 +41,7 @@ urlpatterns = [
     path("billing/invoices", InvoiceListApi.as_view(), name="billing-invoices"),
     path("billing/invoices/<uuid:invoiceId>", InvoiceDetailApi.as_view(), name="billing-invoice"),
     path("billing/statement", StatementApi.as_view(), name="billing-statement"),
+    path("billing/estimate", EstimateApi.as_view(), name="billing-estimate"),
     path("billing/statement/send", StatementSendApi.as_view(), name="billing-statement-send"),
     path("credits/purchases", PurchaseCollectionApi.as_view(), name="credits-purchases"),
 ]

@@ -25,7 +25,7 @@ from ..services.customers import (
 )
 from ..services.onboarding import onboard
 from ..services.purchases import purchase_create
-from ..services.statements import statement_build, statement_csv, statement_html, statement_send
+from ..services.statements import estimate_build, statement_build, statement_csv, statement_html, statement_send
 from ..services.subscription_lifecycle import (
     subscription_cancel,
     subscription_change,
@@ -34,6 +34,8 @@ from ..services.subscription_lifecycle import (
 )
 from ..services.subscriptions import checkout_claim, subscription_link
 from .serializers import (
+    EstimateInputSerializer,
+    EstimateSerializer,
     BillingStatusSerializer,
     CompanyIdInputSerializer,
     CompanyIdQuerySerializer,
@@ -497,3 +499,17 @@ class StatementSendApi(APIView):
         statement, email = statement_send(product_id=request.auth.product_id, company_id=data["companyId"],
                                           start=data["from"], end=data["to"], email=data.get("email"))
         return Response({"sent": True, "email": email, "total": statement.total, "currency": statement.currency})
+
+
+class EstimateApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="billing_estimate",
+        summary="What a usage would cost on the company's tier and prices (the statement's arithmetic)",
+        request=EstimateInputSerializer,
+        responses={200: EstimateSerializer, **error_responses(400, 404)},
+    )
+    def post(self, request):
+        data = validated(EstimateInputSerializer, request.data)
+        return Response(estimate_build(product_id=request.auth.product_id, company_id=data["companyId"],
+                                       usage=data["usage"]))

@@ -46,6 +46,9 @@ class Subscription(models.Model):
     # unique constraint is what makes a session claimable only once.
     checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     price_ids = models.JSONField(default=list, blank=True, help_text="Stripe price ids of the items, as last read.")
+    items = models.JSONField(
+        default=list, blank=True, help_text='The items as last read: [{"price": "price_…", "quantity": 1}] (MRR).'
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

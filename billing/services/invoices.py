@@ -16,10 +16,13 @@ from typing import Any
 
 import stripe
 from django.db import IntegrityError, transaction
+from django.db.models import Min, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import BillingProfile, Invoice, Subscription
 from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_as_unavailable
+from companies.services import account_purchases_set
 from credits.services import credits_cycle_grant
 from notifications.services import event_emit
 
@@ -143,10 +146,24 @@ def invoice_refresh(*, stripe_invoice_id: str | None = None, stripe_invoice: Any
             invoice, created = Invoice.objects.select_for_update().update_or_create(
                 stripe_invoice_id=stripe_invoice["id"], defaults=values
             )
+    account_purchases_refresh(company_id=invoice.company_id, product_id=invoice.product_id)
     granted, note = 0, ""
     if invoice.status == "paid" and invoice.billing_reason in CYCLE_REASONS:
         granted, note = _cycle_credits(invoice, subscription=subscription, actor=actor)
     return InvoiceRefreshResult(invoice=invoice, created=created, credits_granted=granted, note=note)
+
+
+def account_purchases_refresh(*, company_id, product_id) -> None:
+    """The account's derived lifetimeValue (sum of paid invoices' amountPaid)
+    and firstPurchaseAt (the first paid invoice's paid time), recomputed from
+    the mirror and written whole (companies.services.account_purchases_set),
+    so webhook replays and sync_invoices never count twice."""
+    totals = Invoice.objects.filter(company_id=company_id, product_id=product_id, status="paid").aggregate(
+        paid=Sum("amount_paid"), first=Min(Coalesce("paid_at", "stripe_created_at"))
+    )
+    account_purchases_set(
+        company_id=company_id, product_id=product_id, lifetime_value=totals["paid"] or 0, first_purchase_at=totals["first"]
+    )
 
 
 def _cycle_period(invoice: Invoice) -> tuple[datetime | None, datetime | None]:

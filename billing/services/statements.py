@@ -32,10 +32,11 @@ from django.template.loader import render_to_string
 from billing.models import Invoice, Price
 from companies.models import Account, Company, Contact, Product
 from companies.selectors import company_get_visible
-from config.errors import BadRequest
+from config.errors import BadRequest, NotFound
 from credits.models import EntryKind, LedgerEntry, Wallet
-from entitlements.models import FeatureAccess, Tier, TierFeature
+from entitlements.models import Feature, FeatureAccess, FeatureKind, Tier, TierFeature
 from metering.models import UsageEvent, UsageMeter
+from metering.selectors import access_terms_bulk
 from metering.rules import billable
 
 from .pricing import minor_to_units, unit_amount_of, usage_amount
@@ -139,7 +140,7 @@ def _usage(statement: Statement) -> None:
         .filter(Q(period_end__isnull=True) | Q(period_end__gt=statement.start))
         .select_related("feature").annotate(included=Subquery(latest_included)).order_by("feature__code", "period_start")
     )
-    prices = _unit_prices(statement)
+    prices = unit_prices(company=statement.company, product=statement.product)
     lines: dict[str, dict] = {}
     for meter in meters:
         included = meter.included or 0
@@ -158,9 +159,9 @@ def _usage(statement: Statement) -> None:
         statement.usage.append(line)
 
 
-def _unit_prices(statement: Statement) -> dict:
+def unit_prices(*, company, product) -> dict:
     """feature id → unit amount of the Stripe price of the company's tier for it."""
-    accesses = FeatureAccess.objects.filter(company=statement.company, feature__product=statement.product,
+    accesses = FeatureAccess.objects.filter(company=company, feature__product=product,
                                             tier__isnull=False).values_list("feature_id", "tier_id")
     price_ids = dict(
         (feature_id, TierFeature.objects.filter(tier_id=tier_id, feature_id=feature_id)
@@ -169,6 +170,43 @@ def _unit_prices(statement: Statement) -> dict:
     )
     prices = {price.stripe_price_id: price for price in Price.objects.filter(stripe_price_id__in=[p for p in price_ids.values() if p])}
     return {feature_id: unit_amount_of(prices.get(price_id)) for feature_id, price_id in price_ids.items()}
+
+
+def estimate_build(*, product_id, company_id, usage: dict[str, int]) -> dict[str, Any]:
+    """POST /billing/estimate (SPEC §8): what `usage` (feature code →
+    quantity, as one period's total) would cost on the company's tier and
+    prices now — the statement's arithmetic on it: billable =
+    `metering.rules.billable(quantity, includedQuantity in force)`, amount =
+    `pricing.usage_amount(billable, the tier's unit price)`. Nothing is stored."""
+    company = company_get_visible(product_id=product_id, company_id=company_id)
+    product = Product.objects.get(pk=product_id)
+    features = {f.code: f for f in Feature.objects.filter(product=product, code__in=list(usage))}
+    unknown = sorted(code for code in usage if code not in features)
+    if unknown:
+        raise NotFound(f"Unknown feature {unknown[0]!r}.",
+                       details={"fields": {f"usage.{code}": ["Unknown feature."] for code in unknown}})
+    not_metered = sorted(code for code, feature in features.items() if feature.kind != FeatureKind.METERED)
+    if not_metered:
+        raise BadRequest(f"usage.{not_metered[0]}: Not a metered feature.",
+                         details={"fields": {f"usage.{code}": ["Not a metered feature."] for code in not_metered}})
+    terms = access_terms_bulk(company_ids=[company.pk], feature_ids=[f.pk for f in features.values()])
+    prices = unit_prices(company=company, product=product)
+    latest_invoice = list(Invoice.objects.filter(company=company, product=product, status__in=INVOICE_STATES)
+                          .order_by("-stripe_created_at", "-id")[:1])
+    lines = []
+    for code in sorted(usage):
+        feature, quantity = features[code], usage[code]
+        access = terms.get((company.pk, feature.pk))
+        included = access.included_quantity if access is not None and access.access_id else 0
+        unit = prices.get(feature.pk)
+        billable_quantity = billable(quantity, included)
+        lines.append({
+            "featureCode": code, "quantity": quantity, "includedQuantity": included,
+            "billableQuantity": billable_quantity, "unitAmount": float(unit) if unit is not None else None,
+            "amount": usage_amount(billable_quantity=billable_quantity, unit_amount=unit),
+        })
+    return {"companyId": str(company.pk), "currency": _currency(company, product, latest_invoice), "lines": lines,
+            "total": sum(line["amount"] for line in lines)}
 
 
 _COLUMN = {EntryKind.GRANT: "granted", EntryKind.PURCHASE: "purchased", EntryKind.USAGE: "used",

@@ -38,6 +38,18 @@ def subscription_price_ids(subscription: Any) -> list[str]:
     return price_ids
 
 
+def subscription_items_summary(subscription: Any) -> list[dict]:
+    """[{"price": id, "quantity": n}] of the items (quantity 1 when Stripe
+    leaves it out): what MRR is computed from (insights)."""
+    summary = []
+    for item in subscription_items(subscription):
+        price_id = object_id(item.get("price")) or object_id(item.get("plan"))
+        if price_id:
+            quantity = item.get("quantity")
+            summary.append({"price": price_id, "quantity": quantity if isinstance(quantity, int) else 1})
+    return summary
+
+
 def subscription_period(subscription: Any) -> tuple[datetime | None, datetime | None]:
     start = subscription.get("current_period_start")
     end = subscription.get("current_period_end")

@@ -198,6 +198,7 @@ def subscription_sync(
         "canceled_at": stripe_objects.timestamp(stripe_subscription.get("canceled_at")),
         "trial_end": stripe_objects.timestamp(stripe_subscription.get("trial_end")),
         "price_ids": price_ids,
+        "items": stripe_objects.subscription_items_summary(stripe_subscription),
     }
     local = Subscription.objects.select_for_update().filter(stripe_subscription_id=stripe_id).first()
     if local is not None and local.company_id != company.pk:

@@ -5,6 +5,7 @@ other apps (billing's onboarding) reuse it rather than writing their own."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -20,8 +21,9 @@ from config.api.serializers import (
 )
 from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
-from ..models import Account, CompanyStatus
-from ..services import MAX_BULK_CONTACTS
+from .. import profile
+from ..models import Account, CompanyStatus, LinkType
+from ..services import MAX_BULK_CONTACTS, PROFILE_FIELDS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
 MAX_RAW_DOMAIN = 2048  # before normalisation a domain may arrive as a full URL
@@ -35,6 +37,15 @@ def _optional_text(max_length: int, **kwargs) -> serializers.CharField:
 
 
 # --- Output --------------------------------------------------------------------------
+
+
+class BillingAddressOutputSerializer(serializers.Serializer):
+    line1 = serializers.CharField(read_only=True, allow_null=True)
+    line2 = serializers.CharField(read_only=True, allow_null=True)
+    city = serializers.CharField(read_only=True, allow_null=True)
+    postalCode = serializers.CharField(read_only=True, allow_null=True)
+    state = serializers.CharField(read_only=True, allow_null=True)
+    country = serializers.CharField(read_only=True, allow_null=True, help_text="ISO 3166-1 alpha-2.")
 
 
 class CompanySerializer(serializers.Serializer):
@@ -54,11 +65,60 @@ class CompanySerializer(serializers.Serializer):
     )
     currency = serializers.CharField(source="account.currency", read_only=True, help_text="ISO 4217, lower case.")
     metadata = serializers.JSONField(source="account.metadata", read_only=True, help_text="This product's metadata.")
+    # The profile, shared within the pool (null = not given).
+    country = serializers.SerializerMethodField(help_text="ISO 3166-1 alpha-2, upper case.")
+    industry = serializers.SerializerMethodField()
+    size = serializers.SerializerMethodField()
+    timezone = serializers.SerializerMethodField(help_text="IANA time zone.")
+    locale = serializers.SerializerMethodField()
+    # This product's account: billing details and derived (read-only) fields.
+    billingEmail = serializers.SerializerMethodField()
+    billingAddress = serializers.SerializerMethodField()
+    taxId = serializers.SerializerMethodField()
+    firstPurchaseAt = UTCDateTimeField(
+        source="account.first_purchase_at", read_only=True, allow_null=True, help_text="First paid invoice."
+    )
+    lifetimeValue = serializers.IntegerField(
+        source="account.lifetime_value", read_only=True, help_text="Sum of paid invoices, minor units of currency."
+    )
+    lastActivityAt = UTCDateTimeField(
+        source="account.last_activity_at",
+        read_only=True,
+        allow_null=True,
+        help_text="Last tracked usage (to the minute).",
+    )
     createdAt = UTCDateTimeField(source="created_at", read_only=True)
     updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
 
     def get_domain(self, company) -> str | None:
         return company.domain or None
+
+    def get_country(self, company) -> str | None:
+        return company.country or None
+
+    def get_industry(self, company) -> str | None:
+        return company.industry or None
+
+    @extend_schema_field(serializers.ChoiceField(choices=profile.CompanySize.values, allow_null=True))
+    def get_size(self, company) -> str | None:
+        return company.size or None
+
+    def get_timezone(self, company) -> str | None:
+        return company.timezone or None
+
+    def get_locale(self, company) -> str | None:
+        return company.locale or None
+
+    def get_billingEmail(self, company) -> str | None:
+        return company.account.billing_email or None
+
+    @extend_schema_field(BillingAddressOutputSerializer(allow_null=True))
+    def get_billingAddress(self, company) -> dict | None:
+        address = company.account.billing_address
+        return {key: address.get(key) for key in profile.BILLING_ADDRESS_FIELDS} if address else None
+
+    def get_taxId(self, company) -> str | None:
+        return company.account.tax_id or None
 
     def to_representation(self, company):
         if not hasattr(company, "account"):
@@ -78,6 +138,11 @@ class CompanyWithLinkSerializer(CompanySerializer):
     externalOrgId = serializers.CharField(source="link.external_org_id", read_only=True)
     externalUserId = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()
+
+    linkType = serializers.ChoiceField(choices=LinkType.values, source="link.link_type", read_only=True)
+    confidence = serializers.IntegerField(
+        source="link.confidence", read_only=True, allow_null=True, help_text="Smart links: 0–100."
+    )
 
     def get_externalUserId(self, company) -> str | None:
         return company.link.external_user_id or None
@@ -124,7 +189,16 @@ class ProductLinkSerializer(serializers.Serializer):
     externalOrgId = serializers.CharField(source="external_org_id", read_only=True)
     externalUserId = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()
+    metadata = serializers.JSONField(read_only=True)
+    linkType = serializers.ChoiceField(
+        choices=LinkType.values,
+        source="link_type",
+        read_only=True,
+        help_text="created (POST /companies, onboarding), smart, manual (POST /links, staff), merged.",
+    )
+    confidence = serializers.IntegerField(read_only=True, allow_null=True, help_text="Smart links: 0–100.")
     createdAt = UTCDateTimeField(source="created_at", read_only=True)
+    updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
 
     def get_externalUserId(self, link) -> str | None:
         return link.external_user_id or None
@@ -172,7 +246,56 @@ class LinksResetResultSerializer(serializers.Serializer):
 # --- Input ---------------------------------------------------------------------------
 
 
-class CompanyCreateInputSerializer(StrictSerializer):
+class BillingAddressInputSerializer(StrictSerializer):
+    line1 = _optional_text(profile.BILLING_ADDRESS_LIMITS["line1"])
+    line2 = _optional_text(profile.BILLING_ADDRESS_LIMITS["line2"])
+    city = _optional_text(profile.BILLING_ADDRESS_LIMITS["city"])
+    postalCode = _optional_text(profile.BILLING_ADDRESS_LIMITS["postalCode"])
+    state = _optional_text(profile.BILLING_ADDRESS_LIMITS["state"])
+    country = serializers.ChoiceField(
+        choices=profile.COUNTRY_CODES, required=False, allow_null=True, help_text="ISO 3166-1 alpha-2, upper case."
+    )
+
+
+def _code(choices, help_text: str) -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=choices, required=False, allow_null=True, help_text=f"{help_text} null clears it."
+    )
+
+
+class ProfileInputSerializer(StrictSerializer):
+    """Profile (the company's, shared within the pool) and billing (this
+    product's account) fields of create and update, each optional. The
+    choices are companies.profile's; the services check them again."""
+
+    country = _code(profile.COUNTRY_CODES, "ISO 3166-1 alpha-2, upper case (DE).")
+    industry = _optional_text(profile.MAX_INDUSTRY, help_text="Free text. null or \"\" clears it.")
+    size = _code(profile.CompanySize.values, "Company size.")
+    timezone = _code(profile.TIME_ZONES, "IANA time zone (Europe/Berlin).")
+    locale = serializers.RegexField(
+        profile.LOCALE_PATTERN,
+        max_length=profile.MAX_LOCALE,
+        required=False,
+        allow_null=True,
+        help_text="language[-REGION]: en, de-AT, es-419. null clears it.",
+    )
+    currency = serializers.ChoiceField(
+        choices=profile.CURRENCY_CODES, required=False, help_text="ISO 4217, lower case (eur): this account's currency."
+    )
+    billingEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    billingAddress = BillingAddressInputSerializer(
+        required=False, allow_null=True, help_text="Replaces the whole address; null clears it."
+    )
+    taxId = _optional_text(profile.MAX_TAX_ID)
+
+    @staticmethod
+    def profile_of(data: dict) -> dict:
+        """The profile changes of validated input, by model attribute."""
+        by_api_name = {api_name: attribute for attribute, api_name in PROFILE_FIELDS.items()}
+        return {by_api_name[name]: value for name, value in data.items() if name in by_api_name}
+
+
+class CompanyCreateInputSerializer(ProfileInputSerializer):
     name = StrictCharField(max_length=200)
     domain = _optional_text(MAX_RAW_DOMAIN)
     externalOrgId = StrictCharField(max_length=200)
@@ -183,7 +306,7 @@ class CompanyCreateInputSerializer(StrictSerializer):
     metadata = JSONObjectField(required=False)
 
 
-class CompanyUpdateInputSerializer(StrictSerializer):
+class CompanyUpdateInputSerializer(ProfileInputSerializer):
     name = StrictCharField(max_length=200, required=False)
     domain = _optional_text(MAX_RAW_DOMAIN, help_text="null or \"\" removes the domain.")
     createdAt = UTCDateTimeField(required=False)
@@ -231,6 +354,7 @@ class LinkCreateInputSerializer(StrictSerializer):
     externalOrgId = StrictCharField(max_length=200)
     label = _optional_text(200)
     externalUserId = _optional_text(200)
+    metadata = JSONObjectField(required=False, help_text="Stored with a new link; a replay keeps the link as it is.")
 
 
 class LinksResetInputSerializer(StrictSerializer):

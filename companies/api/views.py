@@ -75,6 +75,7 @@ class CompanyListCreateApi(APIView):
             contact_name=data.get("contactName"),
             created_at=data.get("createdAt"),
             metadata=data.get("metadata"),
+            profile=CompanyCreateInputSerializer.profile_of(data),
         )
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
@@ -114,7 +115,7 @@ class CompanyDetailApi(APIView):
     @extend_schema(
         tags=TAGS,
         operation_id="companies_update",
-        summary="Update a company (name, domain, backfilled createdAt, metadata merge)",
+        summary="Update a company (name, domain, backfilled createdAt, metadata merge, profile and billing fields)",
         parameters=[_company_id_parameter()],
         request=CompanyUpdateInputSerializer,
         responses={200: CompanySerializer, **error_responses(400, 404)},
@@ -129,6 +130,7 @@ class CompanyDetailApi(APIView):
             domain=data.get("domain", UNSET),
             created_at=data.get("createdAt", UNSET),
             metadata=data.get("metadata", UNSET),
+            profile=CompanyUpdateInputSerializer.profile_of(data),
         )
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
@@ -261,6 +263,7 @@ class LinkCreateApi(APIView):
             external_org_id=data["externalOrgId"],
             external_user_id=data.get("externalUserId") or "",
             label=data.get("label") or "",
+            metadata=data.get("metadata"),
         )
         return Response(
             ProductLinkSerializer(link).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -3,6 +3,8 @@
 - `api_keys`: api_key_create, api_key_revoke
 - `products`: the customer pool setting
 - `accounts`: account_ensure, account_update (a company's per-product state)
+- `profile`: profile_clean (profile and billing fields), the derived account
+  fields' hooks account_purchases_set (billing) and account_activity_touch (metering)
 - `service_credentials`: service_credential_create, service_credential_revoke
 - `cleaning`: the input cleaners every write shares, UNSET
 - `companies`: company_create, company_update, company_insert, shortIds
@@ -29,11 +31,25 @@ from .contacts import (
     contacts_set_errors,
 )
 from .links import LinksResetResult, link_insert, link_pool_check, product_link_create, product_links_reset
+from .profile import (
+    ACCOUNT_BILLING_FIELDS,
+    COMPANY_PROFILE_FIELDS,
+    PROFILE_FIELDS,
+    account_activity_touch,
+    account_purchases_set,
+    profile_clean,
+)
 from .products import customer_pool_clean, product_customer_pool_check, product_customer_pool_set
 from .service_credentials import service_credential_create, service_credential_revoke
 from .smart_link import SmartLinkResult, SmartLinkStatus, company_smart_link
 
 __all__ = [
+    "ACCOUNT_BILLING_FIELDS",
+    "COMPANY_PROFILE_FIELDS",
+    "PROFILE_FIELDS",
+    "account_activity_touch",
+    "account_purchases_set",
+    "profile_clean",
     "MAX_BULK_CONTACTS",
     "UNSET",
     "ContactSetMember",

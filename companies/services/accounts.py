@@ -12,6 +12,7 @@ from config.errors import BadRequest
 
 from ..models import Account, Company, CompanyStatus
 from .cleaning import UNSET, merge_json
+from .profile import profile_clean
 
 
 def account_ensure(*, company: Company, product_id: UUID) -> Account:
@@ -29,10 +30,25 @@ def account_update(
     status: str = UNSET,
     mrr: int = UNSET,
     currency: str = UNSET,
+    billing_email: str | None = UNSET,
+    billing_address: dict | None = UNSET,
+    tax_id: str | None = UNSET,
 ) -> Account:
     """Change the given fields of the company's account with `product_id`
-    only. `metadata` is merged key by key (a key set to None is removed)."""
-    changes: dict[str, Any] = {}
+    only. `metadata` is merged key by key (a key set to None is removed);
+    the billing fields and currency are checked by companies.profile."""
+    changes: dict[str, Any] = profile_clean(
+        {
+            key: value
+            for key, value in (
+                ("billing_email", billing_email),
+                ("billing_address", billing_address),
+                ("tax_id", tax_id),
+                ("currency", currency),
+            )
+            if value is not UNSET
+        }
+    )
     if status is not UNSET:
         if status not in CompanyStatus.values:
             raise BadRequest.for_field("status", f'"{status}" is not a valid choice.')
@@ -41,11 +57,6 @@ def account_update(
         if mrr < 0:
             raise BadRequest.for_field("mrr", "Must be zero or more.")
         changes["mrr"] = mrr
-    if currency is not UNSET:
-        currency = (currency or "").strip().lower()
-        if len(currency) != 3 or not currency.isalpha():
-            raise BadRequest.for_field("currency", "Give an ISO 4217 code such as usd.")
-        changes["currency"] = currency
     with transaction.atomic():
         account_ensure(company=company, product_id=product_id)
         # The row lock makes the metadata merge a safe read-modify-write.

@@ -14,11 +14,12 @@ from django.utils.text import slugify
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Company, Product, ProductLink
+from ..models import Company, LinkType, Product, ProductLink
 from .accounts import account_update
 from .cleaning import UNSET, clean_created_at, clean_domain, clean_email, clean_external_id, clean_name
 from .contacts import contact_upsert
 from .links import already_linked_conflict, link_insert
+from .profile import profile_clean, profile_split
 
 SHORT_ID_MAX_BASE = 70
 SHORT_ID_ATTEMPTS = 8
@@ -78,12 +79,16 @@ def company_create(
     created_at: datetime | None = None,
     metadata: dict | None = None,
     label: str = "",
+    profile: dict[str, Any] | None = None,
 ) -> Company:
     """Create a company in the product's customer pool, link it to
     `product_id` as `external_org_id` (which makes its account there, with
     `metadata`), and add the contact (as primary) — all or nothing. 409 if
     the external org id is already linked in this product; the unique
-    constraint decides races."""
+    constraint decides races. `profile`: profile and billing fields by model
+    attribute (services.profile.PROFILE_FIELDS); the link's type is
+    `created`."""
+    company_profile, account_billing = profile_split(profile_clean(profile or {}))
     name = clean_name(name)
     domain = clean_domain(domain)
     external_org_id = clean_external_id(external_org_id)
@@ -97,7 +102,11 @@ def company_create(
     with transaction.atomic():
         company = company_insert(
             company=Company(
-                customer_pool=customer_pool, name=name, domain=domain, created_at=created_at or timezone.now()
+                customer_pool=customer_pool,
+                name=name,
+                domain=domain,
+                created_at=created_at or timezone.now(),
+                **company_profile,
             )
         )
         link_insert(
@@ -106,9 +115,10 @@ def company_create(
             external_org_id=external_org_id,
             external_user_id=external_user_id or "",
             label=label or "",
+            link_type=LinkType.CREATED,
         )
-        if metadata:
-            account_update(company=company, product_id=product_id, metadata=metadata)
+        if metadata or account_billing:
+            account_update(company=company, product_id=product_id, metadata=metadata or UNSET, **account_billing)
         if contact_email:
             contact_upsert(company=company, email=contact_email, name=contact_name, is_primary=True)
     return company
@@ -124,12 +134,15 @@ def company_update(
     metadata: dict = UNSET,
     status: str = UNSET,
     mrr: int = UNSET,
+    profile: dict[str, Any] | None = None,
 ) -> Company:
-    """Change the given fields only: name, domain and createdAt on the
-    shared company; metadata, status and MRR on its account with
-    `product_id` (see account_update), never another product's. The
+    """Change the given fields only: name, domain, createdAt and the
+    profile (country, industry, size, timezone, locale) on the shared
+    company; metadata, status, MRR and the billing fields on its account
+    with `product_id` (see account_update), never another product's. The
     shortId never changes with the name."""
-    changes: dict[str, Any] = {}
+    company_profile, account_billing = profile_split(profile_clean(profile or {}))
+    changes: dict[str, Any] = dict(company_profile)
     if name is not UNSET:
         changes["name"] = clean_name(name)
     if domain is not UNSET:
@@ -141,8 +154,9 @@ def company_update(
     account_changes = {
         key: value for key, value in (("metadata", metadata), ("status", status), ("mrr", mrr)) if value is not UNSET
     }
+    account_changes.update(account_billing)
     if account_changes and product_id is None:
-        raise TypeError("metadata, status and mrr are per product: give product_id")
+        raise TypeError("metadata, status, mrr and billing fields are per product: give product_id")
     with transaction.atomic():
         if changes:
             company = Company.objects.select_for_update().get(pk=company.pk)

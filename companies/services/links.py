@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Account, Company, Contact, Product, ProductLink
+from ..models import Account, Company, Contact, LinkType, Product, ProductLink
 from .accounts import account_ensure
 from .cleaning import clean_external_id
 
@@ -30,10 +30,24 @@ def link_pool_check(*, product: Product, company: Company) -> None:
 
 
 def link_insert(
-    *, product_id: UUID, company: Company, external_org_id: str, external_user_id: str, label: str
+    *,
+    product_id: UUID,
+    company: Company,
+    external_org_id: str,
+    external_user_id: str,
+    label: str,
+    link_type: str = LinkType.MANUAL,
+    confidence: int | None = None,
+    metadata: dict | None = None,
 ) -> ProductLink:
     """Insert a link (and the company's account with the product if this is
-    its first link there). A company in no pool yet joins the product's."""
+    its first link there). A company in no pool yet joins the product's.
+    `link_type` says how it was made (SPEC §3); `confidence` (0–100) only for
+    smart links."""
+    if link_type not in LinkType.values:
+        raise ValueError(f"unknown link type {link_type!r}")
+    if (confidence is not None) != (link_type == LinkType.SMART):
+        raise ValueError("confidence goes with smart links, and only with them")
     product = Product.objects.only("id", "customer_pool").get(pk=product_id)
     link_pool_check(product=product, company=company)
     try:
@@ -47,6 +61,9 @@ def link_insert(
                 external_org_id=external_org_id,
                 external_user_id=external_user_id,
                 label=label,
+                link_type=link_type,
+                confidence=confidence,
+                metadata=metadata or {},
             )
             account_ensure(company=company, product_id=product_id)
             return link
@@ -64,6 +81,9 @@ def product_link_create(
     external_org_id: str,
     external_user_id: str = "",
     label: str = "",
+    link_type: str = LinkType.MANUAL,
+    confidence: int | None = None,
+    metadata: dict | None = None,
 ) -> tuple[ProductLink, bool]:
     """Link `external_org_id` of the product to `company`. Returns (link,
     created). Idempotent when it already points at this company (the link is
@@ -78,6 +98,9 @@ def product_link_create(
                 external_org_id=external_org_id,
                 external_user_id=external_user_id or "",
                 label=label or "",
+                link_type=link_type,
+                confidence=confidence,
+                metadata=metadata,
             )
             return link, True
         except Conflict:

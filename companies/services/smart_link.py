@@ -8,7 +8,7 @@ from uuid import UUID
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Company, Product, ProductLink
+from ..models import Company, LinkType, Product, ProductLink
 from ..smart_link import (
     DEFAULT_MIN_CONFIDENCE,
     MATCHED_BY_EXTERNAL_ORG_ID,
@@ -74,6 +74,8 @@ def company_smart_link(
                 company=winner.company,
                 external_org_id=external_org_id,
                 external_user_id=external_user_id,
+                link_type=LinkType.SMART,
+                confidence=winner.confidence,
             )
         except Conflict:
             # Another request linked this external id meanwhile: report that.

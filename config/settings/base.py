@@ -21,6 +21,12 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
+    # django-unfold (SPEC §9) must come before django.contrib.admin: its
+    # templates override the admin's.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -78,6 +84,26 @@ TEMPLATES = [
         },
     },
 ]
+
+# The only sign-in is the admin's; unfold's login form posts without `next`.
+LOGIN_REDIRECT_URL = "/admin/"
+
+# --- Admin theme (django-unfold, SPEC §9; docs/admin.md) ---------------------
+UNFOLD = {
+    "SITE_TITLE": "SaaSDesk",
+    "SITE_HEADER": "SaaSDesk",
+    "SITE_SUBHEADER": "Support & billing back office",
+    "SITE_SYMBOL": "support_agent",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SHOW_BACK_BUTTON": True,
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        # Grouped by area and filtered by the user's permissions, per request.
+        "navigation": "config.admin_navigation.sidebar_navigation",
+    },
+}
 
 # --- Database -----------------------------------------------------------------
 # PostgreSQL in production and CI; SQLite when DATABASE_URL is unset.
@@ -178,6 +204,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "credits.expire_credits": {"task": "credits.expire_credits", "schedule": 300.0},
     # Accounts' lifecycle status (SPEC §3) from subscriptions and payments.
     "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
+    # Accounts' MRR and today's revenue snapshot (SPEC §8).
+    "insights.snapshot_revenue": {"task": "insights.snapshot_revenue", "schedule": 300.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -193,6 +221,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_reservations": "credits.tasks.expire_reservations",
     "expire_credits": "credits.tasks.expire_credits",
     "update_lifecycle": "insights.tasks.update_lifecycle",
+    "snapshot_revenue": "insights.tasks.snapshot_revenue",
 }
 
 # --- Usage-event partitions and retention (SPEC §10, docs/scaling.md) ----------
@@ -291,7 +320,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "notifications.models.EventType.values"},
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "notifications.models.EventType.values",
+        "CompanyStatusEnum": "companies.models.CompanyStatus.values",
+    },
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

@@ -119,7 +119,13 @@ class TierListItemSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
+    isActive = serializers.BooleanField(source="is_active", help_text="The list shows active tiers only.")
+    isDefault = serializers.BooleanField(
+        source="is_default", help_text="Applied at onboarding when nothing else is asked, and when a subscription ends."
+    )
     displayOrder = serializers.IntegerField(source="display_order")
+    createdAt = UTCDateTimeField(source="created_at")
+    updatedAt = UTCDateTimeField(source="updated_at")
 
 
 class BaseFeeSerializer(serializers.Serializer):

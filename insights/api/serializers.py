@@ -13,11 +13,28 @@ from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT
 MAX_RANGE = timedelta(days=5 * 366)
 
 
-class UsageStatsQuerySerializer(StrictSerializer):
+class _RangeQuerySerializer(StrictSerializer):
+    """`from` (inclusive) and `to` (exclusive), at most 5 years apart."""
+
+    def get_fields(self):
+        # `from` is a Python keyword: declared here.
+        fields = super().get_fields()
+        fields["from"] = UTCDateOrDateTimeField(source="start", help_text="Inclusive: an ISO date or datetime (UTC).")
+        fields["to"] = UTCDateOrDateTimeField(source="end", help_text="Exclusive: an ISO date or datetime (UTC).")
+        return fields
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"to": ["Must be after `from`."]})
+        if attrs["end"] - attrs["start"] > MAX_RANGE:
+            raise serializers.ValidationError({"to": ["At most 5 years after `from`."]})
+        return attrs
+
+
+class UsageStatsQuerySerializer(_RangeQuerySerializer):
     companyId = serializers.UUIDField(source="company_id", required=False)
     externalOrgId = serializers.CharField(source="external_org_id", required=False, max_length=200)
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
-    # `from`/`to` are Python keywords: declared below.
     groupBy = serializers.ChoiceField(source="group_by", choices=GROUP_BY_CHOICES, default="day")
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=STATS_MAX_LIMIT, default=STATS_MAX_LIMIT,
@@ -25,21 +42,11 @@ class UsageStatsQuerySerializer(StrictSerializer):
     )
     cursor = serializers.CharField(required=False, max_length=1000, help_text="The `nextCursor` of the previous page.")
 
-    def get_fields(self):
-        fields = super().get_fields()
-        fields["from"] = UTCDateOrDateTimeField(source="start", help_text="Inclusive: an ISO date or datetime (UTC).")
-        fields["to"] = UTCDateOrDateTimeField(source="end", help_text="Exclusive: an ISO date or datetime (UTC).")
-        return fields
-
     def validate(self, attrs):
         if ("company_id" in attrs) == ("external_org_id" in attrs):
             message = "Give exactly one of companyId and externalOrgId."
             raise serializers.ValidationError({"companyId": [message], "externalOrgId": [message]})
-        if attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"to": ["Must be after `from`."]})
-        if attrs["end"] - attrs["start"] > MAX_RANGE:
-            raise serializers.ValidationError({"to": ["At most 5 years after `from`."]})
-        return attrs
+        return super().validate(attrs)
 
 
 class UsageStatSerializer(serializers.Serializer):
@@ -49,3 +56,28 @@ class UsageStatSerializer(serializers.Serializer):
     billableQuantity = serializers.IntegerField(source="billable_quantity")
     events = serializers.IntegerField(help_text="Number of usage events.")
 
+
+
+class RevenueQuerySerializer(_RangeQuerySerializer):
+    interval = serializers.ChoiceField(choices=GROUP_BY_CHOICES, default="month")
+
+
+class RevenuePeriodSerializer(serializers.Serializer):
+    periodStart = UTCDateTimeField(source="period_start")
+    mrr = serializers.IntegerField(help_text="Closing MRR, minor units of the product's currency.")
+    newMrr = serializers.IntegerField(source="new_mrr")
+    expansionMrr = serializers.IntegerField(source="expansion_mrr")
+    contractionMrr = serializers.IntegerField(source="contraction_mrr")
+    churnedMrr = serializers.IntegerField(source="churned_mrr")
+    reactivationMrr = serializers.IntegerField(source="reactivation_mrr")
+    activeCustomers = serializers.IntegerField(source="active_customers")
+    newCustomers = serializers.IntegerField(source="new_customers")
+    churnedCustomers = serializers.IntegerField(source="churned_customers")
+    customerChurnRate = serializers.FloatField(source="customer_churn_rate", help_text="0–100")
+    revenueChurnRate = serializers.FloatField(source="revenue_churn_rate", help_text="0–100")
+    arpu = serializers.IntegerField(help_text="MRR per active customer, rounded half-up.")
+
+
+class RevenueSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    periods = RevenuePeriodSerializer(many=True)

@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("usage/stats", views.UsageStatsApi.as_view(), name="usage-stats"),
+    path("insights/revenue", views.RevenueApi.as_view(), name="insights-revenue"),
 ]

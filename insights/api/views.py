@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.models import Product
 from companies.selectors import company_id_get_visible
 from config.api.pagination import page_of, page_response
 from config.api.schema import error_responses, validated
 
 from .. import selectors
-from .serializers import UsageStatSerializer, UsageStatsQuerySerializer
+from .serializers import RevenueQuerySerializer, RevenueSerializer, UsageStatSerializer, UsageStatsQuerySerializer
 
 
 class UsageStatsApi(APIView):
@@ -40,3 +42,22 @@ class UsageStatsApi(APIView):
             cursor=query.get("cursor"),
         )
         return page_response(page, UsageStatSerializer)
+
+
+class RevenueApi(APIView):
+    @extend_schema(
+        operation_id="insights_revenue",
+        summary="MRR, its movements, customers, churn and ARPU per period",
+        parameters=[RevenueQuerySerializer],
+        responses={200: RevenueSerializer, **error_responses(400)},
+        description="Per day, ISO week or month of [from, to), for the key's product, from the daily revenue "
+        "snapshots. Movements sum to the change from the previous period's closing MRR.",
+    )
+    def get(self, request):
+        query = validated(RevenueQuerySerializer, request.query_params)
+        product_id = request.auth.product_id
+        periods = selectors.revenue_periods(
+            product_id=product_id, start=query["start"], end=query["end"], interval=query["interval"]
+        )
+        currency = Product.objects.values_list("currency", flat=True).get(pk=product_id)
+        return Response(RevenueSerializer({"currency": currency, "periods": periods}).data)

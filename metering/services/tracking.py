@@ -34,6 +34,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from companies.selectors import companies_visible_bulk, company_not_found
+from companies.services import account_activity_touch
 from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
@@ -144,6 +145,8 @@ def usage_track(
             if result is _NO_METER:
                 meters_get_or_create(keys={(company_id, feature.id, period)}, now=now)
             elif result is not _RETRY:
+                if not result.replayed:
+                    account_activity_touch(company_id=company_id, product_id=product_id, at=now)
                 return result
         raise RuntimeError("usage track did not settle")  # pragma: no cover
     except ApplicationError:
@@ -420,6 +423,8 @@ def usage_track_batch(
                     raise
         for item_result in outcome:
             results[item_result.index] = item_result
+        for company_id in {item.company_id for item in prepared if results[item.index].status == "ok"}:
+            account_activity_touch(company_id=company_id, product_id=product_id, at=now)
     return results  # type: ignore[return-value]
 
 

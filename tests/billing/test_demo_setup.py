@@ -28,6 +28,10 @@ class TestDemoSetup:
         assert Company.objects.count() >= 20
         assert ProductLink.objects.filter(product__code="chat").count() >= 20
         assert Contact.objects.filter(is_primary=True).count() == Company.objects.count()
+        globex = Company.objects.get(domain="globex.de")
+        assert (globex.country, globex.size, globex.timezone) == ("DE", "enterprise", "Europe/Berlin")
+        assert globex.accounts.get(product__code="chat").billing_email == "billing@globex.de"
+        assert ProductLink.objects.filter(product__code="crm", link_type="smart", confidence__gte=90).exists()
         assert "http://127.0.0.1:8000/admin/" in stdout and "/api/v1/docs/" in stdout
         password = next(line.split()[-1] for line in stdout.splitlines() if "Password:" in line)
         raw_key = next(line.split()[2] for line in stdout.splitlines() if "API key:" in line)

@@ -1,6 +1,9 @@
-"""A support agent's day in a real browser (Playwright + Debian's Chromium):
-log in, find a company by its external org id, raise a feature's limit with
-a reason, apply a tier through the action, and see both in the history."""
+"""A support agent's day in a real browser (Playwright + Debian's Chromium)
+at a 1366×768 laptop screen, in the django-unfold admin: log in, find a
+company by its external org id or a contact's email, raise a feature's limit
+with a reason, apply a tier and adjust usage from the company page, see the
+changes in the history, and meet a forbidden page inside the admin layout.
+Screenshots go to docs/screenshots/ (the README shows them)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+VIEWPORT = {"width": 1366, "height": 768}
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "entitlements" / "catalogs" / "demo.json"
 PASSWORD = "support-password-for-tests-1"
 
@@ -38,7 +43,7 @@ def browser_page(monkeypatch):
     from django.db import connections
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context()
+        context = browser.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.set_default_timeout(15_000)
         try:
@@ -81,8 +86,9 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "sally")
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_load_state()
+    page.wait_for_url(f"{live_server.url}/admin/")
 
     # Find the company by its external org id.
     page.goto(f"{live_server.url}/admin/companies/company/")
@@ -105,12 +111,12 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     )
     assert page.locator("#id_name").count() == 0  # the company's own fields are read-only
     page.fill(f"#id_{prefix}-quantity_limit", "5000")
-    page.click("input[name=_save]")
+    page.click("button[name=_save]")
     page.wait_for_load_state()
     assert "Give a reason for this change" in page.inner_text("#content")  # refused without a reason
     page.fill(f"#id_{prefix}-quantity_limit", "5000")
     page.fill(f"#id_{prefix}-reason", "Goodwill: outage on 3 March")
-    page.click("input[name=_save]")
+    page.click("button[name=_save]")
     page.wait_for_load_state()
     assert page.locator(".messagelist .success").count() == 1
     ai_credit = FeatureAccess.objects.get(company=company, feature__code="ai_credit")
@@ -132,6 +138,7 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
 
     # Both changes, with who and why, on the company's feature access history.
     page.goto(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
+    page.click("button.company-panel-tab:has-text('Access history')")
     page.click("a.feature-access-history-link")
     page.wait_for_load_state()
     history = page.inner_text("table.feature-access-history")
@@ -139,8 +146,108 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     assert "Upgraded to Pro on the phone" in history
     assert "user:sally" in history
     assert "5000" in history and "250000" in history
+    assert "chat · Free → chat · Pro" in history  # tier names, not ids
+    assert str(FeatureAccess.objects.get(company=company, feature__code="sso").tier_id) not in history
 
     # And the access row's own history page shows the limit change.
     page.goto(f"{live_server.url}/admin/entitlements/featureaccess/{ai_credit.pk}/history/")
     own = page.inner_text("#change-history")
     assert "Goodwill: outage on 3 March" in own and "user:sally" in own
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def _no_sideways_scroll(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_support_works_from_the_company_page(live_server, browser_page, support_world):
+    """Find by contact email, read the overview on the first screen, adjust
+    usage and apply a tier from the company page (each through its
+    intermediate form with a required reason), and hit a forbidden page."""
+    from metering.models import UsageMeter
+    from tests.factories.companies import ContactFactory
+
+    page = browser_page
+    company = support_world
+    ContactFactory(company=company, email="peter@initech.example", name="Peter Gibbons")
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "sally")
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    _shot(page, "01-dashboard")
+
+    # Find the customer by a contact's email from the company list.
+    page.goto(f"{live_server.url}/admin/companies/company/")
+    page.fill("#searchbar", "peter@initech.example")
+    page.press("#searchbar", "Enter")
+    page.wait_for_load_state()
+    assert page.locator("#result_list tbody tr").count() == 1
+    listing = page.inner_text("#result_list")
+    assert "Initech GmbH" in listing and "Initrode" not in listing
+    assert "chat · Free" in listing  # the tier column, by name
+    assert _no_sideways_scroll(page)
+    _shot(page, "02-company-list")
+    page.locator("#result_list tbody tr").first.locator("th a, td a").first.click()
+    page.wait_for_load_state()
+
+    # The overview: header facts and the action buttons, on the first screen.
+    summary = page.inner_text("#company-summary").lower()
+    assert "tier" in summary and "chat · free" in summary
+    assert "wallet" in summary and "subscription" in summary
+    actions = page.locator("#company-actions")
+    assert actions.is_visible()
+    assert actions.bounding_box()["y"] < VIEWPORT["height"]
+    assert "Adjust usage…" in actions.inner_text() and "Apply tier…" in actions.inner_text()
+    assert "Freeze wallet" not in actions.inner_text()  # Billing admin only (SPEC §9)
+    assert _no_sideways_scroll(page)
+    _shot(page, "03-company-overview")
+
+    # Adjust usage from the page: refused without a reason, then done.
+    page.click("#company-actions a[data-action=metering_adjust_usage]")
+    page.wait_for_selector("#adjust-usage-form")
+    page.select_option("#id_feature", index=1)
+    page.fill("#id_value", "7")
+    page.click("#adjust-usage-form input[type=submit]")
+    # The browser itself refuses the form without a reason (the server too: tests/metering).
+    assert page.locator("#id_reason:invalid").count() == 1
+    assert "/do/metering_adjust_usage/" in page.url
+    _shot(page, "04-adjust-usage-form")
+    page.fill("#id_reason", "Double-counted import on 2 March")
+    page.click("#adjust-usage-form input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
+    assert page.locator(".messagelist .success").count() == 1
+    assert UsageMeter.objects.filter(company=company).exists()
+
+    # Apply a tier from the page; it comes back to the company page.
+    page.click("#company-actions a[data-action=entitlements_apply_tier]")
+    page.wait_for_selector("#apply-tier-form")
+    assert page.input_value("#id_overrides") in ("", "{}")  # never pre-filled with null
+    page.select_option("#id_tier", label="chat · Pro (pro)")
+    page.fill("#id_reason", "Upgraded to Pro on the phone")
+    _shot(page, "05-apply-tier-form")
+    page.click("#apply-tier-form input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
+    assert "tier pro applied" in page.inner_text(".messagelist")
+    assert "chat · Pro" in page.inner_text("#company-summary")
+
+    # The details are tabs: usage, credits, subscriptions & invoices, access history.
+    tabs = page.locator("#company-panel-tabs nav").inner_text()
+    assert "Usage" in tabs and "Credits" in tabs and "Access history" in tabs
+    page.click("button.company-panel-tab:has-text('Usage')")
+    page.locator("#company-panel-tabs").scroll_into_view_if_needed()
+    _shot(page, "07-company-usage-tab")
+
+    # A page Support may not see answers inside the admin, with a way back.
+    page.goto(f"{live_server.url}/admin/companies/apikey/")
+    assert page.locator("#forbidden").is_visible()
+    assert page.locator("#nav-sidebar, nav").count() >= 1
+    _shot(page, "06-forbidden")
+    page.click("#forbidden-back")
+    page.wait_for_load_state()
+    assert "/admin/" in page.url

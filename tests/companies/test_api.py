@@ -47,7 +47,9 @@ class TestCompanyCreate:
         assert response.status_code == 201, response.content
         body = response.json()
         assert set(body) == {
-            "id", "shortId", "name", "domain", "status", "mrr", "currency", "metadata", "createdAt", "updatedAt"
+            "id", "shortId", "name", "domain", "status", "mrr", "currency", "metadata", "createdAt", "updatedAt",
+            "country", "industry", "size", "timezone", "locale", "billingEmail", "billingAddress", "taxId",
+            "firstPurchaseAt", "lifetimeValue", "lastActivityAt",
         }
         assert body["shortId"] == "acme-inc"
         assert body["domain"] == "acme.com"

@@ -163,12 +163,20 @@ def test_patch_unknown_feature_is_404(api, company, catalog):
 # --- tiers ----------------------------------------------------------------------------------
 
 
+def tiers_default_code(tiers) -> str | None:
+    return next((code for code, tier in tiers.items() if tier.is_default), None)
+
+
 def test_tier_list_shows_active_tiers_in_order(api, tiers):
     tiers["starter"].is_active = False
     tiers["starter"].save()
     body = api.get("/api/v1/tiers").json()["data"]
     assert [t["code"] for t in body] == ["free", "pro", "enterprise"]
-    assert set(body[0]) == {"code", "name", "description", "displayOrder"}
+    assert set(body[0]) == {
+        "code", "name", "description", "isActive", "isDefault", "displayOrder", "createdAt", "updatedAt"
+    }
+    assert all(t["isActive"] for t in body) and body[0]["createdAt"].endswith("Z")
+    assert [t["isDefault"] for t in body] == [t["code"] == tiers_default_code(tiers) for t in body]
 
 
 def test_tier_detail(api, tiers):

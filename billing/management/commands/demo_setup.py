@@ -54,6 +54,36 @@ USAGE_DAYS = 30
 DEMO_WEBHOOK_URL = "http://127.0.0.1:9000/hooks"
 
 # name, domain, status, MRR in cents, (contact name, role) — the first contact is primary.
+# The customer profile of SPEC §3 (shared in the pool) and billing details (the chat app's account).
+DEMO_PROFILES = {
+    "acme.com": ("US", "Manufacturing", "mid_market", "America/New_York", "en-US"),
+    "globex.de": ("DE", "Energy", "enterprise", "Europe/Berlin", "de-DE"),
+    "initech.io": ("US", "Software", "smb", "America/Chicago", "en-US"),
+    "umbrella.co.uk": ("GB", "Pharmaceuticals", "enterprise", "Europe/London", "en-GB"),
+    "hooli.xyz": ("US", "Software", "enterprise", "America/Los_Angeles", "en-US"),
+    "stark.com": ("US", "Defense", "enterprise", "America/New_York", "en-US"),
+    "wayne-enterprises.com": ("US", "Conglomerate", "enterprise", "America/New_York", "en-US"),
+    "soylent.com": ("US", "Food", "mid_market", "America/New_York", "en-US"),
+    "cyberdyne.ai": ("US", "Robotics", "startup", "America/Los_Angeles", "en-US"),
+    "tyrell.com": ("US", "Biotech", "enterprise", "America/Los_Angeles", "en-US"),
+    "wonka.com": ("GB", "Food", "smb", "Europe/London", "en-GB"),
+    "piedpiper.com": ("US", "Software", "startup", "America/Los_Angeles", "en-US"),
+    "vandelay.com": ("US", "Import/Export", "smb", "America/New_York", "en-US"),
+    "dundermifflin.com": ("US", "Paper", "smb", "America/New_York", "en-US"),
+}
+
+
+def _demo_profile(domain: str) -> dict:
+    if domain not in DEMO_PROFILES:
+        return {}
+    country, industry, size, time_zone, locale = DEMO_PROFILES[domain]
+    return {
+        "country": country, "industry": industry, "size": size, "timezone": time_zone, "locale": locale,
+        "billing_email": f"billing@{domain}",
+        "billing_address": {"line1": "1 Main Street", "city": "Springfield", "country": country},
+    }
+
+
 DEMO_COMPANIES = [
     ("Acme Inc", "acme.com", "active", 49_00, [("Alice Carter", "CEO"), ("Bob Nguyen", "CTO")]),
     ("Globex GmbH", "globex.de", "active", 199_00, [("Greta Vogel", "Head of Support")]),
@@ -143,6 +173,7 @@ class Command(BaseCommand):
                     contact_email=_email(first_name, domain),
                     contact_name=first_name,
                     metadata={"source": "demo"},
+                    profile=_demo_profile(domain),
                 )
                 company_update(company=company, product_id=product.pk, status=CompanyStatus(status), mrr=mrr)
                 contacts_bulk_upsert(
