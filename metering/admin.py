@@ -230,7 +230,7 @@ def company_usage_panel(request, company: Company) -> str:
 
 
 @admin.register(UsageEventPartitionDrop)
-class UsageEventPartitionDropAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class UsageEventPartitionDropAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Months of raw usage events dropped by retention (docs/scaling.md)."""
 
     list_display = ("partition", "range_start", "range_end", "events", "dropped_at")
