@@ -12,7 +12,7 @@ from companies.models import Company
 from companies.selectors import company_get_visible
 from config.errors import NotFound
 from entitlements.models import FeatureAccess
-from entitlements.rules import access_in_force_q
+from entitlements.rules import access_in_force_layers_q
 
 from .models import GRANTING_STATUSES, BillingProfile, CreditPurchase, Invoice, Price, Subscription
 
@@ -41,7 +41,7 @@ def billing_status(*, product_id, company_id) -> BillingStatus:
     company = company_get_visible(product_id=product_id, company_id=company_id)
     profile = BillingProfile.objects.filter(company=company, product_id=product_id).first()
     now = timezone.now()
-    enabled = FeatureAccess.objects.filter(access_in_force_q(now), company=company, feature__product_id=product_id).count()
+    enabled = FeatureAccess.objects.filter(access_in_force_layers_q(now), company=company, feature__product_id=product_id).count()
     return BillingStatus(
         company=company,
         billing_profile=profile,

@@ -179,6 +179,10 @@ class Account(models.Model):
         max_length=3, default="usd", validators=[validate_currency], help_text="ISO 4217, lower case."
     )
     metadata = models.JSONField(default=dict, blank=True)
+    # Suspension by staff (SPEC §3): the status to go back to on reactivate.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.TextField(blank=True, default="")
+    status_before_suspension = models.CharField(max_length=16, blank=True, default="")
     # Billing details (SPEC §3), per product; "" / {} = not given.
     billing_email = models.EmailField(max_length=254, blank=True, default="")
     billing_address = models.JSONField(

@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from config.errors import NotFound
 
-from .models import Account, Company, Contact, ProductLink
+from .models import Account, Company, CompanyStatus, Contact, ProductLink
 
 COMPANY_NOT_FOUND_MESSAGE = "Company not found."
 
@@ -48,6 +48,15 @@ def company_is_visible(*, product_id: UUID, company_id: UUID | str) -> bool:
     """Whether the company has a link in the product (one indexed query)."""
     pk = _as_uuid(company_id)
     return pk is not None and product_links(product_id=product_id).filter(company_id=pk).exists()
+
+
+def account_is_suspended(*, product_id: UUID, company_id: UUID | str) -> bool:
+    """Whether the company's account with the product is suspended by staff
+    (SPEC §3; one indexed query). Checks, tracks and debits refuse it."""
+    pk = _as_uuid(company_id)
+    return pk is not None and Account.objects.filter(
+        product_id=product_id, company_id=pk, status=CompanyStatus.SUSPENDED
+    ).exists()
 
 
 def companies_visible_bulk(

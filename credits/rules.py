@@ -63,8 +63,11 @@ def idempotency_conflict(entry, message: str) -> Conflict:
 
 
 def company_suspended_check(*, company_id, product_id) -> None:
-    """SUSPENSION SEAM (SPEC §3): raise `company_suspended()` when the
-    company's account with this product is suspended. Suspension does not
-    exist yet in `companies`; when it lands, this is the one place to ask it
-    (debits and holds call this; refunds, grants, /usage and /settle do not)."""
-    return None
+    """Raise `company_suspended()` (423) when the company's account with this
+    product is suspended by staff (SPEC §3; `companies.selectors.account_is_suspended`).
+    Debits and holds call this; refunds, grants, /usage and /settle of
+    reservations do not (work already done is still charged)."""
+    from companies.selectors import account_is_suspended
+
+    if account_is_suspended(product_id=product_id, company_id=company_id):
+        raise company_suspended()

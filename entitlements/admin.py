@@ -93,7 +93,19 @@ class FeatureAccessForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._original_config = dict(self.instance.config or {}) if self.instance.pk else {}
+        if self.instance.pk:
+            # Staff edit what is in force (the override over the tier layer);
+            # a change is written to the override (`feature_access_set`).
+            effective = self.instance.effective_at(timezone.now())
+            self.initial.update(
+                {
+                    "is_enabled": effective.granted and effective.is_enabled,
+                    "quantity_limit": effective.quantity_limit,
+                    "included_quantity": effective.included_quantity,
+                    "config": effective.config,
+                }
+            )
+        self._original_config = dict(self.initial.get("config") or {}) if self.instance.pk else {}
         if self.instance.pk and "feature" in self.fields:
             self.fields["feature"].disabled = True
 

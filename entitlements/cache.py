@@ -57,6 +57,11 @@ def org_key(product_id, external_org_id: str) -> str:
     return f"ent:org:{product_id}:{digest}"
 
 
+def account_key(product_id, company_id) -> str:
+    """Whether the company's account with the product is suspended (SPEC §3)."""
+    return f"ent:susp:{product_id}:{company_id}"
+
+
 def access_key(product_id, company_id, feature_code: str) -> str:
     return f"ent:acc:{product_id}:{company_id}:{feature_code}"
 
@@ -174,4 +179,5 @@ def invalidate_company_checks(*, company_id) -> None:
         keys.append(access_key(product_id, company_id, code))
     for product_id in ProductLink.objects.filter(company_id=company_id).values_list("product_id", flat=True):
         keys.append(visibility_key(product_id, company_id))
+        keys.append(account_key(product_id, company_id))
     invalidate_keys(keys)

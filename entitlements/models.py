@@ -12,7 +12,7 @@ from simple_history.models import HistoricalRecords
 
 from companies.models import Company, Product
 
-from .rules import access_in_force
+from .rules import access_resolve
 
 
 class FeatureKind(models.TextChoices):
@@ -175,7 +175,11 @@ class AccessSource(models.TextChoices):
     SUBSCRIPTION = "subscription", "Subscription (tier)"
     MANUAL = "manual", "Manual"
     TRIAL = "trial", "Trial"
+    PROMOTION = "promotion", "Promotion"
     API = "api", "API"
+
+
+OVERRIDE_SOURCES = [value for value in AccessSource.values if value != AccessSource.SUBSCRIPTION]
 
 
 class HistoricalActorMixin(models.Model):
@@ -190,9 +194,18 @@ class HistoricalActorMixin(models.Model):
 
 
 class FeatureAccess(models.Model):
-    """Whether one company may use one feature, and how much. Access outside
-    [valid_from, valid_until) is not in force (`entitlements.rules`). Every change leaves a historical row
-    (who, when, old → new, why): write through `entitlements.services`."""
+    """One company's access to one feature, in two layers (SPEC §4; the one
+    rule that resolves them is `entitlements.rules.access_resolve`):
+
+    - the tier layer: `tier_granted`, `is_enabled`, `quantity_limit`,
+      `included_quantity`, `config`, `tier` — written only by applying a tier;
+    - at most one override: `source` (manual/trial/promotion/api;
+      `subscription` = no override), the fields it sets in `overrides`
+      (snake_case keys of `rules.LAYER_FIELDS`), its window
+      [`valid_from`, `valid_until`), `set_by`, `set_at`, `reason`.
+
+    Every change leaves a historical row (who, when, old → new, why): write
+    through `entitlements.services`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="feature_access")
@@ -201,7 +214,22 @@ class FeatureAccess(models.Model):
     quantity_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty = unlimited.")
     included_quantity = models.BigIntegerField(default=0)
     config = models.JSONField(default=dict, blank=True)
-    source = models.CharField(max_length=16, choices=AccessSource.choices, default=AccessSource.MANUAL)
+    tier_granted = models.BooleanField(
+        default=True, help_text="Whether the tier layer exists (False: the company's tier does not grant the feature)."
+    )
+    # The override (source other than subscription).
+    source = models.CharField(
+        max_length=16,
+        choices=AccessSource.choices,
+        default=AccessSource.SUBSCRIPTION,
+        help_text="subscription = no override; otherwise the override's source.",
+    )
+    overrides = models.JSONField(
+        default=dict, blank=True, help_text="The fields the override sets (is_enabled, quantity_limit, included_quantity, config)."
+    )
+    set_by = models.CharField(max_length=255, blank=True, default="", help_text="Who set the override.")
+    set_at = models.DateTimeField(null=True, blank=True, help_text="When the override was last set.")
+    reason = models.TextField(blank=True, default="", help_text="Why the override was set.")
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -233,11 +261,37 @@ class FeatureAccess(models.Model):
     def is_expired(self) -> bool:
         return self.valid_until is not None and self.valid_until <= timezone.now()
 
+    @property
+    def has_override(self) -> bool:
+        return self.source != AccessSource.SUBSCRIPTION
+
+    def as_row(self) -> dict:
+        """The columns `entitlements.rules.access_resolve` reads."""
+        return {name: getattr(self, name) for name in ACCESS_ROW_FIELDS}
+
+    def effective_at(self, when):
+        """The values in force at `when` (`entitlements.rules.access_resolve`)."""
+        return access_resolve(self.as_row(), at=when)
+
     def is_active_at(self, when) -> bool:
-        """In force at `when` (the rule lives in `entitlements.rules`)."""
-        return access_in_force(
-            is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=when
-        )
+        """Enabled and in force at `when` (the rule lives in `entitlements.rules`)."""
+        effective = self.effective_at(when)
+        return effective.granted and effective.is_enabled
+
+
+ACCESS_ROW_FIELDS = (
+    "feature_id",
+    "tier_granted",
+    "is_enabled",
+    "quantity_limit",
+    "included_quantity",
+    "config",
+    "source",
+    "overrides",
+    "valid_from",
+    "valid_until",
+    "tier_id",
+)
 
 
 class AccessWindowNotice(models.Model):

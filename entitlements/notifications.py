@@ -14,7 +14,6 @@ from notifications.models import EventType
 from notifications.services import event_emit
 
 from .models import FeatureAccess
-from .rules import access_in_force
 
 
 class AccessChange:
@@ -23,21 +22,22 @@ class AccessChange:
     TIER_REMOVED = "tier_removed"
     WINDOW_STARTED = "window_started"
     WINDOW_ENDED = "window_ended"
+    OVERRIDE_REMOVED = "override_removed"
 
 
 def access_state(access: FeatureAccess, *, at: datetime) -> dict[str, Any]:
-    """The access as the product sees it (camelCase, like a check's fields)."""
+    """The access in force as the product sees it (camelCase, like a check's
+    fields): the layers resolved by `entitlements.rules.access_resolve`."""
+    effective = access.effective_at(at)
     return {
-        "isEnabled": access.is_enabled,
-        "quantityLimit": access.quantity_limit,
-        "includedQuantity": access.included_quantity,
-        "config": access.config,
-        "source": access.source,
-        "validFrom": iso_utc(access.valid_from),
-        "validUntil": iso_utc(access.valid_until),
-        "inForce": access_in_force(
-            is_enabled=access.is_enabled, valid_from=access.valid_from, valid_until=access.valid_until, at=at
-        ),
+        "isEnabled": effective.granted and effective.is_enabled,
+        "quantityLimit": effective.quantity_limit,
+        "includedQuantity": effective.included_quantity,
+        "config": effective.config,
+        "source": effective.source,
+        "validFrom": iso_utc(access.valid_from) if access.has_override else None,
+        "validUntil": iso_utc(access.valid_until) if access.has_override else None,
+        "inForce": effective.granted and effective.is_enabled,
     }
 
 

@@ -16,55 +16,15 @@ from companies.selectors import company_is_visible, company_not_found, product_l
 from config.errors import NotFound
 
 from . import cache as check_cache
-from .models import AccessSource, Feature, FeatureAccess, FeatureKind, Tier, TierFeature
-from .rules import access_in_force
+from .decision import Decision, FeatureCheck, feature_decide
+from .models import ACCESS_ROW_FIELDS, AccessSource, Feature, FeatureAccess, FeatureKind, Tier, TierFeature
+
+__all__ = ["Decision", "FeatureCheck", "feature_check_build", "feature_decide"]
 
 _FEATURE_FIELDS = (
     "id", "code", "name", "kind", "unit", "reset_period", "default_config", "stripe_meter_event_name", "credit_cost",
 )
-_ACCESS_FIELDS = (
-    "feature_id",
-    "is_enabled",
-    "quantity_limit",
-    "included_quantity",
-    "config",
-    "source",
-    "valid_from",
-    "valid_until",
-    "tier_id",
-)
-
-
-@dataclass(frozen=True)
-class FeatureCheck:
-    """The check result of SPEC §4 (the serializer renders it in camelCase)."""
-
-    feature_code: str
-    feature_name: str
-    kind: str
-    is_enabled: bool
-    can_use: bool
-    has_quantity: bool
-    current_usage: int
-    quantity_limit: int | None
-    included_quantity: int
-    remaining: int | None
-    config_values: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None
-    valid_until: datetime | None = None
-    tier_code: str | None = None
-    status: str = "active"
-    credit_cost: int | None = None
-    credits_available: int | None = None
-
-
-# --- building a check from plain data ---------------------------------------------
-
-
-def _merged_config(default_config: dict, config: dict) -> dict:
-    merged = dict(default_config or {})
-    merged.update(config or {})
-    return merged
+_ACCESS_FIELDS = ACCESS_ROW_FIELDS
 
 
 def feature_credits_available(*, features: list[dict[str, Any]], company_id, product_id) -> int | None:
@@ -77,84 +37,9 @@ def feature_credits_available(*, features: list[dict[str, Any]], company_id, pro
     return credits_available(company_id=company_id, product_id=product_id)
 
 
-def feature_check_build(
-    *,
-    feature: dict[str, Any],
-    access: dict[str, Any] | None,
-    usage: int,
-    tier_code: str | None,
-    at: datetime,
-    credits_available: int | None = None,
-) -> FeatureCheck:
-    """Pure rules of the check: a missing row reads as disabled; access
-    outside [validFrom, validUntil) reads as disabled; a metered feature can
-    be used while its usage is under the limit (no limit = unlimited); a
-    credit-priced feature needs the credits for one more unit (free while
-    usage is within the included quantity)."""
-    has_quantity = feature["kind"] == FeatureKind.METERED
-    credit_cost = feature.get("credit_cost")
-    credit_fields = {
-        "credit_cost": credit_cost,
-        "credits_available": (credits_available or 0) if credit_cost is not None else None,
-    }
-    if not access:
-        return FeatureCheck(
-            feature_code=feature["code"],
-            feature_name=feature["name"],
-            kind=feature["kind"],
-            is_enabled=False,
-            can_use=False,
-            has_quantity=has_quantity,
-            current_usage=usage if has_quantity else 0,
-            quantity_limit=None,
-            included_quantity=0,
-            remaining=0 if has_quantity else None,
-            config_values=_merged_config(feature["default_config"], {}),
-            status="not_granted",
-            **credit_fields,
-        )
-    valid_until = access["valid_until"]
-    is_enabled = access_in_force(
-        is_enabled=bool(access["is_enabled"]), valid_from=access["valid_from"], valid_until=valid_until, at=at
-    )
-    limit = access["quantity_limit"]
-    if has_quantity:
-        under_limit = limit is None or usage < limit
-        if not is_enabled:
-            remaining = 0
-        else:
-            remaining = None if limit is None else max(0, limit - usage)
-    else:
-        under_limit, remaining = True, None
-    has_credits = True
-    if credit_cost is not None and usage + 1 > access["included_quantity"]:
-        has_credits = (credits_available or 0) >= credit_cost
-    if not is_enabled:
-        status = "disabled"
-    elif not under_limit:
-        status = "limit_reached"
-    elif not has_credits:
-        status = "no_credits"
-    else:
-        status = "active"
-    return FeatureCheck(
-        feature_code=feature["code"],
-        feature_name=feature["name"],
-        kind=feature["kind"],
-        is_enabled=is_enabled,
-        can_use=status == "active",
-        has_quantity=has_quantity,
-        current_usage=usage if has_quantity else 0,
-        quantity_limit=limit,
-        included_quantity=access["included_quantity"],
-        remaining=remaining,
-        config_values=_merged_config(feature["default_config"], access["config"]),
-        source=access["source"],
-        valid_until=valid_until,
-        tier_code=tier_code,
-        status=status,
-        **credit_fields,
-    )
+def feature_check_build(**kwargs) -> FeatureCheck:
+    """The check result alone of `entitlements.decision.feature_decide`."""
+    return feature_decide(**kwargs).check
 
 
 # --- cached data -------------------------------------------------------------------
@@ -180,6 +65,12 @@ def _load_org(product_id, external_org_id: str) -> str:
     return str(company_id) if company_id else ""
 
 
+def _load_suspended(product_id, company_id) -> bool:
+    from companies.selectors import account_is_suspended
+
+    return account_is_suspended(product_id=product_id, company_id=company_id)
+
+
 def _load_access(product_id, company_id, feature_code: str) -> dict[str, Any]:
     row = (
         FeatureAccess.objects.filter(company_id=company_id, feature__product_id=product_id, feature__code=feature_code)
@@ -197,6 +88,7 @@ class FeatureCheckInput:
     feature: dict[str, Any]
     access: dict[str, Any] | None
     tier_code: str | None
+    suspended: bool = False
 
     @property
     def is_metered(self) -> bool:
@@ -212,6 +104,7 @@ def feature_check_input(*, product_id, company_id, feature_code: str, require_vi
         check_cache.access_key(product_id, company_id, feature_code): lambda: _load_access(
             product_id, company_id, feature_code
         ),
+        check_cache.account_key(product_id, company_id): lambda: _load_suspended(product_id, company_id),
     }
     if require_visible:
         loaders[check_cache.visibility_key(product_id, company_id)] = lambda: _load_visibility(product_id, company_id)
@@ -227,15 +120,21 @@ def feature_check_input(*, product_id, company_id, feature_code: str, require_vi
         # A feature was re-created under the same code since this was cached.
         access = _load_access(product_id, company_id, feature_code)
     tier_code = catalog["tiers"].get(str(access["tier_id"])) if access and access["tier_id"] else None
-    return FeatureCheckInput(feature=feature, access=access or None, tier_code=tier_code)
+    suspended = bool(values[check_cache.account_key(product_id, company_id)])
+    return FeatureCheckInput(feature=feature, access=access or None, tier_code=tier_code, suspended=suspended)
 
 
 def feature_check_inputs_for_company(*, product_id, company_id) -> list[FeatureCheckInput]:
     """The inputs of every feature's check, ordered by code: the catalog from
     the cache and one query for the company's access rows."""
-    catalog = check_cache.get_or_load({check_cache.catalog_key(product_id): lambda: _load_catalog(product_id)})[
-        check_cache.catalog_key(product_id)
-    ]
+    values = check_cache.get_or_load(
+        {
+            check_cache.catalog_key(product_id): lambda: _load_catalog(product_id),
+            check_cache.account_key(product_id, company_id): lambda: _load_suspended(product_id, company_id),
+        }
+    )
+    catalog = values[check_cache.catalog_key(product_id)]
+    suspended = bool(values[check_cache.account_key(product_id, company_id)])
     rows = {
         row["feature_id"]: row
         for row in FeatureAccess.objects.filter(company_id=company_id, feature__product_id=product_id).values(
@@ -246,7 +145,7 @@ def feature_check_inputs_for_company(*, product_id, company_id) -> list[FeatureC
     for feature in sorted(catalog["features"].values(), key=lambda f: f["code"]):
         access = rows.get(feature["id"])
         tier_code = catalog["tiers"].get(str(access["tier_id"])) if access and access["tier_id"] else None
-        inputs.append(FeatureCheckInput(feature=feature, access=access, tier_code=tier_code))
+        inputs.append(FeatureCheckInput(feature=feature, access=access, tier_code=tier_code, suspended=suspended))
     return inputs
 
 
@@ -280,6 +179,7 @@ def feature_access_check(
         access=check_input.access,
         usage=usage,
         tier_code=check_input.tier_code,
+        suspended=check_input.suspended,
         at=at or timezone.now(),
         credits_available=feature_credits_available(
             features=[check_input.feature], company_id=_company_id(company), product_id=product_id
@@ -310,6 +210,7 @@ def feature_checks_build(
             access=item.access,
             usage=usage.get(item.feature["id"], 0),
             tier_code=item.tier_code,
+            suspended=item.suspended,
             at=at,
             credits_available=credits,
         )
@@ -379,3 +280,70 @@ def tier_stripe_price_ids(*, tier: Tier) -> list[str]:
         if tier_feature.stripe_price_id and tier_feature.stripe_price_id not in prices:
             prices.append(tier_feature.stripe_price_id)
     return prices
+
+
+# --- explanation (SPEC §4 Explain) ------------------------------------------------
+
+_LAYER_API_NAMES = {
+    "is_enabled": "isEnabled",
+    "quantity_limit": "quantityLimit",
+    "included_quantity": "includedQuantity",
+    "config": "config",
+}
+
+
+def tier_layer_via(access: FeatureAccess) -> str | None:
+    """Which apply call (or subscription) put the current tier layer there:
+    the reason and actor of the first history row with the current tier."""
+    if access.tier_id is None:
+        return None
+    history = FeatureAccess.history.model.objects.filter(id=access.pk)
+    last_other = (
+        history.exclude(tier_id=access.tier_id).order_by("-history_date").values_list("history_date", flat=True).first()
+    )
+    rows = history.filter(tier_id=access.tier_id)
+    if last_other is not None:
+        rows = rows.filter(history_date__gt=last_other)
+    record = rows.order_by("history_date").first()
+    if record is None:
+        return None
+    who = record.actor or (str(record.history_user) if record.history_user_id else "")
+    return f"{record.history_change_reason or 'Tier applied'}" + (f" by {who}" if who else "") + f" on {record.history_date:%Y-%m-%d}"
+
+
+def access_layers(access: FeatureAccess | None, *, at: datetime) -> list[dict[str, Any]]:
+    """The layers of an access row, tier first (camelCase, for Explain and
+    the admin): which fields each sets and whether it is in force."""
+    if access is None:
+        return []
+    effective = access.effective_at(at)
+    layers = []
+    if access.tier_granted:
+        layers.append(
+            {
+                "source": AccessSource.SUBSCRIPTION,
+                "fields": {
+                    _LAYER_API_NAMES[name]: getattr(access, name) for name in ("is_enabled", "quantity_limit", "included_quantity", "config")
+                },
+                "inForce": True,
+                "validFrom": None,
+                "validUntil": None,
+                "setBy": None,
+                "setAt": None,
+                "reason": None,
+            }
+        )
+    if access.has_override:
+        layers.append(
+            {
+                "source": access.source,
+                "fields": {_LAYER_API_NAMES[name]: value for name, value in (access.overrides or {}).items()},
+                "inForce": effective.override_in_force,
+                "validFrom": access.valid_from,
+                "validUntil": access.valid_until,
+                "setBy": access.set_by or None,
+                "setAt": access.set_at,
+                "reason": access.reason or None,
+            }
+        )
+    return layers

@@ -30,7 +30,7 @@ from . import cache as check_cache
 from .actors import Actor
 from .models import AccessSource, AccessWindowNotice, Feature, FeatureAccess, Tier
 from .notifications import AccessChange, access_state, feature_access_changed_emit
-from .rules import access_in_force_for_good
+from .rules import LAYER_FIELDS
 
 # Service keyword → API field name, for error messages that name the field
 # the caller actually sent.
@@ -139,59 +139,145 @@ def _default_source(actor: Actor) -> str:
 
 
 def feature_access_set(
-    *, company: Company, feature: Feature, changes: dict[str, Any], actor: Actor, reason: str = ""
+    *,
+    company: Company,
+    feature: Feature,
+    changes: dict[str, Any],
+    actor: Actor,
+    reason: str = "",
+    inherit: list[str] | tuple[str, ...] = (),
 ) -> FeatureAccess | None:
-    """Partially update (or create) the company's access to `feature`.
-    `config` is merged key by key (None removes a key). A change to a row
-    without an explicit `source` marks it as set by hand (`api` for API keys,
-    `manual` otherwise), so the next tier change leaves it alone. A new row is
-    enabled unless `is_enabled` says otherwise. No change → no write and no
-    history row (and None when there is no row and nothing to set)."""
+    """Write the company's override of `feature` (SPEC §4). A PATCH merges
+    into the override in force (an expired one is replaced): fields it gives
+    are set, fields it omits keep their override value, `inherit` (snake_case
+    names of `rules.LAYER_FIELDS`) drops fields from the override so the
+    tier's value shows again. `config` is merged key by key over the
+    override's config (a key set to None is dropped). `source` defaults to
+    the override's or `api` (API keys) / `manual` (staff); `subscription` is
+    refused: the tier layer changes only through a tier. A new override on a
+    feature the tier does not grant enables it unless `is_enabled` says
+    otherwise. An override left with no field and no window is removed. No
+    change → no write and no history row (None when there is no row)."""
     feature_access_validate_changes(changes=changes)
+    if changes.get("source") == AccessSource.SUBSCRIPTION:
+        raise BadRequest.for_field(
+            "source", "The subscription layer changes only by applying a tier; give manual, trial, promotion or api."
+        )
+    unknown = [name for name in inherit if name not in LAYER_FIELDS]
+    if unknown:
+        raise BadRequest.for_field(
+            "inherit", f"Unknown field {API_FIELD_NAMES.get(unknown[0], unknown[0])!r}; give any of isEnabled, quantityLimit, includedQuantity, config."
+        )
+    clashing = [name for name in inherit if name in changes]
+    if clashing:
+        raise BadRequest.for_field("inherit", f"{API_FIELD_NAMES[clashing[0]]} is both set and inherited.")
     with transaction.atomic():
         _lock_company(company.pk)
         access = FeatureAccess.objects.select_for_update().filter(company_id=company.pk, feature_id=feature.pk).first()
         created = access is None
         if created and not changes:
             return None
-        if created:
-            access = FeatureAccess(company=company, feature=feature, is_enabled=True, source=_default_source(actor))
-        before = _snapshot(access)
         now = timezone.now()
+        if created:
+            access = FeatureAccess(company=company, feature=feature, tier_granted=False, is_enabled=False)
+        before = _snapshot(access)
         previous_state = None if created else access_state(access, at=now)
+        if access.has_override and access.valid_until is not None and access.valid_until <= now:
+            _override_clear(access)  # an expired override is replaced, not revived
+        overrides = dict(access.overrides or {}) if access.has_override else {}
+        if not access.has_override and not access.tier_granted and "is_enabled" not in changes:
+            overrides["is_enabled"] = True
         for key, value in changes.items():
             if key == "config":
-                access.config = merge_json(access.config, value)
-            else:
-                setattr(access, key, value)
+                overrides["config"] = merge_json(overrides.get("config") or {}, value)
+            elif key in LAYER_FIELDS:
+                overrides[key] = value
+        for key in inherit:
+            overrides.pop(key, None)
+        access.valid_from = changes.get("valid_from", access.valid_from if access.has_override else None)
+        access.valid_until = changes.get("valid_until", access.valid_until if access.has_override else None)
         feature_access_window_validate(valid_from=access.valid_from, valid_until=access.valid_until)
+        if not overrides and access.valid_from is None and access.valid_until is None:
+            if created:
+                return None
+            _override_clear(access)
+        else:
+            access.overrides = overrides
+            access.source = changes.get("source") or (access.source if access.has_override else _default_source(actor))
         changed = created or _snapshot(access) != before
-        if changed and "source" not in changes and not created and access.source == AccessSource.SUBSCRIPTION:
-            access.source = _default_source(actor)
-        if changed:
+        if not changed:
+            return access
+        if access.has_override:
+            access.set_by, access.set_at, access.reason = str(actor)[:255], now, (reason or "").strip()[:MAX_REASON_LENGTH]
+        if not access.has_override and not access.tier_granted:
+            _delete_with_history(access, actor=actor, reason=reason)
+        else:
             _save_with_history(access, actor=actor, reason=reason)
-            feature_access_changed_emit(
-                access=access,
-                product_id=feature.product_id,
-                feature_code=feature.code,
-                previous=previous_state,
-                change=AccessChange.SET,
-                reason=reason,
-                at=now,
-            )
-            check_cache.invalidate_access(
-                product_id=feature.product_id, company_id=company.pk, feature_codes=[feature.code]
-            )
+        _access_changed(access, feature=feature, previous=previous_state, change=AccessChange.SET, reason=reason, at=now)
     return access
+
+
+def feature_override_delete(*, company: Company, feature: Feature, actor: Actor, reason: str) -> bool:
+    """Remove the company's override of `feature` (`DELETE …/override`): the
+    tier layer shows again. A reason is required. False (and no change) when
+    there is no override."""
+    if not (reason or "").strip():
+        raise BadRequest.for_field("reason", "Say why the override is removed.")
+    with transaction.atomic():
+        _lock_company(company.pk)
+        access = FeatureAccess.objects.select_for_update().filter(company_id=company.pk, feature_id=feature.pk).first()
+        if access is None or not access.has_override:
+            return False
+        now = timezone.now()
+        previous_state = access_state(access, at=now)
+        _override_clear(access)
+        if access.tier_granted:
+            _save_with_history(access, actor=actor, reason=reason)
+        else:
+            _delete_with_history(access, actor=actor, reason=reason)
+        _access_changed(
+            access, feature=feature, previous=previous_state, change=AccessChange.OVERRIDE_REMOVED, reason=reason, at=now
+        )
+    return True
+
+
+def _override_clear(access: FeatureAccess) -> None:
+    access.source = AccessSource.SUBSCRIPTION
+    access.overrides = {}
+    access.valid_from = access.valid_until = None
+    access.set_by, access.set_at, access.reason = "", None, ""
+
+
+def _delete_with_history(access: FeatureAccess, *, actor: Actor, reason: str) -> None:
+    """A row with neither layer is deleted (the history keeps its deletion)."""
+    access._history_actor = str(actor)
+    access._change_reason = (reason or "").strip()[:MAX_REASON_LENGTH] or None
+    access._history_user = actor.user if actor.kind == "user" else None
+    access.delete()
+
+
+def _access_changed(access, *, feature: Feature, previous, change: str, reason: str, at) -> None:
+    feature_access_changed_emit(
+        access=access,
+        product_id=feature.product_id,
+        feature_code=feature.code,
+        previous=previous,
+        change=change,
+        reason=reason,
+        at=at,
+    )
+    check_cache.invalidate_access(product_id=feature.product_id, company_id=access.company_id, feature_codes=[feature.code])
 
 
 def _snapshot(access: FeatureAccess) -> tuple:
     return (
+        access.tier_granted,
         access.is_enabled,
         access.quantity_limit,
         access.included_quantity,
         access.config,
         access.source,
+        access.overrides,
         access.valid_from,
         access.valid_until,
         access.tier_id,
@@ -206,8 +292,9 @@ class TierApplyResult:
     tier_code: str
     features_applied: list[str]
     features_removed: list[str]
-    # Hand-set rows (manual/trial/api) of tier features that were left alone.
-    features_kept: list[str] = field(default_factory=list)
+    # Overrides that stay in force over the new tier layer:
+    # [{"featureCode", "source", "validUntil"}].
+    features_kept: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False
 
 
@@ -239,14 +326,11 @@ def tier_overrides_validate(*, tier: Tier, overrides: dict[str, dict[str, Any]] 
     return overrides
 
 
-def _hand_row_survives(row: FeatureAccess, now: datetime) -> bool:
-    """A row set by hand survives a tier change while it is in force for good
-    (enabled, started, no end). A disabled, expired or time-limited one (a
-    trial) gives way to the tier's grant, so an upgrade never ends with the
-    trial."""
-    return row.source != AccessSource.SUBSCRIPTION and access_in_force_for_good(
-        is_enabled=row.is_enabled, valid_from=row.valid_from, valid_until=row.valid_until, at=now
-    )
+def _override_kept(row: FeatureAccess, now: datetime) -> dict[str, Any] | None:
+    """`featuresKept` entry of a row whose override is not over yet."""
+    if not row.has_override or (row.valid_until is not None and row.valid_until <= now):
+        return None
+    return {"featureCode": row.feature.code, "source": row.source, "validUntil": row.valid_until}
 
 
 def tier_apply(
@@ -258,12 +342,12 @@ def tier_apply(
     reason: str = "",
     allow_inactive: bool = False,
 ) -> TierApplyResult:
-    """Apply `tier` to the company (SPEC §4): every tier feature is set with
-    source `subscription` (overrides on top), subscription rows of the same
-    product that the tier lacks are disabled, hand-set rows survive, and a
-    repeat changes nothing (no writes, no history). An inactive tier is
-    refused with 412 unless `allow_inactive` (re-applying a grandfathered
-    subscription)."""
+    """Apply `tier` to the company (SPEC §4): the tier layer of every tier
+    feature is set (the call's per-company values on top), the tier layer of
+    features of the product that the tier lacks is switched off, overrides
+    are never touched and are reported in `features_kept`, and a repeat
+    changes nothing (no writes, no history). An inactive tier is refused with
+    412 unless `allow_inactive` (re-applying a grandfathered subscription)."""
     if not tier.is_active and not allow_inactive:
         raise PreconditionFailed(f"Tier {tier.code!r} is not active.", details={"tierCode": tier.code})
     overrides = tier_overrides_validate(tier=tier, overrides=overrides)
@@ -272,7 +356,7 @@ def tier_apply(
     now = timezone.now()
     applied: list[str] = []
     removed: list[str] = []
-    kept: list[str] = []
+    kept: list[dict[str, Any]] = []
     touched: list[str] = []
     reason = reason or f"Tier {tier.code} applied"
     with transaction.atomic():
@@ -303,9 +387,6 @@ def tier_apply(
             code = tier_feature.feature.code
             row = rows.get(tier_feature.feature_id)
             override = overrides.get(code)
-            if row is not None and override is None and _hand_row_survives(row, now):
-                kept.append(code)
-                continue
             if row is None:
                 row = FeatureAccess(company=company, feature=tier_feature.feature)
             before = None if row._state.adding else _snapshot(row)
@@ -314,10 +395,8 @@ def tier_apply(
             row.quantity_limit = tier_feature.quantity_limit
             row.included_quantity = tier_feature.included_quantity
             row.config = dict(tier_feature.config or {})
-            row.source = AccessSource.SUBSCRIPTION
+            row.tier_granted = True
             row.tier = tier
-            row.valid_from = None
-            row.valid_until = None
             for key, value in (override or {}).items():
                 if key == "config":
                     row.config = merge_json(row.config, value)
@@ -329,17 +408,17 @@ def tier_apply(
                 touched.append(code)
             applied.append(code)
         for row in rows.values():
-            if (
-                row.feature_id not in tier_feature_ids
-                and row.source == AccessSource.SUBSCRIPTION
-                and row.is_enabled
-            ):
+            if row.feature_id not in tier_feature_ids and row.tier_granted and row.is_enabled:
                 previous_state = access_state(row, at=now)
                 row.is_enabled = False
                 _save_with_history(row, actor=actor, reason=reason)
                 notify(row, previous_state, AccessChange.TIER_REMOVED)
                 removed.append(row.feature.code)
                 touched.append(row.feature.code)
+        for row in sorted(rows.values(), key=lambda row: row.feature.code):
+            entry = _override_kept(row, now)
+            if entry is not None:
+                kept.append(entry)
         if touched:
             check_cache.invalidate_access(product_id=tier.product_id, company_id=company.pk, feature_codes=touched)
     return TierApplyResult(
@@ -378,7 +457,7 @@ def access_windows_notify(*, now: datetime | None = None) -> int:
     since = now - WINDOW_NOTICE_LOOKBACK
     boundary_passed = Q(valid_from__lte=now, valid_from__gt=since) & Q(valid_from__gt=F("updated_at"))
     boundary_passed |= Q(valid_until__lte=now, valid_until__gt=since) & Q(valid_until__gt=F("updated_at"))
-    due = FeatureAccess.objects.filter(boundary_passed)
+    due = FeatureAccess.objects.filter(boundary_passed).exclude(source=AccessSource.SUBSCRIPTION)
     emitted = 0
     for access_id in due.order_by("pk").values_list("pk", flat=True):
         with transaction.atomic():

@@ -15,7 +15,7 @@ from django.db import connection
 
 from config.api.serializers import MAX_BIGINT, iso_utc
 from config.errors import BadRequest, Conflict, NotFound, PreconditionFailed
-from entitlements.rules import access_window_refusal
+from entitlements.rules import access_refusal, access_resolve
 
 from .models import StripeDeliveryStatus, UsageEvent
 
@@ -58,26 +58,41 @@ class UsageResult:
 
 @dataclass(frozen=True)
 class AccessTerms:
-    """The feature access in force for one company × feature at write time."""
+    """The feature access in force for one company × feature at write time
+    (the layers resolved by `entitlements.rules.access_resolve`)."""
 
     access_id: UUID | None
     is_enabled: bool
     quantity_limit: int | None
     included_quantity: int
-    valid_from: datetime | None
-    valid_until: datetime | None
+    # Why a write is refused by access (None = allowed), see `access_refusal`.
+    refused: str | None = None
+    # The account is suspended by staff (SPEC §3): tracks are 412.
+    suspended: bool = False
 
-    def refusal(self, now: datetime) -> str | None:
-        """Why a track is refused (None = allowed): no access row, or the
-        access is not in force (`entitlements.rules`)."""
-        if self.access_id is None:
-            return "no_access"
-        return access_window_refusal(
-            is_enabled=self.is_enabled, valid_from=self.valid_from, valid_until=self.valid_until, at=now
+    @classmethod
+    def from_row(cls, access_id: UUID | None, row: dict | None, *, at: datetime, suspended: bool = False) -> "AccessTerms":
+        if access_id is None or not row:
+            return cls(None, False, None, 0, "no_access", suspended)
+        effective = access_resolve(row, at=at)
+        return cls(
+            access_id,
+            effective.granted and effective.is_enabled,
+            effective.quantity_limit,
+            effective.included_quantity,
+            access_refusal(row, at=at),
+            suspended,
         )
 
+    def refusal(self, now: datetime) -> str | None:
+        """Why a track is refused (None = allowed): the account is suspended,
+        no access row, or the access in force is not enabled."""
+        if self.suspended:
+            return "suspended"
+        return self.refused
 
-NO_ACCESS = AccessTerms(None, False, None, 0, None, None)
+
+NO_ACCESS = AccessTerms(None, False, None, 0, "no_access")
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,11 @@ def limit_exceeded(*, current_usage: int, quantity_limit: int, requested: int, f
 
 
 def access_refused(*, reason: str, feature_code: str) -> PreconditionFailed:
+    if reason == "suspended":
+        return PreconditionFailed(
+            "The company's account is suspended.",
+            details={"featureCode": feature_code, "reason": "suspended", "status": "suspended"},
+        )
     messages = {
         "no_access": f"The company has no access to {feature_code}.",
         "disabled": f"{feature_code} is disabled for this company.",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
@@ -19,16 +20,17 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from companies.models import ProductLink
+from companies.models import Account, CompanyStatus, ProductLink
 from companies.selectors import company_not_found
-from entitlements.models import Feature, FeatureAccess, FeatureKind
+from entitlements.models import ACCESS_ROW_FIELDS, Feature, FeatureAccess, FeatureKind
 from entitlements.selectors import (
+    Decision,
     FeatureCheck,
-    feature_check_build,
+    FeatureCheckInput,
+    feature_decide,
     feature_check_input,
     feature_credits_available,
     feature_check_inputs_for_company,
-    feature_checks_build,
 )
 
 from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
@@ -56,6 +58,7 @@ def _target_sql(by_external_org_id: bool) -> str:
     link = ProductLink._meta.db_table
     feature = Feature._meta.db_table
     access = FeatureAccess._meta.db_table
+    account = Account._meta.db_table
     company_condition = "l.external_org_id = %s" if by_external_org_id else "l.company_id = %s"
     # A company is visible to a product iff it has a link in it; the link row
     # anchors the query, so one statement answers "which company", "which
@@ -63,10 +66,11 @@ def _target_sql(by_external_org_id: bool) -> str:
     return (
         "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
         "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds, "
-        "f.credit_cost "
+        "f.credit_cost, a.tier_granted, a.source, a.overrides, acc.status "
         f"FROM {link} l "
         f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
         f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
+        f"LEFT JOIN {account} acc ON acc.company_id = l.company_id AND acc.product_id = l.product_id "
         f"WHERE l.product_id = %s AND {company_condition} LIMIT 1"
     )
 
@@ -115,12 +119,25 @@ def usage_target_get(
     feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]), row[13])
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
+    suspended = row[17] == CompanyStatus.SUSPENDED
     if row[6] is None:
-        terms = NO_ACCESS
+        terms = AccessTerms(None, False, None, 0, "no_access", suspended)
     else:
-        terms = AccessTerms(
-            _uuid(row[6]), bool(row[7]), row[8], row[9], _aware(row[10]), _aware(row[11])
-        )
+        overrides = row[16]
+        if isinstance(overrides, str):
+            overrides = json.loads(overrides)
+        access_row = {
+            "tier_granted": bool(row[14]),
+            "is_enabled": bool(row[7]),
+            "quantity_limit": row[8],
+            "included_quantity": row[9],
+            "config": None,
+            "source": row[15],
+            "overrides": overrides,
+            "valid_from": _aware(row[10]),
+            "valid_until": _aware(row[11]),
+        }
+        terms = AccessTerms.from_row(_uuid(row[6]), access_row, at=timezone.now(), suspended=suspended)
     return _uuid(row[0]), feature, terms
 
 
@@ -134,17 +151,24 @@ def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID
     company_ids, feature_ids = set(company_ids), set(feature_ids)
     if not company_ids or not feature_ids:
         return {}
-    rows = FeatureAccess.objects.filter(company_id__in=company_ids, feature_id__in=feature_ids).values_list(
-        "company_id",
-        "feature_id",
-        "id",
-        "is_enabled",
-        "quantity_limit",
-        "included_quantity",
-        "valid_from",
-        "valid_until",
+    rows = FeatureAccess.objects.filter(company_id__in=company_ids, feature_id__in=feature_ids).values(
+        "company_id", "id", *ACCESS_ROW_FIELDS
     )
-    return {(row[0], row[1]): AccessTerms(*row[2:]) for row in rows}
+    suspended = set(
+        Account.objects.filter(company_id__in=company_ids, status=CompanyStatus.SUSPENDED)
+        .filter(product__features__id__in=feature_ids)
+        .values_list("company_id", "product__features__id")
+    )
+    now = timezone.now()
+    terms = {
+        (row["company_id"], row["feature_id"]): AccessTerms.from_row(
+            row["id"], row, at=now, suspended=(row["company_id"], row["feature_id"]) in suspended
+        )
+        for row in rows
+    }
+    for pair in suspended - set(terms):
+        terms[pair] = AccessTerms(None, False, None, 0, "no_access", True)
+    return terms
 
 
 # --- History and snapshots -------------------------------------------------------
@@ -203,21 +227,25 @@ def _usage_sql(feature_count: int) -> str:
     return f"SELECT feature_id, value FROM {table} WHERE company_id = %s AND ({pairs})"
 
 
-def current_usage_read(*, company_id: UUID, features: Sequence, at: datetime) -> dict[UUID, int]:
+def current_usage_read(
+    *, company_id: UUID, features: Sequence, at: datetime, periods: dict | None = None
+) -> dict[UUID, int]:
     """Usage of each metered feature (objects or check-input dicts with `id`
     and `reset_period`) in the period containing `at`, in one indexed query.
-    A period without a meter yet reads 0: a new period starts at zero."""
+    A period without a meter yet reads 0: a new period starts at zero.
+    `periods` (reset period → Period), when given, is filled with the
+    periods used, for the caller to report (checks' periodStart/resetAt)."""
     if not features:
         return {}
     # One period computation per reset period (billing_period asks billing).
-    period_starts: dict[str, datetime] = {}
+    periods = {} if periods is None else periods
     params: list = [db_value(UsageMeter, "company", company_id)]
     usage: dict[UUID, int] = {}
     for feature in features:
         feature_id, reset_period = _feature_key(feature)
-        if reset_period not in period_starts:
-            period_starts[reset_period] = period_for(reset_period, at, company_id=company_id).start
-        params += [db_value(UsageMeter, "feature", feature_id), db_value(UsageMeter, "period_start", period_starts[reset_period])]
+        if reset_period not in periods:
+            periods[reset_period] = period_for(reset_period, at, company_id=company_id)
+        params += [db_value(UsageMeter, "feature", feature_id), db_value(UsageMeter, "period_start", periods[reset_period].start)]
         usage[feature_id] = 0
     with connection.cursor() as cursor:
         cursor.execute(_usage_sql(len(usage)), params)
@@ -235,38 +263,96 @@ def _feature_key(feature) -> tuple[UUID, str]:
 # --- Feature checks (served here: metering knows usage, SPEC §1 (c)) -----------------
 
 
-def feature_check(
+def _decide(check_input, *, usage: dict, periods: dict, credits: int | None, at: datetime) -> Decision:
+    """`entitlements.decision.feature_decide` with what metering knows:
+    usage and the period of a metered feature."""
+    feature = check_input.feature
+    period = periods.get(feature["reset_period"]) if check_input.is_metered else None
+    return feature_decide(
+        feature=feature,
+        access=check_input.access,
+        usage=usage.get(feature["id"], 0),
+        tier_code=check_input.tier_code,
+        at=at,
+        credits_available=credits,
+        suspended=check_input.suspended,
+        period_start=period.start if period else None,
+        reset_at=period.end if period else None,
+    )
+
+
+def feature_decision(
     *, product_id: UUID, company_id: UUID, feature_code: str, require_visible: bool = True, at: datetime | None = None
-) -> FeatureCheck:
-    """The check result of one company × feature with live usage: the cached
-    access data from entitlements, one indexed usage read for a metered
-    feature. With `require_visible`, a company not linked to the product is 404."""
+) -> tuple[Decision, FeatureCheckInput]:
+    """The decision of one company × feature with live usage (and the inputs
+    it was made from): the cached access data from entitlements, one indexed
+    usage read for a metered feature. With `require_visible`, a company not
+    linked to the product is 404."""
     at = at or timezone.now()
     check_input = feature_check_input(
         product_id=product_id, company_id=company_id, feature_code=feature_code, require_visible=require_visible
     )
-    usage = 0
+    usage: dict = {}
+    periods: dict = {}
     if check_input.is_metered:
-        usage = current_usage_read(company_id=company_id, features=[check_input.feature], at=at)[check_input.feature["id"]]
-    return feature_check_build(
-        feature=check_input.feature,
-        access=check_input.access,
-        usage=usage,
-        tier_code=check_input.tier_code,
-        at=at,
-        credits_available=feature_credits_available(
-            features=[check_input.feature], company_id=company_id, product_id=product_id
-        ),
+        usage = current_usage_read(company_id=company_id, features=[check_input.feature], at=at, periods=periods)
+    credits = feature_credits_available(features=[check_input.feature], company_id=company_id, product_id=product_id)
+    return _decide(check_input, usage=usage, periods=periods, credits=credits, at=at), check_input
+
+
+def feature_check(
+    *, product_id: UUID, company_id: UUID, feature_code: str, require_visible: bool = True, at: datetime | None = None
+) -> FeatureCheck:
+    """The check result of one company × feature (see `feature_decision`)."""
+    decision, _ = feature_decision(
+        product_id=product_id, company_id=company_id, feature_code=feature_code, require_visible=require_visible, at=at
     )
+    return decision.check
 
 
 def feature_checks(*, product_id: UUID, company_id: UUID, at: datetime | None = None) -> list[FeatureCheck]:
     """Check results of every feature of the product, ordered by code, with
-    live usage (one query for the access rows, one for usage)."""
+    live usage (one query for the access rows, one for usage). Features the
+    company has no access to are there too (`not_granted`)."""
     at = at or timezone.now()
     inputs = feature_check_inputs_for_company(product_id=product_id, company_id=company_id)
-    usage = current_usage_read(company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at)
-    return feature_checks_build(inputs=inputs, company_id=company_id, product_id=product_id, usage=usage, at=at)
+    periods: dict = {}
+    usage = current_usage_read(
+        company_id=company_id, features=[i.feature for i in inputs if i.is_metered], at=at, periods=periods
+    )
+    credits = feature_credits_available(features=[i.feature for i in inputs], company_id=company_id, product_id=product_id)
+    return [_decide(item, usage=usage, periods=periods, credits=credits, at=at).check for item in inputs]
+
+
+@dataclass(frozen=True)
+class FeatureExplanation:
+    decision: Decision
+    access: FeatureAccess | None
+    tier: Any
+    last_event_at: datetime | None
+    at: datetime
+
+
+def feature_explain(*, product_id: UUID, company_id: UUID, feature_code: str, at: datetime | None = None) -> FeatureExplanation:
+    """The check plus how it was decided (SPEC §4 Explain): the same decision
+    as the check, the access row with both layers, the tier and the last
+    usage event. Not on the hot path (a few more queries)."""
+    at = at or timezone.now()
+    decision, check_input = feature_decision(
+        product_id=product_id, company_id=company_id, feature_code=feature_code, require_visible=False, at=at
+    )
+    access = (
+        FeatureAccess.objects.filter(company_id=company_id, feature_id=check_input.feature["id"])
+        .select_related("tier")
+        .first()
+    )
+    last_event_at = (
+        UsageEvent.objects.filter(company_id=company_id, feature_id=check_input.feature["id"])
+        .order_by("-event_time")
+        .values_list("event_time", flat=True)
+        .first()
+    )
+    return FeatureExplanation(decision=decision, access=access, tier=access.tier if access else None, last_event_at=last_event_at, at=at)
 
 
 @dataclass(frozen=True)
@@ -336,14 +422,15 @@ def companies_metered_usage(*, company_ids: Sequence[UUID], at: datetime | None 
     result: dict[UUID, list[MeteredFeatureUsage]] = {company_id: [] for company_id in company_ids}
     for (company_id, feature_id), period in periods.items():
         feature = features_by_id[feature_id]
-        terms = access.get((company_id, feature_id))
+        row = access.get((company_id, feature_id))
+        terms = row.effective_at(at) if row else None
         result[company_id].append(
             MeteredFeatureUsage(
                 feature=feature,
                 current_usage=meters.get((company_id, feature_id, period.start), 0),
                 quantity_limit=terms.quantity_limit if terms else None,
                 included_quantity=terms.included_quantity if terms else 0,
-                is_enabled=bool(terms and terms.is_active_at(at)),
+                is_enabled=bool(terms and terms.granted and terms.is_enabled),
                 period_start=period.start,
                 period_end=period.end,
             )

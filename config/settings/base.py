@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "metering",
     "billing",
     "insights",
+    "desk",
 ]
 
 MIDDLEWARE = [

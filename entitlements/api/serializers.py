@@ -43,6 +43,11 @@ class FeatureCheckSerializer(serializers.Serializer):
     creditsAvailable = serializers.IntegerField(
         allow_null=True, help_text="Credits the wallet can spend now (null unless the feature is credit-priced)."
     )
+    usagePercent = serializers.IntegerField(allow_null=True, help_text="Usage as a percentage of the limit (metered, with a limit).")
+    resetPeriod = serializers.CharField(allow_null=True)
+    periodStart = serializers.DateTimeField(allow_null=True)
+    resetAt = serializers.DateTimeField(allow_null=True, help_text="When usage resets (null: never).")
+    reason = serializers.CharField(help_text="One sentence a support agent can read to the customer.")
 
     def to_representation(self, check: FeatureCheck) -> dict:
         return {
@@ -63,6 +68,11 @@ class FeatureCheckSerializer(serializers.Serializer):
             "status": check.status,
             "creditCost": check.credit_cost,
             "creditsAvailable": check.credits_available,
+            "usagePercent": check.usage_percent,
+            "resetPeriod": check.reset_period,
+            "periodStart": iso_utc(check.period_start),
+            "resetAt": iso_utc(check.reset_at),
+            "reason": check.reason,
         }
 
 
@@ -80,9 +90,38 @@ class FeatureAccessPatchSerializer(StrictSerializer):
     config = JSONObjectField(
         required=False, help_text="Merged key by key into the current config; a key set to null is removed."
     )
-    source = serializers.ChoiceField(required=False, choices=AccessSource.choices)
+    source = serializers.ChoiceField(
+        required=False, choices=AccessSource.choices, help_text="The override's source (default api); subscription is refused."
+    )
+    validFrom = UTCDateTimeField(required=False, allow_null=True, source="valid_from")
     validUntil = UTCDateTimeField(required=False, allow_null=True, source="valid_until")
+    inherit = serializers.ListField(
+        required=False,
+        child=serializers.ChoiceField(choices=["isEnabled", "quantityLimit", "includedQuantity", "config"]),
+        help_text="Fields dropped from the override, so the tier's value shows again.",
+    )
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
+
+    def validate_source(self, value):
+        if value == AccessSource.SUBSCRIPTION:
+            raise serializers.ValidationError("The subscription layer changes only by applying a tier.")
+        return value
+
+
+INHERIT_FIELDS = {"isEnabled": "is_enabled", "quantityLimit": "quantity_limit", "includedQuantity": "included_quantity", "config": "config"}
+
+
+class OverrideDeleteSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True, help_text="Why the override is removed.")
+
+
+class FeatureKeptSerializer(serializers.Serializer):
+    featureCode = serializers.CharField()
+    source = serializers.CharField()
+    validUntil = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, item) -> dict:
+        return {"featureCode": item["featureCode"], "source": item["source"], "validUntil": iso_utc(item["validUntil"])}
 
 
 class FeatureOverrideSerializer(StrictSerializer):
@@ -108,10 +147,10 @@ class TierApplyResultSerializer(serializers.Serializer):
     tierCode = serializers.CharField(source="tier_code")
     featuresApplied = serializers.ListField(child=serializers.CharField(), source="features_applied")
     featuresRemoved = serializers.ListField(child=serializers.CharField(), source="features_removed")
-    featuresKept = serializers.ListField(
-        child=serializers.CharField(),
+    featuresKept = FeatureKeptSerializer(
+        many=True,
         source="features_kept",
-        help_text="Features of the tier whose access was set by hand (manual/trial/api) and left as it was.",
+        help_text="Features whose override (manual/trial/promotion/api) stays in force over the tier.",
     )
 
 
@@ -154,8 +193,6 @@ class TierFeatureSerializer(serializers.Serializer):
 
 
 class TierDetailSerializer(TierListItemSerializer):
-    isActive = serializers.BooleanField(source="is_active")
-    isDefault = serializers.BooleanField(source="is_default")
     baseFee = serializers.SerializerMethodField()
     features = TierFeatureSerializer(source="tier_features", many=True)
     stripePriceIds = serializers.SerializerMethodField()
@@ -173,3 +210,50 @@ class TierDetailSerializer(TierListItemSerializer):
 
     def get_stripePriceIds(self, tier) -> list[str]:
         return tier_stripe_price_ids(tier=tier)
+
+
+class ExplainLayerSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    fields = serializers.JSONField(help_text="The values this layer sets (camelCase).")
+    inForce = serializers.BooleanField()
+    validFrom = serializers.DateTimeField(allow_null=True)
+    validUntil = serializers.DateTimeField(allow_null=True)
+    setBy = serializers.CharField(allow_null=True)
+    setAt = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(allow_null=True)
+
+
+class ExplainTierSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    via = serializers.CharField(allow_null=True, help_text="Which subscription or apply call put it there.")
+
+
+class ExplainUsageSerializer(serializers.Serializer):
+    periodStart = serializers.DateTimeField(allow_null=True)
+    resetAt = serializers.DateTimeField(allow_null=True)
+    currentUsage = serializers.IntegerField()
+    quantityLimit = serializers.IntegerField(allow_null=True)
+    lastEventAt = serializers.DateTimeField(allow_null=True)
+
+
+class ExplainCreditsSerializer(serializers.Serializer):
+    available = serializers.IntegerField(allow_null=True)
+    creditCost = serializers.IntegerField(allow_null=True)
+
+
+class ExplainRuleSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    passed = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class FeatureExplainSerializer(FeatureCheckSerializer):
+    """The check result plus how it was decided (SPEC §4 Explain); rendered
+    by `metering.api.checks.explain_data`."""
+
+    layers = ExplainLayerSerializer(many=True)
+    tier = ExplainTierSerializer(allow_null=True)
+    usage = ExplainUsageSerializer()
+    credits = ExplainCreditsSerializer()
+    rules = ExplainRuleSerializer(many=True)

@@ -15,10 +15,14 @@ from config.api.schema import error_responses, validated
 from entitlements import selectors as entitlement_selectors
 from entitlements import services as entitlement_services
 from entitlements.actors import Actor
+from config.api.serializers import iso_utc
 from entitlements.api.serializers import (
+    INHERIT_FIELDS,
     FeatureAccessPatchSerializer,
     FeatureCheckSerializer,
+    FeatureExplainSerializer,
     OrgFeatureListSerializer,
+    OverrideDeleteSerializer,
 )
 
 from .. import selectors
@@ -42,8 +46,14 @@ def _patch(request, *, company, feature_code: str) -> Response:
     serializer.is_valid(raise_exception=True)
     changes = dict(serializer.validated_data)
     reason = changes.pop("reason", "")
+    inherit = [INHERIT_FIELDS[name] for name in changes.pop("inherit", [])]
     entitlement_services.feature_access_set(
-        company=company, feature=feature, changes=changes, actor=Actor.from_request(request), reason=reason
+        company=company,
+        feature=feature,
+        changes=changes,
+        actor=Actor.from_request(request),
+        reason=reason,
+        inherit=inherit,
     )
     return _check_response(
         selectors.feature_check(
@@ -120,3 +130,97 @@ class OrgFeatureApi(APIView):
     def patch(self, request, externalOrgId, featureCode):  # noqa: N803
         company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=externalOrgId)
         return _patch(request, company=company, feature_code=featureCode)
+
+
+def _delete_override(request, *, company, feature_code: str) -> Response:
+    product_id = request.auth.product_id
+    feature = entitlement_selectors.feature_get(product_id=product_id, code=feature_code)
+    body = validated(OverrideDeleteSerializer, request.data)
+    entitlement_services.feature_override_delete(
+        company=company, feature=feature, actor=Actor.from_request(request), reason=body["reason"]
+    )
+    return _check_response(
+        selectors.feature_check(product_id=product_id, company_id=company.pk, feature_code=feature.code, require_visible=False)
+    )
+
+
+def _layer_data(layer: dict) -> dict:
+    return {**layer, "validFrom": iso_utc(layer["validFrom"]), "validUntil": iso_utc(layer["validUntil"]), "setAt": iso_utc(layer["setAt"])}
+
+
+def explain_data(explanation) -> dict:
+    """The Explain answer (SPEC §4): the check plus layers, tier, usage,
+    credits and the rules in the order they were applied."""
+    check = explanation.decision.check
+    access = explanation.access
+    tier = explanation.tier
+    return {
+        **_check_data(check),
+        "layers": [_layer_data(layer) for layer in entitlement_selectors.access_layers(access, at=explanation.at)],
+        "tier": (
+            {"code": tier.code, "name": tier.name, "via": entitlement_selectors.tier_layer_via(access)}
+            if tier is not None and access is not None and access.tier_granted
+            else None
+        ),
+        "usage": {
+            "periodStart": iso_utc(check.period_start),
+            "resetAt": iso_utc(check.reset_at),
+            "currentUsage": check.current_usage,
+            "quantityLimit": check.quantity_limit,
+            "lastEventAt": iso_utc(explanation.last_event_at),
+        },
+        "credits": {"available": check.credits_available, "creditCost": check.credit_cost},
+        "rules": [{"rule": rule.rule, "passed": rule.passed, "detail": rule.detail} for rule in explanation.decision.rules],
+    }
+
+
+class CompanyFeatureOverrideApi(APIView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="company_feature_override_delete",
+        request=OverrideDeleteSerializer,
+        summary="Remove the company's override of a feature (the tier layer shows again)",
+        responses={200: FeatureCheckSerializer, **ERRORS},
+    )
+    def delete(self, request, companyId, featureCode):  # noqa: N803
+        company = company_get_visible(product_id=request.auth.product_id, company_id=companyId)
+        return _delete_override(request, company=company, feature_code=featureCode)
+
+
+class OrgFeatureOverrideApi(APIView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="org_feature_override_delete",
+        request=OverrideDeleteSerializer,
+        responses={200: FeatureCheckSerializer, **ERRORS},
+    )
+    def delete(self, request, externalOrgId, featureCode):  # noqa: N803
+        company, _link = company_get_by_external_org(product_id=request.auth.product_id, external_org_id=externalOrgId)
+        return _delete_override(request, company=company, feature_code=featureCode)
+
+
+class CompanyFeatureExplainApi(APIView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="company_feature_explain",
+        summary="The check result and how it was decided: layers, tier, usage, credits, rules",
+        responses={200: FeatureExplainSerializer, **ERRORS},
+    )
+    def get(self, request, companyId, featureCode):  # noqa: N803
+        product_id = request.auth.product_id
+        entitlement_selectors.company_id_visible(product_id=product_id, company_id=companyId)
+        return Response(
+            explain_data(selectors.feature_explain(product_id=product_id, company_id=companyId, feature_code=featureCode))
+        )
+
+
+class OrgFeatureExplainApi(APIView):
+    @extend_schema(
+        tags=TAG, operation_id="org_feature_explain", responses={200: FeatureExplainSerializer, **ERRORS}
+    )
+    def get(self, request, externalOrgId, featureCode):  # noqa: N803
+        product_id = request.auth.product_id
+        company_id = entitlement_selectors.company_id_for_external_org(product_id=product_id, external_org_id=externalOrgId)
+        return Response(
+            explain_data(selectors.feature_explain(product_id=product_id, company_id=company_id, feature_code=featureCode))
+        )

@@ -3,6 +3,7 @@ the Apply tier… action, read-only catalog for Support, history."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from entitlements.models import FeatureAccess, Tier
 from entitlements.services import tier_apply
@@ -82,13 +83,15 @@ def test_support_raises_a_limit_with_a_reason(support, pro_company):
     response = support.post(url, data)
     assert response.status_code == 302, response.content[:3000]
     access.refresh_from_db()
-    assert access.quantity_limit == 5000 and access.source == "manual"
+    # Written as a manual override over the tier layer.
+    assert access.effective_at(timezone.now()).quantity_limit == 5000 and access.source == "manual"
+    assert access.overrides == {"quantity_limit": 5000}
     record = access.history.latest()
     assert record.history_change_reason == "Goodwill for ticket #881"
     assert record.history_user == support.user and record.actor == "user:sam"
     history = support.get(reverse("admin:entitlements_featureaccess_history", args=[access.pk])).content.decode()
     assert "Goodwill for ticket #881" in history and "user:sam" in history
-    assert "Quantity limit" in history and "5000" in history
+    assert "quantity_limit" in history and "5000" in history  # the override's fields
 
 
 @pytest.mark.parametrize(
@@ -162,7 +165,7 @@ def test_inline_edit_on_the_company_page_needs_a_reason(billing_admin, pro_compa
     response = billing_admin.post(company_url(pro_company), data)
     assert response.status_code == 302, response.content.decode()[:3000]
     access.refresh_from_db()
-    assert access.quantity_limit == 2500
+    assert access.effective_at(timezone.now()).quantity_limit == 2500
     record = access.history.latest()
     assert record.history_change_reason == "Customer on a promotion" and record.actor == "user:bea"
 
@@ -175,13 +178,14 @@ def test_inline_config_edit_replaces_keys(billing_admin, pro_company):
     data[f"{prefix}-reason"] = "More seats"
     assert billing_admin.post(company_url(pro_company), data).status_code == 302
     seats.refresh_from_db()
-    assert seats.config == {"maxSeats": 75}
+    assert seats.effective_at(timezone.now()).config == {"maxSeats": 75}
     data = form_data(billing_admin.get(company_url(pro_company)).content.decode(), "company_form")
     data[f"{prefix}-config"] = "{}"
     data[f"{prefix}-reason"] = "Back to default"
     assert billing_admin.post(company_url(pro_company), data).status_code == 302
     seats.refresh_from_db()
-    assert seats.config == {}
+    # The override's keys are gone: the tier's config shows again.
+    assert seats.overrides.get("config") == {} and seats.effective_at(timezone.now()).config == seats.config
 
 
 # --- Apply tier… -------------------------------------------------------------------------------
@@ -261,7 +265,10 @@ def test_admin_edits_are_seen_by_the_api_at_once(api, billing_admin, pro_company
     )
     assert response.status_code == 302
     body = api.get(check).json()
-    assert (body["quantityLimit"], body["tierCode"]) == (333, "starter")
+    # The per-company value is the new tier layer; the inline edit's override stays in force over it.
+    assert (body["quantityLimit"], body["tierCode"], body["source"]) == (222, "starter", "manual")
+    remove = api.delete(f"{check}/override", {"reason": "back to the tier"}, format="json")
+    assert remove.status_code == 200 and remove.json()["quantityLimit"] == 333
     # A feature edited in the admin.
     feature = ai_access(pro_company).feature
     url = reverse("admin:entitlements_feature_change", args=[feature.pk])

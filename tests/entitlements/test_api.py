@@ -27,6 +27,11 @@ CHECK_KEYS = {
     "status",
     "creditCost",
     "creditsAvailable",
+    "usagePercent",
+    "resetPeriod",
+    "periodStart",
+    "resetAt",
+    "reason",
 }
 
 

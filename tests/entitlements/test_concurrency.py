@@ -51,7 +51,7 @@ def test_concurrent_config_merges_lose_nothing(company, features):
     # The row does not exist yet: the first writers also race to create it.
     run_in_threads([merge(index) for index in range(THREADS)])
     row = FeatureAccess.objects.get(company=company, feature=feature)
-    assert row.config == {f"key{index}": index for index in range(THREADS)}
+    assert row.overrides["config"] == {f"key{index}": index for index in range(THREADS)}
     assert row.history.count() == THREADS
 
 

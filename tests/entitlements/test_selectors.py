@@ -38,7 +38,7 @@ def test_missing_row_reads_as_disabled(company, catalog):
 
 
 def test_boolean_feature_enabled(company, catalog, features):
-    FeatureAccessFactory(company=company, feature=features["sso"], is_enabled=True)
+    FeatureAccessFactory(company=company, feature=features["sso"], is_enabled=True, source=AccessSource.MANUAL)
     result = check(company, catalog, "sso")
     assert result.is_enabled and result.can_use and not result.has_quantity
     assert result.remaining is None and result.current_usage == 0
@@ -50,8 +50,10 @@ def test_expired_access_counts_as_disabled(company, catalog, features):
         company=company, feature=features["sso"], valid_until=timezone.now() - timedelta(seconds=1)
     )
     result = check(company, catalog, "sso")
+    # An expired override over no tier layer: nothing grants the feature
+    # (the override's end is in the explanation, not in the check).
     assert not result.is_enabled and not result.can_use
-    assert result.valid_until is not None
+    assert result.status == "not_granted" and result.valid_until is None
 
 
 def test_not_yet_valid_access_counts_as_disabled(company, catalog, features):

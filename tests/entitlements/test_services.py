@@ -34,7 +34,11 @@ def test_set_creates_an_enabled_row_with_reason_and_actor(company, features):
         company=company, feature=features["ai_credit"], changes={"quantity_limit": 500}, actor=SYSTEM, reason="Deal #12"
     )
     row = access(company, features["ai_credit"])
-    assert row.is_enabled and row.quantity_limit == 500 and row.source == AccessSource.MANUAL
+    # An override over no tier layer: it enables the feature and sets the limit.
+    assert row.overrides == {"is_enabled": True, "quantity_limit": 500} and not row.tier_granted
+    effective = row.effective_at(timezone.now())
+    assert effective.is_enabled and effective.quantity_limit == 500 and row.source == AccessSource.MANUAL
+    assert (row.set_by, row.reason) == ("system:tests", "Deal #12")
     [record] = history(company, features["ai_credit"])
     assert record.history_change_reason == "Deal #12"
     assert record.actor == "system:tests"
@@ -46,8 +50,8 @@ def test_set_records_old_and_new_values(company, features):
     feature_access_set(company=company, feature=feature, changes={"quantity_limit": 100}, actor=SYSTEM, reason="a")
     feature_access_set(company=company, feature=feature, changes={"quantity_limit": 250}, actor=SYSTEM, reason="b")
     first, second = history(company, feature)
-    delta = second.diff_against(first)
-    assert [(c.field, c.old, c.new) for c in delta.changes] == [("quantity_limit", 100, 250)]
+    delta = second.diff_against(first, included_fields=["overrides"])
+    assert [(c.field, c.old["quantity_limit"], c.new["quantity_limit"]) for c in delta.changes] == [("overrides", 100, 250)]
     assert second.history_change_reason == "b"
 
 
@@ -72,7 +76,7 @@ def test_config_is_merged_key_by_key_and_null_removes(company, features):
     feature = features["team_seats"]
     feature_access_set(company=company, feature=feature, changes={"config": {"maxSeats": 10, "sso": True}}, actor=SYSTEM)
     feature_access_set(company=company, feature=feature, changes={"config": {"maxSeats": 50, "sso": None}}, actor=SYSTEM)
-    assert access(company, feature).config == {"maxSeats": 50}
+    assert access(company, feature).overrides["config"] == {"maxSeats": 50}
     check = feature_access_check(company=company, product_id=feature.product_id, feature=feature)
     assert check.config_values == {"maxSeats": 50}
 
@@ -172,35 +176,50 @@ def test_changing_tier_disables_what_the_new_tier_lacks(company, features, tiers
 def test_hand_set_rows_survive_a_tier_change(company, features, tiers):
     tier_apply(company=company, tier=tiers["enterprise"], actor=SYSTEM)
     for code, source in (("sso", "manual"), ("priority_support", "trial"), ("api_access", "api")):
-        feature_access_set(company=company, feature=features[code], changes={"source": source}, actor=SYSTEM)
+        feature_access_set(
+            company=company, feature=features[code], changes={"source": source, "is_enabled": True}, actor=SYSTEM
+        )
     result = tier_apply(company=company, tier=tiers["free"], actor=SYSTEM)
-    # Only the tier row free lacks goes (ai_image); the hand-set rows stay.
-    assert codes(result.features_removed) == ["ai_image"]
+    # The tier layer of everything free lacks goes; the overrides stay in
+    # force over it and are reported as kept.
+    assert codes(result.features_removed) == ["ai_image", "api_access", "priority_support", "sso"]
+    assert [(kept["featureCode"], kept["source"]) for kept in result.features_kept] == [
+        ("api_access", "api"),
+        ("priority_support", "trial"),
+        ("sso", "manual"),
+    ]
     for code in ("sso", "priority_support", "api_access"):
-        assert access(company, features[code]).is_enabled
+        assert access(company, features[code]).is_active_at(timezone.now())
 
 
 def test_manual_row_of_a_tier_feature_is_kept_unless_overridden(company, features, tiers):
     feature_access_set(company=company, feature=features["ai_credit"], changes={"quantity_limit": 7777}, actor=SYSTEM)
     result = tier_apply(company=company, tier=tiers["pro"], actor=SYSTEM)
-    assert result.features_kept == ["ai_credit"] and "ai_credit" not in result.features_applied
-    assert access(company, features["ai_credit"]).quantity_limit == 7777
+    assert result.features_kept == [{"featureCode": "ai_credit", "source": "manual", "validUntil": None}]
+    assert "ai_credit" in result.features_applied  # the tier layer is written under the override
+    assert access(company, features["ai_credit"]).effective_at(timezone.now()).quantity_limit == 7777
     tier_apply(company=company, tier=tiers["pro"], overrides={"ai_credit": {"quantity_limit": 10}}, actor=SYSTEM)
     row = access(company, features["ai_credit"])
-    assert (row.quantity_limit, row.source) == (10, "subscription")
+    # The call's per-company value is the tier layer; the override still wins.
+    assert (row.quantity_limit, row.source) == (10, "manual")
+    assert row.effective_at(timezone.now()).quantity_limit == 7777
 
 
-def test_a_trial_gives_way_to_the_tier(company, features, tiers):
+def test_a_trial_survives_a_tier_change_and_then_falls_back_to_the_tier(company, features, tiers):
+    until = timezone.now() + timedelta(days=14)
     feature_access_set(
         company=company,
         feature=features["sso"],
-        changes={"source": "trial", "valid_until": timezone.now() + timedelta(days=14)},
+        changes={"source": "trial", "valid_until": until, "is_enabled": False},
         actor=SYSTEM,
     )
     result = tier_apply(company=company, tier=tiers["pro"], actor=SYSTEM)
     assert "sso" in result.features_applied
+    assert result.features_kept == [{"featureCode": "sso", "source": "trial", "validUntil": until}]
     row = access(company, features["sso"])
-    assert (row.source, row.valid_until) == ("subscription", None)
+    assert (row.source, row.valid_until) == ("trial", until)
+    assert not row.is_active_at(timezone.now())  # the trial (off) is in force
+    assert row.is_active_at(until)  # then the tier layer (pro grants sso)
 
 
 def test_applying_the_same_tier_twice_changes_nothing(company, features, tiers):

@@ -48,4 +48,27 @@ class FeatureAccessFactory(factory.django.DjangoModelFactory):
 
     company = factory.SubFactory(CompanyFactory)
     feature = factory.SubFactory(FeatureFactory)
-    source = AccessSource.MANUAL
+    valid_from = None
+    valid_until = None
+    # A plain row is the tier layer; a row with a window is a manual override.
+    source = factory.LazyAttribute(
+        lambda row: AccessSource.MANUAL if row.valid_from or row.valid_until else AccessSource.SUBSCRIPTION
+    )
+    # A hand-set row (any source but subscription) is an override setting all
+    # four fields over no tier layer — what the migration of issue 14 makes
+    # of the rows set by hand before access layers.
+    tier_granted = factory.LazyAttribute(lambda row: row.source == AccessSource.SUBSCRIPTION)
+    overrides = factory.LazyAttribute(
+        lambda row: {}
+        if row.source == AccessSource.SUBSCRIPTION
+        else {
+            "is_enabled": row.is_enabled,
+            "quantity_limit": row.quantity_limit,
+            "included_quantity": row.included_quantity,
+            "config": row.config,
+        }
+    )
+    is_enabled = True
+    quantity_limit = None
+    included_quantity = 0
+    config = factory.LazyFunction(dict)

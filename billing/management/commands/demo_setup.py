@@ -34,8 +34,8 @@ from companies.services import (
 from config.errors import ApplicationError
 from credits.services import credits_debit, credits_grant, credits_refund, wallet_get_or_create, wallet_threshold_set
 from entitlements.actors import Actor
-from entitlements.models import Tier
-from entitlements.services import tier_apply
+from entitlements.models import Feature, Tier
+from entitlements.services import feature_access_set, tier_apply
 from metering.services import TrackRequest, usage_track_batch
 from notifications.models import WebhookEndpoint
 from notifications.services import endpoint_create
@@ -134,6 +134,7 @@ class Command(BaseCommand):
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
         movements = self._credit_history(product)
+        self._support_cases(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
@@ -217,6 +218,29 @@ class Command(BaseCommand):
             tier_apply(company=link.company, tier=tier, actor=actor, reason="demo data")
             applied += 1
         return applied
+
+    def _support_cases(self, product: Product) -> None:
+        """Issue 14: the second demo company has a temporary override (a
+        promotion raising its AI credit limit for 30 days, falling back to
+        its tier after), the last one a suspended account."""
+        links = list(self._demo_links(product))
+        if len(links) < 3:
+            return
+        feature = Feature.objects.filter(product=product, code="ai_credit").first()
+        if feature is not None:
+            feature_access_set(
+                company=links[1].company,
+                feature=feature,
+                changes={"quantity_limit": 5000, "source": "promotion", "valid_until": timezone.now() + timedelta(days=30)},
+                actor=Actor.system("demo_setup"),
+                reason="Demo: Black Friday bonus, back to the tier after 30 days",
+            )
+        if Account.objects.filter(company=links[-1].company, product=product, status="suspended").exists():
+            return
+        # desk sits right of billing: through its command, not an import.
+        call_command(
+            "suspend_account", product.code, links[-1].external_org_id, reason="Demo: payment dispute", stdout=self.stderr
+        )
 
     def _track_usage(self, product: Product) -> int:
         """A month of daily usage per company, so the admin's usage charts have
