@@ -48,7 +48,7 @@ def seed(companies: int) -> tuple[list[str], list[str], str]:
 
     from companies.models import Company, Product, ProductLink
     from companies.services import api_key_create
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from entitlements.catalog import catalog_load
     from entitlements.models import Tier
     from entitlements.services import tier_apply

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Runs the benchmarks one after another: `python bench/run.py all` or a name
-(check, track, delivery, notifications, credits; `capacity` only by name, with
-its arguments after it: `python bench/run.py capacity --events 200000`). Each
+(check, track, delivery, notifications, credits, webhooks; `capacity` only by name,
+with its arguments after it: `python bench/run.py capacity --events 200000`). Each
 benchmark prints its figures next to a floor measured in the same run; nothing
 here asserts a timing."""
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-ALL = ["check", "track", "delivery", "notifications", "credits"]
+ALL = ["check", "track", "delivery", "notifications", "credits", "webhooks"]
 # Run only by name: they take as long as their parameters ask.
 ON_DEMAND = ["capacity"]
 

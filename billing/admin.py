@@ -27,7 +27,7 @@ from companies.admin_extensions import (
 )
 
 from config.errors import ApplicationError
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from . import admin_actions
 from .models import BillingProfile, CreditPurchase, Invoice, MeterDrift, Price, StripeWebhookEvent, Subscription

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 
 from config.errors import ApplicationError
 from companies.models import Product
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier
 
 from .services.customers import stripe_customer_ensure

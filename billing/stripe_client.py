@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import stripe
 from django.conf import settings
 
-from config.errors import PaymentRequired, ServiceUnavailable, StripeNotConfigured
+from config.errors import Conflict, PaymentRequired, ServiceUnavailable, StripeNotConfigured
 
 logger = logging.getLogger("saasdesk.billing.stripe")
 
@@ -100,7 +100,11 @@ def describe(error: stripe.StripeError) -> str:
 def stripe_errors_as_unavailable(operation: str) -> Iterator[None]:
     """For calls made while a caller waits: a Stripe outage, rate limit or an
     API key Stripe refuses becomes ServiceUnavailable (503, safe to retry).
-    Other Stripe errors (e.g. 404) propagate for the service to interpret."""
+    Services interpret the Stripe errors they expect inside the block (e.g. a
+    404 of a retrieve); any other request Stripe refuses (say, a stored
+    customer Stripe no longer has) becomes a 409 — our records and Stripe's
+    disagree — instead of a 500. Card errors are left to
+    `card_errors_as_payment_required`."""
     try:
         yield
     except (stripe.AuthenticationError, stripe.PermissionError) as error:
@@ -112,6 +116,13 @@ def stripe_errors_as_unavailable(operation: str) -> Iterator[None]:
             raise ServiceUnavailable(
                 "Stripe is unreachable or failing right now; it is safe to retry.",
                 details={"operation": operation},
+            ) from error
+        if isinstance(error, stripe.InvalidRequestError) and not isinstance(error, stripe.IdempotencyError):
+            logger.warning("stripe refused a request", extra={"operation": operation, "error": describe(error)})
+            raise Conflict(
+                getattr(error, "user_message", None)
+                or "Stripe refused this request: the company's billing records and Stripe's disagree.",
+                details={"operation": operation, "stripeCode": error.code},
             ) from error
         raise
 

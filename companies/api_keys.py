@@ -30,6 +30,9 @@ class ApiPrincipal:
     key_id: UUID
     product_id: UUID
     product_code: str
+    # The key's name, the label of every audit row the key writes (one label
+    # per key everywhere: tracks, corrections, access changes).
+    key_name: str = ""
 
 
 def generate_key() -> str:
@@ -93,18 +96,18 @@ def principal_for_key(raw_key: str) -> ApiPrincipal | None:
     key = (
         ApiKey.objects.select_related("product")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
-        .only("id", "product_id", "product__code")
+        .only("id", "name", "product_id", "product__code")
         .first()
     )
     if key is None:
         _unknown_keys.add(key_hash)
         return None
-    principal = ApiPrincipal(key.id, key.product_id, key.product.code)
+    principal = ApiPrincipal(key.id, key.product_id, key.product.code, key.name)
     if cache_up:
         with contextlib.suppress(CacheUnavailable):
             cache.set(
                 _cache_key(key_hash),
-                (principal.key_id, principal.product_id, principal.product_code),
+                (principal.key_id, principal.product_id, principal.product_code, principal.key_name),
                 LOOKUP_CACHE_SECONDS,
             )
     return principal

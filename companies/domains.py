@@ -75,6 +75,19 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 
 
+# What `normalize_domain` accepts, as an OpenAPI `pattern` (ECMA and Python
+# regex alike) for the API schema: an optional scheme, 2–5 labels with a
+# letter-led top label (so never an IP address), an optional port and path,
+# whitespace around; or nothing (no domain). A little narrower than the
+# function (no credentials, no IDNA) so that everything it allows is accepted.
+DOMAIN_INPUT_PATTERN = (
+    r"^\s*(?:(?:[A-Za-z][A-Za-z0-9+.\-]*://)?"
+    r"(?!(?:[Ww][Ww][Ww]\.)+[A-Za-z0-9\-]+\.?(?::[0-9]*)?(?:[/?#\s]|$))"  # "www.com" is "com"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,48}[A-Za-z0-9])?\.){1,4}[A-Za-z](?:[A-Za-z0-9\-]{0,20}[A-Za-z0-9])?\.?"
+    r"(?::[0-9]{1,5})?(?:[/?#][!-~]{0,1000})?\s*)?$"
+)
+
+
 class InvalidDomain(BadRequest, ValueError):
     """The text is not a domain name (the message says why)."""
 

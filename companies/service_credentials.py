@@ -109,7 +109,7 @@ def verify(*, service_name: str, timestamp: str, nonce: str, signature: str, met
         if hmac.compare_digest(expected, signature):
             if not nonce_first_use(credential_id=credential_id, nonce=nonce):
                 return "This nonce was already used."
-            return ServicePrincipal(credential_id, product_id, product_code, service_name)
+            return ServicePrincipal(credential_id, product_id, product_code, service_name=service_name)
     return "Invalid signature."
 
 

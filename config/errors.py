@@ -70,6 +70,12 @@ class BadRequest(ApplicationError):
     http_status = 400
     default_message = "Invalid input."
 
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(message, details=details, **kwargs)
+        # Every 400 names what was wrong (SPEC §2, and one shape for clients):
+        # input that is not about one field is reported under `nonFieldErrors`.
+        self.details.setdefault("fields", {"nonFieldErrors": [self.message]})
+
     @classmethod
     def for_field(cls, field: str, message: str, **kwargs: Any) -> BadRequest:
         """A 400 that names the offending field, like a serializer error."""

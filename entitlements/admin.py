@@ -33,7 +33,7 @@ from companies.models import Company, Product
 from companies.selectors import company_ids_not_visible
 from config.errors import ApplicationError
 
-from .actors import Actor
+from companies.actors import Actor
 from .models import Feature, FeatureAccess, Tier, TierFeature
 from .services import (
     OVERRIDE_KEYS,

@@ -27,7 +27,7 @@ from companies.services.cleaning import merge_json
 from config.errors import BadRequest, NotFound, PreconditionFailed
 
 from . import cache as check_cache
-from .actors import Actor
+from companies.actors import Actor
 from .models import AccessSource, AccessWindowNotice, Feature, FeatureAccess, Tier
 from .notifications import AccessChange, access_state, feature_access_changed_emit
 from .rules import LAYER_FIELDS

@@ -19,7 +19,7 @@ from companies.admin_extensions import ReadOnlyAdminMixin
 from companies.models import Company, ProductLink
 from companies.selectors import company_ids_not_visible
 from config.errors import ApplicationError
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services

@@ -24,6 +24,11 @@ from config.errors import BadRequest
 MAX_URL_LENGTH = 2000
 
 
+# What `target_parse` accepts, as an OpenAPI `pattern` for the API schema (a
+# little narrower: no credentials, IP literals or IDNA hosts).
+TARGET_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.\-]{0,200}(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$"
+
+
 class TargetRefused(Exception):
     """The URL may not be called; the message says why (shown to the product)."""
 

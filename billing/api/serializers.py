@@ -2,48 +2,72 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from companies.api.serializers import SmartLinkHintsSerializer
-from config.api.serializers import MAX_BIGINT, StrictIntegerField, StrictSerializer, StrictUUIDField, UTCDateTimeField
+from config.api.serializers import (
+    MAX_BIGINT,
+    StrictCharField,
+    StrictEmailField,
+    StrictIntegerField,
+    StrictSerializer,
+    StrictUUIDField,
+    UTCDateTimeField,
+)
+
+from ..models import SubscriptionStatus
 
 STRIPE_ID_MAX = 255
 
 
-def _stripe_id(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, **kwargs)
+# Stripe's ids are letters, digits and underscores (`cs_test_a1B2`, `sub_1Mx`):
+# anything else names nothing and is refused before Stripe is called.
+_STRIPE_ID = RegexValidator(r"^[A-Za-z0-9_]+$", "Not a Stripe id (letters, digits and underscores).")
 
 
-def _optional_stripe_id() -> serializers.CharField:
-    return _stripe_id(required=False, allow_null=True, allow_blank=True)
+def _stripe_id(**kwargs) -> StrictCharField:
+    return StrictCharField(max_length=STRIPE_ID_MAX, trim_whitespace=True, validators=[_STRIPE_ID], **kwargs)
+
+
+def _optional_stripe_id(**kwargs) -> StrictCharField:
+    return _stripe_id(required=False, allow_null=True, allow_blank=True, **kwargs)
 
 
 # --- input ---------------------------------------------------------------------------
 
 
 class CheckoutClaimInputSerializer(StrictSerializer):
-    companyId = serializers.UUIDField()
-    checkoutSessionId = _stripe_id()
+    companyId = StrictUUIDField(source="company_id")
+    checkoutSessionId = _stripe_id(source="checkout_session_id")
 
 
 class SubscriptionLinkInputSerializer(StrictSerializer):
-    companyId = serializers.UUIDField()
-    stripeSubscriptionId = _stripe_id()
-    stripeCustomerId = _optional_stripe_id()
-    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-    displayName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    companyId = StrictUUIDField(source="company_id")
+    stripeSubscriptionId = _stripe_id(source="stripe_subscription_id")
+    stripeCustomerId = _optional_stripe_id(source="stripe_customer_id")
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True, source="tier_code")
+    displayName = StrictCharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True, source="display_name"
+    )
 
 
 class OnboardInputSerializer(StrictSerializer):
-    externalOrgId = serializers.CharField(max_length=200)
+    at_most_one_of = ("checkoutSessionId", "stripeSubscriptionId")
+
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     hints = SmartLinkHintsSerializer(required=False)
-    tierCode = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-    checkoutSessionId = _optional_stripe_id()
-    stripeSubscriptionId = _optional_stripe_id()
-    stripeCustomerId = _optional_stripe_id()
-    contactEmail = serializers.EmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
-    contactName = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
-    createdAt = UTCDateTimeField(required=False, allow_null=True)
+    tierCode = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True, source="tier_code")
+    checkoutSessionId = _optional_stripe_id(source="checkout_session_id")
+    stripeSubscriptionId = _optional_stripe_id(source="stripe_subscription_id")
+    stripeCustomerId = _optional_stripe_id(source="stripe_customer_id")
+    contactEmail = StrictEmailField(
+        max_length=254, required=False, allow_null=True, allow_blank=True, source="contact_email"
+    )
+    contactName = StrictCharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True, source="contact_name"
+    )
+    createdAt = UTCDateTimeField(required=False, allow_null=True, source="created_at")
 
 
 # --- output --------------------------------------------------------------------------
@@ -71,7 +95,7 @@ class TierRefSerializer(serializers.Serializer):
 class ActiveSubscriptionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=SubscriptionStatus.choices)
     displayName = serializers.CharField(source="display_name")
     tier = TierRefSerializer(allow_null=True)
     currentPeriodEnd = UTCDateTimeField(source="current_period_end", allow_null=True)
@@ -93,10 +117,14 @@ class BillingStatusSerializer(serializers.Serializer):
 
 
 class OnboardBillingStatusSerializer(serializers.Serializer):
-    claimed = serializers.BooleanField(required=False)
-    linked = serializers.BooleanField(required=False)
-    tierApplied = serializers.CharField(required=False, allow_null=True)
-    subscriptionId = serializers.UUIDField(required=False)
+    claimed = serializers.BooleanField(help_text="The checkout session is claimed by this company.")
+    linked = serializers.BooleanField(help_text="The Stripe subscription is linked to this company.")
+    tierApplied = serializers.BooleanField(source="tier_applied", help_text="This call applied a tier.")
+    tierCode = serializers.CharField(
+        source="tier_code", allow_null=True, help_text="The subscription's tier, or the tier applied."
+    )
+    subscriptionId = serializers.UUIDField(source="subscription_id", allow_null=True)
+    stripeSubscriptionId = serializers.CharField(source="stripe_subscription_id", allow_null=True)
 
 
 class OnboardResultSerializer(serializers.Serializer):
@@ -104,14 +132,7 @@ class OnboardResultSerializer(serializers.Serializer):
     companyName = serializers.CharField(source="company.name")
     shortId = serializers.CharField(source="company.short_id")
     linkStatus = serializers.ChoiceField(source="link_status", choices=["created", "linked", "already_linked"])
-    # Only the keys that apply to this call are present (SPEC §6: all optional).
     billingStatus = OnboardBillingStatusSerializer(source="billing_status")
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["billingStatus"] = dict(instance.billing_status)
-        return data
-
 
 
 # --- customers, cards, subscriptions managed from SaaSDesk ---------------------------
@@ -132,7 +153,7 @@ class CompanyIdInputSerializer(StrictSerializer):
     companyId = serializers.UUIDField()
 
 
-class CompanyIdQuerySerializer(serializers.Serializer):
+class CompanyIdQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
 
 
@@ -261,7 +282,7 @@ class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True)
 
 
-class InvoicesListQuerySerializer(serializers.Serializer):
+class InvoicesListQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["draft", "open", "paid", "void", "uncollectible"], required=False)
 
@@ -269,7 +290,7 @@ class InvoicesListQuerySerializer(serializers.Serializer):
 # --- statements (SPEC §8) ----------------------------------------------------------------------
 
 
-class StatementQuerySerializer(serializers.Serializer):
+class StatementQuerySerializer(StrictSerializer):
     companyId = serializers.UUIDField()
     # `from` is a Python keyword: declared below under its API name.
     to = serializers.DateField(help_text="Last day included (UTC).")

@@ -4,16 +4,16 @@ Product-scoped through the calling key (`request.auth`)."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.actors import Actor
 from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate, paginate_sequence
-from config.api.schema import error_responses, validated
+from config.api.schema import IDEMPOTENCY_KEY_MAX, error_responses, idempotency_key_header, validated
 from config.errors import BadRequest
-from entitlements.actors import Actor
 
 from ..selectors import billing_status, invoice_get_visible, invoices_list, purchases_list, subscription_get_visible, subscriptions_list
 from ..services.customers import (
@@ -75,17 +75,15 @@ class CheckoutClaimApi(APIView):
         operation_id="billing_claim_checkout",
         summary="Claim a completed Stripe checkout session for a company",
         request=CheckoutClaimInputSerializer,
-        responses={200: CheckoutClaimResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(CheckoutClaimResultSerializer, description="Claimed now (a subscription was made)."),
+            200: OpenApiResponse(CheckoutClaimResultSerializer, description="Already claimed by this company: nothing changed."),
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(CheckoutClaimInputSerializer, request.data)
-        result = checkout_claim(
-            product_id=request.auth.product_id,
-            company_id=data["companyId"],
-            checkout_session_id=data["checkoutSessionId"],
-            actor=Actor.from_request(request),
-        )
-        return Response(CheckoutClaimResultSerializer(result).data)
+        result = checkout_claim(product_id=request.auth.product_id, actor=Actor.from_request(request), **data)
+        return Response(CheckoutClaimResultSerializer(result).data, status=200 if result.already_claimed else 201)
 
 
 class SubscriptionLinkApi(APIView):
@@ -94,20 +92,15 @@ class SubscriptionLinkApi(APIView):
         operation_id="billing_link_subscription",
         summary="Link an existing Stripe subscription to a company",
         request=SubscriptionLinkInputSerializer,
-        responses={200: SubscriptionLinkResultSerializer, **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(SubscriptionLinkResultSerializer, description="Linked now."),
+            200: OpenApiResponse(SubscriptionLinkResultSerializer, description="Already linked to this company: nothing changed."),
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(SubscriptionLinkInputSerializer, request.data)
-        result = subscription_link(
-            product_id=request.auth.product_id,
-            company_id=data["companyId"],
-            stripe_subscription_id=data["stripeSubscriptionId"],
-            stripe_customer_id=data.get("stripeCustomerId") or None,
-            tier_code=data.get("tierCode") or None,
-            display_name=data.get("displayName") or None,
-            actor=Actor.from_request(request),
-        )
-        return Response(SubscriptionLinkResultSerializer(result).data)
+        result = subscription_link(product_id=request.auth.product_id, actor=Actor.from_request(request), **data)
+        return Response(SubscriptionLinkResultSerializer(result).data, status=200 if result.already_linked else 201)
 
 
 class BillingStatusApi(APIView):
@@ -129,25 +122,19 @@ class OnboardApi(APIView):
         operation_id="onboard",
         summary="Onboard an organisation in one call (match or create, link, subscription or tier, contact)",
         request=OnboardInputSerializer,
-        responses={200: OnboardResultSerializer, **error_responses(400, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
+        responses={
+            201: OpenApiResponse(OnboardResultSerializer, description="Linked or created now (linkStatus linked or created)."),
+            200: OpenApiResponse(OnboardResultSerializer, description="Already linked (linkStatus already_linked)."),
+            **error_responses(400, 404, 409, 503, _409="Already claimed or linked by another company.", _400="Invalid input, or the Stripe object is unknown, expired or incomplete.")},
     )
     def post(self, request):
         data = validated(OnboardInputSerializer, request.data)
-        hints = data.get("hints") or {}
         result = onboard(
             product_id=request.auth.product_id,
-            external_org_id=data["externalOrgId"],
-            hints=hints,
-            tier_code=data.get("tierCode") or None,
-            checkout_session_id=data.get("checkoutSessionId") or None,
-            stripe_subscription_id=data.get("stripeSubscriptionId") or None,
-            stripe_customer_id=data.get("stripeCustomerId") or None,
-            contact_email=data.get("contactEmail") or None,
-            contact_name=data.get("contactName") or None,
-            created_at=data.get("createdAt"),
+            **data,
             actor=Actor.from_request(request),
         )
-        return Response(OnboardResultSerializer(result).data)
+        return Response(OnboardResultSerializer(result).data, status=201 if result.created else 200)
 
 
 # --- customers and cards -------------------------------------------------------------------
@@ -252,11 +239,9 @@ class PaymentMethodDetachApi(APIView):
 # --- subscriptions -------------------------------------------------------------------------
 
 SUBSCRIPTION_ID_PATH = OpenApiParameter("subscriptionId", OpenApiTypes.UUID, OpenApiParameter.PATH)
-IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
-    description="Required: a retry with the same key returns the same subscription, never a second one.",
+IDEMPOTENCY_KEY_HEADER = idempotency_key_header(
+    required=True, description="Required: a retry with the same key returns the same subscription, never a second one."
 )
-IDEMPOTENCY_KEY_MAX = 200
 
 
 class SubscriptionsListQuerySerializer(PageQuerySerializer):
@@ -473,7 +458,12 @@ class StatementApi(APIView):
         operation_id="billing_statement_get",
         summary="Usage statement for any period: base fees, billable usage × unit price, credits, invoices",
         parameters=[StatementQuerySerializer],
-        responses={200: StatementSerializer, **error_responses(400, 404)},
+        responses={
+            (200, "application/json"): StatementSerializer,
+            (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="output=html"),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="output=csv"),
+            **error_responses(400, 404),
+        },
     )
     def get(self, request):
         query = validated(StatementQuerySerializer, request.query_params)
@@ -492,7 +482,10 @@ class StatementSendApi(APIView):
         operation_id="billing_statement_send",
         summary="Email the statement (HTML + CSV attachment) to the given address or the primary contact",
         request=StatementSendInputSerializer,
-        responses={200: StatementSentSerializer, **error_responses(400, 404)},
+        responses={
+            200: StatementSentSerializer,
+            **error_responses(400, 404, 409, _409="The company has no contact: give an email address."),
+        },
     )
     def post(self, request):
         data = validated(StatementSendInputSerializer, request.data)

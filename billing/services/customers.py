@@ -23,7 +23,7 @@ from billing.stripe_client import (
 from companies.models import Company, Product
 from companies.selectors import company_get_visible
 from config.errors import BadRequest, NotFound
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from . import stripe_objects
 from .subscriptions import billing_profile_ensure
@@ -128,22 +128,19 @@ def setup_intent_create(*, product_id, company_id, actor: Actor) -> SetupIntentR
 
 
 def payment_method_of_customer(*, stripe_customer_id: str, payment_method_id: str, field: str | None = None) -> Any:
-    """The payment method, if it belongs to this customer. Otherwise a 400
-    naming `field` (a body field) or a 404 (a path parameter): another
-    customer's card is as unknown as a missing one."""
+    """The payment method, if it belongs to this customer. Otherwise a 404
+    (naming `field` in `details` when it came in the body): another customer's
+    card is as unknown as a missing one (SPEC §2: an id that names nothing
+    visible to the key is a 404)."""
     client = get_stripe_client()
     with stripe_errors_as_unavailable("payment_method.retrieve"):
         try:
             payment_method = client.v1.payment_methods.retrieve(payment_method_id)
-        except stripe.InvalidRequestError as error:
-            if not is_missing(error):
-                raise
+        except stripe.InvalidRequestError:
+            # Missing, or not even a payment method id: either way it names nothing.
             payment_method = None
     if payment_method is None or stripe_objects.object_id(payment_method.get("customer")) != stripe_customer_id:
-        message = "Unknown payment method for this company."
-        if field:
-            raise BadRequest.for_field(field, message)
-        raise NotFound(message)
+        raise NotFound("Unknown payment method for this company.", details={"field": field} if field else None)
     return payment_method
 
 

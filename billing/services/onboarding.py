@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from django.db import transaction
 
@@ -15,7 +16,7 @@ from companies.selectors import product_link_get
 from companies.services import SmartLinkStatus, company_create, company_smart_link, contact_upsert
 from companies.smart_link import DEFAULT_MIN_CONFIDENCE
 from config.errors import BadRequest, Conflict
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.services import tier_apply
 
 from .subscriptions import (
@@ -36,10 +37,40 @@ class LinkStatus:
 
 
 @dataclass(frozen=True)
+class OnboardBillingStatus:
+    """What onboarding did about billing: yes/no booleans, and separate
+    fields naming the things (SPEC §2 "Booleans say yes or no")."""
+
+    claimed: bool = False  # the checkout session is claimed by this company
+    linked: bool = False  # the Stripe subscription is linked to this company
+    tier_applied: bool = False  # this call applied a tier
+    tier_code: str | None = None  # the tier of the subscription, or the one applied
+    subscription_id: UUID | None = None
+    stripe_subscription_id: str | None = None
+
+    @classmethod
+    def for_subscription(cls, subscription: Subscription | None, *, tier_applied: bool, **flags) -> OnboardBillingStatus:
+        if subscription is None:
+            return cls(**flags)
+        return cls(
+            tier_applied=tier_applied,
+            tier_code=subscription.tier.code if subscription.tier_id else None,
+            subscription_id=subscription.pk,
+            stripe_subscription_id=subscription.stripe_subscription_id,
+            **flags,
+        )
+
+
+@dataclass(frozen=True)
 class OnboardResult:
     company: Company
     link_status: str
-    billing_status: dict[str, Any] = field(default_factory=dict)
+    billing_status: OnboardBillingStatus = field(default_factory=OnboardBillingStatus)
+
+    @property
+    def created(self) -> bool:
+        """A new link (and maybe a new company) was made: the API answers 201."""
+        return self.link_status != LinkStatus.ALREADY_LINKED
 
 
 def onboard(
@@ -92,7 +123,7 @@ def onboard(
             smart = company_smart_link(
                 product_id=product_id,
                 external_org_id=external_org_id,
-                company_name=hints.get("companyName"),
+                company_name=hints.get("company_name"),
                 domain=hints.get("domain"),
                 emails=emails,
                 min_confidence=min_confidence,
@@ -106,7 +137,7 @@ def onboard(
             else:
                 company = company_create(
                     product_id=product_id,
-                    name=hints.get("companyName") or hints.get("domain") or external_org_id,
+                    name=hints.get("company_name") or hints.get("domain") or external_org_id,
                     domain=hints.get("domain"),
                     external_org_id=external_org_id,
                     contact_email=contact_email,
@@ -144,27 +175,24 @@ def _existing(*, product_id, external_org_id: str) -> ProductLink | None:
 
 def _already_linked(link: ProductLink, *, checkout_session_id: str | None, stripe_subscription_id: str | None) -> OnboardResult:
     """Report the state as it is, without changing anything."""
-    status: dict[str, Any] = {}
-    subscription = None
+    subscriptions = Subscription.objects.select_related("tier").filter(company=link.company)
     if checkout_session_id:
-        subscription = Subscription.objects.filter(checkout_session_id=checkout_session_id, company=link.company).first()
-        status["claimed"] = subscription is not None
+        subscription = subscriptions.filter(checkout_session_id=checkout_session_id).first()
+        status = OnboardBillingStatus.for_subscription(subscription, tier_applied=False, claimed=subscription is not None)
     elif stripe_subscription_id:
-        subscription = Subscription.objects.filter(
-            stripe_subscription_id=stripe_subscription_id, company=link.company
-        ).first()
-        status["linked"] = subscription is not None
-    if subscription is not None:
-        status["subscriptionId"] = str(subscription.pk)
+        subscription = subscriptions.filter(stripe_subscription_id=stripe_subscription_id).first()
+        status = OnboardBillingStatus.for_subscription(subscription, tier_applied=False, linked=subscription is not None)
+    else:
+        status = OnboardBillingStatus()
     return OnboardResult(company=link.company, link_status=LinkStatus.ALREADY_LINKED, billing_status=status)
 
 
-def _billing(*, company, product_id, session, stripe_subscription, stripe_customer_id, tier, actor) -> dict[str, Any]:
+def _billing(*, company, product_id, session, stripe_subscription, stripe_customer_id, tier, actor) -> OnboardBillingStatus:
     if session is not None:
         claim = checkout_claim_apply(
             company=company, product_id=product_id, session=session, stripe_subscription=stripe_subscription, actor=actor
         )
-        return {"claimed": True, "tierApplied": claim.tier_code, "subscriptionId": str(claim.subscription.pk)}
+        return OnboardBillingStatus.for_subscription(claim.subscription, tier_applied=claim.tier_code is not None, claimed=True)
     if stripe_subscription is not None:
         link = subscription_link_apply(
             company=company,
@@ -176,15 +204,11 @@ def _billing(*, company, product_id, session, stripe_subscription, stripe_custom
             actor=actor,
         )
         subscription = link.subscription
-        return {
-            "linked": True,
-            "tierApplied": subscription.tier.code if subscription.tier_id else None,
-            "subscriptionId": str(subscription.pk),
-        }
+        return OnboardBillingStatus.for_subscription(subscription, tier_applied=subscription.tier_id is not None, linked=True)
     if stripe_customer_id:
         billing_profile_ensure(company=company, product_id=product_id, stripe_customer_id=stripe_customer_id)
     tier = tier or tier_default_get(product_id=product_id)
     if tier is None:
-        return {"tierApplied": None}
+        return OnboardBillingStatus()
     tier_apply(company=company, tier=tier, actor=actor, reason="onboarding")
-    return {"tierApplied": tier.code}
+    return OnboardBillingStatus(tier_applied=True, tier_code=tier.code)

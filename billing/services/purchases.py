@@ -48,7 +48,7 @@ from credits.services import (
     wallet_freeze,
     wallet_get_or_create,
 )
-from entitlements.actors import Actor
+from companies.actors import Actor
 from notifications.services import event_emit
 
 from . import stripe_objects

@@ -32,7 +32,7 @@ from django.template.loader import render_to_string
 from billing.models import Invoice, Price
 from companies.models import Account, Company, Contact, Product
 from companies.selectors import company_get_visible
-from config.errors import BadRequest, NotFound
+from config.errors import BadRequest, Conflict, NotFound
 from credits.models import EntryKind, LedgerEntry, Wallet
 from entitlements.models import Feature, FeatureAccess, FeatureKind, Tier, TierFeature
 from metering.models import UsageEvent, UsageMeter
@@ -284,7 +284,8 @@ def statement_send(*, product_id, company_id, start: date, end: date, email: str
     if not email:
         contact = Contact.objects.filter(company=statement.company).order_by("-is_primary", "email").first()
         if contact is None:
-            raise BadRequest.for_field("email", "The company has no contact: give an email address.")
+            # Valid input, but nobody to send it to yet: the company's state, not the call, is at fault.
+            raise Conflict("The company has no contact: give an email address.", details={"field": "email"})
         email = contact.email
     period = statement.as_dict()
     subject = f"{statement.product.name} usage statement {period['from']} – {period['to']}: {statement.company.name}"

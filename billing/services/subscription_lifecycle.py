@@ -20,7 +20,7 @@ from billing.selectors import subscription_get_visible
 from billing.stripe_client import card_errors_as_payment_required, get_stripe_client, stripe_errors_as_unavailable
 from companies.models import Company, Product
 from config.errors import BadRequest, Conflict
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import Tier, TierFeature
 
 from . import stripe_objects
@@ -52,20 +52,20 @@ def _tier_with_prices(*, product_id, tier_code: str) -> tuple[Tier, list[str]]:
     tier = tier_get_by_code(product_id=product_id, tier_code=tier_code)
     price_ids = tier_stripe_price_ids(tier=tier)
     if not price_ids:
-        raise BadRequest.for_field("tierCode", f"Tier '{tier_code}' has no Stripe prices to subscribe to.")
+        raise Conflict(f"Tier '{tier_code}' has no Stripe prices to subscribe to.", details={"tierCode": tier_code})
     return tier, price_ids
 
 
 def _stripe_call(operation: str, call):
     """Run a Stripe write: outage → 503, refused card → 402, a reused
-    Idempotency-Key with other parameters → 409, Stripe's other refusals → 400."""
+    Idempotency-Key with other parameters → 409, Stripe's other refusals (no
+    payment method yet, …) → 409 with Stripe's message (stripe_errors_as_unavailable):
+    the input was valid, the company's billing state is not ready for it."""
     with stripe_errors_as_unavailable(operation), card_errors_as_payment_required():
         try:
             return call()
         except stripe.IdempotencyError as error:
             raise Conflict("This Idempotency-Key was already used with other parameters.") from error
-        except stripe.InvalidRequestError as error:
-            raise BadRequest(error.user_message or "Stripe refused the request.", details={"stripeCode": error.code}) from error
 
 
 def _sync(*, company: Company, product_id, stripe_subscription: Any, tier: Tier | None, actor: Actor, reason: str) -> SubscriptionSyncResult:

@@ -17,8 +17,8 @@ from billing.models import GRANTING_STATUSES, BillingProfile, Subscription, Subs
 from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_as_unavailable
 from companies.models import Company
 from companies.selectors import company_get_visible
-from config.errors import BadRequest, Conflict
-from entitlements.actors import Actor
+from config.errors import BadRequest, Conflict, NotFound
+from companies.actors import Actor
 from entitlements.models import Tier
 from entitlements.services import tier_apply
 from metering.services import billing_periods_set
@@ -62,31 +62,30 @@ class SubscriptionLinkResult:
 
 
 def stripe_checkout_session_get(*, checkout_session_id: str) -> Any:
-    """The checkout session from Stripe; 400 when Stripe does not know it."""
+    """The checkout session from Stripe; 404 when Stripe does not know it (SPEC §2:
+    an id that names nothing the key can see is a 404)."""
     client = get_stripe_client()
     with stripe_errors_as_unavailable("checkout.sessions.retrieve"):
         try:
             return client.v1.checkout.sessions.retrieve(checkout_session_id)
         except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                raise BadRequest.for_field(
-                    "checkoutSessionId", f"Unknown checkout session '{checkout_session_id}'."
-                ) from error
-            raise BadRequest.for_field("checkoutSessionId", "Stripe refused this checkout session id.") from error
+            raise _unknown("checkoutSessionId", f"Unknown checkout session '{checkout_session_id}'.") from error
 
 
 def stripe_subscription_get(*, stripe_subscription_id: str, field_name: str = "stripeSubscriptionId") -> Any:
-    """The subscription from Stripe (current state); 400 when Stripe does not know it."""
+    """The subscription from Stripe (current state); 404 when Stripe does not know it."""
     client = get_stripe_client()
     with stripe_errors_as_unavailable("subscriptions.retrieve"):
         try:
             return client.v1.subscriptions.retrieve(stripe_subscription_id)
         except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                raise BadRequest.for_field(
-                    field_name, f"Unknown Stripe subscription '{stripe_subscription_id}'."
-                ) from error
-            raise BadRequest.for_field(field_name, "Stripe refused this subscription id.") from error
+            raise _unknown(field_name, f"Unknown Stripe subscription '{stripe_subscription_id}'.") from error
+
+
+def _unknown(field_name: str, message: str) -> NotFound:
+    # Stripe answers 404 for an id it does not have and 400 for one it cannot
+    # even parse: either way the id names nothing.
+    return NotFound(message, details={"field": field_name})
 
 
 def checkout_session_require_complete(session: Any) -> str:

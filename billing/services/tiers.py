@@ -5,22 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from config.errors import BadRequest
 from entitlements.models import Tier, TierFeature
-from entitlements.selectors import tier_default_for_product
+from entitlements.selectors import tier_default_for_product, tier_get
 
 # Stripe metadata keys that name a tier explicitly (on the subscription or the
 # checkout session), checked in this order.
 TIER_METADATA_KEYS = ("tier_code", "tierCode", "tier")
 
 
-def tier_get_by_code(*, product_id, tier_code: str, field: str = "tierCode") -> Tier:
-    """The product's tier with this code; 400 naming `field` when there is none
-    (another product's tier is as unknown as a missing one)."""
-    tier = Tier.objects.filter(product_id=product_id, code=tier_code).first()
-    if tier is None:
-        raise BadRequest.for_field(field, f"Unknown tier '{tier_code}' in this product.")
-    return tier
+def tier_get_by_code(*, product_id, tier_code: str) -> Tier:
+    """The product's tier with this code; NotFound when there is none (another
+    product's tier is as unknown as a missing one: SPEC §2, a code in a body that
+    names nothing visible to the key is a 404)."""
+    return tier_get(product_id=product_id, code=tier_code)
 
 
 def tier_resolve(

@@ -27,7 +27,7 @@ from companies.models import Company, ProductLink
 from billing.error_codes import BillingErrorCode
 from config.api.parsers import json_loads
 from config.errors import ApplicationError, BadRequest, ServiceUnavailable
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from . import stripe_objects
 from .invoices import invoice_payment_failed_notify, invoice_refresh, invoice_retrieve

@@ -16,18 +16,31 @@ from config.api.serializers import (
     StrictFloatField,
     StrictSerializer,
     StrictURLField,
+    UniqueItemsListField,
     StrictUUIDField,
     UTCDateTimeField,
 )
 from config.api.serializers import StrictBooleanField  # noqa: F401  (re-exported)
 
 from .. import profile
+from ..domains import DOMAIN_INPUT_PATTERN
 from ..models import Account, CompanyStatus, LinkType
 from ..services import MAX_BULK_CONTACTS, PROFILE_FIELDS
 from ..smart_link import DEFAULT_MIN_CONFIDENCE
 
 MAX_RAW_DOMAIN = 2048  # before normalisation a domain may arrive as a full URL
 MAX_HINT_EMAILS = 100
+
+
+class DomainField(StrictCharField):
+    """A domain as typed (`https://www.acme.com/pricing`), normalised by the
+    service; null or "" is no domain."""
+
+    schema_pattern = DOMAIN_INPUT_PATTERN
+
+    def __init__(self, **kwargs):
+        kwargs.update(required=False, allow_blank=True, allow_null=True, max_length=MAX_RAW_DOMAIN)
+        super().__init__(**kwargs)
 
 
 def _optional_text(max_length: int, **kwargs) -> serializers.CharField:
@@ -294,22 +307,30 @@ class ProfileInputSerializer(StrictSerializer):
         by_api_name = {api_name: attribute for attribute, api_name in PROFILE_FIELDS.items()}
         return {by_api_name[name]: value for name, value in data.items() if name in by_api_name}
 
+    @classmethod
+    def split_profile(cls, data: dict) -> tuple[dict, dict]:
+        """(the service's other keyword arguments, the profile changes) of validated input."""
+        api_names = set(PROFILE_FIELDS.values())
+        return {key: value for key, value in data.items() if key not in api_names}, cls.profile_of(data)
+
 
 class CompanyCreateInputSerializer(ProfileInputSerializer):
     name = StrictCharField(max_length=200)
-    domain = _optional_text(MAX_RAW_DOMAIN)
-    externalOrgId = StrictCharField(max_length=200)
-    externalUserId = _optional_text(200)
-    contactEmail = StrictEmailField(max_length=254, required=False, allow_null=True, allow_blank=True)
-    contactName = _optional_text(200)
-    createdAt = UTCDateTimeField(required=False)
+    domain = DomainField()
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
+    externalUserId = _optional_text(200, source="external_user_id")
+    contactEmail = StrictEmailField(
+        max_length=254, required=False, allow_null=True, allow_blank=True, source="contact_email"
+    )
+    contactName = _optional_text(200, source="contact_name")
+    createdAt = UTCDateTimeField(required=False, source="created_at", example="2024-01-15T10:30:00Z")
     metadata = JSONObjectField(required=False)
 
 
 class CompanyUpdateInputSerializer(ProfileInputSerializer):
     name = StrictCharField(max_length=200, required=False)
-    domain = _optional_text(MAX_RAW_DOMAIN, help_text="null or \"\" removes the domain.")
-    createdAt = UTCDateTimeField(required=False)
+    domain = DomainField(help_text="null or \"\" removes the domain.")
+    createdAt = UTCDateTimeField(required=False, source="created_at", example="2024-01-15T10:30:00Z")
     metadata = JSONObjectField(
         required=False,
         help_text="This product's metadata, merged key by key; a key set to null is removed.",
@@ -317,49 +338,51 @@ class CompanyUpdateInputSerializer(ProfileInputSerializer):
 
 
 class SmartLinkHintsSerializer(StrictSerializer):
-    companyName = _optional_text(200)
-    domain = _optional_text(MAX_RAW_DOMAIN)
+    companyName = _optional_text(200, source="company_name")
+    domain = DomainField()
     emails = serializers.ListField(
         child=StrictEmailField(max_length=254), required=False, allow_empty=True, max_length=MAX_HINT_EMAILS
     )
 
 
 class SmartLinkInputSerializer(StrictSerializer):
-    externalOrgId = StrictCharField(max_length=200)
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     hints = SmartLinkHintsSerializer(required=False)
-    minConfidence = StrictFloatField(required=False, min_value=0, max_value=1, default=DEFAULT_MIN_CONFIDENCE)
-    externalUserId = _optional_text(200)
+    minConfidence = StrictFloatField(
+        required=False, min_value=0, max_value=1, default=DEFAULT_MIN_CONFIDENCE, source="min_confidence"
+    )
+    externalUserId = _optional_text(200, source="external_user_id")
 
 
 class ContactFieldsSerializer(StrictSerializer):
     email = StrictEmailField(max_length=254)
     name = _optional_text(200)
     role = _optional_text(100)
-    isPrimary = StrictBooleanField(required=False, allow_null=True)
-    avatarUrl = StrictURLField(max_length=500, required=False, allow_null=True, allow_blank=True)
+    isPrimary = StrictBooleanField(required=False, allow_null=True, source="is_primary")
+    avatarUrl = StrictURLField(max_length=500, required=False, allow_null=True, allow_blank=True, source="avatar_url")
     metadata = JSONObjectField(required=False, allow_null=True)
 
 
 class ContactUpsertInputSerializer(ContactFieldsSerializer):
-    companyId = StrictUUIDField()
+    companyId = StrictUUIDField(source="company_id")
 
 
 class ContactsBulkUpsertInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
-    contacts = serializers.ListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
+    companyId = StrictUUIDField(source="company_id")
+    contacts = UniqueItemsListField(child=ContactFieldsSerializer(), max_length=MAX_BULK_CONTACTS, allow_empty=True)
 
 
 class LinkCreateInputSerializer(StrictSerializer):
-    companyId = StrictUUIDField()
-    externalOrgId = StrictCharField(max_length=200)
+    companyId = StrictUUIDField(source="company_id")
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")
     label = _optional_text(200)
-    externalUserId = _optional_text(200)
+    externalUserId = _optional_text(200, source="external_user_id")
     metadata = JSONObjectField(required=False, help_text="Stored with a new link; a replay keeps the link as it is.")
 
 
 class LinksResetInputSerializer(StrictSerializer):
-    deleteContacts = StrictBooleanField(required=False, default=False)
-    resetMrr = StrictBooleanField(required=False, default=False)
+    deleteContacts = StrictBooleanField(required=False, default=False, source="delete_contacts")
+    resetMrr = StrictBooleanField(required=False, default=False, source="reset_mrr")
 
 
 class ContactListQuerySerializer(PageQuerySerializer):
@@ -375,5 +398,5 @@ class CompanyListQuerySerializer(PageQuerySerializer):
     )
 
 
-class ByProductLinkQuerySerializer(serializers.Serializer):
-    externalOrgId = StrictCharField(max_length=200)
+class ByProductLinkQuerySerializer(StrictSerializer):
+    externalOrgId = StrictCharField(max_length=200, source="external_org_id")

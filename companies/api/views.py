@@ -65,18 +65,8 @@ class CompanyListCreateApi(APIView):
     )
     def post(self, request):
         data = validated(CompanyCreateInputSerializer, request.data)
-        company = services.company_create(
-            product_id=request.auth.product_id,
-            name=data["name"],
-            domain=data.get("domain"),
-            external_org_id=data["externalOrgId"],
-            external_user_id=data.get("externalUserId") or "",
-            contact_email=data.get("contactEmail") or None,
-            contact_name=data.get("contactName"),
-            created_at=data.get("createdAt"),
-            metadata=data.get("metadata"),
-            profile=CompanyCreateInputSerializer.profile_of(data),
-        )
+        base, profile = CompanyCreateInputSerializer.split_profile(data)
+        company = services.company_create(product_id=request.auth.product_id, **base, profile=profile)
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data, status=status.HTTP_201_CREATED)
 
@@ -86,14 +76,12 @@ class CompanyByProductLinkApi(APIView):
         tags=TAGS,
         operation_id="companies_by_product_link",
         summary="Find the company linked to an external org id of this product",
-        parameters=[OpenApiParameter("externalOrgId", str, OpenApiParameter.QUERY, required=True)],
+        parameters=[ByProductLinkQuerySerializer],
         responses={200: CompanyWithLinkSerializer, **error_responses(400, 404)},
     )
     def get(self, request):
         query = validated(ByProductLinkQuerySerializer, request.query_params)
-        company, link = selectors.company_get_by_external_org(
-            product_id=request.auth.product_id, external_org_id=query["externalOrgId"]
-        )
+        company, link = selectors.company_get_by_external_org(product_id=request.auth.product_id, **query)
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         company.link = link
         return Response(CompanyWithLinkSerializer(company).data)
@@ -123,15 +111,9 @@ class CompanyDetailApi(APIView):
     def patch(self, request, companyId: str):
         company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=companyId)
         data = validated(CompanyUpdateInputSerializer, request.data)
-        company = services.company_update(
-            company=company,
-            product_id=request.auth.product_id,
-            name=data.get("name", UNSET),
-            domain=data.get("domain", UNSET),
-            created_at=data.get("createdAt", UNSET),
-            metadata=data.get("metadata", UNSET),
-            profile=CompanyUpdateInputSerializer.profile_of(data),
-        )
+        # Absent fields stay UNSET (the service's defaults).
+        base, profile = CompanyUpdateInputSerializer.split_profile(data)
+        company = services.company_update(company=company, product_id=request.auth.product_id, **base, profile=profile)
         company = selectors.company_with_account(company=company, product_id=request.auth.product_id)
         return Response(CompanySerializer(company).data)
 
@@ -147,21 +129,18 @@ class CompanySmartLinkApi(APIView):
             "clear winner: at or above minConfidence × 100 and ≥ 10 points ahead of the runner-up."
         ),
         request=SmartLinkInputSerializer,
-        responses={200: SmartLinkResultSerializer, **error_responses(400)},
+        responses={
+            201: OpenApiResponse(SmartLinkResultSerializer, description="status linked: a link was made now."),
+            200: OpenApiResponse(SmartLinkResultSerializer, description="already_linked, suggestions or no_match."),
+            **error_responses(400),
+        },
     )
     def post(self, request):
         data = validated(SmartLinkInputSerializer, request.data)
-        hints = data.get("hints") or {}
-        result = services.company_smart_link(
-            product_id=request.auth.product_id,
-            external_org_id=data["externalOrgId"],
-            company_name=hints.get("companyName"),
-            domain=hints.get("domain"),
-            emails=hints.get("emails") or [],
-            min_confidence=data["minConfidence"],
-            external_user_id=data.get("externalUserId") or "",
-        )
-        return Response(SmartLinkResultSerializer(result).data)
+        hints = data.pop("hints", None) or {}
+        result = services.company_smart_link(product_id=request.auth.product_id, **data, **hints)
+        created = result.status == services.SmartLinkStatus.LINKED
+        return Response(SmartLinkResultSerializer(result).data, status=201 if created else 200)
 
 
 class ContactUpsertApi(APIView):
@@ -178,16 +157,8 @@ class ContactUpsertApi(APIView):
     )
     def post(self, request):
         data = validated(ContactUpsertInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        contact, created = services.contact_upsert(
-            company=company,
-            email=data["email"],
-            name=data.get("name"),
-            role=data.get("role"),
-            is_primary=data.get("isPrimary"),
-            avatar_url=data.get("avatarUrl"),
-            metadata=data.get("metadata"),
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data.pop("company_id"))
+        contact, created = services.contact_upsert(company=company, **data)
         contact.is_new = created
         return Response(
             ContactUpsertResultSerializer(contact).data,
@@ -201,25 +172,16 @@ class ContactsBulkUpsertApi(APIView):
         operation_id="contacts_bulk_upsert",
         summary="Create or update up to 1000 contacts of one company, all or nothing",
         request=ContactsBulkUpsertInputSerializer,
-        responses={200: ContactsBulkResultSerializer, **error_responses(400, 404)},
+        responses={
+            201: OpenApiResponse(ContactsBulkResultSerializer, description="At least one contact was created."),
+            200: OpenApiResponse(ContactsBulkResultSerializer, description="Only updates (or an empty list)."),
+            **error_responses(400, 404),
+        },
     )
     def post(self, request):
         data = validated(ContactsBulkUpsertInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        result = services.contacts_bulk_upsert(
-            company=company,
-            contacts=[
-                {
-                    "email": item["email"],
-                    "name": item.get("name"),
-                    "role": item.get("role"),
-                    "is_primary": item.get("isPrimary"),
-                    "avatar_url": item.get("avatarUrl"),
-                    "metadata": item.get("metadata"),
-                }
-                for item in data["contacts"]
-            ],
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["company_id"])
+        result = services.contacts_bulk_upsert(company=company, contacts=data["contacts"])
         body = {
             "created": result.created,
             "updated": result.updated,
@@ -227,7 +189,7 @@ class ContactsBulkUpsertApi(APIView):
                 {"id": contact.pk, "email": contact.email, "isNew": is_new} for contact, is_new in result.contacts
             ],
         }
-        return Response(ContactsBulkResultSerializer(body).data)
+        return Response(ContactsBulkResultSerializer(body).data, status=201 if result.created else 200)
 
 
 class CompanyContactsApi(APIView):
@@ -256,15 +218,8 @@ class LinkCreateApi(APIView):
     )
     def post(self, request):
         data = validated(LinkCreateInputSerializer, request.data)
-        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data["companyId"])
-        link, created = services.product_link_create(
-            product_id=request.auth.product_id,
-            company=company,
-            external_org_id=data["externalOrgId"],
-            external_user_id=data.get("externalUserId") or "",
-            label=data.get("label") or "",
-            metadata=data.get("metadata"),
-        )
+        company = selectors.company_get_visible(product_id=request.auth.product_id, company_id=data.pop("company_id"))
+        link, created = services.product_link_create(product_id=request.auth.product_id, company=company, **data)
         return Response(
             ProductLinkSerializer(link).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -284,9 +239,5 @@ class LinksResetApi(APIView):
     )
     def post(self, request):
         data = validated(LinksResetInputSerializer, request.data)
-        result = services.product_links_reset(
-            product_id=request.auth.product_id,
-            delete_contacts=data["deleteContacts"],
-            reset_mrr=data["resetMrr"],
-        )
+        result = services.product_links_reset(product_id=request.auth.product_id, **data)
         return Response(LinksResetResultSerializer(result).data)

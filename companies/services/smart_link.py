@@ -73,7 +73,7 @@ def company_smart_link(
                 product_id=product_id,
                 company=winner.company,
                 external_org_id=external_org_id,
-                external_user_id=external_user_id,
+                external_user_id=external_user_id or "",
                 link_type=LinkType.SMART,
                 confidence=winner.confidence,
             )

@@ -40,6 +40,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from config.api.parsers import json_loads
+from config.api.serializers import strict_input
 from config.errors import BadRequest
 
 DEFAULT_LIMIT = 50
@@ -57,14 +58,20 @@ class Page:
 class _CursorField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)  # `?cursor=` is the first page
         kwargs.setdefault("max_length", MAX_CURSOR_LENGTH)
-        kwargs.setdefault("help_text", "Opaque: the `nextCursor` of the previous page.")
+        kwargs.setdefault("help_text", "Opaque: the `nextCursor` of the previous page (empty or absent: the first page).")
         super().__init__(**kwargs)
 
 
 class PageQuerySerializer(serializers.Serializer):
     """`limit` and `cursor` of a list's query string. Subclass it for a list's
-    own filters (or use it as is)."""
+    own filters (or use it as is; combining it with StrictSerializer is fine).
+    Unknown query parameters are a 400, like unknown body fields."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(strict_input(self, data))
+
 
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT,

@@ -11,6 +11,7 @@ import json
 import uuid
 from datetime import UTC, date, datetime
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 MAX_JSON_BYTES = 16 * 1024
@@ -78,11 +79,21 @@ class StrictSerializer(serializers.Serializer):
       strings only: `reason: 123` or an integer `companyId` is a 400 naming
       the field, whatever field class a serializer declares."""
 
+    # Field names of which a body must give exactly one (e.g. companyId or
+    # externalOrgId); the OpenAPI schema says it with a oneOf (config.api.schema).
+    exactly_one_of: tuple[str, ...] = ()
+
+    def validate(self, attrs):
+        if self.exactly_one_of:
+            given = [name for name in self.exactly_one_of if self.fields[name].source in attrs]
+            if len(given) != 1:
+                message = f"Give exactly one of {' and '.join(self.exactly_one_of)}."
+                raise serializers.ValidationError({name: [message] for name in self.exactly_one_of})
+        return attrs
+
     def to_internal_value(self, data):
+        data = strict_input(self, data)
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
             type_errors = {}
             for name, field in self.fields.items():
                 if name in data and not field.read_only and (error := _json_type_errors(field, data[name])):
@@ -90,6 +101,23 @@ class StrictSerializer(serializers.Serializer):
             if type_errors:
                 raise serializers.ValidationError(type_errors)
         return super().to_internal_value(data)
+
+
+
+def strict_input(serializer: serializers.Serializer, data):
+    """`data` with unknown fields refused (a 400 naming them). A query string
+    is read like a JSON body: `?limit=` is an empty value (refused where the
+    schema refuses ""), not an absent one as DRF's HTML-form handling makes it."""
+    if isinstance(data, QueryDict):
+        data = {
+            key: data.getlist(key) if isinstance(serializer.fields.get(key), serializers.ListField) else data[key]
+            for key in data
+        }
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+    return data
 
 
 def _unstorable_text(value) -> str | None:
@@ -151,6 +179,11 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class NonZeroIntegerField(StrictIntegerField):
+    """A StrictIntegerField whose service refuses 0 (a correction by nothing):
+    the rule stays in the service; this class only puts `not: 0` in the schema."""
+
+
 class StrictBooleanField(serializers.BooleanField):
     """true/false as JSON booleans only: "yes", 1 and "false" are 400s."""
 
@@ -191,8 +224,22 @@ class StrictEmailField(_StringOnly, serializers.EmailField):
     pass
 
 
+# What Django's URLValidator accepts, as an OpenAPI `pattern` (a little narrower:
+# http(s) only, 2–4 labels of host name, at most 220 characters of host, no IP
+# literals), so that the schema never allows a URL the server refuses.
+HTTP_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,48}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,20}"
+    r"(?::[0-9]{1,4})?(?:[/?#][!-~]{0,200})?$"
+)
+
+
+class UniqueItemsListField(serializers.ListField):
+    """A list whose items must differ (the OpenAPI schema says `uniqueItems`); the
+    service owns the finer rule (e.g. emails unique ignoring case)."""
+
+
 class StrictURLField(_StringOnly, serializers.URLField):
-    pass
+    schema_pattern = HTTP_URL_PATTERN  # config.api.schema puts it in the OpenAPI schema
 
 
 class StrictUUIDField(_StringOnly, serializers.UUIDField):
@@ -200,10 +247,14 @@ class StrictUUIDField(_StringOnly, serializers.UUIDField):
 
 
 class UTCDateTimeField(serializers.DateTimeField):
-    """ISO 8601 in; ISO 8601 UTC with `Z` out. A time without offset is UTC."""
+    """ISO 8601 in; ISO 8601 UTC with `Z` out. A time without offset is UTC.
+    `example` (a callable, called when the schema is built, e.g. "a minute
+    ago" for a field that must lie in a window around now) is the schema's
+    example of a value the server accepts."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, example=None, **kwargs):
         kwargs.setdefault("default_timezone", UTC)
+        self.schema_example = example
         super().__init__(**kwargs)
 
     def to_representation(self, value):

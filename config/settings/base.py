@@ -186,6 +186,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     # Pending billable usage → Stripe meters (a no-op without STRIPE_API_KEY).
     "billing.deliver_usage": {"task": "billing.deliver_usage", "schedule": 10.0},
+    # Refill requests written by debits → off-session PaymentIntents (also enqueued on commit).
+    "billing.auto_refill": {"task": "billing.auto_refill", "schedule": 30.0},
     # Close usage periods whose boundary has passed (writes period_close snapshots).
     "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
     # Usage-event partitions (PostgreSQL): months ahead created, old months dropped.
@@ -212,6 +214,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 # in the foreground. Every scheduled job has a name here.
 RUN_JOBS: dict[str, str] = {
     "sync_usage_to_stripe": "billing.tasks.deliver_usage",
+    "auto_refill": "billing.tasks.auto_refill",
     "close_periods": "metering.tasks.close_periods",
     "create_partitions": "metering.tasks.create_partitions",
     "prune_events": "metering.tasks.prune_events",
@@ -293,7 +296,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of the app that append to X-Forwarded-For (0: use
     # REMOTE_ADDR, which a client cannot forge); client addresses are what the
@@ -320,11 +323,30 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are validated like any other (the serializer's required
+    # fields are required): no "Patched…" copies with everything optional.
+    "COMPONENT_SPLIT_PATCH": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
         "EventTypeEnum": "notifications.models.EventType.values",
-        "CompanyStatusEnum": "companies.models.CompanyStatus.values",
+        "CompanyStatusEnum": "companies.models.CompanyStatus",
+        "SubscriptionStatusEnum": "billing.models.SubscriptionStatus",
+        "AccessSourceEnum": "entitlements.models.AccessSource",
+        "UsageSourceEnum": "metering.models.UsageSource",
+        "UsageEventTypeEnum": "metering.models.UsageEventType",
+        "StripeDeliveryStatusEnum": "metering.models.StripeDeliveryStatus",
+        "SnapshotTypeEnum": "metering.models.UsageSnapshotType",
+        "SmartLinkStatusEnum": ["already_linked", "linked", "suggestions", "no_match"],
+        "BatchItemStatusEnum": ["ok", "duplicate", "error"],
+        "LinkStatusEnum": ["created", "linked", "already_linked"],
+        "CheckStatusEnum": "config.api.schema.CHECK_STATUSES",
+        "ErrorCodeEnum": "config.errors.ErrorCode",
     },
+    # Response headers, servers (config/api/schema.py); the default hook names the enums.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.postprocess_schema",
+    ],
 }
 
 # --- Logging: one JSON object per line, with the request id ---------------------

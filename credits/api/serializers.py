@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from config.api.pagination import PageQuerySerializer
@@ -23,6 +26,12 @@ from ..services import MAX_TTL_SECONDS
 LEDGER_MAX_LIMIT = 50
 
 
+# Credits moved by one call: a trillion is far beyond any real grant or debit,
+# and keeps every sum of them (balances, lots) inside PostgreSQL's bigint, so a
+# valid call can never fail on an overflow.
+MAX_CREDIT_AMOUNT = 10**12
+
+
 def _text(max_length: int, **kwargs):
     return StrictCharField(max_length=max_length, **kwargs)
 
@@ -30,20 +39,17 @@ def _text(max_length: int, **kwargs):
 class DebitSerializer(PlainInputFastPathMixin, StrictSerializer):
     """The hot path: plain input skips DRF's per-field machinery (same rules)."""
 
+    exactly_one_of = ("companyId", "externalOrgId")
+
     companyId = StrictUUIDField(source="company_id", required=False)
     externalOrgId = _text(200, source="external_org_id", required=False)
-    amount = StrictIntegerField(min_value=1)
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT)
     jobId = _text(255, source="job_id")
     sourceService = _text(100, source="source_service")
     actorUserId = _text(200, source="actor_user_id", required=False)
     metadata = JSONObjectField(required=False)
     idempotencyKey = _text(255, source="idempotency_key", required=False)
 
-    def validate(self, attrs):
-        if ("company_id" in attrs) == ("external_org_id" in attrs):
-            message = "Give exactly one of companyId and externalOrgId."
-            raise serializers.ValidationError({"companyId": [message], "externalOrgId": [message]})
-        return attrs
 
 
 class DebitResultSerializer(serializers.Serializer):
@@ -60,7 +66,7 @@ class RefundSerializer(StrictSerializer):
     refundForJobId = _text(255, source="refund_for_job_id")
     sourceService = _text(100, source="source_service")
     reason = _text(500)
-    amount = StrictIntegerField(min_value=1, required=False)
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT, required=False)
     idempotencyKey = _text(255, source="idempotency_key", required=False)
 
 
@@ -73,10 +79,13 @@ class RefundResultSerializer(serializers.Serializer):
 
 class GrantSerializer(StrictSerializer):
     companyId = StrictUUIDField(source="company_id")
-    amount = StrictIntegerField(min_value=1)
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT)
     reason = _text(500)
     bucket = serializers.ChoiceField(choices=Bucket.values, default=Bucket.PROMOTIONAL)
-    expiresAt = UTCDateTimeField(source="expires_at", required=False, allow_null=True)
+    expiresAt = UTCDateTimeField(
+        source="expires_at", required=False, allow_null=True, help_text="In the future.",
+        example=lambda: timezone.now() + timedelta(days=30),
+    )
 
 
 class GrantResultSerializer(serializers.Serializer):
@@ -175,7 +184,7 @@ class LedgerEntrySerializer(serializers.Serializer):
 class ReservationCreateSerializer(StrictSerializer):
     companyId = StrictUUIDField(source="company_id")
     runId = _text(255, source="run_id")
-    amount = StrictIntegerField(min_value=1)
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT)
     ttlSeconds = StrictIntegerField(source="ttl_seconds", min_value=1, max_value=MAX_TTL_SECONDS)
     minAvailable = StrictIntegerField(source="min_available", min_value=0, required=False)
     chargeOnExpiry = StrictBooleanField(source="charge_on_expiry", required=False, default=False)
@@ -204,7 +213,7 @@ class ReservationSerializer(serializers.Serializer):
 
 class ReservationUsageSerializer(StrictSerializer):
     usageId = _text(255, source="usage_id")
-    amount = StrictIntegerField(min_value=1)
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDIT_AMOUNT)
     metadata = JSONObjectField(required=False)
 
 
@@ -216,7 +225,7 @@ class ReservationUsageResultSerializer(serializers.Serializer):
 
 
 class ReservationSettleSerializer(StrictSerializer):
-    amount = StrictIntegerField(min_value=0, required=False)
+    amount = StrictIntegerField(min_value=0, max_value=MAX_CREDIT_AMOUNT, required=False)
 
 
 class ReservationSettledSerializer(serializers.Serializer):
@@ -231,3 +240,14 @@ class ReservationReleasedSerializer(serializers.Serializer):
     reservationId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=[ReservationStatus.RELEASED])
     released = serializers.IntegerField()
+
+
+class AutoRefillInputSerializer(StrictSerializer):
+    enabled = serializers.BooleanField()
+    threshold = serializers.IntegerField(min_value=0, max_value=10**12)
+    credits = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    amount = serializers.IntegerField(min_value=1, max_value=100_000_000, help_text="Minor units of currency.")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$")
+    monthlySpendLimit = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True)
+    paymentMethodId = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=255)
+    lowBalanceThreshold = serializers.IntegerField(min_value=0, required=False, allow_null=True)

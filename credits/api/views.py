@@ -7,13 +7,15 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from companies.actors import Actor
 from config.api.pagination import page_of, page_response, paginate
-from config.api.schema import error_responses, validated
+from config.api.schema import error_responses, idempotency_key_header, validated
 from config.errors import Forbidden
 
 from .. import selectors, services
 from ..selectors import company_id_resolve
 from .serializers import (
+    AutoRefillInputSerializer,
     DebitResultSerializer,
     DebitSerializer,
     GrantResultSerializer,
@@ -37,9 +39,8 @@ from .serializers import (
 
 REPLAY_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
-_REPLAY_PARAM = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="Same as the body's idempotencyKey (the body wins when both are given).",
+_REPLAY_PARAM = idempotency_key_header(
+    required=False, description="Same as the body's idempotencyKey (the body wins when both are given)."
 )
 
 
@@ -49,7 +50,7 @@ def _actor(request) -> str:
     service = getattr(principal, "service_name", None)
     if service:
         return f"service:{service} ({principal.key_id})"
-    return f"api_key:{principal.product_code} API key ({principal.key_id})"
+    return str(Actor.from_request(request))  # the key's one label (companies.actors)
 
 
 def _signed_service_check(request, source_service: str) -> None:
@@ -131,7 +132,28 @@ class CreditsRefundApi(APIView):
 
 def _wallet_response(request, company_id) -> Response:
     wallet = selectors.wallet_find(product_id=request.auth.product_id, company_id=company_id)
-    return Response(wallet_data(selectors.wallet_summary(wallet=wallet)))
+    data = wallet_data(selectors.wallet_summary(wallet=wallet))
+    data["autoRefill"] = selectors.auto_refill_data(wallet)
+    return Response(data)
+
+
+class AutoRefillApi(APIView):
+    @extend_schema(
+        operation_id="company_credits_auto_refill_set",
+        summary="Set the company's auto-refill (SPEC §7); answers the autoRefill block",
+        request=AutoRefillInputSerializer,
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404)},
+    )
+    def put(self, request, companyId: str):
+        data = validated(AutoRefillInputSerializer, request.data)
+        company_id = company_id_resolve(product_id=request.auth.product_id, company_id=companyId)
+        wallet = services.wallet_get_or_create(company_id=company_id, product_id=request.auth.product_id)
+        services.auto_refill_set(wallet=wallet, actor=_actor(request), settings=services.AutoRefillSettings(
+            enabled=data["enabled"], threshold=data["threshold"], credits=data["credits"], amount=data["amount"],
+            currency=data["currency"], monthly_spend_limit=data.get("monthlySpendLimit"),
+            payment_method_id=data.get("paymentMethodId") or None, low_balance_threshold=data.get("lowBalanceThreshold"),
+        ))
+        return Response(selectors.auto_refill_data(wallet))
 
 
 class CompanyCreditsApi(APIView):

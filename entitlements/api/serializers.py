@@ -8,6 +8,8 @@ from rest_framework import serializers
 from config.api.serializers import (
     JSONObjectField,
     StrictBooleanField,
+    StrictCharField,
+    StrictUUIDField,
     StrictIntegerField,
     StrictSerializer,
     UTCDateTimeField,
@@ -100,7 +102,7 @@ class FeatureAccessPatchSerializer(StrictSerializer):
         child=serializers.ChoiceField(choices=["isEnabled", "quantityLimit", "includedQuantity", "config"]),
         help_text="Fields dropped from the override, so the tier's value shows again.",
     )
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
 
     def validate_source(self, value):
         if value == AccessSource.SUBSCRIPTION:
@@ -132,15 +134,15 @@ class FeatureOverrideSerializer(StrictSerializer):
 
 
 class TierApplySerializer(StrictSerializer):
-    companyId = serializers.UUIDField(source="company_id")
+    companyId = StrictUUIDField(source="company_id")
     features = serializers.DictField(
         child=FeatureOverrideSerializer(), required=False, help_text="Overrides on top of the tier, by feature code."
     )
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
 
 class SubscriptionCreateSerializer(TierApplySerializer):
-    tierCode = serializers.CharField(max_length=64, source="tier_code")
+    tierCode = StrictCharField(max_length=64, source="tier_code")
 
 
 class TierApplyResultSerializer(serializers.Serializer):

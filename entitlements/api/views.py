@@ -14,7 +14,7 @@ from config.api.schema import error_responses, validated
 from companies.selectors import company_get_visible
 
 from .. import selectors, services
-from ..actors import Actor
+from companies.actors import Actor
 from .serializers import (
     SubscriptionCreateSerializer,
     TierApplyResultSerializer,
@@ -43,7 +43,7 @@ class TierListApi(APIView):
 
 
 class TierDetailApi(APIView):
-    @extend_schema(tags=["tiers"], operation_id="tiers_get", responses={200: TierDetailSerializer, **ERRORS})
+    @extend_schema(tags=["tiers"], operation_id="tiers_get", summary="A tier with its base fee, features and Stripe prices", responses={200: TierDetailSerializer, **ERRORS})
     def get(self, request, code):
         tier = selectors.tier_get(product_id=request.auth.product_id, code=code)
         return Response(TierDetailSerializer(tier).data)
@@ -66,7 +66,7 @@ def _apply(request, *, tier_code: str, data: dict) -> Response:
 class TierApplyApi(APIView):
     @extend_schema(
         tags=["tiers"],
-        operation_id="tiers_apply",
+        operation_id="tiers_apply", summary="Apply a tier to a company",
         request=TierApplySerializer,
         responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},
     )
@@ -79,7 +79,7 @@ class TierApplyApi(APIView):
 class SubscriptionCreateApi(APIView):
     @extend_schema(
         tags=["tiers"],
-        operation_id="subscriptions_create",
+        operation_id="subscriptions_create", summary="Apply a tier to a company (alias of POST /tiers/{code}/apply)",
         description="Alias of POST /tiers/{code}/apply with the tier code in the body.",
         request=SubscriptionCreateSerializer,
         responses={200: TierApplyResultSerializer, **error_responses(400, 404, 412, _412="The tier is not active.")},

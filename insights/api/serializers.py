@@ -40,7 +40,9 @@ class UsageStatsQuerySerializer(_RangeQuerySerializer):
         required=False, min_value=1, max_value=STATS_MAX_LIMIT, default=STATS_MAX_LIMIT,
         help_text=f"Rows per page (default and max {STATS_MAX_LIMIT}).",
     )
-    cursor = serializers.CharField(required=False, max_length=1000, help_text="The `nextCursor` of the previous page.")
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="The `nextCursor` of the previous page (empty: the first)."
+    )
 
     def validate(self, attrs):
         if ("company_id" in attrs) == ("external_org_id" in attrs):

@@ -14,7 +14,7 @@ from config.api.pagination import PageQuerySerializer, page_of, page_response, p
 from config.api.schema import error_responses, validated
 from entitlements import selectors as entitlement_selectors
 from entitlements import services as entitlement_services
-from entitlements.actors import Actor
+from companies.actors import Actor
 from config.api.serializers import iso_utc
 from entitlements.api.serializers import (
     INHERIT_FIELDS,
@@ -82,14 +82,14 @@ class CompanyFeatureListApi(APIView):
 
 
 class CompanyFeatureApi(APIView):
-    @extend_schema(tags=TAG, operation_id="company_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="company_feature_check", summary="Check one feature for a company", responses={200: FeatureCheckSerializer, **ERRORS})
     def get(self, request, companyId, featureCode):  # noqa: N803
         check = selectors.feature_check(product_id=request.auth.product_id, company_id=companyId, feature_code=featureCode)
         return _check_response(check)
 
     @extend_schema(
         tags=TAG,
-        operation_id="company_feature_set",
+        operation_id="company_feature_set", summary="Set a company's access to a feature (the override)",
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )
@@ -99,7 +99,7 @@ class CompanyFeatureApi(APIView):
 
 
 class OrgFeatureListApi(APIView):
-    @extend_schema(tags=TAG, operation_id="org_features_list", responses={200: OrgFeatureListSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="org_features_list", summary="Check all features for the company of an external org id", responses={200: OrgFeatureListSerializer, **ERRORS})
     def get(self, request, externalOrgId):  # noqa: N803
         product_id = request.auth.product_id
         company_id = entitlement_selectors.company_id_for_external_org(
@@ -110,7 +110,7 @@ class OrgFeatureListApi(APIView):
 
 
 class OrgFeatureApi(APIView):
-    @extend_schema(tags=TAG, operation_id="org_feature_check", responses={200: FeatureCheckSerializer, **ERRORS})
+    @extend_schema(tags=TAG, operation_id="org_feature_check", summary="Check one feature for the company of an external org id", responses={200: FeatureCheckSerializer, **ERRORS})
     def get(self, request, externalOrgId, featureCode):  # noqa: N803
         product_id = request.auth.product_id
         company_id = entitlement_selectors.company_id_for_external_org(
@@ -123,7 +123,7 @@ class OrgFeatureApi(APIView):
 
     @extend_schema(
         tags=TAG,
-        operation_id="org_feature_set",
+        operation_id="org_feature_set", summary="Set access to a feature by external org id",
         request=FeatureAccessPatchSerializer,
         responses={200: FeatureCheckSerializer, **ERRORS},
     )

@@ -11,7 +11,7 @@ from companies.selectors import company_id_get_visible
 from config.api.envelope import to_application_error
 from config.api.pagination import page_of, page_response, paginate
 from config.api.schema import error_responses
-from entitlements.actors import Actor
+from companies.actors import Actor
 
 from .. import selectors, services
 from ..models import UsageSource
@@ -34,11 +34,6 @@ REPLAY_HEADER = "Idempotent-Replayed"
 _ERRORS = error_responses(400, 404, 409, 412)
 
 
-def _api_key_actor(request) -> Actor:
-    # No lookup of the key's name on the hot path: the key id identifies it.
-    return Actor.for_api_key(key_id=request.auth.key_id, name=f"{request.auth.product_code} API key")
-
-
 def _result_response(result) -> Response:
     response = Response(usage_result_data(result))
     if result.replayed:
@@ -54,7 +49,7 @@ _TRACK_INPUT = UsageTrackSerializer()
 
 class UsageTrackApi(APIView):
     @extend_schema(
-        operation_id="usage_track",
+        operation_id="usage_track", summary="Track usage of a metered feature (exactly once per idempotency key)",
         request=UsageTrackSerializer,
         responses={200: UsageResultSerializer, **_ERRORS},
         description="Add `quantity` to the company's usage of a metered feature. A repeated `idempotencyKey` "
@@ -62,17 +57,24 @@ class UsageTrackApi(APIView):
     )
     def post(self, request):
         validated = _TRACK_INPUT.run_validation(request.data)
-        result = services.usage_track(product_id=request.auth.product_id, actor=_api_key_actor(request), **validated)
+        result = services.usage_track(product_id=request.auth.product_id, actor=Actor.from_request(request), **validated)
         return _result_response(result)
 
 
-def _error_data(error) -> dict:
-    return {"code": error.code, "message": error.message, "httpStatus": error.http_status, "details": error.details}
+def _error_data(error, request) -> dict:
+    """The same error object as the envelope's (SPEC §2), for a batch item."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "httpStatus": error.http_status,
+        "details": error.details,
+        "requestId": getattr(request, "request_id", "") or "-",
+    }
 
 
 class UsageTrackBatchApi(APIView):
     @extend_schema(
-        operation_id="usage_track_batch",
+        operation_id="usage_track_batch", summary="Track up to 1000 usage events, each judged on its own",
         request=UsageTrackBatchSerializer,
         responses={200: UsageTrackBatchResponseSerializer, **error_responses(400)},
         description="Track up to 1000 events; each gets `ok`, `duplicate` or `error` (with the error a single "
@@ -89,12 +91,12 @@ class UsageTrackBatchApi(APIView):
                 validated = _TRACK_INPUT.run_validation(item)
             except drf_serializers.ValidationError as exc:
                 error, _ = to_application_error(drf_serializers.ValidationError(exc.detail))
-                results[index] = {"index": index, "status": "error", "error": _error_data(error)}
+                results[index] = {"index": index, "status": "error", "error": _error_data(error, request)}
             else:
                 requests.append(services.TrackRequest(**validated))
                 positions.append(index)
         outcome = services.usage_track_batch(
-            product_id=request.auth.product_id, requests=requests, actor=_api_key_actor(request)
+            product_id=request.auth.product_id, requests=requests, actor=Actor.from_request(request)
         )
         for item_result in outcome:
             index = positions[item_result.index]
@@ -102,14 +104,14 @@ class UsageTrackBatchApi(APIView):
             if item_result.result is not None:
                 data["result"] = usage_result_data(item_result.result)
             if item_result.error is not None:
-                data["error"] = _error_data(item_result.error)
+                data["error"] = _error_data(item_result.error, request)
             results[index] = data
         return Response({"results": results})
 
 
 class UsageSetApi(APIView):
     @extend_schema(
-        operation_id="usage_set",
+        operation_id="usage_set", summary="Set current-period usage to an absolute value (staff correction)",
         request=UsageSetSerializer,
         responses={200: UsageResultSerializer, **_ERRORS},
         description="Staff correction: set current-period usage to `absoluteValue` (may exceed the limit). "
@@ -129,7 +131,7 @@ class UsageSetApi(APIView):
 
 class UsageAdjustApi(APIView):
     @extend_schema(
-        operation_id="usage_adjust",
+        operation_id="usage_adjust", summary="Correct usage by a delta (staff correction)",
         request=UsageAdjustSerializer,
         responses={200: UsageResultSerializer, **_ERRORS},
         description="Staff correction by a delta (≠ 0, may be negative); usage never goes below 0 (400).",
@@ -159,7 +161,7 @@ def _company_and_feature(request, data) -> tuple:
 
 class UsageHistoryApi(APIView):
     @extend_schema(
-        operation_id="usage_history",
+        operation_id="usage_history", summary="A company's usage events, newest first (list shape)",
         parameters=[UsageHistoryQuerySerializer],
         responses={200: page_of(UsageEventSerializer), **error_responses(400, 404)},
         description="Usage events, newest first (list shape; limit default 50, max 500).",
@@ -181,7 +183,7 @@ class UsageHistoryApi(APIView):
 
 class UsageSnapshotsApi(APIView):
     @extend_schema(
-        operation_id="usage_snapshots",
+        operation_id="usage_snapshots", summary="A company's usage snapshots, newest first (list shape)",
         parameters=[UsageSnapshotQuerySerializer],
         responses={200: page_of(UsageSnapshotSerializer), **error_responses(400, 404)},
         description="Usage snapshots (`set`, `period_close`, …), newest first (list shape).",

@@ -8,7 +8,7 @@ from config.api.pagination import PageQuerySerializer
 from config.api.serializers import StrictBooleanField, StrictCharField, StrictSerializer, StrictUUIDField, UTCDateTimeField
 
 from ..models import DisabledReason, EventType
-from ..targets import MAX_URL_LENGTH
+from ..targets import MAX_URL_LENGTH, TARGET_URL_PATTERN
 
 EVENT_TYPE_HELP = "Event types to receive; empty or omitted means every type."
 
@@ -20,17 +20,21 @@ class _EventTypesField(serializers.ListField):
         )
 
 
+class _TargetUrlField(StrictCharField):
+    schema_pattern = TARGET_URL_PATTERN  # config.api.schema puts it in the OpenAPI schema
+
+
 # --- Endpoints --------------------------------------------------------------------------
 
 
 class EndpointCreateInputSerializer(StrictSerializer):
-    url = StrictCharField(max_length=MAX_URL_LENGTH, help_text="http(s) URL that receives POSTed events.")
+    url = _TargetUrlField(max_length=MAX_URL_LENGTH, help_text="http(s) URL that receives POSTed events.")
     eventTypes = _EventTypesField(required=False, allow_empty=True, help_text=EVENT_TYPE_HELP)
     description = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
 class EndpointUpdateInputSerializer(StrictSerializer):
-    url = StrictCharField(max_length=MAX_URL_LENGTH, required=False)
+    url = _TargetUrlField(max_length=MAX_URL_LENGTH, required=False)
     eventTypes = _EventTypesField(required=False, allow_empty=True, help_text=EVENT_TYPE_HELP)
     enabled = StrictBooleanField(required=False)
     description = StrictCharField(max_length=200, required=False, allow_blank=True)
@@ -78,11 +82,11 @@ class EventSerializer(serializers.Serializer):
     data = serializers.JSONField(read_only=True, help_text="Payload of the event type (docs/notifications.md).")
 
 
-class EndpointListQuerySerializer(StrictSerializer, PageQuerySerializer):
+class EndpointListQuerySerializer(PageQuerySerializer):
     pass
 
 
-class EventListQuerySerializer(StrictSerializer, PageQuerySerializer):
+class EventListQuerySerializer(PageQuerySerializer):
     type = serializers.ChoiceField(choices=EventType.values, required=False)
     after = StrictUUIDField(required=False, help_text="An event id: list the events created after it.")
 

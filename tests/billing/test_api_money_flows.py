@@ -110,7 +110,8 @@ class TestCards:
 
         default = api.post(f"{API}/payment-methods/default",
                            {"companyId": str(company.pk), "paymentMethodId": theirs}, format="json")
-        assert default.status_code == 400 and "paymentMethodId" in default.json()["error"]["details"]["fields"]
+        # SPEC §2: an id in a body that names nothing visible to the key is a 404.
+        assert default.status_code == 404 and default.json()["error"]["details"] == {"field": "paymentMethodId"}
         assert api.delete(f"{API}/payment-methods/{theirs}?companyId={company.pk}").status_code == 404
         assert api.delete(f"{API}/payment-methods/pm_missing?companyId={company.pk}").status_code == 404
         assert fake_stripe.get(theirs)["customer"] is not None
@@ -177,7 +178,8 @@ class TestSubscriptionCreate:
 
     def test_without_a_card(self, api, company, fake_stripe, stripe_catalog):
         response = subscribe(api, company)
-        assert response.status_code == 400 and not Subscription.objects.exists()
+        # Valid input, but the company's billing state is not ready for it: 409 with Stripe's message.
+        assert response.status_code == 409 and not Subscription.objects.exists()
 
     def test_trial_needs_no_card(self, api, company, fake_stripe, stripe_catalog):
         response = subscribe(api, company, trialPeriodDays=14)
@@ -195,10 +197,10 @@ class TestSubscriptionCreate:
 
     def test_unknown_tier_or_card(self, api, company, fake_stripe, stripe_catalog):
         add_card(api, fake_stripe, company)
-        assert subscribe(api, company, tier="gold").status_code == 400
-        assert subscribe(api, company, tier="free").status_code == 400  # no Stripe prices
+        assert subscribe(api, company, tier="gold").status_code == 404
+        assert subscribe(api, company, tier="free").status_code == 409  # no Stripe prices
         response = subscribe(api, company, paymentMethodId="pm_nope")
-        assert response.status_code == 400 and "paymentMethodId" in response.json()["error"]["details"]["fields"]
+        assert response.status_code == 404 and response.json()["error"]["details"] == {"field": "paymentMethodId"}
 
 
 class TestSubscriptionLifecycle:
@@ -220,7 +222,7 @@ class TestSubscriptionLifecycle:
 
     def test_change_errors(self, api, company, fake_stripe, stripe_catalog, subscription):
         url = f"{API}/subscriptions/{subscription['id']}/change"
-        assert api.post(url, {"tierCode": "gold"}, format="json").status_code == 400
+        assert api.post(url, {"tierCode": "gold"}, format="json").status_code == 404
         assert api.post(url, {"tierCode": "enterprise", "prorationBehavior": "later"}, format="json").status_code == 400
         fake_stripe.fail_next(1, status=500, paths="/v1/subscriptions")
         assert api.post(url, {"tierCode": "enterprise"}, format="json").status_code == 503

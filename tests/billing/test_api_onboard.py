@@ -15,6 +15,14 @@ def onboard(api, **body):
     return api.post("/api/v1/onboard", body, format="json")
 
 
+def billing_status(**values) -> dict:
+    """The full billingStatus: yes/no booleans and the fields naming things (SPEC §6)."""
+    return {
+        "claimed": False, "linked": False, "tierApplied": False, "tierCode": None,
+        "subscriptionId": None, "stripeSubscriptionId": None, **values,
+    }
+
+
 def test_creates_company_link_contact_and_applies_the_default_tier(api, product, catalog):
     response = onboard(
         api,
@@ -24,12 +32,12 @@ def test_creates_company_link_contact_and_applies_the_default_tier(api, product,
         contactName="Peter",
     )
 
-    assert response.status_code == 200, response.json()
+    assert response.status_code == 201, response.json()
     body = response.json()
     assert body["linkStatus"] == "created"
     assert body["companyName"] == "Initech GmbH"
     assert body["shortId"]
-    assert body["billingStatus"] == {"tierApplied": "free"}
+    assert body["billingStatus"] == billing_status(tierApplied=True, tierCode="free")
     company = Company.objects.get(pk=body["companyId"])
     assert company.domain == "initech.io"
     assert ProductLink.objects.get(product=product, external_org_id="org_new").company == company
@@ -52,7 +60,7 @@ def test_links_an_existing_company_found_by_domain(api, product, other_product, 
 
     response = onboard(api, externalOrgId="chat_1", hints={"domain": "umbrella.com"}, contactEmail="ada@umbrella.com")
 
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert response.json()["linkStatus"] == "linked"
     assert response.json()["companyId"] == str(existing.pk)
     assert ProductLink.objects.filter(product=product, company=existing, external_org_id="chat_1").exists()
@@ -91,7 +99,7 @@ def test_below_the_threshold_creates_a_new_company(api, other_product, catalog):
 def test_applies_the_given_tier(api, catalog):
     response = onboard(api, externalOrgId="org_t", tierCode="pro")
 
-    assert response.json()["billingStatus"] == {"tierApplied": "pro"}
+    assert response.json()["billingStatus"] == billing_status(tierApplied=True, tierCode="pro")
     company = Company.objects.get(pk=response.json()["companyId"])
     assert access_of(company, catalog.sso).is_enabled
 
@@ -101,11 +109,13 @@ def test_claims_a_checkout_session(api, stripe_catalog, fake_stripe):
 
     response = onboard(api, externalOrgId="org_c", checkoutSessionId=session["id"], hints={"companyName": "Hooli"})
 
-    assert response.status_code == 200, response.json()
+    assert response.status_code == 201, response.json()
     status = response.json()["billingStatus"]
-    assert status["claimed"] is True
-    assert status["tierApplied"] == "pro"
     subscription = Subscription.objects.get(pk=status["subscriptionId"])
+    assert status == billing_status(
+        claimed=True, tierApplied=True, tierCode="pro", subscriptionId=str(subscription.pk),
+        stripeSubscriptionId=subscription.stripe_subscription_id,
+    )
     assert str(subscription.company_id) == response.json()["companyId"]
     assert BillingProfile.objects.get(company=subscription.company).stripe_customer_id == session["customer"]
 
@@ -117,8 +127,10 @@ def test_links_a_subscription(api, stripe_catalog, fake_stripe):
     response = onboard(api, externalOrgId="org_s", stripeSubscriptionId=stripe_subscription["id"])
 
     status = response.json()["billingStatus"]
-    assert status["linked"] is True
-    assert status["tierApplied"] == "enterprise"
+    assert status == billing_status(
+        linked=True, tierApplied=True, tierCode="enterprise", subscriptionId=status["subscriptionId"],
+        stripeSubscriptionId=stripe_subscription["id"],
+    )
     assert Subscription.objects.get(pk=status["subscriptionId"]).stripe_customer_id == customer["id"]
 
 
@@ -127,7 +139,7 @@ def test_stripe_customer_only_creates_the_billing_profile(api, catalog):
 
     company = Company.objects.get(pk=response.json()["companyId"])
     assert company.billing_profiles.get().stripe_customer_id == "cus_123"
-    assert response.json()["billingStatus"] == {"tierApplied": "pro"}
+    assert response.json()["billingStatus"] == billing_status(tierApplied=True, tierCode="pro")
 
 
 def test_second_call_is_already_linked_and_changes_nothing(api, stripe_catalog, fake_stripe):
@@ -142,7 +154,11 @@ def test_second_call_is_already_linked_and_changes_nothing(api, stripe_catalog, 
     assert second.status_code == 200
     assert second.json()["linkStatus"] == "already_linked"
     assert second.json()["companyId"] == first["companyId"]
-    assert second.json()["billingStatus"] == {"claimed": True, "subscriptionId": first["billingStatus"]["subscriptionId"]}
+    # Nothing applied by this call; the fields name what is there.
+    assert second.json()["billingStatus"] == billing_status(
+        claimed=True, tierCode="pro", subscriptionId=first["billingStatus"]["subscriptionId"],
+        stripeSubscriptionId=first["billingStatus"]["stripeSubscriptionId"],
+    )
     assert (Company.objects.count(), Contact.objects.count(), Subscription.objects.count(), ProductLink.objects.count()) == counts
     assert Subscription.objects.get().tier.code == "pro"
     assert fake_stripe.request_count() == requests_before
@@ -162,7 +178,7 @@ def test_checkout_claimed_by_another_company_is_409_and_rolls_back(api, company,
     session = completed_checkout(fake_stripe)
     assert api.post(
         "/api/v1/billing/claim-checkout", {"companyId": str(company.pk), "checkoutSessionId": session["id"]}, format="json"
-    ).status_code == 200
+    ).status_code == 201
 
     response = onboard(api, externalOrgId="org_y", checkoutSessionId=session["id"], hints={"companyName": "Other"})
 
@@ -171,11 +187,11 @@ def test_checkout_claimed_by_another_company_is_409_and_rolls_back(api, company,
     assert Company.objects.count() == 1
 
 
-def test_unknown_tier_is_400_and_creates_nothing(api, catalog):
+def test_unknown_tier_is_404_and_creates_nothing(api, catalog):
     response = onboard(api, externalOrgId="org_z", tierCode="platinum")
 
-    assert response.status_code == 400
-    assert "tierCode" in response.json()["error"]["details"]["fields"]
+    assert response.status_code == 404
+    assert response.json()["error"]["details"] == {"tierCode": "platinum"}
     assert not Company.objects.exists()
 
 

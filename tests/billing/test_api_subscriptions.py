@@ -25,7 +25,7 @@ class TestClaimCheckout:
 
         response = claim(api, company, session["id"])
 
-        assert response.status_code == 200, response.json()
+        assert response.status_code == 201, response.json()
         body = response.json()
         assert body["alreadyClaimed"] is False
         assert body["tierCode"] == "pro"
@@ -56,7 +56,7 @@ class TestClaimCheckout:
 
     def test_session_claimed_by_another_company_is_409(self, api, company, other_company, stripe_catalog, fake_stripe):
         session = completed_checkout(fake_stripe)
-        assert claim(api, company, session["id"]).status_code == 200
+        assert claim(api, company, session["id"]).status_code == 201
 
         response = claim(api, other_company, session["id"])
 
@@ -64,12 +64,13 @@ class TestClaimCheckout:
         assert response.json()["error"]["code"] == "CONFLICT"
         assert Subscription.objects.get().company == company
 
-    def test_unknown_session_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_session_is_404(self, api, company, stripe_catalog, fake_stripe):
+        # SPEC §2: an id in a body that names nothing visible to the key is a 404.
         response = claim(api, company, "cs_test_does_not_exist")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
         assert "Unknown checkout session" in response.json()["error"]["message"]
-        assert "checkoutSessionId" in response.json()["error"]["details"]["fields"]
+        assert response.json()["error"]["details"] == {"field": "checkoutSessionId"}
 
     def test_open_session_is_400_not_complete(self, api, company, stripe_catalog, fake_stripe):
         session = open_checkout(fake_stripe)
@@ -144,7 +145,7 @@ class TestLinkSubscription:
 
         response = link(api, company, subscription["id"], displayName="Acme Enterprise")
 
-        assert response.status_code == 200, response.json()
+        assert response.status_code == 201, response.json()
         assert response.json()["alreadyLinked"] is False
         local = Subscription.objects.get(pk=response.json()["subscriptionId"])
         assert local.tier.code == "enterprise"
@@ -159,14 +160,14 @@ class TestLinkSubscription:
 
         response = link(api, company, subscription["id"], tierCode="pro")
 
-        assert response.status_code == 200
+        assert response.status_code == 201
         assert Subscription.objects.get().tier.code == "pro"
 
     def test_tier_from_subscription_metadata(self, api, company, stripe_catalog, fake_stripe):
         customer = fake_stripe.create_customer()
         subscription = fake_stripe.create_subscription(customer["id"], ["price_other"], metadata={"tier_code": "enterprise"})
 
-        assert link(api, company, subscription["id"]).status_code == 200
+        assert link(api, company, subscription["id"]).status_code == 201
         assert Subscription.objects.get().tier.code == "enterprise"
 
     def test_linking_twice_is_already_linked(self, api, company, stripe_catalog, fake_stripe):
@@ -182,7 +183,7 @@ class TestLinkSubscription:
     def test_subscription_of_another_company_is_409(self, api, company, other_company, stripe_catalog, fake_stripe):
         customer = fake_stripe.create_customer()
         subscription = fake_stripe.create_subscription(customer["id"], ["price_pro_base"])
-        assert link(api, company, subscription["id"]).status_code == 200
+        assert link(api, company, subscription["id"]).status_code == 201
 
         assert link(api, other_company, subscription["id"]).status_code == 409
 
@@ -195,17 +196,17 @@ class TestLinkSubscription:
         assert response.status_code == 400
         assert "stripeCustomerId" in response.json()["error"]["details"]["fields"]
 
-    def test_unknown_subscription_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_subscription_is_404(self, api, company, stripe_catalog, fake_stripe):
         response = link(api, company, "sub_nope")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
         assert "Unknown Stripe subscription" in response.json()["error"]["message"]
 
-    def test_unknown_tier_code_is_400(self, api, company, stripe_catalog, fake_stripe):
+    def test_unknown_tier_code_is_404(self, api, company, stripe_catalog, fake_stripe):
         response = link(api, company, "sub_whatever", tierCode="platinum")
 
-        assert response.status_code == 400
-        assert "tierCode" in response.json()["error"]["details"]["fields"]
+        assert response.status_code == 404
+        assert response.json()["error"]["details"] == {"tierCode": "platinum"}
 
     def test_tier_of_another_product_is_unknown(self, api, other_api, company, other_product, stripe_catalog, fake_stripe):
         from entitlements.models import Tier
@@ -213,7 +214,7 @@ class TestLinkSubscription:
         Tier.objects.create(product=other_product, code="crm-gold", name="Gold")
         response = link(api, company, "sub_whatever", tierCode="crm-gold")
 
-        assert response.status_code == 400
+        assert response.status_code == 404
 
     def test_stripe_unreachable_is_503(self, api, company, stripe_catalog, fake_stripe):
         fake_stripe.fail_next(3, status=503)

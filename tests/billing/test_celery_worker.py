@@ -16,7 +16,7 @@ import pytest
 from celery import Celery
 from django.db import connection
 
-from entitlements.actors import Actor
+from companies.actors import Actor
 from metering.models import UsageEvent
 from tests.billing.conftest import API_KEY, WEBHOOK_SECRET
 

@@ -98,7 +98,7 @@ def test_concurrent_claims_of_one_session_by_two_companies(company, other_compan
     from billing.models import Subscription
     from billing.services.subscriptions import checkout_claim
     from config.errors import Conflict
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.conftest import completed_checkout
 
     session = completed_checkout(fake_stripe)
@@ -123,7 +123,7 @@ def test_concurrent_claims_of_one_session_by_two_companies(company, other_compan
 def test_concurrent_claims_by_the_same_company_claim_once(company, fake_stripe, stripe_catalog):
     from billing.models import Subscription
     from billing.services.subscriptions import checkout_claim
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.conftest import completed_checkout
 
     session = completed_checkout(fake_stripe)
@@ -162,11 +162,11 @@ def test_concurrent_deliveries_of_one_webhook_process_it_once(company, fake_stri
 def test_concurrent_onboarding_of_one_org_creates_one_company(product, catalog):
     from billing.services.onboarding import onboard
     from companies.models import Company, ProductLink
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     def call():
         return onboard(
-            product_id=product.pk, external_org_id="org_race", hints={"companyName": "Race Inc"},
+            product_id=product.pk, external_org_id="org_race", hints={"company_name": "Race Inc"},
             contact_email="a@race.io", actor=Actor.system("t"),
         )
 
@@ -186,7 +186,7 @@ def test_concurrent_subscribe_calls(api, company, fake_stripe, stripe_catalog, s
     with four keys there are four (the product asked four times)."""
     from billing.models import Subscription
     from billing.services.subscription_lifecycle import subscription_create
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.billing.test_api_money_flows import add_card
 
     add_card(api, fake_stripe, company)
@@ -215,7 +215,7 @@ def test_concurrent_subscribe_calls(api, company, fake_stripe, stripe_catalog, s
 def test_concurrent_customer_creation_makes_one_customer(company, product, fake_stripe):
     from billing.models import BillingProfile
     from billing.services.customers import stripe_customer_ensure
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     barrier = threading.Barrier(4)
     results = [None] * 4

@@ -59,7 +59,7 @@ def test_large_claims_are_still_sent_100_at_a_time(billed_company, fake_stripe, 
 
 def test_sends_billable_deltas_including_negative_corrections(api, billed_company, fake_stripe, stripe_catalog):
     from billing.services.subscriptions import company_access_sync
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     # Free tier: 100 included, limit 100 → raise the limit to bill overage.
     company_access_sync(company=billed_company, product_id=stripe_catalog.product.pk, actor=Actor.system("test"), reason="t")

@@ -115,7 +115,8 @@ class TestBuy:
         assert buy(api, company, currency="euro").status_code == 400
         no_key = api.post(URL, {"companyId": str(company.pk), "credits": 1, "amount": 1, "currency": "eur"}, format="json")
         assert no_key.status_code == 400
-        assert buy(api, company, paymentMethodId="pm_unknown").status_code == 400
+        # SPEC §2: an id that names nothing visible to the key is a 404.
+        assert buy(api, company, paymentMethodId="pm_unknown").status_code == 404
         assert not CreditPurchase.objects.exists()
 
     def test_stripe_down_is_503_and_nothing_is_stored(self, api, company, fake_stripe, carded):

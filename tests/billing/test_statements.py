@@ -101,10 +101,11 @@ class TestSend:
         assert message.to == ["cfo@acme.com"]
         assert message.attachments[0][0].endswith(".csv") and "text/html" in message.alternatives[0][1]
 
-    def test_no_contact_and_no_email_is_400(self, api, company, billed):
+    def test_no_contact_and_no_email_is_409(self, api, company, billed):
+        # Valid input; the company has nobody to send it to yet (its state, not the call).
         response = api.post(f"{URL}/send", {"companyId": str(company.pk), "from": today().isoformat(),
                                             "to": today().isoformat()}, format="json")
-        assert response.status_code == 400 and not mail.outbox
+        assert response.status_code == 409 and not mail.outbox
 
     def test_admin_action_is_billing_admin_only(self, company, product, billed):
         form = {"product": str(product.pk), "date_from": today().isoformat(), "date_to": today().isoformat(),

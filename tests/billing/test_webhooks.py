@@ -36,7 +36,7 @@ def claim(api, company, session_id):
         {"companyId": str(company.pk), "checkoutSessionId": session_id},
         format="json",
     )
-    assert response.status_code == 200, response.json()
+    assert response.status_code == 201, response.json()
     return Subscription.objects.get(pk=response.json()["subscriptionId"])
 
 

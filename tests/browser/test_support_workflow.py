@@ -59,7 +59,7 @@ def browser_page(monkeypatch):
 @pytest.fixture
 def support_world(transactional_db):
     from companies.models import Product
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from entitlements.models import Tier
     from entitlements.services import tier_apply
     from tests.entitlements.roles import staff_user

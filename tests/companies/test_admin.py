@@ -317,7 +317,7 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client, product, django_
 def test_company_list_filters_by_tier_and_subscription_status(admin_client, product):
     from billing.models import Subscription
     from entitlements.services import tier_apply
-    from entitlements.actors import Actor
+    from companies.actors import Actor
     from tests.factories.entitlements import FeatureFactory, TierFactory, TierFeatureFactory
 
     pro = TierFactory(product=product, code="pro")

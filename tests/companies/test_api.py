@@ -181,7 +181,7 @@ class TestSmartLinkApi:
             {"externalOrgId": "org_1", "hints": {"companyName": "Acme", "domain": "acme.com",
                                                  "emails": ["john@acme.com"]}, "minConfidence": 0.7},
         )
-        assert response.status_code == 200
+        assert response.status_code == 201
         assert response.json() == {
             "status": "linked",
             "companyId": str(company.pk),
@@ -291,7 +291,7 @@ class TestContactsBulkUpsert:
                 {"email": "cto@acme.com", "name": "Bob", "role": "CTO"},
             ],
         })
-        assert response.status_code == 200, response.content
+        assert response.status_code == 201, response.content
         body = response.json()
         assert (body["created"], body["updated"]) == (1, 1)
         assert [(c["email"], c["isNew"]) for c in body["contacts"]] == [("ceo@acme.com", False), ("cto@acme.com", True)]
@@ -324,7 +324,7 @@ class TestContactsBulkUpsert:
     def test_1000_is_fine(self, api, linked_company):
         contacts = [{"email": f"p{i}@acme.com"} for i in range(1000)]
         response = _post(api, "contacts/bulk-upsert", {"companyId": str(linked_company.pk), "contacts": contacts})
-        assert response.status_code == 200 and response.json()["created"] == 1000
+        assert response.status_code == 201 and response.json()["created"] == 1000
 
     def test_unknown_company_and_wrong_types(self, api, linked_company):
         _error(_post(api, "contacts/bulk-upsert", {"companyId": str(uuid.uuid4()), "contacts": []}), 404, "NOT_FOUND")

@@ -53,7 +53,7 @@ def other_company(other_product):
 
 @pytest.fixture
 def staff_actor():
-    from entitlements.actors import Actor
+    from companies.actors import Actor
 
     return Actor.system("tests")
 

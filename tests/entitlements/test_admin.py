@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from entitlements.models import FeatureAccess, Tier
 from entitlements.services import tier_apply
-from entitlements.actors import Actor
+from companies.actors import Actor
 from tests.entitlements.admin_helpers import form_data
 from tests.entitlements.roles import staff_user
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from companies.models import ProductLink
 from entitlements import cache as check_cache
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.cache import invalidate_company_checks, invalidate_feature_check
 from entitlements.models import Feature, FeatureAccess
 from entitlements.selectors import feature_access_check

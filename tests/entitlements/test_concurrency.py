@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import close_old_connections, connection
 
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import FeatureAccess
 from entitlements.services import feature_access_set, tier_apply
 

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from config.errors import BadRequest, NotFound, PreconditionFailed
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.models import AccessSource, FeatureAccess
 from entitlements.selectors import feature_access_check
 from entitlements.services import feature_access_set, tier_apply, tier_apply_default

@@ -336,7 +336,7 @@ class TestHistoryAndSnapshots:
         assert events[1]["idempotencyKey"] == "first"
 
         only_adjustments = api.get(
-            "/api/v1/usage/history", {"externalOrgId": "org_acme", "eventType": "adjustment"}
+            "/api/v1/usage/history", {"companyId": str(company.id), "eventType": "adjustment"}
         ).json()["data"]
         assert len(only_adjustments) == 1
         assert len(api.get("/api/v1/usage/history", {"companyId": str(company.id), "limit": 2}).json()["data"]) == 2
@@ -453,6 +453,18 @@ def test_event_rows_take_every_column_the_row_leaves_out_from_the_model(api, com
     assert (event.stripe_delivery_error, event.stripe_delivery_attempts, event.adjustment_reason) == ("", 0, "")
     assert event.delivered_at is None and event.stripe_next_attempt_at is None and event.adjusts_event_id is None
     assert event.metadata == {} and event.stripe_event_identifier == str(event.id)
+
+
+def test_one_api_key_has_one_actor_label_on_tracks_and_corrections(api, company, access):
+    """Issue 9 item 7: a key is labelled by its name everywhere (tracks used to
+    say "<product> API key" while set/adjust said the key's name)."""
+    assert post(api, "track", track_body(company, quantity=2)).status_code == 200
+    assert post(api, "set", track_body(company, absoluteValue=5, reason="fix")).status_code == 200
+    assert post(api, "adjust", track_body(company, delta=-1, reason="fix")).status_code == 200
+    batch = post(api, "track-batch", {"events": [track_body(company)]})
+    assert batch.json()["results"][0]["status"] == "ok"
+    labels = set(UsageEvent.objects.values_list("actor_kind", "actor_label"))
+    assert labels == {("api_key", "tests")}
 
 
 def test_plain_track_items_take_the_fast_path():

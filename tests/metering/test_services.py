@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.errors import BadRequest, Conflict, NotFound, PreconditionFailed
-from entitlements.actors import Actor
+from companies.actors import Actor
 from entitlements.cache import access_key
 from metering.selectors import current_usage_read as current_usage
 from metering.models import AppendOnlyError, UsageEvent, UsageMeter, UsageSnapshot

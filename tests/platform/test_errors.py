@@ -49,5 +49,6 @@ def test_domain_errors_are_inside_the_hierarchy_with_a_reason():
 def test_a_reason_given_at_raise_time_wins_and_details_are_not_shared():
     first = BadRequest("x", reason=CompaniesErrorCode.INVALID_DOMAIN)
     second = BadRequest("y")
-    assert first.details == {"reason": "invalid_domain"}
-    assert second.details == {} and second.reason is None
+    # Every 400 names what was wrong: input not about one field under nonFieldErrors.
+    assert first.details == {"reason": "invalid_domain", "fields": {"nonFieldErrors": ["x"]}}
+    assert second.details == {"fields": {"nonFieldErrors": ["y"]}} and second.reason is None
