@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The port `make demo` / `make run` serve on: `PORT=8001 make demo` or `make demo PORT=8001`.
 PORT ?= 8000
 
-.PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits migrate run clean
+.PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits bench-webhooks migrate run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py all
 
-bench-check bench-track bench-delivery bench-notifications bench-credits: $(STAMP)
+bench-check bench-track bench-delivery bench-notifications bench-credits bench-webhooks: $(STAMP)
 	$(PY) bench/run.py $(subst bench-,,$@)
 
 clean:

@@ -31,3 +31,11 @@ def reconcile_meters() -> dict:
     """Compare yesterday's delivered usage with Stripe's meter summaries."""
     result = meters_reconcile()
     return {"checked": result.checked, "drifting": result.drifting, "resolved": result.resolved, "errors": result.errors}
+
+
+@shared_task(name="billing.auto_refill", acks_late=True, ignore_result=True)
+def auto_refill(limit: int = 20) -> dict:
+    """Turn pending refill requests into off-session PaymentIntents (SPEC §7)."""
+    from billing.services.refills import auto_refill_run
+
+    return auto_refill_run(limit=limit)

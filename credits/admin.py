@@ -22,7 +22,7 @@ from companies.models import Company, Product, ProductLink
 from config.errors import ApplicationError
 
 from . import selectors, services
-from .models import Bucket, CreditLot, LedgerEntry, Reservation, Wallet, WalletEvent
+from .models import AutoRefill, Bucket, CreditLot, LedgerEntry, RefillRequest, Reservation, Wallet, WalletEvent
 
 GRANT_PERMISSION = "credits.grant_credits"
 FREEZE_PERMISSION = "credits.freeze_wallet"
@@ -357,6 +357,29 @@ admin_extensions.register_company_action(credits_unfreeze_action, permission=FRE
 admin_extensions.register_company_panel(company_credits_panel)
 
 
+
+
+@admin.register(RefillRequest)
+class RefillRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Auto-refill attempts (SPEC §7): failures with Stripe's code and message."""
+
+    list_display = ("created_at", "wallet", "status", "credits", "amount", "currency", "payment_intent_id",
+                    "error_code", "error_message", "attempts")
+    list_filter = ("status",)
+    search_fields = ("wallet__company__name", "payment_intent_id", "error_code")
+    list_select_related = ("wallet__company", "wallet__product")
+    show_full_result_count = False
+
+
+@admin.register(AutoRefill)
+class AutoRefillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Auto-refill settings per wallet (set by the product: PUT …/credits/auto-refill), with the last failure."""
+
+    list_display = ("wallet", "enabled", "threshold", "credits", "amount", "currency", "monthly_spend_limit",
+                    "last_failure_at", "last_failure_code", "last_failure_message")
+    list_filter = ("enabled",)
+    search_fields = ("wallet__company__name",)
+    list_select_related = ("wallet__company", "wallet__product")
 
 
 def company_wallet_summary(request, company: Company) -> list[dict]:

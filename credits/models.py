@@ -59,6 +59,9 @@ class Wallet(models.Model):
     low_balance_threshold = models.BigIntegerField(
         null=True, blank=True, help_text="credits.low_balance fires each time the balance falls below this."
     )
+    # The auto-refill trigger, kept on the row every debit already locks
+    # (null: auto-refill off); the rest of the settings are in AutoRefill.
+    auto_refill_threshold = models.BigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -351,3 +354,65 @@ class WalletEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class AutoRefill(models.Model):
+    """A wallet's auto-refill settings (SPEC §7). `enabled` and `threshold`
+    are mirrored on the wallet (`auto_refill_threshold`) for the debit's hot path."""
+
+    wallet = models.OneToOneField(Wallet, on_delete=models.PROTECT, primary_key=True, related_name="auto_refill")
+    enabled = models.BooleanField(default=False)
+    threshold = models.BigIntegerField()
+    credits = models.BigIntegerField()
+    amount = models.BigIntegerField(help_text="Price of the refill in minor units of `currency`.")
+    currency = models.CharField(max_length=3)
+    monthly_spend_limit = models.BigIntegerField(null=True, blank=True, help_text="Money per calendar month (UTC).")
+    payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure_code = models.CharField(max_length=100, blank=True, default="")
+    last_failure_message = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold__gte=0) & Q(credits__gt=0) & Q(amount__gt=0),
+                                   name="auto_refill_positive"),
+        ]
+
+
+class RefillStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+REFILL_IN_FLIGHT = [RefillStatus.PENDING, RefillStatus.PROCESSING]
+
+
+class RefillRequest(models.Model):
+    """A refill to make: written in the transaction of the debit that left the
+    balance under the threshold; at most one in flight per wallet (the partial
+    unique index). Billing's `auto_refill` job turns it into one PaymentIntent."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="refill_requests")
+    status = models.CharField(max_length=16, choices=RefillStatus.choices, default=RefillStatus.PENDING)
+    balance_at_request = models.BigIntegerField()
+    credits = models.BigIntegerField(null=True, blank=True)
+    amount = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    error_code = models.CharField(max_length=100, blank=True, default="")
+    error_message = models.CharField(max_length=500, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["wallet"], condition=Q(status__in=REFILL_IN_FLIGHT),
+                                    name="refill_one_in_flight_per_wallet"),
+        ]

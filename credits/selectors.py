@@ -137,3 +137,25 @@ def ledger_entries(*, wallet: Wallet | None, kind: str | None = None) -> QuerySe
     if kind:
         entries = entries.filter(kind=kind)
     return entries.order_by("-created_at", "-id")
+
+
+def auto_refill_data(wallet: Wallet | None) -> dict | None:
+    """The `autoRefill` block of SPEC §7's balance answer (None when never set)."""
+    from .models import AutoRefill, RefillRequest, RefillStatus
+    from .services.refills import refill_spent_this_month
+
+    if wallet is None:
+        return None
+    settings = AutoRefill.objects.filter(wallet=wallet).first()
+    if settings is None:
+        return None
+    in_flight = RefillRequest.objects.filter(
+        wallet=wallet, status__in=[RefillStatus.PENDING, RefillStatus.PROCESSING]).exists()
+    return {
+        "enabled": settings.enabled, "threshold": settings.threshold, "credits": settings.credits,
+        "amount": settings.amount, "currency": settings.currency, "monthlySpendLimit": settings.monthly_spend_limit,
+        "spentThisMonth": refill_spent_this_month(wallet_id=wallet.pk),
+        "paymentMethodId": settings.payment_method_id or None, "inFlight": in_flight,
+        "lastFailure": {"at": settings.last_failure_at.isoformat().replace("+00:00", "Z"), "code": settings.last_failure_code,
+                        "message": settings.last_failure_message} if settings.last_failure_at else None,
+    }

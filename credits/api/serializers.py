@@ -240,3 +240,14 @@ class ReservationReleasedSerializer(serializers.Serializer):
     reservationId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=[ReservationStatus.RELEASED])
     released = serializers.IntegerField()
+
+
+class AutoRefillInputSerializer(StrictSerializer):
+    enabled = serializers.BooleanField()
+    threshold = serializers.IntegerField(min_value=0, max_value=10**12)
+    credits = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    amount = serializers.IntegerField(min_value=1, max_value=100_000_000, help_text="Minor units of currency.")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$")
+    monthlySpendLimit = serializers.IntegerField(min_value=1, max_value=10**12, required=False, allow_null=True)
+    paymentMethodId = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=255)
+    lowBalanceThreshold = serializers.IntegerField(min_value=0, required=False, allow_null=True)

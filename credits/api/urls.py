@@ -25,5 +25,6 @@ urlpatterns = [
         name="credits-reservation-release",
     ),
     path("companies/<str:companyId>/credits", views.CompanyCreditsApi.as_view(), name="company-credits"),
+    path("companies/<str:companyId>/credits/auto-refill", views.AutoRefillApi.as_view(), name="company-credits-auto-refill"),
     path("orgs/<str:externalOrgId>/credits", views.OrgCreditsApi.as_view(), name="org-credits"),
 ]

@@ -15,6 +15,7 @@ from config.errors import Forbidden
 from .. import selectors, services
 from ..selectors import company_id_resolve
 from .serializers import (
+    AutoRefillInputSerializer,
     DebitResultSerializer,
     DebitSerializer,
     GrantResultSerializer,
@@ -131,7 +132,28 @@ class CreditsRefundApi(APIView):
 
 def _wallet_response(request, company_id) -> Response:
     wallet = selectors.wallet_find(product_id=request.auth.product_id, company_id=company_id)
-    return Response(wallet_data(selectors.wallet_summary(wallet=wallet)))
+    data = wallet_data(selectors.wallet_summary(wallet=wallet))
+    data["autoRefill"] = selectors.auto_refill_data(wallet)
+    return Response(data)
+
+
+class AutoRefillApi(APIView):
+    @extend_schema(
+        operation_id="company_credits_auto_refill_set",
+        summary="Set the company's auto-refill (SPEC §7); answers the autoRefill block",
+        request=AutoRefillInputSerializer,
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404)},
+    )
+    def put(self, request, companyId: str):
+        data = validated(AutoRefillInputSerializer, request.data)
+        company_id = company_id_resolve(product_id=request.auth.product_id, company_id=companyId)
+        wallet = services.wallet_get_or_create(company_id=company_id, product_id=request.auth.product_id)
+        services.auto_refill_set(wallet=wallet, actor=_actor(request), settings=services.AutoRefillSettings(
+            enabled=data["enabled"], threshold=data["threshold"], credits=data["credits"], amount=data["amount"],
+            currency=data["currency"], monthly_spend_limit=data.get("monthlySpendLimit"),
+            payment_method_id=data.get("paymentMethodId") or None, low_balance_threshold=data.get("lowBalanceThreshold"),
+        ))
+        return Response(selectors.auto_refill_data(wallet))
 
 
 class CompanyCreditsApi(APIView):

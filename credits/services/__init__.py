@@ -1,6 +1,7 @@
 from .debits import DebitResult, RefundResult, credits_debit, credits_refund, debit_locked
 from .cycles import credits_cycle_grant
 from .expiry import credit_lots_expire
+from .refills import AutoRefillSettings, auto_refill_set
 from .purchases import (
     PurchaseLanded,
     credits_purchase_land,
@@ -31,7 +32,9 @@ from .wallets import (
 
 __all__ = [
     "MAX_TTL_SECONDS",
+    "AutoRefillSettings",
     "DebitResult",
+    "auto_refill_set",
     "GrantResult",
     "UsageCreditBudget",
     "RefundResult",

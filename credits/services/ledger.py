@@ -231,6 +231,10 @@ def entry_apply(
         entry.save(force_insert=True)
     if wallet.total < before:
         balance_fell(wallet, before=before, after=wallet.total, entry=entry)
+        if wallet.auto_refill_threshold is not None:
+            from .refills import refill_check  # the refill rule's home; imported late (it imports wallets)
+
+            refill_check(wallet)
     return entry
 
 

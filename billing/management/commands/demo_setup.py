@@ -134,11 +134,12 @@ class Command(BaseCommand):
         tiers_applied = self._apply_tiers(product)
         events = self._track_usage(product)
         movements = self._credit_history(product)
+        billed = self._billing_history(product)
         self._support_cases(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
-            f"{events} new usage events, {movements} new credit movements; product 'crm' (same customer pool) "
+            f"{events} new usage events, {movements} new credit movements, {billed}; product 'crm' (same customer pool) "
             f"shares {shared} of the companies."
         )
         if not options["no_credentials"]:
@@ -270,6 +271,56 @@ class Command(BaseCommand):
             results = usage_track_batch(product_id=product.pk, requests=requests[start : start + 1000], actor=actor)
             ok += sum(result.status == "ok" for result in results)
         return ok
+
+    def _billing_history(self, product: Product) -> str:
+        """What Stripe's webhooks would have mirrored for the first paying
+        company (no Stripe in the demo): its customer, the pro prices, two
+        paid monthly invoices and a credit purchase — so that invoices show on
+        its page and a statement (*Send statement…*, GET /billing/statement)
+        has base fees, priced usage and a purchase. Idempotent by Stripe ids."""
+        from billing.models import BillingProfile, CreditPurchase, Invoice, Price, PurchaseStatus
+        from credits.services import credits_purchase_land
+
+        link = next((link for link in self._demo_links(product) if self._mrr_by_company(product).get(link.company_id)), None)
+        tier = Tier.objects.filter(product=product, code="pro").first()
+        if link is None or tier is None:
+            return "no billing history"
+        company, now = link.company, timezone.now()
+        customer = f"cus_demo_{company.short_id}"[:60]
+        BillingProfile.objects.get_or_create(company=company, product=product, defaults={"stripe_customer_id": customer})
+        Price.objects.update_or_create(stripe_price_id=tier.base_fee_stripe_price_id, defaults={
+            "stripe_product_id": "prod_demo_chat", "product_name": "Chat App Pro", "unit_amount": tier.base_fee_unit_amount,
+            "currency": tier.base_fee_currency, "interval": "month", "interval_count": 1, "usage_type": "licensed"})
+        Price.objects.update_or_create(stripe_price_id="price_chat_ai_credit", defaults={
+            "stripe_product_id": "prod_demo_chat", "product_name": "AI credits", "unit_amount": 2,
+            "currency": tier.base_fee_currency, "interval": "month", "interval_count": 1, "usage_type": "metered"})
+        this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        last_month = (this_month - timedelta(days=1)).replace(day=1)
+        next_month = (this_month + timedelta(days=32)).replace(day=1)
+        for number, (start, end) in enumerate([(last_month, this_month), (this_month, next_month)], start=1):
+            stripe_id = f"in_demo_{company.short_id}_{start:%Y%m}"[:60]
+            line = {"description": f"1 × {tier.name} (at {tier.base_fee_unit_amount / 100:.2f} / month)", "quantity": 1,
+                    "unitAmount": tier.base_fee_unit_amount, "amount": tier.base_fee_unit_amount,
+                    "priceId": tier.base_fee_stripe_price_id, "periodStart": start.isoformat().replace("+00:00", "Z"),
+                    "periodEnd": end.isoformat().replace("+00:00", "Z"), "proration": False}
+            Invoice.objects.update_or_create(stripe_invoice_id=stripe_id, defaults={
+                "company": company, "product": product, "stripe_customer_id": customer, "number": f"DEMO-{number:04d}",
+                "status": "paid", "billing_reason": "subscription_cycle" if number > 1 else "subscription_create",
+                "currency": tier.base_fee_currency, "subtotal": tier.base_fee_unit_amount, "total": tier.base_fee_unit_amount,
+                "amount_paid": tier.base_fee_unit_amount, "amount_due": tier.base_fee_unit_amount, "period_start": start,
+                "period_end": end, "lines": [line], "paid_at": start, "stripe_created_at": start,
+                "hosted_invoice_url": f"https://invoice.stripe.com/i/demo/{stripe_id}",
+                "invoice_pdf": f"https://pay.stripe.com/invoice/demo/{stripe_id}/pdf"})
+        intent = f"pi_demo_{company.short_id}"[:60]
+        purchase, _ = CreditPurchase.objects.get_or_create(stripe_payment_intent_id=intent, defaults={
+            "company": company, "product": product, "credits": 1000, "amount": 900, "currency": tier.base_fee_currency,
+            "status": PurchaseStatus.SUCCEEDED, "succeeded_at": now, "actor": "demo_setup"})
+        landed = credits_purchase_land(company_id=company.pk, product_id=product.pk, credits=purchase.credits,
+                                       payment_intent_id=intent, actor="demo_setup",
+                                       description="1000 credits purchased (9.00 EUR)")
+        if purchase.ledger_entry_id != landed.entry.pk:
+            CreditPurchase.objects.filter(pk=purchase.pk).update(ledger_entry_id=landed.entry.pk)
+        return f"2 invoices and a credit purchase for {company.name}"
 
     def _credit_history(self, product: Product) -> int:
         """A month of wallet history for the paying companies: welcome and
