@@ -24,7 +24,7 @@ from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services
 from .charts import daily_usage_svg
-from .models import UsageEvent, UsageMeter, UsageSnapshot, UsageSource
+from .models import UsageEvent, UsageEventPartitionDrop, UsageMeter, UsageSnapshot, UsageSource
 from .rules import check_quantity
 
 ADJUST_PERMISSION = "metering.adjust_usage"
@@ -227,6 +227,14 @@ def company_usage_panel(request, company: Company) -> str:
 
 
 # --- Adjust usage… action ---------------------------------------------------------------
+
+
+@admin.register(UsageEventPartitionDrop)
+class UsageEventPartitionDropAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """Months of raw usage events dropped by retention (docs/scaling.md)."""
+
+    list_display = ("partition", "range_start", "range_end", "events", "dropped_at")
+    ordering = ("-range_start",)
 
 
 class FeatureChoiceField(forms.ModelChoiceField):

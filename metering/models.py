@@ -140,8 +140,18 @@ class UsageEvent(models.Model):
     actor_id = models.CharField(max_length=64, blank=True, default="")
     actor_label = models.CharField(max_length=200, blank=True, default="")
     adjustment_reason = models.TextField(blank=True, default="")
+    # No database FK into the event table (db_constraint=False): on PostgreSQL it
+    # is partitioned by event_time and its primary key is (id, event_time), so
+    # `id` alone has no unique index a foreign key could reference
+    # (docs/scaling.md). The services only ever point at events they just read.
     adjusts_event = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments", db_index=False
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adjustments",
+        db_index=False,
+        db_constraint=False,
     )
     metadata = models.JSONField(default=dict, blank=True)
 
@@ -222,8 +232,10 @@ class UsageSnapshot(models.Model):
     snapshot_type = models.CharField(max_length=16, choices=UsageSnapshotType.choices)
     reason = models.TextField(blank=True, default="")
     created_by = models.CharField(max_length=200, blank=True, default="")
+    # No database FK (the event table is partitioned, see UsageEvent.adjusts_event);
+    # after retention drops the event's month this id may point at nothing.
     trigger_event = models.ForeignKey(
-        UsageEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots"
+        UsageEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots", db_constraint=False
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -324,3 +336,49 @@ class UsageDailyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.company_id} · {self.feature_id} · {self.day}"
+
+
+class UsageEventKey(models.Model):
+    """Exactly once on PostgreSQL, where usage events are partitioned by month:
+    a unique index on a partitioned table must contain the partition key
+    (event_time), which would make (product, idempotency key) unique only per
+    event time. This small unpartitioned table holds one row per keyed event,
+    written by a trigger on the event table in the INSERT's own statement, so a
+    second event with the same (product, key) fails the insert with the same
+    IntegrityError the unique index gives on SQLite (docs/scaling.md).
+    Unused on SQLite. Rows of dropped partitions go with them (retention)."""
+
+    id = models.BigAutoField(primary_key=True)
+    product_id = models.UUIDField()
+    idempotency_key = models.CharField(max_length=255)
+    event_id = models.UUIDField()
+    event_time = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "usage event idempotency key"
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key", "product_id"], name="usage_event_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} ({self.product_id})"
+
+
+class UsageEventPartitionDrop(models.Model):
+    """One month of raw usage events dropped by retention (`prune_events`):
+    the audit trail, and where `events_retained_from` reads the horizon below
+    which rollups must not be rebuilt from events."""
+
+    id = models.BigAutoField(primary_key=True)
+    partition = models.CharField(max_length=63, unique=True)
+    range_start = models.DateTimeField()
+    range_end = models.DateTimeField()
+    events = models.BigIntegerField(default=0)
+    dropped_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-range_start"]
+        verbose_name = "dropped usage event partition"
+
+    def __str__(self) -> str:
+        return f"{self.partition} ({self.range_start:%Y-%m})"

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import meters_close_due
+from .services import meters_close_due, partitions_ensure, partitions_prune
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +29,34 @@ def close_periods() -> int:
     if closed:
         logger.info("usage periods closed", extra={"closed": closed})
     return closed
+
+
+@shared_task(
+    name="metering.create_partitions",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def create_partitions() -> list[str]:
+    """Usage-event partitions of the coming months (PostgreSQL; no-op on SQLite)."""
+    created = partitions_ensure()
+    if created:
+        logger.info("usage event partitions created", extra={"partitions": created})
+    return created
+
+
+@shared_task(
+    name="metering.prune_events",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def prune_events() -> list[str]:
+    """Drop months of raw usage events past USAGE_EVENT_RETENTION_MONTHS, each
+    only once nothing depends on its rows (metering.services.partitions)."""
+    result = partitions_prune()
+    if result.dropped or result.kept:
+        logger.info("usage event partitions pruned", extra={"dropped": result.dropped, "kept": result.kept})
+    return result.dropped

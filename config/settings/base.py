@@ -190,6 +190,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing.auto_refill": {"task": "billing.auto_refill", "schedule": 30.0},
     # Close usage periods whose boundary has passed (writes period_close snapshots).
     "metering.close_periods": {"task": "metering.close_periods", "schedule": 60.0},
+    # Usage-event partitions (PostgreSQL): months ahead created, old months dropped.
+    "metering.create_partitions": {"task": "metering.create_partitions", "schedule": crontab(hour=1, minute=5)},
+    "metering.prune_events": {"task": "metering.prune_events", "schedule": crontab(hour=4, minute=10)},
     # Yesterday's delivered totals against Stripe's meter event summaries.
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
@@ -213,6 +216,8 @@ RUN_JOBS: dict[str, str] = {
     "sync_usage_to_stripe": "billing.tasks.deliver_usage",
     "auto_refill": "billing.tasks.auto_refill",
     "close_periods": "metering.tasks.close_periods",
+    "create_partitions": "metering.tasks.create_partitions",
+    "prune_events": "metering.tasks.prune_events",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
     "prune_notifications": "notifications.tasks.prune_events",
@@ -222,6 +227,13 @@ RUN_JOBS: dict[str, str] = {
     "update_lifecycle": "insights.tasks.update_lifecycle",
     "snapshot_revenue": "insights.tasks.snapshot_revenue",
 }
+
+# --- Usage-event partitions and retention (SPEC §10, docs/scaling.md) ----------
+# Monthly partitions created ahead of the current month by `create_partitions`.
+USAGE_EVENT_PARTITIONS_AHEAD = env.int("USAGE_EVENT_PARTITIONS_AHEAD", default=3)
+# Whole months of raw usage events kept before `prune_events` may drop them
+# (0 = keep forever; otherwise at least 2, for 35-day backdating).
+USAGE_EVENT_RETENTION_MONTHS = env.int("USAGE_EVENT_RETENTION_MONTHS", default=0)
 
 # --- Notifications (SPEC §11) ---------------------------------------------------
 # Development defaults: any http(s) URL, local receivers included. Production

@@ -5,6 +5,7 @@ from .billing_periods import billing_periods_set
 from .corrections import usage_adjust, usage_set
 from .delivery import usage_delivery_retry
 from .meters import meter_close, meters_close_due, meters_get_or_create
+from .partitions import partitions_ensure, partitions_prune
 from .rollups import rollups_merge, rollups_rebuild
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
@@ -16,6 +17,8 @@ __all__ = [
     "meter_close",
     "meters_close_due",
     "meters_get_or_create",
+    "partitions_ensure",
+    "partitions_prune",
     "rollups_merge",
     "rollups_rebuild",
     "usage_adjust",

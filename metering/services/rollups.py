@@ -111,22 +111,33 @@ def rollups_rebuild(*, company_id: UUID | None = None) -> int:
     rollup table is locked against other writers for the rebuild (a track
     waiting on the lock has not committed its event yet, so the rebuild does
     not see it and the track adds it afterwards). Returns the rows written."""
+    from .partitions import events_retained_from
+
     table = _table()
     where, params = " WHERE 1 = 1", []  # SQLite needs a WHERE before ON CONFLICT
     if company_id is not None:
         where, params = " WHERE company_id = %s", [db_value(UsageDailyRollup, "company", company_id)]
+    # Days whose raw events retention dropped keep their rollups as they are.
+    rollup_where, event_where = where, where
+    rollup_params, event_params = list(params), list(params)
+    retained_from = events_retained_from()
+    if retained_from is not None:
+        rollup_where += " AND day >= %s"
+        rollup_params.append(db_value(UsageDailyRollup, "day", utc_day(retained_from)))
+        event_where += " AND event_time >= %s"
+        event_params.append(db_value(UsageEvent, "event_time", retained_from))
     events = connection.ops.quote_name(UsageEvent._meta.db_table)
     day = rollup_day_sql("event_time")
     select = (
         f"SELECT company_id, feature_id, {day}, SUM(quantity), SUM(billable_delta), COUNT(*), %s "
-        f"FROM {events}{where} GROUP BY company_id, feature_id, {day}"
+        f"FROM {events}{event_where} GROUP BY company_id, feature_id, {day}"
     )
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(f"DELETE FROM {table}{where}", params)
+        cursor.execute(f"DELETE FROM {table}{rollup_where}", rollup_params)
         cursor.execute(
-            rollup_upsert_sql(select), [db_value(UsageDailyRollup, "updated_at", timezone.now()), *params]
+            rollup_upsert_sql(select), [db_value(UsageDailyRollup, "updated_at", timezone.now()), *event_params]
         )
         return cursor.rowcount
 

@@ -120,7 +120,10 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     page.wait_for_load_state()
     assert page.locator(".messagelist .success").count() == 1
     ai_credit = FeatureAccess.objects.get(company=company, feature__code="ai_credit")
-    assert ai_credit.quantity_limit == 5000
+    # The raise is an override on top of the tier layer (issue 14 item 1).
+    from django.utils import timezone
+
+    assert ai_credit.effective_at(timezone.now()).quantity_limit == 5000
 
     # Apply the Pro tier through the company action.
     page.goto(f"{live_server.url}/admin/companies/company/?q=org_initech_7")

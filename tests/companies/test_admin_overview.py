@@ -28,6 +28,7 @@ def test_overview_shows_facts_and_role_filtered_buttons(client, company):
     assert "Apply tier…" in page and "Adjust usage…" in page and "Grant credits…" in page
     assert "Override access…" in page
     assert "Freeze wallet" not in page  # Billing admin only
+    assert 'id="company-feature-rows"' in page  # one row per feature, from the decision function
 
 
 def test_billing_admin_sees_the_freeze_button(client, company):
