@@ -333,4 +333,24 @@ def postprocess_schema(result, generator, request, public):
                 if replayable and status.startswith("2"):
                     headers.setdefault("Idempotent-Replayed", _HEADER_REPLAYED)
     result.setdefault("servers", [{"url": "/", "description": "This server (paths start with /api/v1/)."}])
+    _blank_alternatives_any_of(result)
     return result
+
+
+_BLANK_STRING = {"type": "string", "maxLength": 0}
+
+
+def _blank_alternatives_any_of(node) -> None:
+    """drf-spectacular writes a blank-allowed, pattern-checked string as
+    `oneOf: [{pattern…}, {maxLength: 0}]`; where the pattern itself accepts ""
+    both branches match "" and `oneOf` (exactly one) refuses what the server
+    accepts. "This or blank" is `anyOf`."""
+    if isinstance(node, dict):
+        alternatives = node.get("oneOf")
+        if isinstance(alternatives, list) and _BLANK_STRING in alternatives:
+            node["anyOf"] = node.pop("oneOf")
+        for value in node.values():
+            _blank_alternatives_any_of(value)
+    elif isinstance(node, list):
+        for value in node:
+            _blank_alternatives_any_of(value)
