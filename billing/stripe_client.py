@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from typing import Any
+
 import stripe
 from django.conf import settings
 
@@ -76,6 +78,19 @@ def is_missing(error: stripe.StripeError) -> bool:
     return isinstance(error, stripe.InvalidRequestError) and (
         getattr(error, "http_status", None) == 404 or getattr(error, "code", None) == "resource_missing"
     )
+
+
+def stripe_retrieve_or_none(resource: Any, object_id: str, params: dict | None = None, *, operation: str) -> Any | None:
+    """`resource.retrieve(object_id)` (e.g. `client.v1.invoices`) with the
+    current state from Stripe, or None when Stripe no longer has the object;
+    an outage is ServiceUnavailable as in `stripe_errors_as_unavailable`."""
+    with stripe_errors_as_unavailable(operation):
+        try:
+            return resource.retrieve(object_id, params) if params else resource.retrieve(object_id)
+        except stripe.InvalidRequestError as error:
+            if is_missing(error):
+                return None
+            raise
 
 
 def describe(error: stripe.StripeError) -> str:

@@ -17,12 +17,11 @@ from billing.selectors import billing_profile_for
 from billing.stripe_client import (
     card_errors_as_payment_required,
     get_stripe_client,
-    is_missing,
     stripe_errors_as_unavailable,
 )
 from companies.models import Company, Product
 from companies.selectors import company_get_visible
-from config.errors import BadRequest, NotFound
+from config.errors import NotFound
 from companies.actors import Actor
 
 from . import stripe_objects
@@ -144,7 +143,7 @@ def payment_method_of_customer(*, stripe_customer_id: str, payment_method_id: st
     return payment_method
 
 
-def _default_payment_method_id(client, stripe_customer_id: str) -> str | None:
+def default_payment_method_id(client, stripe_customer_id: str) -> str | None:
     with stripe_errors_as_unavailable("customer.retrieve"):
         customer = client.v1.customers.retrieve(stripe_customer_id)
     settings = customer.get("invoice_settings") or {}
@@ -159,7 +158,7 @@ def payment_methods_list(*, product_id, company_id) -> list[PaymentMethodInfo]:
     if profile is None:
         return []
     client = get_stripe_client()
-    default_id = _default_payment_method_id(client, profile.stripe_customer_id)
+    default_id = default_payment_method_id(client, profile.stripe_customer_id)
     with stripe_errors_as_unavailable("payment_method.list"):
         listed = client.v1.payment_methods.list({"customer": profile.stripe_customer_id, "type": "card", "limit": 100})
         methods = list(listed.auto_paging_iter())

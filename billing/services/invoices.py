@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import stripe
 from django.db import IntegrityError, transaction
 from django.db.models import Min, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import BillingProfile, Invoice, Subscription
-from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_as_unavailable
+from billing.stripe_client import get_stripe_client, stripe_retrieve_or_none, stripe_errors_as_unavailable
 from companies.services import account_purchases_set
 from credits.services import credits_cycle_grant
 from notifications.services import event_emit
@@ -85,14 +84,8 @@ def _tax(stripe_invoice: Any) -> int:
 
 
 def invoice_retrieve(stripe_invoice_id: str) -> Any | None:
-    client = get_stripe_client()
-    with stripe_errors_as_unavailable("invoice.retrieve"):
-        try:
-            return client.v1.invoices.retrieve(stripe_invoice_id)
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                return None
-            raise
+    """The invoice's current state from Stripe, or None if Stripe no longer has it."""
+    return stripe_retrieve_or_none(get_stripe_client().v1.invoices, stripe_invoice_id, operation="invoice.retrieve")
 
 
 def invoice_refresh(*, stripe_invoice_id: str | None = None, stripe_invoice: Any | None = None,

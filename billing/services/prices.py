@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import stripe
 from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Price
-from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_as_unavailable
+from billing.stripe_client import get_stripe_client, stripe_retrieve_or_none, stripe_errors_as_unavailable
 
 from . import stripe_objects
 
@@ -100,14 +99,9 @@ def price_refresh(*, stripe_price_id: str) -> PriceSyncResult | None:
     """Re-read one price from Stripe (with its product) and mirror it. A
     price Stripe no longer knows is kept and marked inactive; None if it was
     never mirrored. Stripe unreachable → ServiceUnavailable (nothing changes)."""
-    client = get_stripe_client()
-    with stripe_errors_as_unavailable("price.retrieve"):
-        try:
-            stripe_price = client.v1.prices.retrieve(stripe_price_id, {"expand": ["product"]})
-        except stripe.InvalidRequestError as error:
-            if not is_missing(error):
-                raise
-            stripe_price = None
+    stripe_price = stripe_retrieve_or_none(
+        get_stripe_client().v1.prices, stripe_price_id, {"expand": ["product"]}, operation="price.retrieve"
+    )
     if stripe_price is None:
         price = Price.objects.filter(stripe_price_id=stripe_price_id).first()
         if price is None:
@@ -147,13 +141,9 @@ def price_product_refresh(*, stripe_product_id: str) -> int:
     """Re-read a Stripe product and carry its name onto the mirrored prices
     of that product. Returns how many prices changed."""
     client = get_stripe_client()
-    with stripe_errors_as_unavailable("product.retrieve"):
-        try:
-            product = client.v1.products.retrieve(stripe_product_id)
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                return 0
-            raise
+    product = stripe_retrieve_or_none(client.v1.products, stripe_product_id, operation="product.retrieve")
+    if product is None:
+        return 0
     name = str(product.get("name") or "")
     return (
         Price.objects.filter(stripe_product_id=stripe_product_id)

@@ -31,9 +31,9 @@ from django.utils import timezone
 
 from billing.models import CreditPurchase, PurchaseOrigin, PurchaseStatus
 from billing.stripe_client import (
+    stripe_retrieve_or_none,
     card_errors_as_payment_required,
     get_stripe_client,
-    is_missing,
     stripe_errors_as_unavailable,
 )
 from companies.models import Product
@@ -52,7 +52,7 @@ from companies.actors import Actor
 from notifications.services import event_emit
 
 from . import stripe_objects
-from .customers import _default_payment_method_id, payment_method_of_customer, stripe_customer_ensure, stripe_idempotency_key
+from .customers import default_payment_method_id, payment_method_of_customer, stripe_customer_ensure, stripe_idempotency_key
 
 logger = logging.getLogger("saasdesk.billing.purchases")
 
@@ -77,25 +77,11 @@ def reversal_credits(*, credits: int, refunded: int, amount: int) -> int:
 
 
 def _intent_retrieve(payment_intent_id: str) -> Any | None:
-    client = get_stripe_client()
-    with stripe_errors_as_unavailable("payment_intent.retrieve"):
-        try:
-            return client.v1.payment_intents.retrieve(payment_intent_id)
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                return None
-            raise
+    return stripe_retrieve_or_none(get_stripe_client().v1.payment_intents, payment_intent_id, operation="payment_intent.retrieve")
 
 
 def _charge_retrieve(charge_id: str) -> Any | None:
-    client = get_stripe_client()
-    with stripe_errors_as_unavailable("charge.retrieve"):
-        try:
-            return client.v1.charges.retrieve(charge_id)
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                return None
-            raise
+    return stripe_retrieve_or_none(get_stripe_client().v1.charges, charge_id, operation="charge.retrieve")
 
 
 def _check_input(*, credits: int, amount: int, currency: str) -> str:
@@ -146,7 +132,7 @@ def purchase_create(
         payment_method_of_customer(stripe_customer_id=customer.stripe_customer_id, payment_method_id=payment_method_id,
                                    field="paymentMethodId")
     else:
-        payment_method_id = _default_payment_method_id(client, customer.stripe_customer_id)
+        payment_method_id = default_payment_method_id(client, customer.stripe_customer_id)
     product_code = Product.objects.only("code").get(pk=product_id).code
     params: dict[str, Any] = {
         "amount": amount,

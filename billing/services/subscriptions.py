@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import GRANTING_STATUSES, BillingProfile, Subscription, SubscriptionStatus
-from billing.stripe_client import get_stripe_client, is_missing, stripe_errors_as_unavailable
+from billing.stripe_client import get_stripe_client, stripe_errors_as_unavailable
 from companies.models import Company
 from companies.selectors import company_get_visible
 from config.errors import BadRequest, Conflict, NotFound

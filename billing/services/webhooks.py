@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import BillingProfile, StripeWebhookEvent, Subscription, WebhookEventStatus
-from billing.stripe_client import describe, get_stripe_client, is_missing, stripe_errors_as_unavailable
+from billing.stripe_client import describe, get_stripe_client, stripe_retrieve_or_none
 from companies.models import Company, ProductLink
 from billing.error_codes import BillingErrorCode
 from config.api.parsers import json_loads
@@ -229,13 +229,7 @@ def _retrieve(kind: str, object_id: str) -> Any | None:
     """The object's current state from Stripe, or None if Stripe no longer has it."""
     client = get_stripe_client()
     service = {"subscription": client.v1.subscriptions, "checkout_session": client.v1.checkout.sessions}[kind]
-    with stripe_errors_as_unavailable(f"{kind}.retrieve"):
-        try:
-            return service.retrieve(object_id)
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
-                return None
-            raise
+    return stripe_retrieve_or_none(service, object_id, operation=f"{kind}.retrieve")
 
 
 def _account_for_customer(customer_id: str | None) -> tuple[Company, Any] | None:
