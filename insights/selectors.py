@@ -215,3 +215,38 @@ def account_health_map(account_ids) -> dict:
     if not ids:
         return {}
     return {health.account_id: health for health in AccountHealth.objects.filter(account_id__in=ids)}
+
+
+HEALTH_HISTORY_DAYS = 365
+
+
+def account_health_detail(*, product_id: UUID, company_id) -> dict:
+    """What GET /companies/{id}/health answers for the company's account with
+    the product: the stored score (computed now, once, if the nightly job has
+    not reached the account yet) and the last year's daily history, oldest
+    first. 404 for a company the product does not see."""
+    from companies.models import Account
+    from companies.selectors import company_id_get_visible, company_not_found
+
+    from .models import AccountHealth, HealthSnapshot
+    from .services import health_compute
+
+    visible_id = company_id_get_visible(product_id=product_id, company_id=company_id)
+    account_id = Account.objects.filter(company_id=visible_id, product_id=product_id).values_list("pk", flat=True).first()
+    if account_id is None:
+        raise company_not_found()
+    health = AccountHealth.objects.filter(account_id=account_id).first()
+    if health is None:
+        health_compute(account_ids=[account_id])
+        health = AccountHealth.objects.get(account_id=account_id)
+    since = health.computed_at.astimezone(UTC).date() - timedelta(days=HEALTH_HISTORY_DAYS)
+    history = list(
+        HealthSnapshot.objects.filter(account_id=account_id, date__gt=since).order_by("date").values("date", "score", "risk_level")
+    )
+    return {
+        "score": health.score,
+        "risk_level": health.risk_level,
+        "components": health.components,
+        "computed_at": health.computed_at,
+        "history": history,
+    }
