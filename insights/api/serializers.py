@@ -73,6 +73,12 @@ class RevenuePeriodSerializer(serializers.Serializer):
     customerChurnRate = serializers.FloatField(source="customer_churn_rate", help_text="0–100")
     revenueChurnRate = serializers.FloatField(source="revenue_churn_rate", help_text="0–100")
     arpu = serializers.IntegerField(help_text="MRR per active customer, rounded half-up.")
+    creditsPurchased = serializers.IntegerField(source="credits_purchased", help_text="Credits bought in the period.")
+    creditsUsed = serializers.IntegerField(source="credits_used", help_text="Credits used (usage and fallback charges).")
+    creditUtilization = serializers.FloatField(
+        source="credit_utilization",
+        help_text="Credits used ÷ credits that came in (purchased + granted) × 100, two decimals; 0 when none came in.",
+    )
 
 
 class RevenueSerializer(serializers.Serializer):
