@@ -6,11 +6,11 @@ settings (`HEALTH_WEIGHTS`, `HEALTH_RISK_THRESHOLDS`).
 
 | component | value |
 |---|---|
-| `usage_trend` | usage events in the last 30 days against the 30 before: 100 when flat or growing, minus the percentage of the fall (down 40% → 60); 100 for usage that just started; 0 without usage in either |
+| `usage_trend` | usage events in the last 14 days (today included) against the 14 before: 100 when flat or growing, minus the percentage of the fall (down 40% → 60); 100 for usage that just started; 0 without usage in either |
 | `limit_pressure` | the most used limited feature's share of its limit this period: 100 up to 75%, then falling linearly to 0 at the limit (90% → 40) |
 | `credit_runway` | days the available credits last at the last 30 days' average daily use: 100 at 60 days or more, linearly down to 0 (30 days → 50); 100 without credit use |
 | `payment_health` | 0 with a subscription `unpaid` or `past_due`, 25 with an uncollectible invoice in the last 90 days, 60 with an open invoice still due, else 100 |
-| `recency` | days since the last usage: 100 within a day, then linearly down to 0 at 30 days; 0 without any usage |
+| `recency` | UTC days since the last day with usage: 100 within a day, then linearly down to 0 at 30 days; 0 without usage in the last 30 days |
 
 score = round(Σ weight × value ÷ Σ weight); risk: `low` at or above the
 `low` threshold, else `medium` at or above `medium`, `high` at or above
@@ -19,10 +19,10 @@ score = round(Σ weight × value ÷ Σ weight); risk: `low` at or above the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-TREND_DAYS = 30
+TREND_DAYS = 14
 LIMIT_COMFORT_PERCENT = 75
 RUNWAY_HEALTHY_DAYS = 60
 BURN_DAYS = 30
@@ -46,7 +46,7 @@ class LimitUse:
 class HealthFacts:
     """What the score of one account depends on, read at `now`."""
 
-    events_current: int = 0  # usage events in the last TREND_DAYS days
+    events_current: int = 0  # usage events in the last TREND_DAYS UTC days, today included
     events_previous: int = 0  # in the TREND_DAYS days before
     limits: list[LimitUse] = field(default_factory=list)  # enabled limited features, this period
     credits_available: int | None = None  # None: no wallet
@@ -54,7 +54,7 @@ class HealthFacts:
     failing_subscriptions: list[str] = field(default_factory=list)  # statuses past_due/unpaid
     uncollectible_invoices: int = 0  # in the last UNCOLLECTIBLE_LOOKBACK_DAYS days
     open_invoices_due: int = 0  # open with an amount due
-    last_activity_at: datetime | None = None
+    last_usage_on: date | None = None  # the last UTC day with usage (within RECENCY_ZERO_DAYS)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _clamp(value: float) -> int:
 def usage_trend(facts: HealthFacts) -> tuple[int, str]:
     current, previous = facts.events_current, facts.events_previous
     if not current and not previous:
-        return 0, f"No usage in the last {TREND_DAYS} days nor the {TREND_DAYS} before."
+        return 0, f"No usage in the last {TREND_DAYS} days nor in the {TREND_DAYS} before."
     if not previous:
         return 100, f"{current} usage events in the last {TREND_DAYS} days, none in the {TREND_DAYS} before."
     change = Decimal(current - previous) * 100 / previous
@@ -131,11 +131,11 @@ def payment_health(facts: HealthFacts) -> tuple[int, str]:
 
 
 def recency(facts: HealthFacts, *, now: datetime) -> tuple[int, str]:
-    if facts.last_activity_at is None:
-        return 0, "No usage ever recorded."
-    days = max(0, (now - facts.last_activity_at).days)
+    if facts.last_usage_on is None:
+        return 0, f"No usage in the last {RECENCY_ZERO_DAYS} days."
+    days = max(0, (now.date() - facts.last_usage_on).days)
     if days <= 1:
-        return 100, "Used within the last day."
+        return 100, "Used today." if days == 0 else "Last used yesterday."
     value = _clamp(Decimal(RECENCY_ZERO_DAYS - days) * 100 / (RECENCY_ZERO_DAYS - 1))
     return value, f"Last used {days} days ago."
 

@@ -482,21 +482,24 @@ def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:
 
 
 
-def rollup_events_totals(*, product_id: UUID, company_ids: Sequence[UUID], start, end) -> dict[UUID, int]:
-    """{company_id: usage events} of the product's features on the UTC days
-    [start, end) (dates), from the daily rollups: one query (insights' usage trend)."""
+def rollup_events_by_day(*, product_id: UUID, company_ids: Sequence[UUID], start, end) -> dict[UUID, dict]:
+    """{company_id: {UTC day: usage events}} of the product's features on the
+    days [start, end) (dates), from the daily rollups: one query over their
+    (company, feature, day) index (insights' usage trend and recency)."""
     from .models import UsageDailyRollup
 
     rows = (
         UsageDailyRollup.objects.filter(
-            company_id__in=list(company_ids), feature__product_id=product_id, day__gte=start, day__lt=end
+            company_id__in=list(company_ids), feature__product_id=product_id, day__gte=start, day__lt=end, events__gt=0
         )
-        .values("company_id")
+        .values("company_id", "day")
         .annotate(total=Sum("events"))
         .order_by()
     )
-    return {row["company_id"]: int(row["total"] or 0) for row in rows}
-
+    result: dict[UUID, dict] = defaultdict(dict)
+    for row in rows:
+        result[row["company_id"]][row["day"]] = int(row["total"] or 0)
+    return dict(result)
 
 def usage_deliveries_retrying_count() -> int:
     """Usage events whose delivery to Stripe failed at least once and is

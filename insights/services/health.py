@@ -1,10 +1,9 @@
 """Health scores (SPEC §8): the facts of each account read through the other
 apps' selectors (metering's daily rollups and current usage against limits,
-credits' wallets and ledger, billing's subscriptions and invoices, the
-account's last activity), scored by `insights.health.health_score`, stored
+credits' wallets and ledger, billing's subscriptions and invoices), scored by `insights.health.health_score`, stored
 as the account's `AccountHealth` and today's (UTC) `HealthSnapshot`; then
 the lifecycle rule (`lifecycle_update`, the one home of `at_risk`) runs for
-the accounts whose risk level changed."""
+the accounts that entered or left high/critical risk."""
 
 from __future__ import annotations
 
@@ -19,10 +18,10 @@ from billing.selectors import payment_facts
 from billing.services.statements import LEDGER_COLUMNS
 from companies.models import Account
 from credits.selectors import wallets_use
-from metering.selectors import companies_metered_usage, rollup_events_totals
+from metering.selectors import companies_metered_usage, rollup_events_by_day
 
 from .. import health as rule
-from ..models import AccountHealth, HealthSnapshot
+from ..models import HIGH_RISK_LEVELS, AccountHealth, HealthSnapshot
 from .lifecycle import lifecycle_update
 
 BATCH = 500
@@ -32,11 +31,12 @@ USED_KINDS = [kind for kind, column in LEDGER_COLUMNS.items() if column == "used
 def _facts_for(accounts: list[Account], *, product_id: UUID, now: datetime) -> dict[UUID, rule.HealthFacts]:
     """The facts of a batch of one product's accounts, in a fixed number of queries."""
     company_ids = [account.company_id for account in accounts]
-    today = now.astimezone(UTC).date() + timedelta(days=1)  # today counts in the current window
-    window = timedelta(days=rule.TREND_DAYS)
-    current = rollup_events_totals(product_id=product_id, company_ids=company_ids, start=today - window, end=today)
-    previous = rollup_events_totals(
-        product_id=product_id, company_ids=company_ids, start=today - 2 * window, end=today - window
+    today = now.astimezone(UTC).date()
+    current_from = today - timedelta(days=rule.TREND_DAYS - 1)
+    previous_from = current_from - timedelta(days=rule.TREND_DAYS)
+    lookback = min(previous_from, today - timedelta(days=rule.RECENCY_ZERO_DAYS))
+    days_of = rollup_events_by_day(
+        product_id=product_id, company_ids=company_ids, start=lookback, end=today + timedelta(days=1)
     )
     usage = companies_metered_usage(company_ids=company_ids, at=now)
     credits = wallets_use(
@@ -56,16 +56,17 @@ def _facts_for(accounts: list[Account], *, product_id: UUID, now: datetime) -> d
         ]
         available, used = credits.get(company_id, (None, 0))
         payment = payments.get(company_id)
+        days = days_of.get(company_id, {})
         facts[account.pk] = rule.HealthFacts(
-            events_current=current.get(company_id, 0),
-            events_previous=previous.get(company_id, 0),
+            events_current=sum(n for day, n in days.items() if day >= current_from),
+            events_previous=sum(n for day, n in days.items() if previous_from <= day < current_from),
             limits=limits,
             credits_available=available,
             credits_used_recent=used,
             failing_subscriptions=payment.failing_subscriptions if payment else [],
             uncollectible_invoices=payment.uncollectible_invoices if payment else 0,
             open_invoices_due=payment.open_invoices_due if payment else 0,
-            last_activity_at=account.last_activity_at,
+            last_usage_on=max(days) if days else None,
         )
     return facts
 
@@ -76,13 +77,13 @@ def health_compute(
     """Score every account (of one product, or the given accounts, or all):
     write its `AccountHealth` and today's `HealthSnapshot` (both upserted:
     running it twice a day changes nothing but `computed_at`), then apply the
-    lifecycle rule to the accounts whose risk level changed.
+    lifecycle rule to the accounts that entered or left high/critical risk.
     Returns the number of accounts scored."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     weights = getattr(settings, "HEALTH_WEIGHTS", None)
     thresholds = getattr(settings, "HEALTH_RISK_THRESHOLDS", None)
-    accounts = Account.objects.only("id", "company_id", "product_id", "last_activity_at").order_by("product_id", "id")
+    accounts = Account.objects.only("id", "company_id", "product_id").order_by("product_id", "id")
     if product_id is not None:
         accounts = accounts.filter(product_id=product_id)
     if account_ids is not None:
@@ -112,7 +113,7 @@ def health_compute(
                 snapshots.append(
                     HealthSnapshot(account_id=account.pk, date=today, score=result.score, risk_level=result.risk_level)
                 )
-                if before.get(account.pk) != result.risk_level:
+                if (before.get(account.pk) in HIGH_RISK_LEVELS) != (result.risk_level in HIGH_RISK_LEVELS):
                     risk_changed.append(account.pk)
             with transaction.atomic():
                 AccountHealth.objects.bulk_create(

@@ -115,12 +115,11 @@ def test_payment_health(facts, expected):
 
 
 @pytest.mark.parametrize(
-    "ago, expected",
-    [(None, 0), (timedelta(hours=3), 100), (timedelta(days=1, hours=5), 100), (timedelta(days=2), 97),
-     (timedelta(days=15, hours=1), 52), (timedelta(days=30), 0), (timedelta(days=90), 0)],
+    "days_ago, expected",
+    [(None, 0), (0, 100), (1, 100), (2, 97), (15, 52), (30, 0), (90, 0)],
 )
-def test_recency(ago, expected):
-    facts = HealthFacts(last_activity_at=None if ago is None else NOW - ago)
+def test_recency(days_ago, expected):
+    facts = HealthFacts(last_usage_on=None if days_ago is None else NOW.date() - timedelta(days=days_ago))
     assert rule.recency(facts, now=NOW)[0] == expected
 
 
@@ -130,7 +129,7 @@ def test_score_is_the_weighted_mean_and_names_each_component():
         limits=[LimitUse("ai_credit", 45, 50)],  # 40
         credits_available=300, credits_used_recent=300,  # 50
         open_invoices_due=1,  # 60
-        last_activity_at=NOW - timedelta(days=2),  # 97
+        last_usage_on=NOW.date() - timedelta(days=2),  # 97
     )
     result = rule.health_score(facts, now=NOW)
     # (30×60 + 15×40 + 15×50 + 25×60 + 15×97) / 100 = (1800 + 600 + 750 + 1500 + 1455) / 100 = 61.05
@@ -177,7 +176,7 @@ def _hand_computed_company(product, company, features):
     today = now.astimezone(UTC).date()
     usage_track(product_id=product.pk, company_id=company.pk, feature_code="ai_credit", quantity=45)  # 1 event, 90%
     UsageDailyRollup.objects.create(company=company, feature=unlimited, day=today - timedelta(days=3), events=59)
-    UsageDailyRollup.objects.create(company=company, feature=unlimited, day=today - timedelta(days=40), events=100)
+    UsageDailyRollup.objects.create(company=company, feature=unlimited, day=today - timedelta(days=20), events=100)
     credits_grant(company_id=company.pk, product_id=product.pk, amount=600, reason="welcome")
     credits_debit(product_id=product.pk, company_id=company.pk, amount=300, job_id="j1", source_service="tests")
     Invoice.objects.create(
@@ -188,7 +187,6 @@ def _hand_computed_company(product, company, features):
         company=company, product=product, stripe_invoice_id="in_paid", stripe_customer_id="cus_1", status="paid",
         currency="usd", total=1000, amount_paid=1000,
     )
-    Account.objects.filter(company=company, product=product).update(last_activity_at=now - timedelta(days=2, hours=1))
     return now
 
 
@@ -200,14 +198,16 @@ def test_compute_reads_every_component_and_stores_the_result_and_todays_history(
     assert health_compute(product_id=product.pk, now=now) == 1
 
     health = AccountHealth.objects.get(account__company=company, account__product=product)
-    assert (health.score, health.risk_level, health.computed_at) == (61, "medium", now)
+    # (30×60 + 15×40 + 15×50 + 25×60 + 15×100) / 100 = 61.5 → 62 (half-up)
+    assert (health.score, health.risk_level, health.computed_at) == (62, "medium", now)
     assert [(c["name"], c["value"], c["weight"]) for c in health.components] == [
         ("usage_trend", 60, 30), ("limit_pressure", 40, 15), ("credit_runway", 50, 15),
-        ("payment_health", 60, 25), ("recency", 97, 15),
+        ("payment_health", 60, 25), ("recency", 100, 15),
     ]
-    assert health.components[0]["detail"] == "60 usage events in the last 30 days, down 40% from 100."
+    assert health.components[0]["detail"] == "60 usage events in the last 14 days, down 40% from 100."
+    assert health.components[4]["detail"] == "Used today."
     assert list(HealthSnapshot.objects.values_list("date", "score", "risk_level")) == [
-        (now.astimezone(UTC).date(), 61, "medium")
+        (now.astimezone(UTC).date(), 62, "medium")
     ]
 
 
