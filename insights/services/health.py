@@ -72,13 +72,14 @@ def _facts_for(accounts: list[Account], *, product_id: UUID, now: datetime) -> d
 
 
 def health_compute(
-    *, product_id: UUID | None = None, account_ids=None, now: datetime | None = None
+    *, product_id: UUID | None = None, account_ids=None, now: datetime | None = None, lifecycle: bool = True
 ) -> int:
     """Score every account (of one product, or the given accounts, or all):
     write its `AccountHealth` and today's `HealthSnapshot` (both upserted:
     running it twice a day changes nothing but `computed_at`), then apply the
     lifecycle rule to the accounts that entered or left high/critical risk.
-    Returns the number of accounts scored."""
+    `lifecycle=False` leaves statuses alone (the demo data, whose statuses
+    are typed in without subscriptions). Returns the number of accounts scored."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     weights = getattr(settings, "HEALTH_WEIGHTS", None)
@@ -125,6 +126,6 @@ def health_compute(
                     update_fields=["score", "risk_level"],
                 )
             scored += len(batch)
-    if risk_changed:
+    if risk_changed and lifecycle:
         lifecycle_update(account_ids=risk_changed, now=now)
     return scored

@@ -48,6 +48,7 @@ DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.jso
 DEMO_POOL_PRODUCT_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo_crm.json"
 DEMO_POOL_SHARED = 5  # how many chat customers the CRM app also serves
 USAGE_DAYS = 30
+QUIET_DAYS = 16
 # Where the demo's webhook endpoint points: run the receiver of the README there
 # (`python -m tests.notifications.receiver --port 9000`); until then its
 # deliveries fail and are retried, which the admin shows too.
@@ -137,6 +138,9 @@ class Command(BaseCommand):
         billed = self._billing_history(product)
         self._support_cases(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
+        # insights sits right of billing: through its command, not an import
+        # (12 months of revenue snapshots, health scores).
+        call_command("demo_insights", product.code, stdout=self.stderr)
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
             f"{events} new usage events, {movements} new credit movements, {billed}; product 'crm' (same customer pool) "
@@ -251,9 +255,14 @@ class Command(BaseCommand):
         today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
         requests = []
         mrr_of = self._mrr_by_company(product)
+        # The demo's at-risk customers stopped using the product 16 days ago
+        # (their health's usage trend and recency show it).
+        quiet = {f"org_{domain.split('.')[0].replace('-', '_')}" for _, domain, status, *_ in DEMO_COMPANIES if status == "at_risk"}
         for link in self._demo_links(product):
             scale = 1 + mrr_of.get(link.company_id, 0) // 10_000
             for days_ago in range(USAGE_DAYS, 0, -1):
+                if link.external_org_id in quiet and days_ago < QUIET_DAYS:
+                    continue
                 day = today - timedelta(days=days_ago)
                 for feature_code, base in (("ai_credit", 3), ("messages", 40)):
                     requests.append(
