@@ -60,6 +60,14 @@ class TestDemoSetup:
         assert endpoint.secret in stdout
         assert Event.objects.filter(type="usage.threshold_reached").exists()
         assert Event.objects.filter(type="feature_access.changed").exists()
+        # Insights: a year of revenue snapshots and health scores; an at-risk company at high risk.
+        from insights.models import AccountHealth, RevenueSnapshot
+
+        assert RevenueSnapshot.objects.filter(product__code="chat").dates("day", "month").count() >= 12
+        initech = AccountHealth.objects.select_related("account").get(
+            account__company__domain="initech.io", account__product__code="chat"
+        )
+        assert initech.risk_level in ("high", "critical") and initech.account.status == "at_risk"
 
     def test_running_twice_adds_no_companies_and_rotates_credentials(self):
         first, _ = _run("demo_setup")
@@ -69,7 +77,11 @@ class TestDemoSetup:
         from credits.models import LedgerEntry
 
         entries = LedgerEntry.objects.count()
+        from insights.models import AccountHealth, RevenueSnapshot
+
+        snapshots, healths = RevenueSnapshot.objects.count(), AccountHealth.objects.count()
         second, _ = _run("demo_setup")
+        assert (RevenueSnapshot.objects.count(), AccountHealth.objects.count()) == (snapshots, healths)
         assert Company.objects.count() == companies and Contact.objects.count() == contacts
         assert UsageEvent.objects.count() == events
         assert LedgerEntry.objects.count() == entries
