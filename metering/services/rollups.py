@@ -69,6 +69,7 @@ _KEYS = {
 }
 _INSERT_COLUMNS = {UsageDailyRollup: _COLUMNS, UsageHourlyRollup: _HOURLY_COLUMNS, UsageDimensionRollup: _DIMENSION_COLUMNS}
 
+
 def _table(model=UsageDailyRollup) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
