@@ -11,6 +11,8 @@ credits; either way it answers with the stored entry of the winner."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,8 +145,17 @@ def credits_debit(
 # path, the one home of every refusal, replay, sweep and notification rule.
 
 
+# The entry's columns the statement computes; the others are parameters.
+_COMPUTED = ("wallet_id", "amount", "balance_after", "bucket_balances_after", "allocations", "created_at")
+
+
+@lru_cache(maxsize=1)
+def _parameter_fields() -> tuple:
+    return tuple(field for field in LedgerEntry._meta.concrete_fields if field.attname not in _COMPUTED)
+
+
 @lru_cache(maxsize=4)
-def _one_round_trip_sql(by_external_org: bool) -> str:
+def _one_round_trip_sql(by_external_org: bool) -> tuple[str, str]:
     quote = connection.ops.quote_name
     wallets, lots = quote(Wallet._meta.db_table), quote(CreditLot._meta.db_table)
     entries, links = quote(LedgerEntry._meta.db_table), quote(ProductLink._meta.db_table)
@@ -174,6 +185,7 @@ def _one_round_trip_sql(by_external_org: bool) -> str:
         "created_at": f"GREATEST(clock_timestamp(), (SELECT e.created_at + interval '1 microsecond' FROM {entries} e "
         "WHERE e.wallet_id = ok.id ORDER BY e.created_at DESC, e.id DESC LIMIT 1))",
     }
+    assert set(computed) == set(_COMPUTED)
     fields = LedgerEntry._meta.concrete_fields
     columns = ", ".join(quote(field.column) for field in fields)
     values = ", ".join(computed.get(field.attname, f"%(f_{field.attname})s") for field in fields)
@@ -202,7 +214,58 @@ moved_wallet AS (UPDATE {wallets} AS wallet SET {", ".join(f"{column} = ok.{colu
                         updated_at = %(now)s
                    FROM ok WHERE wallet.id = ok.id AND EXISTS (SELECT 1 FROM entry) RETURNING 1)
 SELECT entry.* FROM entry"""
-    return f"{lock};\n{write}"
+    return lock, write
+
+
+def _parameter_types() -> dict[str, str]:
+    types = {"product": "uuid", "company": "uuid", "org": "text", "amount": "bigint", "now": "timestamptz"}
+    for field in LedgerEntry._meta.concrete_fields:
+        db_type = field.db_type(connection) or "text"
+        types[f"f_{field.attname}"] = "text" if db_type.startswith("varchar") else db_type
+    return types
+
+
+@lru_cache(maxsize=4)
+def _prepared_form(by_external_org: bool) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The two statements as server-side prepared statements (planned once
+    per connection, not on every debit: most of the statement's cost):
+    ((name, PREPARE …), …) and the message that executes both, with
+    %(name)s placeholders. The names carry a hash of the text, so a changed
+    statement is prepared anew on connections that knew the old one."""
+    types = _parameter_types()
+    prepares, executes = [], []
+    for part, text in zip(("lock", "write"), _one_round_trip_sql(by_external_org), strict=True):
+        order: list[str] = []
+
+        def number(match, order=order):
+            if match.group(1) not in order:
+                order.append(match.group(1))
+            return f"${order.index(match.group(1)) + 1}"
+
+        body = re.sub(r"%\((\w+)\)s", number, text)
+        name = f"credits_debit_{part}_{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+        prepares.append((name, f"PREPARE {name} ({', '.join(types[n] for n in order)}) AS {body}"))
+        executes.append(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in order)})")
+    return tuple(prepares), "; ".join(executes)
+
+
+def _ensure_prepared(cursor, prepares) -> None:
+    """Prepare the statements on this connection unless it has them (once
+    per connection; a prepared statement outlives a rolled-back transaction)."""
+    raw = connection.connection
+    state = getattr(connection, "_credits_debit_prepared", None)
+    if state is None or state[0] is not raw:
+        state = (raw, set())
+        connection._credits_debit_prepared = state
+    missing = [name for name, _ in prepares if name not in state[1]]
+    if not missing:
+        return
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [missing])
+    present = {name for (name,) in cursor.fetchall()}
+    for name, statement in prepares:
+        if name in missing and name not in present:
+            cursor.execute(statement)
+    state[1].update(missing)
 
 
 def debit_in_one_round_trip(
@@ -222,14 +285,16 @@ def debit_in_one_round_trip(
         idempotency_key=idempotency_key, request_fingerprint=request_fingerprint, actor=actor, metadata=metadata,
     )
     params = {
-        f"f_{field.attname}": field.get_db_prep_save(field.pre_save(entry, True), connection)
-        for field in LedgerEntry._meta.concrete_fields
+        f"f_{field.attname}": field.get_db_prep_save(getattr(entry, field.attname), connection)
+        for field in _parameter_fields()
     }
     params.update(
         product=product_id, company=company_id, org=(external_org_id or "").strip(), amount=amount, now=now
     )
+    prepares, message = _prepared_form(external_org_id is not None)
     with connection.cursor() as cursor:
-        cursor.execute(_one_round_trip_sql(external_org_id is not None), params)
+        _ensure_prepared(cursor, prepares)
+        cursor.execute(message, params)
         cursor.nextset()
         row = cursor.fetchone()
     if row is None:
