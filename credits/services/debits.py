@@ -43,6 +43,7 @@ from ..selectors import wallet_get
 from .ledger import (
     credit_lot_deltas,
     entry_apply,
+    entry_time_sql,
     spendable_lots,
     take_from_lots,
     take_from_lots_sql,
@@ -180,10 +181,8 @@ def _one_round_trip_sql(by_external_org: bool) -> tuple[str, str]:
         + ")",
         "allocations": "(SELECT COALESCE(jsonb_agg(jsonb_build_object('lot', p.id::text, 'bucket', p.bucket, "
         "'amount', -p.take) ORDER BY p.n), '[]'::jsonb) FROM plan p WHERE p.take > 0)",
-        # The time of writing, under the lock (the ledger's order); never
-        # before the wallet's last entry.
-        "created_at": f"GREATEST(clock_timestamp(), (SELECT e.created_at + interval '1 microsecond' FROM {entries} e "
-        "WHERE e.wallet_id = ok.id ORDER BY e.created_at DESC, e.id DESC LIMIT 1))",
+        # The time of writing, under the lock (the ledger's order).
+        "created_at": entry_time_sql(wallet="ok.id", at="clock_timestamp()"),
     }
     assert set(computed) == set(_COMPUTED)
     fields = LedgerEntry._meta.concrete_fields

@@ -246,7 +246,7 @@ def entry_apply(
         **fields,
     )
     if connection.vendor == "postgresql":
-        _write_in_one_statement(wallet, moved, entry)
+        _write_in_one_statement(wallet, moved, entry, monotonic=recorded_at is None)
     else:
         for lot, delta in moved:
             CreditLot.objects.filter(pk=lot.pk).update(remaining=F("remaining") + delta)
@@ -261,8 +261,21 @@ def entry_apply(
     return entry
 
 
-@lru_cache(maxsize=16)
-def _one_statement_sql(moved_lots: int) -> str:
+def entry_time_sql(*, wallet: str, at: str) -> str:
+    """SQL for an entry's time of writing: `at`, but never before the
+    wallet's last entry (+1 µs). Written under the wallet lock, entries are
+    then in the order of their balances even when the application's and the
+    database's clocks disagree (the one-round-trip debit stamps with the
+    database's)."""
+    entries = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    return (
+        f"GREATEST({at}, (SELECT e.created_at + interval '1 microsecond' FROM {entries} e "
+        f"WHERE e.wallet_id = {wallet} ORDER BY e.created_at DESC, e.id DESC LIMIT 1))"
+    )
+
+
+@lru_cache(maxsize=32)
+def _one_statement_sql(moved_lots: int, monotonic: bool) -> str:
     quote = connection.ops.quote_name
     ctes = []
     if moved_lots:
@@ -274,26 +287,36 @@ def _one_statement_sql(moved_lots: int) -> str:
     assignments = ", ".join(f"{quote(Wallet._meta.get_field(name).column)} = %s" for name in _WALLET_MONEY_FIELDS)
     ctes.append(f"moved_wallet AS (UPDATE {quote(Wallet._meta.db_table)} SET {assignments} WHERE id = %s RETURNING 1)")
     columns = ", ".join(quote(field.column) for field in LedgerEntry._meta.concrete_fields)
-    placeholders = ", ".join(["%s"] * len(LedgerEntry._meta.concrete_fields))
-    return f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    placeholders = ", ".join(
+        entry_time_sql(wallet="%s", at="%s") if monotonic and field.attname == "created_at" else "%s"
+        for field in LedgerEntry._meta.concrete_fields
+    )
+    return (
+        f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+        "RETURNING created_at"
+    )
 
 
-def _write_in_one_statement(wallet: Wallet, moved: list[tuple[CreditLot, int]], entry: LedgerEntry) -> None:
+def _write_in_one_statement(
+    wallet: Wallet, moved: list[tuple[CreditLot, int]], entry: LedgerEntry, *, monotonic: bool
+) -> None:
     """The lot updates, the wallet update and the entry insert of one
     movement as one statement (data-modifying CTEs all run to completion,
-    constraints and all): one round trip instead of three or more on the
-    debit's hot path. The values are exactly those of the ORM path."""
+    constraints and all): one round trip instead of three or more. The values
+    are exactly those of the ORM path, except that with `monotonic` the
+    entry's time is never before the wallet's last entry (`entry_time_sql`)."""
     params: list = []
     for lot, delta in moved:
         params += [lot.pk, delta]
     for name in _WALLET_MONEY_FIELDS:
         params.append(Wallet._meta.get_field(name).get_db_prep_save(getattr(wallet, name), connection))
     params.append(wallet.pk)
-    params += [
-        field.get_db_prep_save(field.pre_save(entry, True), connection) for field in LedgerEntry._meta.concrete_fields
-    ]
+    for field in LedgerEntry._meta.concrete_fields:
+        value = field.get_db_prep_save(field.pre_save(entry, True), connection)
+        params += [value, wallet.pk] if monotonic and field.attname == "created_at" else [value]
     with connection.cursor() as cursor:
-        cursor.execute(_one_statement_sql(len(moved)), params)
+        cursor.execute(_one_statement_sql(len(moved), monotonic), params)
+        (entry.created_at,) = cursor.fetchone()
     entry._state.adding = False
     entry._state.db = connection.alias
 
