@@ -264,8 +264,6 @@ class Command(BaseCommand):
         for link in self._demo_links(product):
             scale = 1 + mrr_of.get(link.company_id, 0) // 10_000
             for days_ago in range(USAGE_DAYS, 0, -1):
-                if link.external_org_id in quiet and days_ago < QUIET_DAYS:
-                    continue
                 day = today - timedelta(days=days_ago)
                 for feature_code, base in (("ai_credit", 3), ("messages", 40)):
                     requests.append(
@@ -291,6 +289,10 @@ class Command(BaseCommand):
                             idempotency_key=f"demo:{link.external_org_id}:ai_credit:{day.date()}:{n}",
                         )
                     )
+        # Dropped after drawing (the random stream stays the same for the others).
+        quiet_ids = {link.company_id for link in self._demo_links(product) if link.external_org_id in quiet}
+        quiet_from = (today - timedelta(days=QUIET_DAYS - 1)).date()
+        requests = [r for r in requests if not (r.company_id in quiet_ids and r.timestamp.date() >= quiet_from)]
         actor = Actor.system("demo_setup")
         ok = 0
         for start in range(0, len(requests), 1000):
