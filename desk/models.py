@@ -35,6 +35,7 @@ class CompanyMerge(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "company merge"
+        permissions = [("merge_companies", "Can merge companies")]
         indexes = [models.Index(fields=["target", "-created_at"], name="company_merge_target_idx")]
 
     def __str__(self) -> str:
