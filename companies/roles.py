@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "desk")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights", "desk")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
