@@ -76,6 +76,9 @@ def merge_candidates(duplicate: Company, *, limit: int = 20) -> list[Company]:
 
 
 class MergeForm(forms.Form):
+    # The server says what is missing, next to the field (SPEC §9), not the browser's bubble.
+    use_required_attribute = False
+
     into = forms.CharField(
         label="Merge into (the company that stays)",
         max_length=100,
