@@ -196,9 +196,6 @@ def tombstone_banner(request, company: Company) -> str:
     )
 
 
-tombstone_banner.top = True
-
-
 def company_merges_panel(request, company: Company) -> str:
     """The merges this company received (the timeline's merge entries, here
     until the timeline lists them)."""
@@ -238,5 +235,5 @@ class CompanyMergeAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 admin_extensions.register_company_action(desk_merge_action, permission=MERGE_PERMISSION)
 admin_extensions.register_company_summary(tombstone_summary)
-admin_extensions.register_company_panel(tombstone_banner, top=True)
+admin_extensions.register_company_panel(tombstone_banner, top=True, first=True)
 admin_extensions.register_company_panel(company_merges_panel)
