@@ -7,7 +7,7 @@ from .delivery import usage_delivery_retry
 from .merge import UsageMerged, usage_merge
 from .meters import meter_close, meters_close_due, meters_get_or_create
 from .partitions import partitions_ensure, partitions_prune
-from .rollups import rollups_merge, rollups_rebuild
+from .rollups import rollups_compact, rollups_merge, rollups_rebuild
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "meters_get_or_create",
     "partitions_ensure",
     "partitions_prune",
+    "rollups_compact",
     "rollups_merge",
     "rollups_rebuild",
     "usage_adjust",
