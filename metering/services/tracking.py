@@ -36,6 +36,7 @@ from django.utils import timezone
 from companies.selectors import companies_visible_bulk, company_not_found
 from companies.services import account_activity_touch
 from config.api.serializers import MAX_BIGINT
+from config.db import prepared_cursor
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
 
@@ -222,7 +223,7 @@ def _track_apply(
     # statement is its own transaction: no BEGIN/COMMIT round trips, and the
     # meter row is locked only while PostgreSQL runs it.
     atomic = with_hooks or not one_statement or connection.in_atomic_block
-    with transaction.atomic() if atomic else nullcontext(), connection.cursor() as cursor:
+    with transaction.atomic() if atomic else nullcontext(), prepared_cursor() as cursor:
         if one_statement:
             # UPDATE … RETURNING feeding the INSERT in a CTE.
             params.update(rows=usage_event_rows_document([row]), to_stripe=bool(feature.stripe_meter_event_name))
