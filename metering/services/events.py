@@ -19,9 +19,11 @@ from uuid import UUID
 
 from django.db import connection
 
+from config.db import prepared_cursor
+
 from ..models import UsageEvent, UsageSource
 from ..rules import AccessTerms, FeatureInfo, billable_delta, stripe_status_for
-from .rollups import rollups_add
+from .rollups import ROLLUP_EVENT_COLUMNS, rollups_add, rollups_write_ctes
 
 EventRow = dict[str, Any]
 
@@ -143,21 +145,32 @@ def usage_event_insert_sql(*, computed: tuple[tuple[str, str], ...] = (), extra_
 
 
 def usage_events_insert(rows: list[EventRow]) -> None:
-    """INSERT events (rows from `usage_event_row`) in one statement, and add
-    them to their daily rollups (`rollups.rollups_add`, one more statement):
-    call inside a transaction. Raises IntegrityError on a duplicate
-    idempotency key (the unique index decides exactly-once)."""
+    """INSERT events (rows from `usage_event_row`) and add them to their
+    rollups: on PostgreSQL one statement (`rollups.rollups_write_ctes` reading
+    the INSERT's rows), on SQLite the INSERT then `rollups.rollups_add`. Call
+    inside a transaction. Raises IntegrityError on a duplicate idempotency key
+    (the key table decides exactly-once)."""
     if not rows:
+        return
+    if connection.vendor == "postgresql":
+        # Prepared: the statement's text never changes, and the event
+        # document travels as a parameter instead of being quoted into it.
+        with prepared_cursor() as cursor:
+            cursor.execute(_insert_with_rollups_sql(), {"rows": usage_event_rows_document(rows)})
         return
     _events_insert(rows)
     rollups_add(rows)
 
 
+@lru_cache(maxsize=1)
+def _insert_with_rollups_sql() -> str:
+    rollups = ", ".join(f"{name} AS ({sql})" for name, sql in rollups_write_ctes("e"))
+    returning = ", ".join(ROLLUP_EVENT_COLUMNS)
+    return f"WITH e AS ({usage_event_insert_sql()} RETURNING {returning}), {rollups} SELECT 1"
+
+
 def _events_insert(rows: list[EventRow]) -> None:
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(usage_event_insert_sql(), {"rows": usage_event_rows_document(rows)})
-            return
         # SQLite (the embedded demo database): multi-row VALUES, chunked under
         # the bound-parameter cap, each value as the field stores it.
         table = connection.ops.quote_name(UsageEvent._meta.db_table)

@@ -5,11 +5,12 @@ event's `event_time`) the summed quantity, billable quantity (the events'
 Exactness: every usage event is written through the one insert path
 (`events.usage_events_insert`, or the single track's one statement on
 PostgreSQL, `tracking._track_sql`), and both add the event to its rollup in
-the same transaction, with one `INSERT … ON CONFLICT DO UPDATE` that
-increments the row (so concurrent writers never lose an update: the conflict
-takes the row lock and re-reads the committed value). A batch aggregates its
-events per key first: one statement for the whole batch, rows in key order
-(two writers touching the same keys lock them in the same order).
+the same statement on PostgreSQL (`rollups_write_ctes`, CTEs reading the
+INSERT's RETURNING rows; `rollups_add` on SQLite), with one
+`INSERT … ON CONFLICT DO UPDATE` that increments the row (so concurrent
+writers never lose an update: the conflict takes the row lock and re-reads
+the committed value). A batch aggregates its events per key first: rows in
+key order (two writers touching the same keys lock them in the same order).
 
 So, at every commit, for every (company, feature, day):
     rollup.quantity          = Σ event.quantity
@@ -61,6 +62,29 @@ def rollup_upsert_sql(select: str) -> str:
     )
 
 
+# The columns of inserted usage events that the rollup writes read (the
+# RETURNING list of the statements that insert events on PostgreSQL).
+ROLLUP_EVENT_COLUMNS = ("company_id", "feature_id", "event_time", "quantity", "billable_delta", "created_at")
+
+
+def rollups_write_ctes(events: str) -> tuple[tuple[str, str], ...]:
+    """THE rollup writes of a statement that inserts usage events (PostgreSQL):
+    `(name, SQL)` of the CTEs that add the events of the CTE `events`
+    (columns `ROLLUP_EVENT_COLUMNS`) to their rollups, in the same statement
+    as the INSERT — the single track's one statement (`tracking._track_sql`)
+    and every other insert (`events.usage_events_insert`). Each CTE
+    aggregates per key and writes keys in order, so a batch touches each row
+    once and two writers lock shared keys in the same order. Extend here (a
+    new rollup is one more CTE; add its columns to `ROLLUP_EVENT_COLUMNS`);
+    `rollups_add` is the same rule for SQLite and must stay in step."""
+    day = rollup_day_sql("event_time")
+    daily = rollup_upsert_sql(
+        f"SELECT company_id, feature_id, {day}, SUM(quantity), SUM(billable_delta), COUNT(*), MAX(created_at) "
+        f"FROM {events} GROUP BY company_id, feature_id, {day} ORDER BY company_id, feature_id, {day}"
+    )
+    return (("rollup_daily", daily),)
+
+
 def rollup_day_sql(column: str) -> str:
     """SQL for the UTC day of a timestamp column (the rule of `utc_day`)."""
     if connection.vendor == "postgresql":
@@ -71,7 +95,8 @@ def rollup_day_sql(column: str) -> str:
 def rollups_add(rows: Iterable[dict]) -> None:
     """Add usage event rows (dicts from `events.usage_event_row`, as
     inserted) to their rollups: one statement, one row per key touched. Call
-    inside the transaction that inserts the events."""
+    inside the transaction that inserts the events. The SQLite form of
+    `rollups_write_ctes` (PostgreSQL writes rollups in the INSERT's statement)."""
     totals: dict[tuple, list[int]] = {}
     for row in rows:
         key = (row["company_id"], row["feature_id"], utc_day(row["event_time"]))

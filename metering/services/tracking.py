@@ -40,7 +40,7 @@ from config.db import prepared_cursor
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
 
-from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSource
+from ..models import UsageEventType, UsageMeter, UsageSource
 from ..periods import Period, period_for
 from ..rules import (
     NO_ACCESS,
@@ -55,11 +55,11 @@ from ..rules import (
     limit_exceeded,
     not_metered,
     overflow,
-    RESULT_COLUMNS,
     billable_delta,
     billable_delta_sql,
     result_from_row,
     stored_result,
+    stored_rows,
     stripe_status_sql,
     track_fingerprint,
     unknown_feature,
@@ -75,7 +75,7 @@ from .events import (
     usage_events_insert,
 )
 from .meters import meters_get_or_create
-from .rollups import rollup_day_sql, rollup_upsert_sql
+from .rollups import ROLLUP_EVENT_COLUMNS, rollups_write_ctes
 
 MAX_BATCH_SIZE = 1000
 TRACK_ATTEMPTS = 5
@@ -315,7 +315,7 @@ def _track_sql(update: str) -> str:
     """The single track on PostgreSQL: the counter UPDATE feeding the one
     usage event INSERT (`usage_event_insert_sql`), whose columns that depend
     on the updated row are the SQL forms of `metering.rules`, feeding the
-    event's daily rollup upsert (`rollups`): still one statement."""
+    event's rollup writes (`rollups.rollups_write_ctes`): still one statement."""
     previous, new = "u.value - r.quantity", "u.value"
     delta = billable_delta_sql(previous, new, "r.included_quantity")
     computed = (
@@ -326,15 +326,12 @@ def _track_sql(update: str) -> str:
         ("stripe_delivery_status", stripe_status_sql("%(to_stripe)s", delta)),
     )
     insert = usage_event_insert_sql(computed=computed, extra_from="u")
-    # The event's daily rollup, in the same statement (`rollups`).
-    rollup = rollup_upsert_sql(
-        f"SELECT company_id, feature_id, {rollup_day_sql('event_time')}, quantity, billable_delta, 1, created_at "
-        "FROM e"
-    )
-    returning = "meter_id, new_value, company_id, feature_id, event_time, quantity, billable_delta, created_at"
+    # The event's rollups, in the same statement (`rollups_write_ctes`).
+    returning = ", ".join(("meter_id", "new_value", *ROLLUP_EVENT_COLUMNS))
+    rollups = "".join(f", {name} AS ({sql})" for name, sql in rollups_write_ctes("e"))
     return (
-        f"WITH u AS ({update} RETURNING id, value), e AS ({insert} RETURNING {returning}), "
-        f"ro AS ({rollup}) SELECT meter_id, new_value FROM e"
+        f"WITH u AS ({update} RETURNING id, value), e AS ({insert} RETURNING {returning}){rollups} "
+        "SELECT meter_id, new_value FROM e"
     )
 
 
@@ -514,12 +511,7 @@ def _batch_apply(
     meter_ids = meters_get_or_create(keys={(p.company_id, p.feature.id, p.period) for p in candidates}, now=now)
 
     with transaction.atomic():
-        stored = {}
-        if keys:
-            for row in UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=keys).values(
-                *RESULT_COLUMNS, "idempotency_key"
-            ):
-                stored[row["idempotency_key"]] = row
+        stored = stored_rows(product_id=product_id, idempotency_keys=keys)
 
         # Decide, in order, which events are duplicates or refused.
         to_apply: list[_Prepared] = []
