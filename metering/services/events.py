@@ -6,7 +6,8 @@ uses the same INSERT, see `usage_event_insert_sql`).
 Rows are plain dicts keyed by the model's column names: building a model
 instance per event costs more than inserting it, and a batch has up to 1000.
 A column a row leaves out takes the model field's default, so the model is
-the only list of columns."""
+the only list of columns. (`dimension_values`, set for a feature with
+dimensions, is no column: the rollups read it.)"""
 
 from __future__ import annotations
 
@@ -19,11 +20,9 @@ from uuid import UUID
 
 from django.db import connection
 
-from config.db import prepared_cursor
-
 from ..models import UsageEvent, UsageSource
-from ..rules import AccessTerms, FeatureInfo, billable_delta, stripe_status_for
-from .rollups import ROLLUP_EVENT_COLUMNS, rollups_add, rollups_write_ctes
+from ..rules import AccessTerms, FeatureInfo, billable_delta, dimension_values, stripe_status_for
+from .rollups import rollups_add
 
 EventRow = dict[str, Any]
 
@@ -54,7 +53,7 @@ def usage_event_row(
     here, at write time (`metering.rules`)."""
     event_id = uuid.uuid4()
     delta = billable_delta(previous_value, new_value, terms.included_quantity)
-    return {
+    row = {
         "id": event_id,
         "product_id": product_id,
         "company_id": company_id,
@@ -83,6 +82,11 @@ def usage_event_row(
         # Stable across retries: Stripe deduplicates meter events by identifier.
         "stripe_event_identifier": str(event_id),
     }
+    if feature.dimensions:
+        # Not a column: what `rollups.rollups_add` (and the single track's
+        # statement) count the event under, per dimension of the feature.
+        row["dimension_values"] = dimension_values(feature, metadata)
+    return row
 
 
 def usage_event_row_apply(row: EventRow, *, meter_id, new_value: int, feature: FeatureInfo) -> EventRow:
@@ -145,32 +149,21 @@ def usage_event_insert_sql(*, computed: tuple[tuple[str, str], ...] = (), extra_
 
 
 def usage_events_insert(rows: list[EventRow]) -> None:
-    """INSERT events (rows from `usage_event_row`) and add them to their
-    rollups: on PostgreSQL one statement (`rollups.rollups_write_ctes` reading
-    the INSERT's rows), on SQLite the INSERT then `rollups.rollups_add`. Call
-    inside a transaction. Raises IntegrityError on a duplicate idempotency key
-    (the key table decides exactly-once)."""
+    """INSERT events (rows from `usage_event_row`) in one statement, and add
+    them to their daily rollups (`rollups.rollups_add`, one more statement):
+    call inside a transaction. Raises IntegrityError on a duplicate
+    idempotency key (the unique index decides exactly-once)."""
     if not rows:
-        return
-    if connection.vendor == "postgresql":
-        # Prepared: the statement's text never changes, and the event
-        # document travels as a parameter instead of being quoted into it.
-        with prepared_cursor() as cursor:
-            cursor.execute(_insert_with_rollups_sql(), {"rows": usage_event_rows_document(rows)})
         return
     _events_insert(rows)
     rollups_add(rows)
 
 
-@lru_cache(maxsize=1)
-def _insert_with_rollups_sql() -> str:
-    rollups = ", ".join(f"{name} AS ({sql})" for name, sql in rollups_write_ctes("e"))
-    returning = ", ".join(ROLLUP_EVENT_COLUMNS)
-    return f"WITH e AS ({usage_event_insert_sql()} RETURNING {returning}), {rollups} SELECT 1"
-
-
 def _events_insert(rows: list[EventRow]) -> None:
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(usage_event_insert_sql(), {"rows": usage_event_rows_document(rows)})
+            return
         # SQLite (the embedded demo database): multi-row VALUES, chunked under
         # the bound-parameter cap, each value as the field stores it.
         table = connection.ops.quote_name(UsageEvent._meta.db_table)
