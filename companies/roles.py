@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights", "desk")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
@@ -43,6 +43,9 @@ _BILLING_ADMIN_GRANTS = (
     "companies.add_apikey",
     "companies.change_apikey",
     "companies.view_apikey",
+    # Tier changes of a company (the Apply tier… action, SPEC §9).
+    "entitlements.apply_tier",
+    "companies.suspend_account",
     "entitlements.add_feature",
     "entitlements.change_feature",
     "entitlements.delete_feature",

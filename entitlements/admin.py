@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max, Prefetch, Q
+from django.db.models import Max, Prefetch, Q, Subquery
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -404,13 +404,14 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
         before_oldest = Q()
         for oldest in oldest_shown:
             before_oldest |= Q(id=oldest.id, history_id__lt=oldest.history_id)
-        predecessor_ids = {
-            row["id"]: row["previous"]
-            for row in History.objects.filter(before_oldest).values("id").annotate(previous=Max("history_id")).order_by()
-        }
-        predecessors = History.objects.in_bulk(list(predecessor_ids.values()), field_name="history_id")
+        # One query whether or not any predecessor exists (the newest older
+        # version of each row, as a subquery), so the count never depends on the data.
+        newest_older = (
+            History.objects.filter(before_oldest).values("id").annotate(previous=Max("history_id")).values("previous")
+        )
+        predecessors = {row.id: row for row in History.objects.filter(history_id__in=Subquery(newest_older))}
         for oldest in oldest_shown:
-            previous_of[oldest.history_id] = predecessors.get(predecessor_ids.get(oldest.id))
+            previous_of[oldest.history_id] = predecessors.get(oldest.id)
     entries = []
     for record in records:
         previous = previous_of.get(record.history_id)
@@ -550,12 +551,16 @@ class ApplyTierForm(forms.Form):
         return cleaned
 
 
+# Tier changes are Billing admin's (SPEC §9); Support edits overrides only.
+APPLY_TIER_PERMISSION = "entitlements.apply_tier"
+
+
 @admin.action(description="Apply tier…")
 def entitlements_apply_tier(modeladmin, request, queryset):
     """Intermediate page (like delete_selected): choose a tier, optional
     overrides and a reason, then `tier_apply` for every selected company."""
-    if not request.user.has_perm("entitlements.change_featureaccess"):
-        modeladmin.message_user(request, "You may not change feature access.", messages.ERROR)
+    if not request.user.has_perm(APPLY_TIER_PERMISSION):
+        modeladmin.message_user(request, "You may not change a company's tier (Billing admin).", messages.ERROR)
         return None
     companies = list(queryset.order_by("name"))
     form = ApplyTierForm(request.POST if "apply" in request.POST else None, companies=companies)
@@ -620,7 +625,7 @@ class CompanyTierFilter(admin.SimpleListFilter):
 
 admin_extensions.register_company_list_filter(CompanyTierFilter)
 admin_extensions.register_company_inline(FeatureAccessInline)
-admin_extensions.register_company_action(entitlements_apply_tier)
+admin_extensions.register_company_action(entitlements_apply_tier, permission=APPLY_TIER_PERMISSION)
 admin_extensions.register_company_panel(feature_access_panel)
 
 

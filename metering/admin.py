@@ -61,6 +61,50 @@ class UsageMeterAdmin(ReadOnlyAdminMixin, ModelAdmin):
         url = reverse("admin:metering_usageevent_changelist") + f"?meter__id__exact={meter.pk}"
         return format_html('<a href="{}">events</a>', url)
 
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path(
+                "explain/<uuid:company_id>/<uuid:product_id>/<str:feature_code>/",
+                self.admin_site.admin_view(self.explain_view),
+                name="metering_feature_explain",
+            ),
+            *super().get_urls(),
+        ]
+
+    def explain_view(self, request, company_id, product_id, feature_code):
+        """The Explain of SPEC §4 for staff (the feature row's "why?"): the
+        very answer of `GET …/features/{code}/explain` (`feature_explain` +
+        `explain_data`), laid out for people. The template only shows it."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404
+
+        from entitlements.models import Feature as FeatureModel
+
+        from .api.checks import explain_data
+
+        if not request.user.has_perm("entitlements.view_featureaccess"):
+            raise PermissionDenied("You may not see feature access.")
+        company = Company.objects.filter(pk=company_id).first()
+        feature = FeatureModel.objects.filter(product_id=product_id, code=feature_code).select_related("product").first()
+        if company is None or feature is None:
+            raise Http404("No such company or feature.")
+        explanation = explain_data(
+            selectors.feature_explain(product_id=product_id, company_id=company.pk, feature_code=feature_code)
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Why: {feature.name} for {company.name}",
+            "company": company,
+            "feature": feature,
+            "explain": explanation,
+            "company_url": reverse("admin:companies_company_change", args=[company.pk]),
+            "api_path": f"/api/v1/companies/{company.pk}/features/{feature_code}/explain",
+        }
+        return TemplateResponse(request, "admin/metering/feature_explain.html", context)
+
 
 # --- Events -------------------------------------------------------------------------------
 

@@ -73,7 +73,17 @@ def support_world(transactional_db):
     ProductLinkFactory(product=product, company=decoy, external_org_id="org_initrode_8")
     tier_apply(company=company, tier=Tier.objects.get(product=product, code="free"), actor=Actor.system("signup"))
     staff_user("Support", "sally", password=PASSWORD)
+    staff_user("Billing admin", "bea", password=PASSWORD)  # tier changes, suspend (SPEC §9)
     return company
+
+
+def _login(page, live_server, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
 
 
 def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, support_world):
@@ -125,7 +135,8 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
 
     assert ai_credit.effective_at(timezone.now()).quantity_limit == 5000
 
-    # Apply the Pro tier through the company action.
+    # Apply the Pro tier through the company action (a Billing admin's).
+    _login(page, live_server, "bea")
     page.goto(f"{live_server.url}/admin/companies/company/?q=org_initech_7")
     page.check(f"input.action-select[value='{company.pk}']")
     page.select_option("select[name=action]", value="entitlements_apply_tier")
@@ -147,7 +158,7 @@ def test_support_raises_a_limit_and_applies_a_tier(live_server, browser_page, su
     history = page.inner_text("table.feature-access-history")
     assert "Goodwill: outage on 3 March" in history
     assert "Upgraded to Pro on the phone" in history
-    assert "user:sally" in history
+    assert "user:sally" in history and "user:bea" in history
     assert "5000" in history and "250000" in history
     assert "chat · Free → chat · Pro" in history  # tier names, not ids
     assert str(FeatureAccess.objects.get(company=company, feature__code="sso").tier_id) not in history
@@ -206,8 +217,9 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     actions = page.locator("#company-actions")
     assert actions.is_visible()
     assert actions.bounding_box()["y"] < VIEWPORT["height"]
-    assert "Adjust usage…" in actions.inner_text() and "Apply tier…" in actions.inner_text()
+    assert "Adjust usage…" in actions.inner_text()
     assert "Freeze wallet" not in actions.inner_text()  # Billing admin only (SPEC §9)
+    assert "Apply tier…" not in actions.inner_text()  # a tier change: Billing admin only
     assert _no_sideways_scroll(page)
     _shot(page, "03-company-overview")
 
@@ -227,7 +239,9 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     assert page.locator(".messagelist .success").count() == 1
     assert UsageMeter.objects.filter(company=company).exists()
 
-    # Apply a tier from the page; it comes back to the company page.
+    # Apply a tier from the page (as a Billing admin); it comes back to the company page.
+    _login(page, live_server, "bea")
+    page.goto(f"{live_server.url}/admin/companies/company/{company.pk}/change/")
     page.click("#company-actions a[data-action=entitlements_apply_tier]")
     page.wait_for_selector("#apply-tier-form")
     assert page.input_value("#id_overrides") in ("", "{}")  # never pre-filled with null
@@ -247,6 +261,7 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     _shot(page, "07-company-usage-tab")
 
     # A page Support may not see answers inside the admin, with a way back.
+    _login(page, live_server, "sally")
     page.goto(f"{live_server.url}/admin/companies/apikey/")
     assert page.locator("#forbidden").is_visible()
     assert page.locator("#nav-sidebar, nav").count() >= 1

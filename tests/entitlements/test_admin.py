@@ -196,7 +196,8 @@ def apply_tier_post(client, company, **extra):
     return client.post(reverse("admin:companies_company_changelist"), data)
 
 
-def test_apply_tier_action(support, company, tiers):
+def test_apply_tier_action(billing_admin, company, tiers):
+    support = billing_admin  # tier changes are Billing admin's (SPEC §9)
     page = apply_tier_post(support, company)
     assert page.status_code == 200
     assert b"Apply a tier" in page.content and company.name.encode() in page.content
@@ -227,15 +228,15 @@ def test_apply_tier_action(support, company, tiers):
         ({"overrides": '{"ai_credit": {"maxQuantity": 5}}', "reason": "x"}, b"unknown field"),
     ],
 )
-def test_apply_tier_form_errors(support, company, tiers, extra, message):
-    response = apply_tier_post(support, company, apply="yes", tier=str(tiers["pro"].pk), **extra)
+def test_apply_tier_form_errors(billing_admin, company, tiers, extra, message):
+    response = apply_tier_post(billing_admin, company, apply="yes", tier=str(tiers["pro"].pk), **extra)
     assert response.status_code == 200
     assert message in response.content
     assert not FeatureAccess.objects.exists()
 
 
-def test_apply_tier_refuses_a_company_not_linked_to_the_product(support, other_company, tiers):
-    response = apply_tier_post(support, other_company, apply="yes", tier=str(tiers["pro"].pk), reason="x")
+def test_apply_tier_refuses_a_company_not_linked_to_the_product(billing_admin, other_company, tiers):
+    response = apply_tier_post(billing_admin, other_company, apply="yes", tier=str(tiers["pro"].pk), reason="x")
     assert response.status_code == 200 and b"Not linked to Chat App" in response.content
     assert not FeatureAccess.objects.exists()
 
