@@ -6,6 +6,8 @@ themselves (previousValue/newValue/performedBy/adjustmentReason)."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
@@ -23,7 +25,6 @@ from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services
-from .charts import daily_usage_svg
 from .models import UsageEvent, UsageEventPartitionDrop, UsageMeter, UsageSnapshot, UsageSource
 from .rules import check_quantity
 
@@ -241,30 +242,53 @@ class UsageSnapshotAdmin(ReadOnlyAdminMixin, ModelAdmin):
 # --- Company page: usage panel ------------------------------------------------------------
 
 
+_CHART_LABELS = {"day": "%d %b", "week": "wk of %d %b", "month": "%b %Y"}
+
+
+def _usage_chart_data(points, *, label: str, granularity: str) -> str:
+    """The JSON unfold's chart components (Chart.js, bundled with unfold)
+    read from `data-value`."""
+    return json.dumps(
+        {
+            "labels": [start.strftime(_CHART_LABELS[granularity]) for start, _ in points],
+            "datasets": [
+                {"label": label, "data": [value for _, value in points], "backgroundColor": "var(--color-primary-600)"}
+            ],
+        }
+    )
+
+
 def company_usage_panel(request, company: Company) -> str:
-    """Each metered feature's current usage against its limit, and a chart of
-    daily usage over the last 30 days."""
+    """Each metered feature's current usage against its limit, and charts of
+    its usage by day, week and month from the daily rollups."""
     if not request.user.has_perm("metering.view_usagemeter"):
         return ""
     usage = selectors.company_metered_usage(company_id=company.pk)
-    series = selectors.daily_usage_series(company_id=company.pk, days=30)
+    series = selectors.usage_rollup_series(company_id=company.pk)
     charts = [
         {
             "feature": feature,
-            "total": sum(value for _, value in points),
-            "svg": daily_usage_svg(
-                points, title=f"{feature.name}: daily usage, last 30 days", unit=feature.unit or ""
-            ),
+            "by": [
+                {
+                    "granularity": granularity,
+                    "total": sum(value for _, value in points),
+                    "data": _usage_chart_data(points, label=f"{feature.name} ({feature.unit or 'units'})", granularity=granularity),
+                }
+                for granularity, points in by_granularity.items()
+            ],
         }
-        for feature, points in series.items()
+        for feature, by_granularity in series.items()
     ]
     return render_to_string(
         "admin/metering/company_usage_panel.html",
         {
             "usage": usage,
             "charts": charts,
+            "granularities": [("day", "By day (30 days)"), ("week", "By week (12 weeks)"), ("month", "By month (12 months)")],
             "events_url": reverse("admin:metering_usageevent_changelist") + f"?company__id__exact={company.pk}",
-            "can_adjust": request.user.has_perm(ADJUST_PERMISSION),
+            "adjust_url": reverse("admin:companies_company_action", args=[company.pk, "metering_adjust_usage"])
+            if request.user.has_perm(ADJUST_PERMISSION)
+            else None,
         },
         request=request,
     )
