@@ -52,9 +52,9 @@ def _money(minor_units: int | None, currency: str) -> str:
     return format_money(minor_units, currency)
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, field: str = "") -> str:
     if value is None:
-        return "unlimited"
+        return "unlimited" if field == "limit" else "no end" if field == "valid until" else "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, datetime):
@@ -72,7 +72,15 @@ def _access_entries(company_id: UUID, limit: int) -> list[TimelineEntry]:
     entries = []
     for item in company_access_history(company_id=company_id, limit=limit):
         changes = [c for c in item["changes"] if c["field"] not in _ACCESS_NOISE and c["old"] != c["new"]]
-        words = "; ".join(f"{c['field']} {_value(c['old'])} → {_value(c['new'])}" for c in changes) or "no visible change"
+        if item["kind"] == "Created":  # a new row: what it grants, no "before"
+            words = "; ".join(
+                f"{c['field']} {_value(c['new'], c['field'])}" for c in changes if c["new"] not in (None, {}, "")
+            )
+        else:
+            words = "; ".join(
+                f"{c['field']} {_value(c['old'], c['field'])} → {_value(c['new'], c['field'])}" for c in changes
+            )
+        words = words or "no visible change"
         record = item["record"]
         verb = {"Created": "granted", "Changed": "changed", "Deleted": "removed"}.get(item["kind"], item["kind"].lower())
         entries.append(
@@ -251,11 +259,35 @@ def _status_entries(company_id: UUID, limit: int) -> list[TimelineEntry]:
 
 
 def _merge_entries(company_id: UUID, limit: int) -> list[TimelineEntry]:
-    """Merges into or from this company. The seam for desk's merge record
-    (SPEC §3, issue 14 item 3): until that model lands there is nothing to
-    read; when it does, this reads its newest `limit` rows where the company
-    is the kept one or the duplicate, one query, like the sources above."""
-    return []
+    """Merges into or from this company (desk's merge record, SPEC §3), one
+    query. Until the merge record's model is installed there is nothing to
+    read (the seam of issue 14 item 3)."""
+    try:
+        from .models import CompanyMerge
+    except ImportError:
+        return []
+    from django.db.models import Q
+
+    rows = (
+        CompanyMerge.objects.filter(Q(target_id=company_id) | Q(source_id=company_id))
+        .select_related("target")
+        .order_by("-created_at")[:limit]
+    )
+    entries = []
+    for merge in rows:
+        moved = ", ".join(
+            f"{count} {what}" for what, count in (merge.moved or {}).items() if isinstance(count, int) and count
+        )
+        entries.append(
+            TimelineEntry(
+                at=merge.created_at,
+                kind="merge",
+                title=f"Merged {merge.source_name} into {merge.target.name}" + (f": moved {moved}" if moved else ""),
+                who=merge.actor,
+                why=merge.reason,
+            )
+        )
+    return entries
 
 
 # One callable per source: (company_id, limit) -> entries, one bounded read each.

@@ -50,6 +50,7 @@ SUPPORT, BILLING = "Support", "Billing admin"
 ACTION_ROLES = {
     "metering_adjust_usage": {SUPPORT, BILLING},
     "credits_grant_action": {SUPPORT, BILLING},
+    "entitlements_override_access": {SUPPORT, BILLING},
     "entitlements_apply_tier": {BILLING},  # a tier change: not Support
     "credits_freeze_action": {BILLING},
     "credits_unfreeze_action": {BILLING},
@@ -122,6 +123,25 @@ def test_refunds_and_catalog_edits_are_billing_admin_only():
         assert label in billing and label not in support, label
     for label in ["metering.adjust_usage", "credits.grant_credits", "entitlements.change_featureaccess"]:
         assert label in support and label in billing, label
+
+
+def test_override_access_previews_then_sets_the_override(client, company, catalog):
+    from entitlements.models import Feature, FeatureAccess
+
+    client.force_login(staff_user(SUPPORT, "sam"))
+    url = _action_url(company, "entitlements_override_access")
+    ai_credit = Feature.objects.get(product=catalog, code="ai_credit")
+    data = {"apply": "yes", "feature": str(ai_credit.pk), "quantity_limit": "500", "source": "promotion",
+            "valid_until": "2099-01-31 12:00", "reason": ""}
+    refused = client.post(url, data).content.decode()
+    assert "This field is required." in refused and 'class="errornote"' in refused
+    preview = client.post(url, {**data, "reason": "launch week"}).content.decode()
+    assert "Limit: 100 → 500." in preview and "promotion override until 31 Jan 2099" in preview
+    assert FeatureAccess.objects.get(company=company, feature=ai_credit).source == "subscription"  # nothing yet
+    done = client.post(url, {**data, "reason": "launch week", "confirmed": "True"})
+    assert done.status_code == 302
+    row = FeatureAccess.objects.get(company=company, feature=ai_credit)
+    assert (row.source, row.reason, row.effective_at(timezone.now()).quantity_limit) == ("promotion", "launch week", 500)
 
 
 # --- Suspend / Reactivate ---------------------------------------------------------------------

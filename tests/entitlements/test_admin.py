@@ -308,3 +308,25 @@ def test_access_history_reads_the_previous_versions_of_all_rows_at_once(
     assert response.status_code == 200 and len(response.context["records"]) > 10
     with django_assert_max_num_queries(len(company_few)):
         assert support.get(company_url).status_code == 200
+
+
+def test_apply_tier_says_which_overrides_it_keeps_before_and_after(billing_admin, company, tiers):
+    """featuresKept in the admin (SPEC §9): the form names the features whose
+    override stays in force over any tier, and the result says it again."""
+    from datetime import timedelta
+
+    from entitlements.services import feature_access_set
+
+    tier_apply(company=company, tier=tiers["free"], actor=Actor.system("tests"))
+    until = timezone.now() + timedelta(days=3)
+    feature_access_set(
+        company=company, feature=tiers["free"].tier_features.get(feature__code="ai_credit").feature,
+        changes={"quantity_limit": 500, "source": "promotion", "valid_until": until},
+        actor=Actor.system("tests"), reason="launch week",
+    )
+    url = reverse("admin:companies_company_action", args=[company.pk, "entitlements_apply_tier"])
+    form = billing_admin.get(url).content.decode()
+    assert f"ai_credit (promotion override until {until:%d %b %Y %H:%M} UTC)" in form
+    done = billing_admin.post(url, {"apply": "yes", "tier": str(tiers["pro"].pk), "reason": "upgrade"}, follow=True)
+    assert "kept because of an override: ai_credit (promotion override until" in done.content.decode()
+    assert ai_access(company).effective_at(timezone.now()).quantity_limit == 500
