@@ -107,8 +107,9 @@ UNFOLD = {
 }
 
 # --- Database -----------------------------------------------------------------
-# PostgreSQL in production and CI; SQLite when DATABASE_URL is unset.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL in production and CI; SQLite when DATABASE_URL is unset or empty
+# (`DATABASE_URL=` in a shell or .env means "the default", not a broken URL).
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
