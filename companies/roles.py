@@ -73,6 +73,8 @@ _BILLING_ADMIN_GRANTS = (
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
+    # Merge a duplicate company into the one that stays (SPEC §3, desk).
+    "desk.merge_companies",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
 _BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey", "companies.delete_servicecredential")

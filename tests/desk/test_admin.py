@@ -59,6 +59,7 @@ ACTION_ROLES = {
     "send_statement": {BILLING},
     "billing_subscribe": {BILLING},
     "billing_create_customer": {BILLING},
+    "desk_merge_action": {BILLING},
 }
 
 
