@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
@@ -70,6 +70,11 @@ _BILLING_ADMIN_GRANTS = (
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
+    # Segments (SPEC §8): defined by Billing admin, seen by Support.
+    "insights.add_segment",
+    "insights.change_segment",
+    "insights.delete_segment",
+    "insights.sync_segment",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
 _BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey", "companies.delete_servicecredential")

@@ -209,6 +209,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
     # Accounts' MRR and today's revenue snapshot (SPEC §8).
     "insights.snapshot_revenue": {"task": "insights.snapshot_revenue", "schedule": 300.0},
+    # Segment membership (SPEC §8) with segment.entered/left events.
+    "insights.sync_segments": {"task": "insights.sync_segments", "schedule": 600.0},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -226,6 +228,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_credits": "credits.tasks.expire_credits",
     "update_lifecycle": "insights.tasks.update_lifecycle",
     "snapshot_revenue": "insights.tasks.snapshot_revenue",
+    "sync_segments": "insights.tasks.sync_segments",
 }
 
 # --- Usage-event partitions and retention (SPEC §10, docs/scaling.md) ----------

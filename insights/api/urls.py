@@ -5,4 +5,6 @@ from . import views
 urlpatterns = [
     path("usage/stats", views.UsageStatsApi.as_view(), name="usage-stats"),
     path("insights/revenue", views.RevenueApi.as_view(), name="insights-revenue"),
+    path("segments", views.SegmentListApi.as_view(), name="segments-list"),
+    path("segments/<str:slug>/companies", views.SegmentCompaniesApi.as_view(), name="segments-companies"),
 ]

@@ -2,5 +2,25 @@
 
 from .lifecycle import account_status_change, lifecycle_update
 from .revenue import revenue_snapshot
+from .segments import (
+    SegmentLoadResult,
+    SegmentSyncResult,
+    segment_members_query,
+    segment_sync,
+    segment_validate,
+    segments_load,
+    segments_sync,
+)
 
-__all__ = ["account_status_change", "lifecycle_update", "revenue_snapshot"]
+__all__ = [
+    "SegmentLoadResult",
+    "SegmentSyncResult",
+    "account_status_change",
+    "lifecycle_update",
+    "revenue_snapshot",
+    "segment_members_query",
+    "segment_sync",
+    "segment_validate",
+    "segments_load",
+    "segments_sync",
+]
