@@ -265,7 +265,7 @@ def segment_sync(*, segment_id: UUID, now: datetime | None = None) -> SegmentSyn
     one event per change."""
     now = now or timezone.now()
     with transaction.atomic():
-        segment = Segment.objects.select_for_update().select_related("product", "parent").get(pk=segment_id)
+        segment = Segment.objects.select_for_update(of=("self",)).select_related("product", "parent").get(pk=segment_id)
         members = segment_members_query(segment=segment, now=now)
         target = dict(members.values_list("company_id", "id"))
         current = set(SegmentMembership.objects.filter(segment=segment).values_list("company_id", flat=True))
