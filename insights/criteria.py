@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import BigIntegerField, CharField, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.fields.json import HasKey, KeyTextTransform, KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils.dateparse import parse_date, parse_datetime
@@ -32,6 +32,9 @@ from companies.profile import CompanySize, country_error, currency_error, locale
 from config.errors import BadRequest
 
 from .error_codes import InsightsErrorCode
+from .models import RiskLevel
+
+RISK_LEVELS = tuple(RiskLevel.values)
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists")
 ORDER_OPS = frozenset({"gt", "gte", "lt", "lte"})
@@ -43,7 +46,6 @@ MAX_ITEMS = 50  # per group
 MAX_IN_VALUES = 100
 MAX_TEXT = 200
 MAX_INT = 2**63 - 1
-RISK_LEVELS = ("low", "medium", "high", "critical")
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 FEATURE_CODE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 # "30 days ago" for date fields: evaluated at each sync (engagement segments).
@@ -401,8 +403,6 @@ class _Translator:
             column = self.alias(("credits",), Coalesce(self._wallet_balance(), Value(0), output_field=BigIntegerField()))
         elif name.startswith("usage."):
             column = self.alias(("usage", name), self._usage(name.removeprefix("usage.")))
-        elif name in ("healthScore", "riskLevel") and not health_available():
-            column = self.alias(("no health", name), Value(None, output_field=BigIntegerField() if name == "healthScore" else CharField()))
         else:
             column = COLUMNS[name]
         if spec.kind == "datetime" and op != "exists":
@@ -489,14 +489,6 @@ class _Translator:
             balance=F("balance_subscription") + F("balance_promotional") + F("balance_topup") - F("debt")
         )
         return Subquery(balance.values("balance")[:1], output_field=BigIntegerField())
-
-
-def health_available() -> bool:
-    """Whether health scores exist (the health work's `AccountHealth`, the
-    account's `health` row); without them health fields read "no data"."""
-    from companies.models import Account
-
-    return any(relation.name == "health" for relation in Account._meta.related_objects)
 
 
 def _any_of(parts: list[Q]) -> Q:

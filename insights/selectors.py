@@ -203,6 +203,20 @@ def _rate(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
 
 
+# --- Health ----------------------------------------------------------------------------
+
+
+def account_health_map(account_ids) -> dict:
+    """{account_id: AccountHealth} of the given accounts (those never
+    computed are absent). One query; for segments, the company list and page."""
+    from .models import AccountHealth
+
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    return {health.account_id: health for health in AccountHealth.objects.filter(account_id__in=ids)}
+
+
 # --- Segments ------------------------------------------------------------------------
 
 

@@ -480,3 +480,19 @@ def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:
         .values_list("id", flat=True)[:limit]
     )
 
+
+
+def rollup_events_totals(*, product_id: UUID, company_ids: Sequence[UUID], start, end) -> dict[UUID, int]:
+    """{company_id: usage events} of the product's features on the UTC days
+    [start, end) (dates), from the daily rollups: one query (insights' usage trend)."""
+    from .models import UsageDailyRollup
+
+    rows = (
+        UsageDailyRollup.objects.filter(
+            company_id__in=list(company_ids), feature__product_id=product_id, day__gte=start, day__lt=end
+        )
+        .values("company_id")
+        .annotate(total=Sum("events"))
+        .order_by()
+    )
+    return {row["company_id"]: int(row["total"] or 0) for row in rows}

@@ -34,8 +34,7 @@ class _RangeQuerySerializer(StrictSerializer):
 
 
 class UsageStatsQuerySerializer(_RangeQuerySerializer):
-    companyId = serializers.UUIDField(source="company_id", required=False)
-    externalOrgId = serializers.CharField(source="external_org_id", required=False, max_length=200)
+    companyId = serializers.UUIDField(source="company_id")
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
     groupBy = serializers.ChoiceField(source="group_by", choices=GROUP_BY_CHOICES, default="day")
     limit = serializers.IntegerField(
@@ -45,12 +44,6 @@ class UsageStatsQuerySerializer(_RangeQuerySerializer):
     cursor = serializers.CharField(
         required=False, allow_blank=True, max_length=1000, help_text="The `nextCursor` of the previous page (empty: the first)."
     )
-
-    def validate(self, attrs):
-        if ("company_id" in attrs) == ("external_org_id" in attrs):
-            message = "Give exactly one of companyId and externalOrgId."
-            raise serializers.ValidationError({"companyId": [message], "externalOrgId": [message]})
-        return super().validate(attrs)
 
 
 class UsageStatSerializer(serializers.Serializer):

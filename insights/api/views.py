@@ -36,9 +36,7 @@ class UsageStatsApi(APIView):
     def get(self, request):
         query = validated(UsageStatsQuerySerializer, request.query_params)
         product_id = request.auth.product_id
-        company_id = company_id_get_visible(
-            product_id=product_id, company_id=query.get("company_id"), external_org_id=query.get("external_org_id")
-        )
+        company_id = company_id_get_visible(product_id=product_id, company_id=query["company_id"])
         page = selectors.usage_stats(
             product_id=product_id,
             company_id=company_id,

@@ -17,7 +17,7 @@ from django.utils import timezone
 from companies.models import Account, Company
 from credits.services import credits_grant
 from insights.criteria import SegmentError
-from insights.models import Segment, SegmentMembership
+from insights.models import AccountHealth, Segment, SegmentMembership
 from insights.services import segment_sync, segment_validate, segments_load, segments_sync
 from metering.services import usage_track
 from notifications.models import Event
@@ -116,6 +116,18 @@ def c(field, op, value=...):
 )
 def test_members_match_the_criteria(product, world, criteria, expected):
     assert members(segment(product, "s", criteria)) == expected
+
+
+def test_health_score_and_risk_level(product, world):
+    now = timezone.now()
+    for name, score, risk in (("acme", 85, "low"), ("hooli", 22, "critical"), ("umbrella", 48, "high")):
+        account = Account.objects.get(company=world[name], product=product)
+        AccountHealth.objects.create(account=account, score=score, risk_level=risk, computed_at=now)
+
+    assert members(segment(product, "a", {"all": [c("healthScore", "lt", 50)]})) == ["Hooli", "Umbrella"]
+    assert members(segment(product, "b", {"all": [c("riskLevel", "in", ["high", "critical"])]})) == ["Hooli", "Umbrella"]
+    assert members(segment(product, "c", {"all": [c("riskLevel", "ne", "low")]})) == ["Globex", "Hooli", "Initech", "Umbrella"]
+    assert members(segment(product, "d", {"all": [c("healthScore", "exists", False)]})) == ["Globex", "Initech"]
 
 
 def test_a_child_segment_keeps_only_its_parents_members(product, world):
