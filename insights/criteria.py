@@ -15,6 +15,7 @@ companies there are; nothing is evaluated in Python."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field as dataclass_field
@@ -260,6 +261,12 @@ def _scalar(value: Any, *, name: str, op: str, spec: FieldSpec, path: str, walk:
         if value is not None and not isinstance(value, (str, int, float, bool)):
             walk.error(path, "must be a string, a number, true, false or null")
             return None
+        if isinstance(value, float) and not math.isfinite(value):
+            walk.error(path, "must be a finite number")
+            return None
+        if isinstance(value, str) and "\x00" in value:
+            walk.error(path, "must not contain NUL characters")
+            return None
         if isinstance(value, str) and len(value) > MAX_TEXT:
             walk.error(path, f"must be at most {MAX_TEXT} characters")
             return None
@@ -267,6 +274,9 @@ def _scalar(value: Any, *, name: str, op: str, spec: FieldSpec, path: str, walk:
     # text and code
     if not isinstance(value, str) or not value.strip():
         walk.error(path, "must be a non-empty string")
+        return None
+    if "\x00" in value:
+        walk.error(path, "must not contain NUL characters")
         return None
     if len(value) > MAX_TEXT:
         walk.error(path, f"must be at most {MAX_TEXT} characters")
@@ -432,8 +442,11 @@ class _Translator:
     def tier(self, op: str, value) -> Q:
         from entitlements.models import FeatureAccess
 
+        # The tier layer in force: rows a tier grants and enables (a tier
+        # change leaves the old tier's other features disabled, still naming
+        # it) — the company list's tier filter reads the same rows.
         rows = FeatureAccess.objects.filter(
-            company_id=OuterRef("company_id"), tier__isnull=False, tier__product_id=self.product_id
+            company_id=OuterRef("company_id"), tier__product_id=self.product_id, tier_granted=True, is_enabled=True
         )
         if op == "exists":
             return Q(Exists(rows)) if value else ~Q(Exists(rows))

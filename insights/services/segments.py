@@ -55,7 +55,7 @@ def segment_validate(
     errors: list[str] = []
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug) or len(slug) > MAX_SLUG:
         errors.append(f"{path}slug: must be lower-case letters and digits joined by '-' or '_', at most {MAX_SLUG} characters")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or "\x00" in name:
         errors.append(f"{path}name: must be a non-empty string of at most {MAX_NAME} characters")
     if type not in SegmentType.values:
         errors.append(f"{path}type: must be one of {', '.join(SegmentType.values)}")
@@ -138,8 +138,8 @@ def segments_load(*, data: Any) -> SegmentLoadResult:
             continue
         if product is None:
             continue
-        if "description" in item and not isinstance(item["description"], str):
-            errors.append(f"{path}.description: must be a string")
+        if "description" in item and (not isinstance(item["description"], str) or "\x00" in item["description"]):
+            errors.append(f"{path}.description: must be a string (without NUL characters)")
         if "parent" in item and item["parent"] is not None and not isinstance(item["parent"], str):
             errors.append(f"{path}.parent: must be the slug of a segment of the same product, or null")
         key = (product.code, item.get("slug"))

@@ -78,6 +78,9 @@ def test_a_valid_document_is_cleaned():
         ({"all": [cond("metadata.tags", "contains", 3)]}, "criteria.all[0].value", "must be a string"),
         ({"all": [cond("metadata.plan", "eq", {"a": 1})]}, "criteria.all[0].value", "a string, a number"),
         ({"all": [{**cond("mrr", "gt", 1), "note": "x"}]}, "criteria.all[0].note", "unknown field"),
+        ({"all": [cond("metadata.ratio", "eq", float("nan"))]}, "criteria.all[0].value", "finite"),
+        ({"all": [cond("metadata.plan", "eq", "a\x00b")]}, "criteria.all[0].value", "NUL"),
+        ({"all": [cond("industry", "eq", "a\x00b")]}, "criteria.all[0].value", "NUL"),
         ({"all": ["mrr > 1"]}, "criteria.all[0]", "must be a condition"),
     ],
 )

@@ -118,6 +118,16 @@ def test_members_match_the_criteria(product, world, criteria, expected):
     assert members(segment(product, "s", criteria)) == expected
 
 
+def test_tier_is_the_tier_layer_in_force(product, world):
+    # A tier change leaves the old tier's other features disabled, still naming it.
+    old = TierFactory(product=product, code="starter")
+    FeatureAccessFactory(company=world["acme"], feature=MeteredFeatureFactory(product=product, code="old"), tier=old,
+                         is_enabled=False)
+    assert members(segment(product, "starter", {"all": [c("tier", "eq", "starter")]})) == []
+    assert members(segment(product, "not-pro", {"all": [c("tier", "ne", "pro")]})) == [
+        "Acme", "Hooli", "Initech", "Umbrella"]
+
+
 def test_health_score_and_risk_level(product, world):
     now = timezone.now()
     for name, score, risk in (("acme", 85, "low"), ("hooli", 22, "critical"), ("umbrella", 48, "high")):
