@@ -178,3 +178,15 @@ def payment_facts(*, product_id, company_ids, uncollectible_since) -> dict:
         )
         for company_id in set(failing) | set(counts)
     }
+
+
+def webhook_events_failed(*, limit: int = 5) -> list:
+    """The newest Stripe webhook events whose processing failed (up to
+    `limit` + 1, so a caller can say "more"): the admin dashboard."""
+    from .models import StripeWebhookEvent, WebhookEventStatus
+
+    return list(
+        StripeWebhookEvent.objects.filter(status=WebhookEventStatus.FAILED)
+        .order_by("-received_at")
+        .only("id", "type", "stripe_event_id", "received_at", "processing_error")[: limit + 1]
+    )

@@ -496,3 +496,14 @@ def rollup_events_totals(*, product_id: UUID, company_ids: Sequence[UUID], start
         .order_by()
     )
     return {row["company_id"]: int(row["total"] or 0) for row in rows}
+
+
+def usage_deliveries_retrying_count() -> int:
+    """Usage events whose delivery to Stripe failed at least once and is
+    being retried (pending, attempts > 0): one count over the delivery
+    queue's partial index (the admin dashboard)."""
+    from .models import StripeDeliveryStatus
+
+    return UsageEvent.objects.filter(
+        stripe_delivery_status=StripeDeliveryStatus.PENDING, stripe_delivery_attempts__gt=0
+    ).count()

@@ -9,7 +9,8 @@ from rest_framework import serializers
 
 from config.api.serializers import JSONObjectField, StrictSerializer, UTCDateOrDateTimeField, UTCDateTimeField
 
-from ..models import SegmentType
+from ..health import COMPONENTS
+from ..models import RiskLevel, SegmentType
 from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT
 
 MAX_RANGE = timedelta(days=5 * 366)
@@ -73,11 +74,38 @@ class RevenuePeriodSerializer(serializers.Serializer):
     customerChurnRate = serializers.FloatField(source="customer_churn_rate", help_text="0–100")
     revenueChurnRate = serializers.FloatField(source="revenue_churn_rate", help_text="0–100")
     arpu = serializers.IntegerField(help_text="MRR per active customer, rounded half-up.")
+    creditsPurchased = serializers.IntegerField(source="credits_purchased", help_text="Credits bought in the period.")
+    creditsUsed = serializers.IntegerField(source="credits_used", help_text="Credits used (usage and fallback charges).")
+    creditUtilization = serializers.FloatField(
+        source="credit_utilization",
+        help_text="Credits used ÷ credits that came in (purchased + granted) × 100, two decimals; 0 when none came in.",
+    )
 
 
 class RevenueSerializer(serializers.Serializer):
     currency = serializers.CharField()
     periods = RevenuePeriodSerializer(many=True)
+
+
+class HealthComponentSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=COMPONENTS, help_text="usage_trend, limit_pressure, credit_runway, payment_health, recency")
+    value = serializers.IntegerField(min_value=0, max_value=100, help_text="0–100, higher is healthier.")
+    weight = serializers.IntegerField(min_value=0, help_text="Relative weight in the score (settings).")
+    detail = serializers.CharField(help_text="The component explained in one sentence.")
+
+
+class HealthHistorySerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="UTC day.")
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    riskLevel = serializers.ChoiceField(source="risk_level", choices=RiskLevel.choices)
+
+
+class HealthSerializer(serializers.Serializer):
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    riskLevel = serializers.ChoiceField(source="risk_level", choices=RiskLevel.choices)
+    components = HealthComponentSerializer(many=True)
+    computedAt = UTCDateTimeField(source="computed_at")
+    history = HealthHistorySerializer(many=True, help_text="One score per UTC day over the last year, oldest first.")
 
 
 class SegmentSerializer(serializers.Serializer):

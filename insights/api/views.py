@@ -15,6 +15,7 @@ from config.api.schema import error_responses, validated
 
 from .. import selectors
 from .serializers import (
+    HealthSerializer,
     RevenueQuerySerializer,
     RevenueSerializer,
     SegmentSerializer,
@@ -67,6 +68,21 @@ class RevenueApi(APIView):
         )
         currency = Product.objects.values_list("currency", flat=True).get(pk=product_id)
         return Response(RevenueSerializer({"currency": currency, "periods": periods}).data)
+
+
+class CompanyHealthApi(APIView):
+    @extend_schema(
+        operation_id="company_health",
+        parameters=[OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Company UUID")],
+        summary="A company's health score, its explained components and history",
+        responses={200: HealthSerializer, **error_responses(404)},
+        description="The health of the company's account with the key's product (SPEC §8): `score` 0–100, "
+        "`riskLevel`, the weighted components each explained in one sentence, when it was computed (nightly, "
+        "or now if never), and one score per day over the last year.",
+    )
+    def get(self, request, companyId: str):
+        detail = selectors.account_health_detail(product_id=request.auth.product_id, company_id=companyId)
+        return Response(HealthSerializer(detail).data)
 
 
 class SegmentListApi(APIView):

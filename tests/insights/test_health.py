@@ -275,3 +275,67 @@ def test_another_products_usage_and_credits_do_not_count(product, other_product,
     assert values["usage_trend"] == 0
     assert health.components[2]["detail"] == "No credit wallet."
     assert not AccountHealth.objects.filter(account__product=other_product).exists()
+
+
+# --- GET /companies/{companyId}/health -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_health_api_answers_the_stored_score_components_and_history(api, product, company, account):
+    from datetime import date
+
+    AccountHealth.objects.create(
+        account=account, score=61, risk_level="medium", computed_at=NOW,
+        components=[{"name": "usage_trend", "value": 60, "weight": 30, "detail": "Down 40%."}],
+    )
+    HealthSnapshot.objects.create(account=account, date=date(2026, 6, 15), score=61, risk_level="medium")
+    HealthSnapshot.objects.create(account=account, date=date(2026, 6, 14), score=70, risk_level="medium")
+    HealthSnapshot.objects.create(account=account, date=date(2025, 6, 1), score=10, risk_level="critical")  # > a year
+
+    response = api.get(f"/api/v1/companies/{company.pk}/health")
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "score": 61,
+        "riskLevel": "medium",
+        "components": [{"name": "usage_trend", "value": 60, "weight": 30, "detail": "Down 40%."}],
+        "computedAt": "2026-06-15T03:00:00Z",
+        "history": [
+            {"date": "2026-06-14", "score": 70, "riskLevel": "medium"},
+            {"date": "2026-06-15", "score": 61, "riskLevel": "medium"},
+        ],
+    }
+
+
+@pytest.mark.django_db
+def test_health_api_computes_a_score_never_computed(api, company, account):
+    response = api.get(f"/api/v1/companies/{company.pk}/health")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert [c["name"] for c in body["components"]] == list(rule.COMPONENTS)
+    assert len(body["history"]) == 1
+    assert AccountHealth.objects.filter(account=account).exists()
+
+
+@pytest.mark.django_db
+def test_health_api_is_isolated_by_product(api, other_api, other_product, company, account):
+    AccountHealth.objects.create(account=account, score=61, risk_level="medium", components=[], computed_at=NOW)
+    # Another product's key: this company is not linked to it.
+    response = other_api.get(f"/api/v1/companies/{company.pk}/health")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    for bad in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        assert api.get(f"/api/v1/companies/{bad}/health").status_code == 404
+    assert not AccountHealth.objects.filter(account__product=other_product).exists()
+
+
+@pytest.mark.django_db
+def test_health_api_linked_in_both_products_answers_each_products_own_score(api, other_api, other_product, company, account):
+    from tests.factories.companies import ProductLinkFactory
+
+    ProductLinkFactory(product=other_product, company=company, external_org_id="org_acme_crm")
+    other = Account.objects.get(company=company, product=other_product)
+    AccountHealth.objects.create(account=account, score=61, risk_level="medium", components=[], computed_at=NOW)
+    AccountHealth.objects.create(account=other, score=12, risk_level="critical", components=[], computed_at=NOW)
+    assert api.get(f"/api/v1/companies/{company.pk}/health").json()["score"] == 61
+    assert other_api.get(f"/api/v1/companies/{company.pk}/health").json()["score"] == 12
