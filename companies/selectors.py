@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from config.errors import NotFound
@@ -57,6 +58,17 @@ def account_is_suspended(*, product_id: UUID, company_id: UUID | str) -> bool:
     return pk is not None and Account.objects.filter(
         product_id=product_id, company_id=pk, status=CompanyStatus.SUSPENDED
     ).exists()
+
+
+def account_suspended_sql(*, company: str, product: str) -> str:
+    """`account_is_suspended` as an SQL condition on a company and a product
+    column, for statements that decide in the database (credits' one-round-trip
+    debit): the same rule, in the same home."""
+    table = connection.ops.quote_name(Account._meta.db_table)
+    return (
+        f"EXISTS (SELECT 1 FROM {table} suspended_account WHERE suspended_account.company_id = {company} "
+        f"AND suspended_account.product_id = {product} AND suspended_account.status = '{CompanyStatus.SUSPENDED.value}')"
+    )
 
 
 def companies_visible_bulk(

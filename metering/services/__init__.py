@@ -6,7 +6,7 @@ from .corrections import usage_adjust, usage_set
 from .delivery import usage_delivery_retry
 from .meters import meter_close, meters_close_due, meters_get_or_create
 from .partitions import partitions_ensure, partitions_prune
-from .rollups import rollups_merge, rollups_rebuild
+from .rollups import rollups_compact, rollups_merge, rollups_rebuild
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "meters_get_or_create",
     "partitions_ensure",
     "partitions_prune",
+    "rollups_compact",
     "rollups_merge",
     "rollups_rebuild",
     "usage_adjust",

@@ -51,6 +51,9 @@ DEMO_POOL_SHARED = 5
 # commands (insights sits right of billing: commands, not imports).
 DEMO_SEGMENTS = Path(settings.BASE_DIR) / "insights" / "demo_segments.json"  # how many chat customers the CRM app also serves
 USAGE_DAYS = 30
+DEMO_MODELS = ("gpt-4o", "gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku")
+DEMO_PLATFORMS = ("web", "web", "ios", "android")
+DEMO_HOURS = (2, 7, 8, 9, 9, 10, 10, 10, 11, 13, 14, 14, 15, 16, 17, 20)
 # Where the demo's webhook endpoint points: run the receiver of the README there
 # (`python -m tests.notifications.receiver --port 9000`); until then its
 # deliveries fail and are retried, which the admin shows too.
@@ -268,6 +271,20 @@ class Command(BaseCommand):
                             quantity=rng.randint(1, base * scale),
                             timestamp=day,
                             idempotency_key=f"demo:{link.external_org_id}:{feature_code}:{day.date()}",
+                        )
+                    )
+                # AI credits by model and platform (the catalog's dimensions), at
+                # office hours more than at night: the admin's dimension and
+                # peak-hour panel and /usage/stats?dimension= have data.
+                for n in range(rng.randint(1, 3)):
+                    requests.append(
+                        TrackRequest(
+                            feature_code="ai_credit",
+                            company_id=link.company_id,
+                            quantity=rng.randint(1, 2 * scale),
+                            timestamp=day.replace(hour=rng.choice(DEMO_HOURS), minute=rng.randint(0, 59)),
+                            metadata={"model": rng.choice(DEMO_MODELS), "platform": rng.choice(DEMO_PLATFORMS)},
+                            idempotency_key=f"demo:{link.external_org_id}:ai_credit:{day.date()}:{n}",
                         )
                     )
         actor = Actor.system("demo_setup")
