@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from companies.models import Account, CompanyStatus, ProductLink
-from companies.selectors import company_not_found
+from companies.selectors import company_not_found, company_tombstone_resolve
 from entitlements.models import ACCESS_ROW_FIELDS, Feature, FeatureAccess, FeatureKind
 from entitlements.selectors import (
     Decision,
@@ -117,6 +117,9 @@ def usage_target_get(
         cursor.execute(_target_sql(by_external), params)
         row = cursor.fetchone()
     if row is None:
+        if not by_external and company_id is not None:
+            # A merged duplicate's id: 409 naming the kept company (a track writes).
+            company_tombstone_resolve(product_id=product_id, company_id=company_id)
         raise company_not_found()
     if row[1] is None:
         raise unknown_feature(feature_code)

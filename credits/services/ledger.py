@@ -32,8 +32,12 @@ _WALLET_MONEY_FIELDS = ["balance_subscription", "balance_promotional", "balance_
 
 
 def wallet_lock(*, wallet_id: UUID) -> Wallet:
-    """The wallet row, locked until the end of the caller's transaction."""
-    return Wallet.objects.select_for_update().select_related("product").get(pk=wallet_id)
+    """The wallet row, locked until the end of the caller's transaction.
+    Only the wallet (`of=("self",)`): a plain FOR UPDATE would lock the joined
+    product row too, and every debit's commit (its ledger row's deferred
+    foreign key to the product) would then wait for us — a deadlock as soon
+    as we wait for a second wallet (`wallet_transfer`, merges)."""
+    return Wallet.objects.select_for_update(of=("self",)).select_related("product").get(pk=wallet_id)
 
 
 def wallet_lock_visible(*, product_id: UUID, company_id=None, external_org_id: str | None = None) -> Wallet | None:

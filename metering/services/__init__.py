@@ -4,6 +4,7 @@ each with its contract in the docstring. Import from here."""
 from .billing_periods import billing_periods_set
 from .corrections import usage_adjust, usage_set
 from .delivery import usage_delivery_retry
+from .merge import UsageMerged, usage_merge
 from .meters import meter_close, meters_close_due, meters_get_or_create
 from .partitions import partitions_ensure, partitions_prune
 from .rollups import rollups_compact, rollups_merge, rollups_rebuild
@@ -27,4 +28,6 @@ __all__ = [
     "usage_set",
     "usage_track",
     "usage_track_batch",
+    "UsageMerged",
+    "usage_merge",
 ]
