@@ -8,7 +8,7 @@ event count asks): `python bench/run.py capacity` or
 
 Ingests `--events` events through POST /api/v1/usage/track-batch (gunicorn,
 production settings, every event with a unique idempotency key, spread over 64
-companies) — or as many as `--max-minutes` allow — and reports:
+companies, each client connection tracking for its own 64/clients of them) — or as many as `--max-minutes` allow — and reports:
   - events/s per slice of `--slice-events` (default one million) as the table
     grows (first vs last slice), with a short probe of the check's and the
     single track's latency after each slice;
@@ -154,7 +154,12 @@ def ingest(base_url: str, data: dict, *, events: int, batch_size: int, clients: 
     errors: list[str] = []
     run = uuid.uuid4().hex[:8]
 
-    def worker() -> None:
+    # Each client tracks for its own group of companies, as separate integrations
+    # would: batches of different clients never wait on each other's meter rows.
+    group = max(1, len(companies) // clients)
+
+    def worker(client: int) -> None:
+        mine = companies[client * group : (client + 1) * group] or companies
         client = Client(base_url, data["key"])
         while True:
             with lock:
@@ -165,7 +170,7 @@ def ingest(base_url: str, data: dict, *, events: int, batch_size: int, clients: 
             body = {
                 "events": [
                     {
-                        "companyId": companies[(number * batch_size + n) % len(companies)],
+                        "companyId": mine[(number * batch_size + n) % len(mine)],
                         "featureCode": "tokens",
                         "quantity": 1,
                         "idempotencyKey": f"{run}-{number}-{n}",
@@ -182,7 +187,7 @@ def ingest(base_url: str, data: dict, *, events: int, batch_size: int, clients: 
         limit[0] = min(batches, (index + 1) * per_slice)
         first = next_batch[0]
         started = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        threads = [threading.Thread(target=worker, args=(client,)) for client in range(clients)]
         for thread in threads:
             thread.start()
         for thread in threads:
