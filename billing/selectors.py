@@ -133,3 +133,60 @@ def invoice_get_visible(*, product_id, invoice_id) -> Invoice:
         raise NotFound("No such invoice.")
     company_get_visible(product_id=product_id, company_id=invoice.company_id)
     return invoice
+
+
+@dataclass(frozen=True)
+class PaymentFacts:
+    failing_subscriptions: list[str]
+    uncollectible_invoices: int
+    open_invoices_due: int
+
+
+FAILING_SUBSCRIPTION_STATUSES = ("past_due", "unpaid")
+
+
+def payment_facts(*, product_id, company_ids, uncollectible_since) -> dict:
+    """{company_id: PaymentFacts} of the product's accounts: subscriptions
+    whose payment fails (past_due, unpaid), invoices marked uncollectible
+    since `uncollectible_since`, open invoices with an amount due. Two
+    queries (insights' payment health). Companies with none of these are absent."""
+    from collections import defaultdict
+
+    from django.db.models import Count, Q
+
+    company_ids = list(company_ids)
+    failing: dict = defaultdict(list)
+    for company_id, status in Subscription.objects.filter(
+        product_id=product_id, company_id__in=company_ids, status__in=FAILING_SUBSCRIPTION_STATUSES
+    ).values_list("company_id", "status"):
+        failing[company_id].append(status)
+    invoices = (
+        Invoice.objects.filter(product_id=product_id, company_id__in=company_ids)
+        .filter(Q(status="uncollectible", stripe_created_at__gte=uncollectible_since) | Q(status="open", amount_due__gt=0))
+        .values("company_id")
+        .annotate(
+            uncollectible=Count("id", filter=Q(status="uncollectible")), open_due=Count("id", filter=Q(status="open"))
+        )
+        .order_by()
+    )
+    counts = {row["company_id"]: (row["uncollectible"], row["open_due"]) for row in invoices}
+    return {
+        company_id: PaymentFacts(
+            failing_subscriptions=failing.get(company_id, []),
+            uncollectible_invoices=counts.get(company_id, (0, 0))[0],
+            open_invoices_due=counts.get(company_id, (0, 0))[1],
+        )
+        for company_id in set(failing) | set(counts)
+    }
+
+
+def webhook_events_failed(*, limit: int = 5) -> list:
+    """The newest Stripe webhook events whose processing failed (up to
+    `limit` + 1, so a caller can say "more"): the admin dashboard."""
+    from .models import StripeWebhookEvent, WebhookEventStatus
+
+    return list(
+        StripeWebhookEvent.objects.filter(status=WebhookEventStatus.FAILED)
+        .order_by("-received_at")
+        .only("id", "type", "stripe_event_id", "received_at", "processing_error")[: limit + 1]
+    )

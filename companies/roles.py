@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...

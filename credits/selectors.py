@@ -159,3 +159,45 @@ def auto_refill_data(wallet: Wallet | None) -> dict | None:
         "lastFailure": {"at": settings.last_failure_at.isoformat().replace("+00:00", "Z"), "code": settings.last_failure_code,
                         "message": settings.last_failure_message} if settings.last_failure_at else None,
     }
+
+
+def wallets_use(*, product_id: UUID, company_ids, kinds, since: datetime) -> dict[UUID, tuple[int, int]]:
+    """{company_id: (available credits, credits moved by entries of `kinds`
+    since `since`, as a positive number)} of the product's wallets: two
+    queries (insights' credit runway). Companies without a wallet are absent."""
+    wallets = {
+        wallet.pk: wallet
+        for wallet in Wallet.objects.filter(product_id=product_id, company_id__in=list(company_ids))
+    }
+    if not wallets:
+        return {}
+    moved = dict(
+        LedgerEntry.objects.filter(wallet_id__in=list(wallets), kind__in=list(kinds), created_at__gte=since)
+        .values("wallet_id")
+        .annotate(total=Sum("amount"))
+        .order_by()
+        .values_list("wallet_id", "total")
+    )
+    return {
+        wallet.company_id: (wallet.available, abs(int(moved.get(pk) or 0)))
+        for pk, wallet in wallets.items()
+    }
+
+
+def ledger_totals_by_day(*, product_id: UUID, start: datetime, end: datetime) -> dict[tuple, int]:
+    """{(UTC day, kind): signed sum} of the product's ledger entries in [start,
+    end): one query over the wallets' (wallet, created_at) index."""
+    from datetime import UTC
+
+    from django.db.models.functions import TruncDate
+
+    rows = (
+        LedgerEntry.objects.filter(
+            wallet_id__in=Wallet.objects.filter(product_id=product_id).values("pk"), created_at__gte=start, created_at__lt=end
+        )
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "kind")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return {(row["day"], row["kind"]): int(row["total"] or 0) for row in rows}

@@ -1,15 +1,28 @@
-"""Insights in the admin: the lifecycle status history (read-only)."""
+"""Insights in the admin: the lifecycle status history and health scores
+(read-only), plus the company list's health column and risk filter, the
+customer overview's health fact and Health tab, and *Recompute health*
+(docs/admin.md: `companies.admin_extensions`)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Prefetch
+from django.template.loader import render_to_string
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 
-from .models import AccountStatusChange
+from companies import admin_extensions
+from companies.models import Account, Company
+
+from .models import AccountHealth, AccountStatusChange, HealthSnapshot, RiskLevel
+from .services import health_compute
+
+VIEW_HEALTH = "insights.view_accounthealth"
+RISK_COLOURS = {"low": "#15803d", "medium": "#a16207", "high": "#c2410c", "critical": "#b91c1c"}
 
 
 @admin.register(AccountStatusChange)
-class AccountStatusChangeAdmin(ModelAdmin):
+class AccountStatusChangeAdmin(admin_extensions.ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "company", "product", "from_status", "to_status", "cause", "actor_label"]
     list_filter = ["product", "to_status", "cause"]
     search_fields = ["company__name", "company__short_id", "=company__id"]
@@ -17,11 +30,140 @@ class AccountStatusChangeAdmin(ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.action(description="Recompute health", permissions=["view"])
+def recompute_health(modeladmin, request, queryset):
+    """Score the selected accounts now (the nightly job's service)."""
+    account_ids = list(queryset.values_list("account_id", flat=True))
+    scored = health_compute(account_ids=account_ids)
+    modeladmin.message_user(request, f"Health recomputed for {scored} account(s).", messages.SUCCESS)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+
+@admin.register(AccountHealth)
+class AccountHealthAdmin(admin_extensions.ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["account", "score", "risk_level", "computed_at"]
+    list_filter = ["risk_level", "account__product", "account__status"]
+    search_fields = ["account__company__name", "account__company__short_id", "=account__company__id"]
+    list_select_related = ["account__company", "account__product"]
+    readonly_fields = ["account", "score", "risk_level", "components_display", "computed_at"]
+    fields = readonly_fields
+    actions = [recompute_health]
+    ordering = ["score"]
+    show_full_result_count = False
+
+    @admin.display(description="Components")
+    def components_display(self, health: AccountHealth) -> str:
+        return render_to_string("admin/insights/health_components.html", {"health": health})
+
+
+@admin.register(HealthSnapshot)
+class HealthSnapshotAdmin(admin_extensions.ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["date", "account", "score", "risk_level"]
+    list_filter = ["risk_level", "account__product"]
+    search_fields = ["account__company__name", "account__company__short_id"]
+    list_select_related = ["account__company", "account__product"]
+    date_hierarchy = "date"
+    show_full_result_count = False
+
+
+# --- The company list and the customer overview -------------------------------------------
+
+
+def risk_badge(health: AccountHealth | None) -> str:
+    if health is None:
+        return "—"
+    return format_html(
+        '<span style="color:{};font-weight:600" title="{}">{} · {}</span>',
+        RISK_COLOURS.get(health.risk_level, "inherit"), health.get_risk_level_display(),
+        health.score, health.get_risk_level_display(),
+    )
+
+
+def _accounts_with_health(company: Company) -> list[Account]:
+    accounts = getattr(company, "_health_accounts", None)
+    if accounts is None:
+        accounts = list(company.accounts.select_related("product", "health"))
+    return accounts
+
+
+def _health_of(account: Account) -> AccountHealth | None:
+    try:
+        return account.health
+    except AccountHealth.DoesNotExist:
+        return None
+
+
+@admin.display(description="Health")
+def company_health_column(company: Company) -> str:
+    """Score and risk per product account (one word when the company has one)."""
+    accounts = _accounts_with_health(company)
+    parts = [(account.product.code, _health_of(account)) for account in accounts]
+    parts = [(code, health) for code, health in parts if health is not None]
+    if not parts:
+        return "—"
+    if len(parts) == 1:
+        return risk_badge(parts[0][1])
+    return format_html(", ".join(["{} {}"] * len(parts)), *[x for code, health in parts for x in (code, risk_badge(health))])
+
+
+# The changelist prefetches this for every row (no query per company).
+company_health_column.prefetch = Prefetch(
+    "accounts", queryset=Account.objects.select_related("product", "health"), to_attr="_health_accounts"
+)
+
+
+class CompanyRiskFilter(admin.SimpleListFilter):
+    """Companies by the health risk of an account (SPEC §9 "filter by risk")."""
+
+    title = "risk"
+    parameter_name = "risk"
+
+    def lookups(self, request, model_admin):
+        return [*RiskLevel.choices, ("none", "Not computed")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "none":
+            return queryset.filter(accounts__health__isnull=True).distinct()
+        return queryset.filter(accounts__health__risk_level=value).distinct()
+
+
+def company_health_summary(request, company: Company) -> list[dict]:
+    """Header fact of the customer overview: health and risk per product."""
+    parts = []
+    for account in company.accounts.select_related("product", "health"):
+        health = _health_of(account)
+        if health is not None:
+            parts.append(f"{account.product.code}: {health.score} · {health.get_risk_level_display()} risk")
+    return [{"label": "Health", "value": ", ".join(parts) or "not computed"}]
+
+
+def company_health_panel(request, company: Company) -> str:
+    """The Health tab: each account's components explained, and its score history."""
+    if not request.user.has_perm(VIEW_HEALTH):
+        return ""
+    accounts = [a for a in company.accounts.select_related("product", "health") if _health_of(a) is not None]
+    if not accounts:
+        return ""
+    history = {}
+    for snapshot in HealthSnapshot.objects.filter(account__in=accounts).order_by("-date")[: 30 * len(accounts)]:
+        history.setdefault(snapshot.account_id, []).append(snapshot)
+    rows = [{"account": a, "health": a.health, "history": list(reversed(history.get(a.pk, [])))} for a in accounts]
+    return render_to_string("admin/insights/company_health_panel.html", {"rows": rows})
+
+
+@admin.action(description="Recompute health")
+def company_recompute_health(modeladmin, request, queryset):
+    """Score the selected companies' accounts now; back to the page."""
+    account_ids = list(Account.objects.filter(company__in=queryset).values_list("pk", flat=True))
+    scored = health_compute(account_ids=account_ids)
+    modeladmin.message_user(request, f"Health recomputed for {scored} account(s).", messages.SUCCESS)
+
+
+admin_extensions.register_company_list_column(company_health_column)
+admin_extensions.register_company_list_filter(CompanyRiskFilter)
+admin_extensions.register_company_summary(company_health_summary)
+admin_extensions.register_company_panel(company_health_panel)
+admin_extensions.register_company_action(company_recompute_health, permission=VIEW_HEALTH)

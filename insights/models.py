@@ -1,10 +1,12 @@
-"""Insights rows: the lifecycle status history of accounts (SPEC §3)."""
+"""Insights rows: lifecycle status history (SPEC §3), revenue snapshots and
+health scores (SPEC §8)."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from companies.models import Account, Company, CompanyStatus, Product
@@ -61,3 +63,55 @@ class RevenueSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} · {self.day}: {self.mrr}"
+
+
+class RiskLevel(models.TextChoices):
+    """An account's health risk (SPEC §8); thresholds are settings (`HEALTH_RISK_THRESHOLDS`)."""
+
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+HIGH_RISK_LEVELS = (RiskLevel.HIGH, RiskLevel.CRITICAL)
+
+
+class AccountHealth(models.Model):
+    """An account's current health score (SPEC §8): one row per account,
+    written by `insights.services.health.health_compute` (the nightly
+    `compute_health` job and on demand). `components` is the explained
+    breakdown: `[{name, value, weight, detail}]` (value 0–100)."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="health")
+    score = models.PositiveSmallIntegerField(help_text="0–100, higher is healthier.")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices)
+    components = models.JSONField(default=list)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "account health"
+        verbose_name_plural = "account health"
+        indexes = [models.Index(fields=["risk_level"], name="account_health_risk_idx")]
+        constraints = [models.CheckConstraint(condition=Q(score__gte=0, score__lte=100), name="account_health_score_range")]
+
+    def __str__(self) -> str:
+        return f"{self.score} ({self.risk_level})"
+
+
+class HealthSnapshot(models.Model):
+    """An account's health score on one UTC day (history; the day's last
+    computation wins, past days are never rewritten)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    date = models.DateField()
+    score = models.PositiveSmallIntegerField()
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices)
+
+    class Meta:
+        ordering = ["account", "date"]
+        constraints = [models.UniqueConstraint(fields=["account", "date"], name="health_snapshot_unique_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} · {self.date}: {self.score}"

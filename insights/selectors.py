@@ -135,8 +135,9 @@ def revenue_periods(*, product_id: UUID, start: datetime, end: datetime, interva
     revenue snapshots of the product's accounts: closing `mrr`, the movements
     (new, expansion, contraction, churned, reactivation: they sum to the change
     from the previous period's closing MRR), customers (accounts with MRR > 0),
-    churn rates (0–100, of the opening customers / MRR) and ARPU (half-up).
-    One query."""
+    churn rates (0–100, of the opening customers / MRR), ARPU (half-up), and
+    credits purchased, used and their utilisation (from the credits ledger).
+    Two queries."""
     from decimal import ROUND_HALF_UP, Decimal
 
     from .models import RevenueSnapshot
@@ -152,6 +153,7 @@ def revenue_periods(*, product_id: UUID, start: datetime, end: datetime, interva
     by_account: dict = {}
     for account_id, day, mrr in rows:
         by_account.setdefault(account_id, []).append((day, mrr))
+    credit_days = _credit_days(product_id=product_id, first=first, last=last)
     periods = []
     period_start = period_floor(first, interval)
     while period_start < last:
@@ -193,11 +195,96 @@ def revenue_periods(*, product_id: UUID, start: datetime, end: datetime, interva
                 "customer_churn_rate": _rate(churned_customers, opening_customers),
                 "revenue_churn_rate": _rate(totals["churned"] + totals["contraction"], opening_mrr),
                 "arpu": int((Decimal(totals["mrr"]) / active).to_integral_value(ROUND_HALF_UP)) if active else 0,
+                **_credit_figures(credit_days, lower, upper),
             }
         )
         period_start = period_end
     return periods
 
 
+def _credit_days(*, product_id: UUID, first: date, last: date) -> dict[date, dict[str, int]]:
+    """{UTC day: {statement column: credits}} of the product's ledger in
+    [first, last): one query; kinds map to columns as in the statement
+    (`billing.services.statements.LEDGER_COLUMNS`: used = usage + fallback)."""
+    from billing.services.statements import LEDGER_COLUMNS
+    from credits.selectors import ledger_totals_by_day
+
+    with read_from_replica():
+        totals = ledger_totals_by_day(product_id=product_id, start=_midnight(first), end=_midnight(last))
+    days: dict[date, dict[str, int]] = {}
+    for (day, kind), amount in totals.items():
+        column = LEDGER_COLUMNS.get(kind)
+        if column in ("purchased", "granted", "used"):
+            figures = days.setdefault(day, {"purchased": 0, "granted": 0, "used": 0})
+            figures[column] += -amount if column == "used" else amount
+    return days
+
+
+def _credit_figures(days: dict, lower: date, upper: date) -> dict:
+    """Credits purchased and used in [lower, upper), and utilisation: used ÷
+    the credits that came in (purchased + granted) × 100, two decimals (0 when
+    none came in; above 100 when older credits were used)."""
+    purchased = granted = used = 0
+    for day, figures in days.items():
+        if lower <= day < upper:
+            purchased += figures["purchased"]
+            granted += figures["granted"]
+            used += figures["used"]
+    return {
+        "credits_purchased": purchased,
+        "credits_used": used,
+        "credit_utilization": _rate(used, purchased + granted),
+    }
+
+
 def _rate(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+# --- Health ----------------------------------------------------------------------------
+
+
+def account_health_map(account_ids) -> dict:
+    """{account_id: AccountHealth} of the given accounts (those never
+    computed are absent). One query; for segments, the company list and page."""
+    from .models import AccountHealth
+
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    return {health.account_id: health for health in AccountHealth.objects.filter(account_id__in=ids)}
+
+
+HEALTH_HISTORY_DAYS = 365
+
+
+def account_health_detail(*, product_id: UUID, company_id) -> dict:
+    """What GET /companies/{id}/health answers for the company's account with
+    the product: the stored score (computed now, once, if the nightly job has
+    not reached the account yet) and the last year's daily history, oldest
+    first. 404 for a company the product does not see."""
+    from companies.models import Account
+    from companies.selectors import company_id_get_visible, company_not_found
+
+    from .models import AccountHealth, HealthSnapshot
+    from .services import health_compute
+
+    visible_id = company_id_get_visible(product_id=product_id, company_id=company_id)
+    account_id = Account.objects.filter(company_id=visible_id, product_id=product_id).values_list("pk", flat=True).first()
+    if account_id is None:
+        raise company_not_found()
+    health = AccountHealth.objects.filter(account_id=account_id).first()
+    if health is None:
+        health_compute(account_ids=[account_id])
+        health = AccountHealth.objects.get(account_id=account_id)
+    since = health.computed_at.astimezone(UTC).date() - timedelta(days=HEALTH_HISTORY_DAYS)
+    history = list(
+        HealthSnapshot.objects.filter(account_id=account_id, date__gt=since).order_by("date").values("date", "score", "risk_level")
+    )
+    return {
+        "score": health.score,
+        "risk_level": health.risk_level,
+        "components": health.components,
+        "computed_at": health.computed_at,
+        "history": history,
+    }

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import lifecycle_update, revenue_snapshot
+from .services import health_compute, lifecycle_update, revenue_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +42,19 @@ def snapshot_revenue() -> int:
     if changed:
         logger.info("account MRR changed", extra={"changed": changed})
     return changed
+
+
+@shared_task(
+    name="insights.compute_health",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def compute_health() -> int:
+    """Every account's health score and today's history row (SPEC §8); then
+    the lifecycle rule for accounts whose risk changed. Idempotent."""
+    scored = health_compute()
+    logger.info("health scores computed", extra={"accounts": scored})
+    return scored

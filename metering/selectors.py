@@ -480,3 +480,30 @@ def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:
         .values_list("id", flat=True)[:limit]
     )
 
+
+
+def rollup_events_totals(*, product_id: UUID, company_ids: Sequence[UUID], start, end) -> dict[UUID, int]:
+    """{company_id: usage events} of the product's features on the UTC days
+    [start, end) (dates), from the daily rollups: one query (insights' usage trend)."""
+    from .models import UsageDailyRollup
+
+    rows = (
+        UsageDailyRollup.objects.filter(
+            company_id__in=list(company_ids), feature__product_id=product_id, day__gte=start, day__lt=end
+        )
+        .values("company_id")
+        .annotate(total=Sum("events"))
+        .order_by()
+    )
+    return {row["company_id"]: int(row["total"] or 0) for row in rows}
+
+
+def usage_deliveries_retrying_count() -> int:
+    """Usage events whose delivery to Stripe failed at least once and is
+    being retried (pending, attempts > 0): one count over the delivery
+    queue's partial index (the admin dashboard)."""
+    from .models import StripeDeliveryStatus
+
+    return UsageEvent.objects.filter(
+        stripe_delivery_status=StripeDeliveryStatus.PENDING, stripe_delivery_attempts__gt=0
+    ).count()

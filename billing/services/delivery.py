@@ -250,11 +250,12 @@ def _deliver_one_batch(
         too_old, sendable = [], []
         for event in events:
             if event.event_time < oldest_allowed:
-                too_old.append(event.id)
+                too_old.append(event)
                 continue
             sendable.append(
                 _Pending(
                     event_id=event.id,
+                    event_time=event.event_time,
                     attempts=event.stripe_delivery_attempts,
                     meter_event={
                         "event_name": event.meter_event_name,
@@ -268,9 +269,14 @@ def _deliver_one_batch(
                 )
             )
         if too_old:
-            usage_deliveries_failed(event_ids=too_old, error=TOO_OLD_ERROR, attempted=False)
+            usage_deliveries_failed(
+                event_ids=[event.id for event in too_old],
+                event_times=[event.event_time for event in too_old],
+                error=TOO_OLD_ERROR,
+                attempted=False,
+            )
             result.failed += len(too_old)
-        delivered: list = []
+        delivered: list[_Pending] = []
         try:
             for start in range(0, len(sendable), STREAM_MAX_EVENTS):
                 delivered += _send_chunk(client, sendable[start : start + STREAM_MAX_EVENTS], result=result)
@@ -279,7 +285,11 @@ def _deliver_one_batch(
             # the key is fixed. Stop this pass.
             result.stopped = True
         if delivered:
-            usage_deliveries_delivered(event_ids=delivered, at=timezone.now())
+            usage_deliveries_delivered(
+                event_ids=[pending.event_id for pending in delivered],
+                event_times=[pending.event_time for pending in delivered],
+                at=timezone.now(),
+            )
             result.delivered += len(delivered)
         return claim.locked, fresh_after
 
@@ -291,12 +301,13 @@ class _CredentialsRefused(Exception):
 @dataclass(frozen=True)
 class _Pending:
     event_id: object
+    event_time: datetime  # the partition key: outcomes update only its partitions
     attempts: int
     meter_event: dict
 
 
-def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: DeliveryResult) -> list:
-    """Send ≤100 events; returns the ids Stripe accepted (all or none). On
+def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: DeliveryResult) -> list[_Pending]:
+    """Send ≤100 events; returns those Stripe accepted (all or none). On
     failure, records the backoff or the failure on the events themselves."""
     ids = [pending.event_id for pending in chunk]
     result.requests += 1
@@ -315,26 +326,31 @@ def _send_chunk(client: stripe.StripeClient, chunk: list[_Pending], *, result: D
             # asynchronously, so a 4xx here is about the batch as a whole
             # (credentials, shape): nothing was recorded; staff can retry.
             logger.error("stripe refused a meter event batch", extra={"error": message, "events": len(ids)})
-            usage_deliveries_failed(event_ids=ids, error=message)
+            usage_deliveries_failed(event_ids=ids, event_times=[pending.event_time for pending in chunk], error=message)
             result.failed += len(ids)
         return []
-    return ids
+    return chunk
 
 
 def _schedule_retry(chunk: list[_Pending], *, message: str, result: DeliveryResult) -> None:
     max_attempts = _max_attempts()
     now = timezone.now()
-    by_attempts: dict[int, list] = defaultdict(list)
+    by_attempts: dict[int, list[_Pending]] = defaultdict(list)
     for pending in chunk:
-        by_attempts[pending.attempts + 1].append(pending.event_id)
-    for attempts, ids in by_attempts.items():
+        by_attempts[pending.attempts + 1].append(pending)
+    for attempts, group in by_attempts.items():
+        ids, times = [pending.event_id for pending in group], [pending.event_time for pending in group]
         if attempts >= max_attempts:
             usage_deliveries_failed(
-                event_ids=ids, error=f"Gave up after {attempts} attempts: {message}", attempts=attempts
+                event_ids=ids, event_times=times, error=f"Gave up after {attempts} attempts: {message}", attempts=attempts
             )
             result.failed += len(ids)
         else:
             usage_deliveries_retry_later(
-                event_ids=ids, attempts=attempts, error=message, next_attempt_at=now + backoff_delay(attempts)
+                event_ids=ids,
+                event_times=times,
+                attempts=attempts,
+                error=message,
+                next_attempt_at=now + backoff_delay(attempts),
             )
             result.retry_scheduled += len(ids)

@@ -66,11 +66,13 @@ class OnboardResult:
     company: Company
     link_status: str
     billing_status: OnboardBillingStatus = field(default_factory=OnboardBillingStatus)
+    subscription_added: bool = False  # a replay claimed/linked a subscription new to the company
 
     @property
     def created(self) -> bool:
-        """A new link (and maybe a new company) was made: the API answers 201."""
-        return self.link_status != LinkStatus.ALREADY_LINKED
+        """A new link (and maybe a new company), or on a replay a newly claimed or linked
+        subscription, was made: the API answers 201 (SPEC §2 success codes)."""
+        return self.link_status != LinkStatus.ALREADY_LINKED or self.subscription_added
 
 
 def onboard(
@@ -97,23 +99,25 @@ def onboard(
     external_org_id = (external_org_id or "").strip()
     if not external_org_id:
         raise BadRequest.for_field("externalOrgId", "This field may not be blank.")
-    existing = _existing(product_id=product_id, external_org_id=external_org_id)
-    if existing is not None:
-        return _already_linked(existing, checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id)
     if checkout_session_id and stripe_subscription_id:
         raise BadRequest.for_field("stripeSubscriptionId", "Give checkoutSessionId or stripeSubscriptionId, not both.")
+    billing_given = dict(
+        checkout_session_id=checkout_session_id,
+        stripe_subscription_id=stripe_subscription_id,
+        stripe_customer_id=stripe_customer_id,
+        tier_code=tier_code,
+        actor=actor,
+    )
+    existing = _existing(product_id=product_id, external_org_id=external_org_id)
+    if existing is not None:
+        return _already_linked(existing, product_id=product_id, **billing_given)
 
     # Validate and read Stripe before writing anything: a bad tier code or an
     # unpaid checkout leaves no half-onboarded company behind.
     tier = tier_get_by_code(product_id=product_id, tier_code=tier_code) if tier_code else None
-    session = stripe_subscription = None
-    if checkout_session_id:
-        session = stripe_checkout_session_get(checkout_session_id=checkout_session_id)
-        stripe_subscription = stripe_subscription_get(
-            stripe_subscription_id=checkout_session_require_complete(session), field_name="checkoutSessionId"
-        )
-    elif stripe_subscription_id:
-        stripe_subscription = stripe_subscription_get(stripe_subscription_id=stripe_subscription_id)
+    session, stripe_subscription = _stripe_read(
+        checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id
+    )
 
     emails = [str(email) for email in (hints.get("emails") or [])]
     if contact_email and contact_email.lower() not in {email.lower() for email in emails}:
@@ -161,7 +165,7 @@ def onboard(
             if isinstance(error, _Raced):
                 raise Conflict("The organisation was linked and unlinked concurrently; retry.") from None
             raise
-        return _already_linked(existing, checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id)
+        return _already_linked(existing, product_id=product_id, **billing_given)
     return OnboardResult(company=company, link_status=link_status, billing_status=billing_status)
 
 
@@ -173,18 +177,63 @@ def _existing(*, product_id, external_org_id: str) -> ProductLink | None:
     return product_link_get(product_id=product_id, external_org_id=external_org_id)
 
 
-def _already_linked(link: ProductLink, *, checkout_session_id: str | None, stripe_subscription_id: str | None) -> OnboardResult:
-    """Report the state as it is, without changing anything."""
+def _stripe_read(*, checkout_session_id: str | None, stripe_subscription_id: str | None):
+    """The checkout session (complete) and its subscription, or the subscription, from Stripe."""
+    if checkout_session_id:
+        session = stripe_checkout_session_get(checkout_session_id=checkout_session_id)
+        stripe_subscription = stripe_subscription_get(
+            stripe_subscription_id=checkout_session_require_complete(session), field_name="checkoutSessionId"
+        )
+        return session, stripe_subscription
+    if stripe_subscription_id:
+        return None, stripe_subscription_get(stripe_subscription_id=stripe_subscription_id)
+    return None, None
+
+
+def _already_linked(
+    link: ProductLink,
+    *,
+    product_id,
+    checkout_session_id: str | None,
+    stripe_subscription_id: str | None,
+    stripe_customer_id: str | None,
+    tier_code: str | None,
+    actor: Actor,
+) -> OnboardResult:
+    """A replay changes nothing (no tier applied, no contact added) and reports the state as
+    it is — except that a checkout session or subscription this company has not seen yet is
+    still claimed or linked (SPEC §6), exactly as `claim-checkout` / `link-subscription` would."""
     subscriptions = Subscription.objects.select_related("tier").filter(company=link.company)
     if checkout_session_id:
         subscription = subscriptions.filter(checkout_session_id=checkout_session_id).first()
-        status = OnboardBillingStatus.for_subscription(subscription, tier_applied=False, claimed=subscription is not None)
+        flags = {"claimed": True}
     elif stripe_subscription_id:
         subscription = subscriptions.filter(stripe_subscription_id=stripe_subscription_id).first()
-        status = OnboardBillingStatus.for_subscription(subscription, tier_applied=False, linked=subscription is not None)
+        flags = {"linked": True}
     else:
-        status = OnboardBillingStatus()
-    return OnboardResult(company=link.company, link_status=LinkStatus.ALREADY_LINKED, billing_status=status)
+        return OnboardResult(company=link.company, link_status=LinkStatus.ALREADY_LINKED, billing_status=OnboardBillingStatus())
+    if subscription is not None:
+        status = OnboardBillingStatus.for_subscription(subscription, tier_applied=False, **flags)
+        added = False
+    else:
+        tier = tier_get_by_code(product_id=product_id, tier_code=tier_code) if tier_code else None
+        session, stripe_subscription = _stripe_read(
+            checkout_session_id=checkout_session_id, stripe_subscription_id=stripe_subscription_id
+        )
+        with transaction.atomic():
+            status = _billing(
+                company=link.company,
+                product_id=product_id,
+                session=session,
+                stripe_subscription=stripe_subscription,
+                stripe_customer_id=stripe_customer_id,
+                tier=tier,
+                actor=actor,
+            )
+        added = True
+    return OnboardResult(
+        company=link.company, link_status=LinkStatus.ALREADY_LINKED, billing_status=status, subscription_added=added
+    )
 
 
 def _billing(*, company, product_id, session, stripe_subscription, stripe_customer_id, tier, actor) -> OnboardBillingStatus:

@@ -209,9 +209,11 @@ def estimate_build(*, product_id, company_id, usage: dict[str, int]) -> dict[str
             "total": sum(line["amount"] for line in lines)}
 
 
-_COLUMN = {EntryKind.GRANT: "granted", EntryKind.PURCHASE: "purchased", EntryKind.USAGE: "used",
-           EntryKind.FALLBACK: "used", EntryKind.REFUND: "refunded", EntryKind.EXPIRY: "expired",
-           EntryKind.REVERSAL: "adjusted", EntryKind.ADJUSTMENT: "adjusted"}
+# The statement column of each ledger kind (transfers: granted in, adjusted
+# out). Public: insights' credit figures use the same mapping.
+LEDGER_COLUMNS = {EntryKind.GRANT: "granted", EntryKind.PURCHASE: "purchased", EntryKind.USAGE: "used",
+                  EntryKind.FALLBACK: "used", EntryKind.REFUND: "refunded", EntryKind.EXPIRY: "expired",
+                  EntryKind.REVERSAL: "adjusted", EntryKind.ADJUSTMENT: "adjusted"}
 _NEGATED = {"used", "expired"}
 
 
@@ -227,7 +229,7 @@ def statement_credits(*, wallet: Wallet | None, since: datetime, until: datetime
         if kind == EntryKind.TRANSFER:
             column = "granted" if amount > 0 else "adjusted"
         else:
-            column = _COLUMN[kind]
+            column = LEDGER_COLUMNS[kind]
         columns[column] += -amount if column in _NEGATED else amount
     last = LedgerEntry.objects.filter(wallet=wallet, created_at__lt=until).order_by("-created_at", "-id").first()
     columns["closing"] = last.balance_after if last else 0

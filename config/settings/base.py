@@ -209,6 +209,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
     # Accounts' MRR and today's revenue snapshot (SPEC §8).
     "insights.snapshot_revenue": {"task": "insights.snapshot_revenue", "schedule": 300.0},
+    # Every account's health score and today's history row (SPEC §8), nightly.
+    "insights.compute_health": {"task": "insights.compute_health", "schedule": crontab(hour=2, minute=45)},
 }
 # `manage.py run_job NAME` (SPEC §10): job name → the Celery task it runs once,
 # in the foreground. Every scheduled job has a name here.
@@ -226,7 +228,21 @@ RUN_JOBS: dict[str, str] = {
     "expire_credits": "credits.tasks.expire_credits",
     "update_lifecycle": "insights.tasks.update_lifecycle",
     "snapshot_revenue": "insights.tasks.snapshot_revenue",
+    "compute_health": "insights.tasks.compute_health",
 }
+
+# --- Health scores (SPEC §8, docs/insights.md) -----------------------------------
+# Weight of each component (relative; insights/health.py explains each).
+HEALTH_WEIGHTS: dict[str, int] = {
+    "usage_trend": 30,
+    "limit_pressure": 15,
+    "credit_runway": 15,
+    "payment_health": 25,
+    "recency": 15,
+}
+# The lowest score of each risk level; below `high` the risk is `critical`.
+# `high` and `critical` make a granting account `at_risk` (SPEC §3).
+HEALTH_RISK_THRESHOLDS: dict[str, int] = {"low": 75, "medium": 50, "high": 25}
 
 # --- Usage-event partitions and retention (SPEC §10, docs/scaling.md) ----------
 # Monthly partitions created ahead of the current month by `create_partitions`.

@@ -8,6 +8,8 @@ from rest_framework import serializers
 
 from config.api.serializers import StrictSerializer, UTCDateOrDateTimeField, UTCDateTimeField
 
+from ..health import COMPONENTS
+from ..models import RiskLevel
 from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT
 
 MAX_RANGE = timedelta(days=5 * 366)
@@ -32,8 +34,7 @@ class _RangeQuerySerializer(StrictSerializer):
 
 
 class UsageStatsQuerySerializer(_RangeQuerySerializer):
-    companyId = serializers.UUIDField(source="company_id", required=False)
-    externalOrgId = serializers.CharField(source="external_org_id", required=False, max_length=200)
+    companyId = serializers.UUIDField(source="company_id")
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
     groupBy = serializers.ChoiceField(source="group_by", choices=GROUP_BY_CHOICES, default="day")
     limit = serializers.IntegerField(
@@ -43,12 +44,6 @@ class UsageStatsQuerySerializer(_RangeQuerySerializer):
     cursor = serializers.CharField(
         required=False, allow_blank=True, max_length=1000, help_text="The `nextCursor` of the previous page (empty: the first)."
     )
-
-    def validate(self, attrs):
-        if ("company_id" in attrs) == ("external_org_id" in attrs):
-            message = "Give exactly one of companyId and externalOrgId."
-            raise serializers.ValidationError({"companyId": [message], "externalOrgId": [message]})
-        return super().validate(attrs)
 
 
 class UsageStatSerializer(serializers.Serializer):
@@ -78,8 +73,35 @@ class RevenuePeriodSerializer(serializers.Serializer):
     customerChurnRate = serializers.FloatField(source="customer_churn_rate", help_text="0–100")
     revenueChurnRate = serializers.FloatField(source="revenue_churn_rate", help_text="0–100")
     arpu = serializers.IntegerField(help_text="MRR per active customer, rounded half-up.")
+    creditsPurchased = serializers.IntegerField(source="credits_purchased", help_text="Credits bought in the period.")
+    creditsUsed = serializers.IntegerField(source="credits_used", help_text="Credits used (usage and fallback charges).")
+    creditUtilization = serializers.FloatField(
+        source="credit_utilization",
+        help_text="Credits used ÷ credits that came in (purchased + granted) × 100, two decimals; 0 when none came in.",
+    )
 
 
 class RevenueSerializer(serializers.Serializer):
     currency = serializers.CharField()
     periods = RevenuePeriodSerializer(many=True)
+
+
+class HealthComponentSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=COMPONENTS, help_text="usage_trend, limit_pressure, credit_runway, payment_health, recency")
+    value = serializers.IntegerField(min_value=0, max_value=100, help_text="0–100, higher is healthier.")
+    weight = serializers.IntegerField(min_value=0, help_text="Relative weight in the score (settings).")
+    detail = serializers.CharField(help_text="The component explained in one sentence.")
+
+
+class HealthHistorySerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="UTC day.")
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    riskLevel = serializers.ChoiceField(source="risk_level", choices=RiskLevel.choices)
+
+
+class HealthSerializer(serializers.Serializer):
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    riskLevel = serializers.ChoiceField(source="risk_level", choices=RiskLevel.choices)
+    components = HealthComponentSerializer(many=True)
+    computedAt = UTCDateTimeField(source="computed_at")
+    history = HealthHistorySerializer(many=True, help_text="One score per UTC day over the last year, oldest first.")

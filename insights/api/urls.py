@@ -4,5 +4,6 @@ from . import views
 
 urlpatterns = [
     path("usage/stats", views.UsageStatsApi.as_view(), name="usage-stats"),
+    path("companies/<str:companyId>/health", views.CompanyHealthApi.as_view(), name="companies-health"),
     path("insights/revenue", views.RevenueApi.as_view(), name="insights-revenue"),
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,7 +13,7 @@ from config.api.pagination import page_of, page_response
 from config.api.schema import error_responses, validated
 
 from .. import selectors
-from .serializers import RevenueQuerySerializer, RevenueSerializer, UsageStatSerializer, UsageStatsQuerySerializer
+from .serializers import HealthSerializer, RevenueQuerySerializer, RevenueSerializer, UsageStatSerializer, UsageStatsQuerySerializer
 
 
 class UsageStatsApi(APIView):
@@ -28,9 +29,7 @@ class UsageStatsApi(APIView):
     def get(self, request):
         query = validated(UsageStatsQuerySerializer, request.query_params)
         product_id = request.auth.product_id
-        company_id = company_id_get_visible(
-            product_id=product_id, company_id=query.get("company_id"), external_org_id=query.get("external_org_id")
-        )
+        company_id = company_id_get_visible(product_id=product_id, company_id=query["company_id"])
         page = selectors.usage_stats(
             product_id=product_id,
             company_id=company_id,
@@ -61,3 +60,18 @@ class RevenueApi(APIView):
         )
         currency = Product.objects.values_list("currency", flat=True).get(pk=product_id)
         return Response(RevenueSerializer({"currency": currency, "periods": periods}).data)
+
+
+class CompanyHealthApi(APIView):
+    @extend_schema(
+        operation_id="company_health",
+        parameters=[OpenApiParameter("companyId", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Company UUID")],
+        summary="A company's health score, its explained components and history",
+        responses={200: HealthSerializer, **error_responses(404)},
+        description="The health of the company's account with the key's product (SPEC §8): `score` 0–100, "
+        "`riskLevel`, the weighted components each explained in one sentence, when it was computed (nightly, "
+        "or now if never), and one score per day over the last year.",
+    )
+    def get(self, request, companyId: str):
+        detail = selectors.account_health_detail(product_id=request.auth.product_id, company_id=companyId)
+        return Response(HealthSerializer(detail).data)

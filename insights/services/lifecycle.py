@@ -18,7 +18,7 @@ from companies.services import account_update
 from notifications.models import EventType
 from notifications.services import event_emit
 
-from ..models import AccountStatusChange
+from ..models import HIGH_RISK_LEVELS, AccountHealth, AccountStatusChange
 from ..rules import LifecycleFacts, lifecycle_status
 
 NEVER_STARTED = (SubscriptionStatus.INCOMPLETE, SubscriptionStatus.INCOMPLETE_EXPIRED)
@@ -61,8 +61,10 @@ def account_status_change(
     return change
 
 
-def lifecycle_update(*, product_id: UUID | None = None, now: datetime | None = None) -> int:
-    """Apply the lifecycle rule to every account (of one product, or all):
+def lifecycle_update(*, product_id: UUID | None = None, account_ids=None, now: datetime | None = None) -> int:
+    """Apply the lifecycle rule to every account (of one product, or the
+    given accounts, or all). Health risk `high`/`critical` (the stored
+    `AccountHealth`, insights.services.health) makes a granting account `at_risk`:
     one read of the facts for all accounts, then one short transaction per
     account that changes. Idempotent. Returns the number of changes."""
     now = now or timezone.now()
@@ -72,14 +74,17 @@ def lifecycle_update(*, product_id: UUID | None = None, now: datetime | None = N
         granting=Exists(granting),
         payment_failing=Exists(granting.filter(status=SubscriptionStatus.PAST_DUE)),
         ever_subscribed=Exists(subscriptions.exclude(status__in=NEVER_STARTED)),
+        high_risk=Exists(AccountHealth.objects.filter(account_id=OuterRef("pk"), risk_level__in=HIGH_RISK_LEVELS)),
         reactivated_at=Max("status_changes__created_at", filter=Q(status_changes__to_status=CompanyStatus.REACTIVATED)),
-    ).values_list("id", "status", "granting", "payment_failing", "ever_subscribed", "reactivated_at")
+    ).values_list("id", "status", "granting", "payment_failing", "high_risk", "ever_subscribed", "reactivated_at")
     if product_id is not None:
         accounts = accounts.filter(product_id=product_id)
+    if account_ids is not None:
+        accounts = accounts.filter(id__in=list(account_ids))
     changed = 0
-    for account_id, status, is_granting, failing, ever, reactivated_at in accounts.iterator(chunk_size=2000):
+    for account_id, status, is_granting, failing, risky, ever, reactivated_at in accounts.iterator(chunk_size=2000):
         facts = LifecycleFacts(
-            status=status, granting=is_granting, payment_failing=failing, high_risk=False,
+            status=status, granting=is_granting, payment_failing=failing, high_risk=risky,
             ever_subscribed=ever, reactivated_at=reactivated_at,
         )
         to_status, cause = lifecycle_status(facts, now=now)

@@ -9,12 +9,14 @@ the rest of a usage event is append-only (`UsageEvent.save`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, QuerySet
 
 from entitlements.models import Feature
@@ -104,6 +106,31 @@ def usage_deliveries_claim(
     (reading them here rather than joining keeps the claim's plan on the
     queue index)."""
     base = _pending_deliverable(company_ids, accounts).order_by("stripe_next_attempt_at", "created_at")
+    with _queue_order():
+        rows, fresh_after = _claim_rows(
+            base, now=now, batch_size=batch_size, fresh_after=fresh_after, include_due=include_due
+        )
+    names = meter_event_names if meter_event_names is not None else {}
+    missing = {row[5] for row in rows} - names.keys()
+    if missing:
+        names.update(Feature.objects.filter(pk__in=missing).values_list("pk", "stripe_meter_event_name"))
+    claimed, nothing_to_bill = [], []
+    for row in rows:
+        event = ClaimedUsageEvent(*row, meter_event_name=names.get(row[5], ""))
+        if goes_to_stripe(stripe_meter_event_name=event.meter_event_name, billable_delta=event.billable_delta):
+            claimed.append(event)
+        else:
+            nothing_to_bill.append(event.id)
+    if nothing_to_bill:
+        _by_ids(nothing_to_bill, [row[2] for row in rows]).update(
+            stripe_delivery_status=StripeDeliveryStatus.NOT_APPLICABLE, stripe_next_attempt_at=None
+        )
+    return UsageDeliveryClaim(events=claimed, locked=len(rows), fresh_after=fresh_after)
+
+
+def _claim_rows(
+    base: QuerySet[UsageEvent], *, now: datetime, batch_size: int, fresh_after: datetime | None, include_due: bool
+) -> tuple[list[tuple], datetime | None]:
     rows: list[tuple] = []
     if include_due:
         rows = list(
@@ -121,27 +148,51 @@ def usage_deliveries_claim(
         if fresh_rows:
             fresh_after = fresh_rows[-1][-1]  # ordered by created_at
         rows += fresh_rows
-    names = meter_event_names if meter_event_names is not None else {}
-    missing = {row[5] for row in rows} - names.keys()
-    if missing:
-        names.update(Feature.objects.filter(pk__in=missing).values_list("pk", "stripe_meter_event_name"))
-    claimed, nothing_to_bill = [], []
-    for row in rows:
-        event = ClaimedUsageEvent(*row, meter_event_name=names.get(row[5], ""))
-        if goes_to_stripe(stripe_meter_event_name=event.meter_event_name, billable_delta=event.billable_delta):
-            claimed.append(event)
-        else:
-            nothing_to_bill.append(event.id)
-    if nothing_to_bill:
-        UsageEvent.objects.filter(pk__in=nothing_to_bill).update(
-            stripe_delivery_status=StripeDeliveryStatus.NOT_APPLICABLE, stripe_next_attempt_at=None
-        )
-    return UsageDeliveryClaim(events=claimed, locked=len(rows), fresh_after=fresh_after)
+    return rows, fresh_after
 
 
-def usage_deliveries_delivered(*, event_ids: list, at: datetime) -> int:
-    """Stripe accepted these events: delivered, one more attempt counted."""
-    return UsageEvent.objects.filter(pk__in=event_ids).update(
+@contextmanager
+def _queue_order() -> Iterator[None]:
+    """Plan the claims as walks of the queue index in order, stopping at the
+    LIMIT. PostgreSQL cannot estimate how many pending events pass the
+    billable filters (subqueries on other apps' tables), guesses "few", and
+    on the partitioned table prefers reading and sorting the whole backlog
+    of every partition (~250 ms per claim at 5,000 pending events instead of
+    ~2 ms for a Merge Append of the partitions' queue indexes; bench/README.md
+    "2026-11-29 (perftrack)"). Sorting is switched off for the claim
+    statements only (transaction-local, switched back on after them)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_sort', 'off', true)")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_sort', 'on', true)")
+
+
+def _by_ids(event_ids: Iterable[Any], event_times: Iterable[datetime] | None) -> QuerySet[UsageEvent]:
+    """The events with these ids. The table is range-partitioned by
+    `event_time` (docs/scaling.md) and its primary key is (id, event_time):
+    by id alone, an UPDATE opens every partition and probes each one's index.
+    With the claimed events' times (`ClaimedUsageEvent.event_time`, which
+    never changes), PostgreSQL prunes to the partitions between the oldest
+    and newest of them at plan time."""
+    events = UsageEvent.objects.filter(pk__in=event_ids)
+    times = list(event_times or ())
+    if times:
+        events = events.filter(event_time__gte=min(times), event_time__lte=max(times))
+    return events
+
+
+def usage_deliveries_delivered(*, event_ids: list, at: datetime, event_times: Iterable[datetime] | None = None) -> int:
+    """Stripe accepted these events: delivered, one more attempt counted.
+    `event_times` (the events' own times, from the claim) lets PostgreSQL
+    update only the partitions they live in (`_by_ids`); every outcome below
+    takes it too."""
+    return _by_ids(event_ids, event_times).update(
         stripe_delivery_status=StripeDeliveryStatus.DELIVERED,
         delivered_at=at,
         stripe_delivery_error="",
@@ -150,7 +201,14 @@ def usage_deliveries_delivered(*, event_ids: list, at: datetime) -> int:
     )
 
 
-def usage_deliveries_failed(*, event_ids: list, error: str, attempts: int | None = None, attempted: bool = True) -> int:
+def usage_deliveries_failed(
+    *,
+    event_ids: list,
+    error: str,
+    attempts: int | None = None,
+    attempted: bool = True,
+    event_times: Iterable[datetime] | None = None,
+) -> int:
     """These events will not be sent again without staff (`usage_delivery_retry`):
     `failed` with the reason. `attempts` sets the attempt count; otherwise
     one more attempt is counted when `attempted` (nothing was sent for an
@@ -164,12 +222,19 @@ def usage_deliveries_failed(*, event_ids: list, error: str, attempts: int | None
         changes["stripe_delivery_attempts"] = attempts
     elif attempted:
         changes["stripe_delivery_attempts"] = F("stripe_delivery_attempts") + 1
-    return UsageEvent.objects.filter(pk__in=event_ids).update(**changes)
+    return _by_ids(event_ids, event_times).update(**changes)
 
 
-def usage_deliveries_retry_later(*, event_ids: list, attempts: int, error: str, next_attempt_at: datetime) -> int:
+def usage_deliveries_retry_later(
+    *,
+    event_ids: list,
+    attempts: int,
+    error: str,
+    next_attempt_at: datetime,
+    event_times: Iterable[datetime] | None = None,
+) -> int:
     """A transient failure: stay pending, try again at `next_attempt_at`."""
-    return UsageEvent.objects.filter(pk__in=event_ids).update(
+    return _by_ids(event_ids, event_times).update(
         stripe_delivery_error=error, stripe_delivery_attempts=attempts, stripe_next_attempt_at=next_attempt_at
     )
 

@@ -225,3 +225,56 @@ def test_same_external_org_in_two_products_are_separate(api, other_api, catalog)
     assert mine["linkStatus"] == "created"
     assert theirs["linkStatus"] == "created"
     assert mine["companyId"] != theirs["companyId"]
+
+
+def test_replay_with_a_new_checkout_session_claims_it_and_changes_nothing_else(api, stripe_catalog, fake_stripe):
+    """SPEC §6: a repeat changes nothing — except that a checkout session not seen before is
+    still claimed (201: a subscription was made), without applying another tier or adding the contact."""
+    first = onboard(api, externalOrgId="org_r", contactEmail="a@hooli.xyz").json()
+    assert first["billingStatus"]["tierCode"] == "free"
+    session = completed_checkout(fake_stripe)
+
+    again = onboard(api, externalOrgId="org_r", checkoutSessionId=session["id"], contactEmail="b@hooli.xyz")
+
+    assert again.status_code == 201, again.json()
+    body = again.json()
+    assert body["linkStatus"] == "already_linked"
+    assert body["companyId"] == first["companyId"]
+    subscription = Subscription.objects.get(company_id=first["companyId"])
+    assert subscription.checkout_session_id == session["id"]
+    assert body["billingStatus"] == billing_status(
+        claimed=True, tierApplied=True, tierCode="pro", subscriptionId=str(subscription.pk),
+        stripeSubscriptionId=subscription.stripe_subscription_id,
+    )
+    assert list(Contact.objects.filter(company_id=first["companyId"]).values_list("email", flat=True)) == ["a@hooli.xyz"]
+
+    third = onboard(api, externalOrgId="org_r", checkoutSessionId=session["id"])
+    assert third.status_code == 200
+    assert third.json()["billingStatus"]["tierApplied"] is False
+    assert Subscription.objects.count() == 1
+
+
+def test_replay_with_a_new_subscription_links_it(api, stripe_catalog, fake_stripe):
+    first = onboard(api, externalOrgId="org_s").json()
+    session = completed_checkout(fake_stripe)
+
+    again = onboard(api, externalOrgId="org_s", stripeSubscriptionId=session["subscription"])
+
+    assert again.status_code == 201, again.json()
+    assert again.json()["billingStatus"]["linked"] is True
+    assert str(Subscription.objects.get().company_id) == first["companyId"]
+
+
+def test_replay_with_a_checkout_claimed_by_another_company_is_409_and_changes_nothing(
+    api, company, stripe_catalog, fake_stripe
+):
+    onboard(api, externalOrgId="org_t")
+    session = completed_checkout(fake_stripe)
+    assert api.post(
+        "/api/v1/billing/claim-checkout", {"companyId": str(company.pk), "checkoutSessionId": session["id"]}, format="json"
+    ).status_code == 201
+
+    response = onboard(api, externalOrgId="org_t", checkoutSessionId=session["id"])
+
+    assert response.status_code == 409
+    assert Subscription.objects.get().company == company

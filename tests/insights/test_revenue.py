@@ -178,3 +178,27 @@ def test_revenue_endpoint_movements_sum_to_the_mrr_change(api, other_api, produc
     other = other_api.get("/api/v1/insights/revenue", {"from": "2026-01-01", "to": "2026-04-01"}).json()
     assert all(period["mrr"] == 0 for period in other["periods"])
     assert api.get("/api/v1/insights/revenue", {"from": "2026-01-01", "to": "2026-04-01", "interval": "year"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_revenue_counts_credits_purchased_used_and_their_utilisation(api, other_api, product):
+    from datetime import UTC, timedelta
+
+    from django.utils import timezone
+
+    from credits.services import credits_debit, credits_grant, credits_purchase_land
+    from tests.factories.companies import CompanyFactory, ProductLinkFactory
+
+    company = CompanyFactory(name="Credits Co")
+    ProductLinkFactory(product=product, company=company, external_org_id="org_credits")
+    credits_purchase_land(company_id=company.pk, product_id=product.pk, credits=1000, payment_intent_id="pi_1", actor="t")
+    credits_grant(company_id=company.pk, product_id=product.pk, amount=200, reason="welcome")
+    credits_debit(product_id=product.pk, company_id=company.pk, amount=300, job_id="j1", source_service="tests")
+    today = timezone.now().astimezone(UTC).date()
+    query = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat(), "interval": "day"}
+
+    (period,) = api.get("/api/v1/insights/revenue", query).json()["periods"]
+    # used ÷ (purchased + granted) = 300 ÷ 1200
+    assert (period["creditsPurchased"], period["creditsUsed"], period["creditUtilization"]) == (1000, 300, 25.0)
+    (other,) = other_api.get("/api/v1/insights/revenue", query).json()["periods"]
+    assert (other["creditsPurchased"], other["creditsUsed"], other["creditUtilization"]) == (0, 0, 0.0)

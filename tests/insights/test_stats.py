@@ -55,7 +55,7 @@ def test_daily_stats_oldest_first_with_from_inclusive_and_to_exclusive(api, comp
 
 @pytest.mark.django_db
 def test_weekly_stats_use_iso_weeks_and_monthly_calendar_months(api, company, january):
-    weekly = api.get(URL, {"externalOrgId": "org_acme", "featureCode": "ai_credit", "from": "2026-01-01",
+    weekly = api.get(URL, {"companyId": str(company.id), "featureCode": "ai_credit", "from": "2026-01-01",
                            "to": "2026-03-01", "groupBy": "week"}).json()["data"]
     assert [(row["periodStart"][:10], row["quantity"], row["events"]) for row in weekly] == [
         ("2025-12-29", 7, 3),  # Mon of Jan 1's ISO week; only days inside [from, to)
