@@ -178,6 +178,8 @@ def load(data: dict, events: int) -> dict[str, float]:
     timings[f"rollups_rebuild (manage.py backfill_rollups): {rows:,} rollup rows"] = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE metering_usagedailyrollup")
+    for name, seconds in timings.items():  # also on stderr now, in case the measurement fails later
+        log(f"load: {name}: {seconds:,.1f} s")
     return timings
 
 
