@@ -127,7 +127,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(config: BenchConfig, *, env: dict[str, str] | None = None, startup_timeout: float = 30):
+def gunicorn(config: BenchConfig, *, env: dict[str, str] | None = None, startup_timeout: float = 120):
     """Run `gunicorn config.wsgi` on 127.0.0.1:<free port>; yields the base
     URL once /healthz answers; always stopped (TERM, then KILL) on exit."""
     port = free_port()

@@ -20,6 +20,10 @@ Runs:
           and ≥ 15,000 events/s on this 2-core machine.
   hot     16 connections on one company × feature (every request waits for
           the same row lock), vs the floor on one meter row.
+  dims    POST /usage/track of a feature with three dimensions (model,
+          platform, region: three dimension-rollup rows per event) vs the same
+          feature without dimensions, same metadata, runs interleaved
+          (without, with, × --dims-rounds). Goal (issue 15): with ≥ 0.90× without.
 Every event carries a unique idempotency key (random per wrk thread +
 counter), so nothing is a replay. Settings (database, Redis, workers…) come
 from bench/common.py's environment. Nothing here asserts a timing."""
@@ -44,6 +48,7 @@ from bench.common import (  # noqa: E402
 )
 
 PRODUCT_CODE = "bench-track"
+DIMENSIONS = ("model", "platform", "region")
 SETTINGS = "bench.track_settings"
 COMPANIES = 64
 
@@ -66,6 +71,13 @@ def seed() -> dict:
         code="tokens",
         defaults={"name": "Tokens", "kind": "metered", "unit": "token", "reset_period": "monthly"},
     )
+    # The same feature with three dimensions (the `dims` run).
+    dimensioned, _ = Feature.objects.update_or_create(
+        product=product,
+        code="tokens_dims",
+        defaults={"name": "Tokens by model", "kind": "metered", "unit": "token", "reset_period": "monthly",
+                  "dimensions": list(DIMENSIONS)},
+    )
     now = timezone.now()
     period = period_for(feature.reset_period, now)
     companies = []
@@ -74,11 +86,13 @@ def seed() -> dict:
         ProductLink.objects.get_or_create(
             product=product, external_org_id=f"bench-track-org-{n}", defaults={"company": company}
         )
-        FeatureAccess.objects.update_or_create(
-            company=company, feature=feature, defaults={"is_enabled": True, "quantity_limit": None}
-        )
+        for metered in (feature, dimensioned):
+            FeatureAccess.objects.update_or_create(
+                company=company, feature=metered, defaults={"is_enabled": True, "quantity_limit": None}
+            )
         companies.append(company)
     meters = meters_get_or_create(keys={(c.id, feature.id, period) for c in companies}, now=now)
+    meters_get_or_create(keys={(c.id, dimensioned.id, period) for c in companies}, now=now)
     _, raw_key = api_key_create(product=product, name="bench/track.py")
     return {
         "product_id": str(product.id),
@@ -152,6 +166,21 @@ request = function()
 end
 """
 
+# The same metadata for both features of the `dims` run: 5 × 3 × 4 values.
+TRACK_METADATA = r"""
+local MODELS = {"gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku", "llama-3"}
+local PLATFORMS = {"web", "ios", "android"}
+local REGIONS = {"eu-west", "us-east", "us-west", "ap-south"}
+request = function()
+  local i = (counter %% #COMPANIES) + 1
+  local metadata = '{"model":"' .. MODELS[(counter %% 5) + 1] .. '","platform":"' .. PLATFORMS[(counter %% 3) + 1] ..
+    '","region":"' .. REGIONS[(counter %% 4) + 1] .. '"}'
+  return wrk.format(nil, "/api/v1/usage/track", nil,
+    '{"companyId":"' .. COMPANIES[i] .. '","featureCode":"%(feature)s","quantity":1,"metadata":' .. metadata ..
+    ',"idempotencyKey":"' .. next_key() .. '"}')
+end
+"""
+
 FLOOR = r"""
 request = function()
   local i = (counter % #METERS) + 1
@@ -193,7 +222,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=None, help="default BENCH_CONNECTIONS, 16")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-connections", type=int, default=4)
-    parser.add_argument("--only", default="single,batch,hot")
+    parser.add_argument("--only", default="single,batch,hot,dims")
+    parser.add_argument("--dims-rounds", type=int, default=3, help="interleaved rounds of the dims run (default 3)")
     args = parser.parse_args(argv)
     config = BenchConfig()
     if args.duration:
@@ -208,7 +238,7 @@ def main(argv: list[str]) -> int:
     env = config.server_env(settings_module=SETTINGS)
     log(f"cache: {'redis ' + env['REDIS_URL'] if 'REDIS_URL' in env else 'local memory per worker'}")
 
-    with gunicorn(config, env=env) as base_url:
+    with gunicorn(config, env=env, startup_timeout=120) as base_url:  # a loaded shared host starts slowly
         if "single" in runs:
             floor = run_wrk("floor: UPDATE…RETURNING + INSERT", base_url, _script(data, request_body=FLOOR), config)
             floor_auth = run_wrk(
@@ -261,6 +291,27 @@ def main(argv: list[str]) -> int:
                           _script(data, request_body=TRACK, hot=True), hot_config)
             print("\nhot key: 16 connections on one company × feature")
             print_table([hot], floor=floor)
+        if "dims" in runs:
+            plain, dimensioned = [], []
+            for round_ in range(1, args.dims_rounds + 1):
+                plain.append(run_wrk(f"POST /usage/track, no dimensions ({round_})", base_url,
+                                     _script(data, request_body=TRACK_METADATA % {"feature": "tokens"}), config))
+                dimensioned.append(run_wrk(f"POST /usage/track, 3 dimensions ({round_})", base_url,
+                                           _script(data, request_body=TRACK_METADATA % {"feature": "tokens_dims"}),
+                                           config))
+            without = sum(r.requests_per_sec for r in plain) / len(plain)
+            with_dims = sum(r.requests_per_sec for r in dimensioned) / len(dimensioned)
+            ratio = with_dims / without if without else 0
+            print(f"\ndimensions: {config.connections} connections over {COMPANIES} companies, interleaved runs")
+            for result in [*plain, *dimensioned]:
+                print(
+                    f"{result.name:<44} {result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:.1f} ms  "
+                    f"p99 {result.p99_ms:.1f} ms  errors {result.errors + result.non_2xx}"
+                )
+            print(
+                f"ratio POST /usage/track with 3 dimensions / without: {ratio:.3f} "
+                f"({with_dims:.0f} vs {without:.0f} req/s; goal ≥ 0.90): {'met' if ratio >= 0.90 else 'MISSED'}"
+            )
     return 0
 
 

@@ -8,3 +8,4 @@ class BillingErrorCode(StrEnum):
     WEBHOOK_TIMESTAMP_OUTSIDE_TOLERANCE = "webhook_timestamp_outside_tolerance"
     WEBHOOK_PAYLOAD_INVALID = "webhook_payload_invalid"
     WEBHOOK_PROCESSING_FAILED = "webhook_processing_failed"
+    MERGE_BOTH_STRIPE_CUSTOMERS = "merge_both_stripe_customers"

@@ -37,13 +37,14 @@ def register_company_action(action, *, permission: str | None = None) -> None:
         COMPANY_ACTIONS.append(action)
 
 
-def register_company_panel(panel, *, top: bool = False) -> None:
+def register_company_panel(panel, *, top: bool = False, first: bool = False) -> None:
     """`top`: shown above the form, on the first screen of the overview
-    (the per-feature access rows); else under the form."""
+    (the per-feature access rows); else under the form. `first`: before the
+    panels registered earlier (a merged company's tombstone banner)."""
     if top:
         panel.top = True
     if panel not in COMPANY_PANELS:
-        COMPANY_PANELS.append(panel)
+        COMPANY_PANELS.insert(0, panel) if first else COMPANY_PANELS.append(panel)
 
 
 def register_company_list_column(column) -> None:

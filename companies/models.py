@@ -135,6 +135,13 @@ class Company(models.Model):
     locale = models.CharField(
         max_length=MAX_LOCALE, blank=True, default="", validators=[validate_locale], help_text="e.g. en, de-AT."
     )
+    # A merged duplicate stays as a tombstone (SPEC §3): reads by its id answer
+    # the kept company, writes are 409. Set only by desk's merge
+    # (companies.services.company_tombstone); never cleared.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_duplicates", editable=False
+    )
+    merged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -146,6 +153,7 @@ class Company(models.Model):
                 condition=Q(domain="") | (Q(domain__regex=r"^[a-z0-9.-]+$") & ~Q(domain__startswith="www.")),
                 name="company_domain_normalised",
             ),
+            models.CheckConstraint(condition=~Q(merged_into=models.F("id")), name="company_not_merged_into_itself"),
         ]
         indexes = [
             models.Index(Lower("name"), name="company_name_lower_idx"),
@@ -153,7 +161,11 @@ class Company(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name} (merged)" if self.merged_into_id else self.name
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.merged_into_id is not None
 
     def save(self, *args, **kwargs):
         self.match_name = normalize_company_name(self.name)

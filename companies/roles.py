@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 SUPPORT = "Support"
 BILLING_ADMIN = "Billing admin"
 
-BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights")
+BACK_OFFICE_APPS = ("companies", "notifications", "credits", "entitlements", "metering", "billing", "insights", "desk")
 
 _SUPPORT_GRANTS = (
     # View everything in the back office ...
@@ -70,6 +70,8 @@ _BILLING_ADMIN_GRANTS = (
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
+    # Merge a duplicate company into the one that stays (SPEC §3, desk).
+    "desk.merge_companies",
 )
 # No role deletes companies or API keys: keys are revoked, not deleted.
 _BILLING_ADMIN_DENIES = ("companies.delete_company", "companies.delete_apikey", "companies.delete_servicecredential")

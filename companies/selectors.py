@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from config.errors import NotFound
+from config.errors import Conflict, NotFound
+from config.request_context import request_is_read_var
 
+from .error_codes import CompaniesErrorCode
 from .models import Account, Company, CompanyStatus, Contact, ProductLink
 
 COMPANY_NOT_FOUND_MESSAGE = "Company not found."
@@ -57,6 +60,17 @@ def account_is_suspended(*, product_id: UUID, company_id: UUID | str) -> bool:
     return pk is not None and Account.objects.filter(
         product_id=product_id, company_id=pk, status=CompanyStatus.SUSPENDED
     ).exists()
+
+
+def account_suspended_sql(*, company: str, product: str) -> str:
+    """`account_is_suspended` as an SQL condition on a company and a product
+    column, for statements that decide in the database (credits' one-round-trip
+    debit): the same rule, in the same home."""
+    table = connection.ops.quote_name(Account._meta.db_table)
+    return (
+        f"EXISTS (SELECT 1 FROM {table} suspended_account WHERE suspended_account.company_id = {company} "
+        f"AND suspended_account.product_id = {product} AND suspended_account.status = '{CompanyStatus.SUSPENDED.value}')"
+    )
 
 
 def companies_visible_bulk(
@@ -115,14 +129,58 @@ def with_accounts(companies: QuerySet[Company], *, product_id: UUID) -> QuerySet
     )
 
 
+def company_merged_into(*, company_id: UUID) -> UUID | None:
+    """The company a tombstone was merged into, following chains (A merged
+    into B merged into C answers C); None for a live or unknown company."""
+    seen: set[UUID] = set()
+    current, kept = _as_uuid(company_id), None
+    while current is not None and current not in seen:
+        seen.add(current)
+        current = Company.objects.filter(pk=current).values_list("merged_into_id", flat=True).first()
+        if current is not None:
+            kept = current
+    return kept
+
+
+def company_merged_conflict(*, company_id: UUID, kept_company_id: UUID) -> Conflict:
+    """The one answer to a write to a tombstone (SPEC §3): 409 naming the kept company."""
+    return Conflict(
+        "This company was merged into another one; write to the kept company.",
+        details={"companyId": str(company_id), "keptCompanyId": str(kept_company_id)},
+        reason=CompaniesErrorCode.COMPANY_MERGED,
+    )
+
+
+def company_tombstone_resolve(*, product_id: UUID, company_id: UUID | str) -> UUID | None:
+    """For an id that is not visible to the product: if it names a merged
+    duplicate whose kept company the product sees, the kept company's id when
+    the current request only reads, and a 409 (`company_merged_conflict`)
+    when it writes (SPEC §3). None otherwise (the caller answers 404). Costs
+    one query, and only on the not-found path."""
+    pk = _as_uuid(company_id)
+    if pk is None:
+        return None
+    kept = company_merged_into(company_id=pk)
+    if kept is None or not product_links(product_id=product_id).filter(company_id=kept).exists():
+        return None
+    if not request_is_read_var.get():
+        raise company_merged_conflict(company_id=pk, kept_company_id=kept)
+    return kept
+
+
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
     """The company if it has a link in the product; NotFound otherwise
     (including for ids that are not UUIDs). One query; callers that show the
-    company add its account with `company_with_account`."""
+    company add its account with `company_with_account`. A merged
+    duplicate's id reads as the kept company and is 409 for writes
+    (`company_tombstone_resolve`)."""
     pk = _as_uuid(company_id)
     company = companies_visible(product_id=product_id).filter(pk=pk).first() if pk else None
     if company is None:
-        raise company_not_found()
+        kept = company_tombstone_resolve(product_id=product_id, company_id=company_id) if pk else None
+        if kept is None:
+            raise company_not_found()
+        company = Company.objects.get(pk=kept)
     return company
 
 
@@ -137,6 +195,8 @@ def company_id_get_visible(
     else:
         pk = _as_uuid(company_id)
         found = pk if pk is not None and links.filter(company_id=pk).exists() else None
+        if found is None and pk is not None:
+            found = company_tombstone_resolve(product_id=product_id, company_id=pk)
     if found is None:
         raise company_not_found()
     return found

@@ -5,7 +5,7 @@ from django.db import InterfaceError, OperationalError
 
 from .api import error_response, is_api_request
 from .errors import ERROR_CLASSES_BY_STATUS, ApplicationError, ServiceUnavailable
-from .request_context import request_id_var
+from .request_context import request_id_var, request_is_read_var
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -22,9 +22,11 @@ class RequestIdMiddleware:
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        read_token = request_is_read_var.set(request.method in ("GET", "HEAD", "OPTIONS"))
         try:
             response = self.get_response(request)
         finally:
+            request_is_read_var.reset(read_token)
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response

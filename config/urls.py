@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("insights.api.urls")),
+    path("", include("desk.api.urls")),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
         "docs/",

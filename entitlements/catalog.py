@@ -37,6 +37,7 @@ from .models import (
     Tier,
     TierFeature,
     alert_thresholds_problem,
+    dimensions_problem,
 )
 
 CODE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
@@ -48,7 +49,7 @@ PRODUCT_KEYS = {"code", "name", "customerPool"}
 POOL_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FEATURE_KEYS = {
     "code", "name", "description", "kind", "unit", "resetPeriod", "stripeMeterEventName", "creditCost",
-    "defaultConfig", "alertThresholds",
+    "defaultConfig", "alertThresholds", "dimensions",
 }
 TIER_KEYS = {"code", "name", "description", "displayOrder", "default", "isActive", "baseFee", "creditsPerCycle", "features"}
 BASE_FEE_KEYS = {"stripePriceId", "unitAmount", "currency", "interval"}
@@ -207,6 +208,15 @@ def catalog_validate(data: Any) -> dict[str, Any]:
                 check.error(f"{path}.alertThresholds", "only metered features have this")
             else:
                 feature["alert_thresholds"] = sorted(raw["alertThresholds"])
+        feature["dimensions"] = []
+        if "dimensions" in raw:
+            problem = dimensions_problem(raw["dimensions"])
+            if problem:
+                check.error(f"{path}.dimensions", problem)
+            elif raw["dimensions"] and not metered:
+                check.error(f"{path}.dimensions", "only metered features have this")
+            else:
+                feature["dimensions"] = list(raw["dimensions"])
         if "resetPeriod" in raw and raw["resetPeriod"] not in ResetPeriod.values:
             check.error(f"{path}.resetPeriod", f"must be one of: {', '.join(ResetPeriod.values)}")
         if not metered:
@@ -396,6 +406,8 @@ def catalog_dump(*, product: Product) -> dict[str, Any]:
             item["defaultConfig"] = feature.default_config
         if feature.kind == FeatureKind.METERED and feature.alert_thresholds != list(DEFAULT_ALERT_THRESHOLDS):
             item["alertThresholds"] = feature.alert_thresholds
+        if feature.dimensions:
+            item["dimensions"] = feature.dimensions
         features.append(item)
     tiers = []
     for tier in Tier.objects.filter(product=product).order_by("display_order", "code").prefetch_related("tier_features__feature"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -56,6 +57,33 @@ def validate_alert_thresholds(value) -> None:
         raise ValidationError(f"Alert thresholds {problem}.")
 
 
+MAX_DIMENSIONS = 3
+DIMENSION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def dimensions_problem(value) -> str | None:
+    """The one rule for a metered feature's `dimensions` (catalog, admin): at
+    most 3 distinct metadata keys (letters, digits, `_`, `.`, `-`; ≤ 64
+    characters) whose values usage rollups keep totals for (SPEC §5). None
+    when valid."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return "must be a list of metadata keys"
+    if len(value) > MAX_DIMENSIONS:
+        return f"at most {MAX_DIMENSIONS} dimensions per feature (got {len(value)})"
+    if len(set(value)) != len(value):
+        return "must not repeat a key"
+    bad = [item for item in value if not DIMENSION_KEY_PATTERN.match(item)]
+    if bad:
+        return f"{bad[0]!r} is not a metadata key (letters, digits, '_', '.', '-'; at most 64 characters)"
+    return None
+
+
+def validate_dimensions(value) -> None:
+    problem = dimensions_problem(value)
+    if problem:
+        raise ValidationError(f"Dimensions: {problem}.")
+
+
 class Feature(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="features")
@@ -78,6 +106,13 @@ class Feature(models.Model):
         blank=True,
         validators=[validate_alert_thresholds],
         help_text="Percent of the usage limit that notify the product, e.g. [80, 100]. Empty: only the limit itself.",
+    )
+    # Metadata keys whose values usage rollups keep totals for (SPEC §5, docs/metering.md).
+    dimensions = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_dimensions],
+        help_text="Up to 3 metadata keys (e.g. model, platform) whose values usage statistics break down by.",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

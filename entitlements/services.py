@@ -490,3 +490,51 @@ def access_windows_notify(*, now: datetime | None = None) -> int:
                 )
                 emitted += 1
     return emitted
+
+
+# --- merge (SPEC §3; desk.services.company_merge orchestrates) ----------------------
+
+OVERRIDE_FIELDS = ("source", "overrides", "set_by", "set_at", "reason", "valid_from", "valid_until")
+
+
+def feature_access_merge(
+    *, source: Company, target: Company, actor: Actor, reason: str, moved_links: list[tuple] = ()
+) -> int:
+    """Entitlements' part of a merge: the duplicate's access rows for
+    features the kept company has no row for move over whole (both layers);
+    where both have a row, the kept company keeps its tier layer and its own
+    override, and takes the duplicate's override only when it has none in
+    force (SPEC §3 "access overrides the kept company lacks" — the kept
+    company's word wins, never the more generous one). The duplicate's rows
+    are then deleted (their history stays). Expired overrides do not move.
+    `moved_links` ((product id, external org id) of the links the merge
+    re-points) are forgotten by the check cache. Returns the overrides moved.
+    The caller holds both company locks (`companies_lock_pair`)."""
+    now = timezone.now()
+    history_reason = f"Merged into {target.name} ({target.pk}): {reason}"
+    kept = {row.feature_id: row for row in FeatureAccess.objects.select_for_update().filter(company=target)}
+    moved = 0
+    rows = FeatureAccess.objects.select_for_update().filter(company=source).order_by("pk")
+    for row in rows:
+        override_live = row.has_override and not (row.valid_until is not None and row.valid_until <= now)
+        into = kept.get(row.feature_id)
+        if into is None:
+            if row.has_override and not override_live:
+                _override_clear(row)
+            row.company = target
+            _save_with_history(row, actor=actor, reason=history_reason)
+            moved += int(override_live)
+            continue
+        into_override_live = into.has_override and not (into.valid_until is not None and into.valid_until <= now)
+        if override_live and not into_override_live:
+            for name in OVERRIDE_FIELDS:
+                setattr(into, name, getattr(row, name))
+            _save_with_history(into, actor=actor, reason=history_reason)
+            moved += 1
+        _delete_with_history(row, actor=actor, reason=history_reason)
+    check_cache.invalidate_company_checks(company_id=source.pk)
+    check_cache.invalidate_company_checks(company_id=target.pk)
+    for product_id, external_org_id in moved_links:
+        check_cache.invalidate_link(product_id=product_id, company_id=source.pk, external_org_id=external_org_id)
+        check_cache.invalidate_link(product_id=product_id, company_id=target.pk, external_org_id=external_org_id)
+    return moved

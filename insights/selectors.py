@@ -11,13 +11,19 @@ from uuid import UUID
 
 from django.db.models import F, Q, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
+from django.utils import timezone
 
 from config.api.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 from config.db_router import read_from_replica
-from metering.models import UsageDailyRollup
+from config.errors import BadRequest
+from entitlements.models import Feature
+from metering.models import UsageDailyRollup, UsageDimensionRollup, UsageHourlyRollup
+from metering.rules import OTHER_VALUE, dimension_values_kept, hourly_cutoff, unknown_feature, utc_hour
 
 GroupBy = Literal["day", "week", "month"]
 GROUP_BY_CHOICES = ("day", "week", "month")
+UsageGroupBy = Literal["hour", "day", "week", "month"]
+USAGE_GROUP_BY_CHOICES = ("hour", "day", "week", "month")
 STATS_MAX_LIMIT = 1000
 
 
@@ -28,6 +34,9 @@ class UsageStat:
     quantity: int
     billable_quantity: int
     events: int
+    # With `dimension`: the value ("" = events without that metadata key,
+    # the API's null; "other" = the values beyond the period's top 100).
+    dimension_value: str | None = None
 
 
 def period_floor(day: date, group_by: GroupBy) -> date:
@@ -65,17 +74,49 @@ def usage_stats(
     company_id: UUID,
     start: datetime,
     end: datetime,
-    group_by: GroupBy = "day",
+    group_by: UsageGroupBy = "day",
     feature_code: str | None = None,
+    dimension: str | None = None,
     limit: int = STATS_MAX_LIMIT,
     cursor: str | None = None,
+    now: datetime | None = None,
 ) -> Page:
-    """One page of a company's usage per period and feature, oldest first,
-    from the daily rollups only: one query (an index range scan of
-    (company, feature, day)) whatever the number of raw events. `company_id`
-    must be visible to the product (the caller checks)."""
-    first, last = _days(start, end)
+    """One page of a company's usage per period and feature (and, with
+    `dimension`, per value of that metadata key), oldest first, from the
+    rollups only: one query (an index range scan) whatever the number of raw
+    events. `groupBy=hour` reads the hourly rollups, kept for 35 days (400
+    for a `from` before that); `dimension` must be one of the feature's
+    dimensions (400) and needs `featureCode`. `company_id` must be visible to
+    the product (the caller checks)."""
     limit = max(1, min(int(limit), STATS_MAX_LIMIT))
+    now = now or timezone.now()
+    if group_by == "hour":
+        cutoff = hourly_cutoff(now)
+        if start < cutoff:
+            raise BadRequest.for_field(
+                "from", f"Hourly totals are kept for the last 35 days: from must be at or after {cutoff.isoformat()}."
+            )
+    if dimension is not None:
+        if not feature_code:
+            raise BadRequest.for_field("featureCode", "Give the feature whose dimension to break down by.")
+        feature = Feature.objects.filter(product_id=product_id, code=feature_code).values("id", "dimensions").first()
+        if feature is None:
+            raise unknown_feature(feature_code)
+        if dimension not in (feature["dimensions"] or []):
+            known = ", ".join(feature["dimensions"] or []) or "none"
+            raise BadRequest.for_field(
+                "dimension", f"Unknown dimension {dimension!r} of feature {feature_code!r} (its dimensions: {known})."
+            )
+        return _dimension_stats(
+            company_id=company_id, feature_id=feature["id"], feature_code=feature_code, dimension=dimension,
+            start=start, end=end, group_by=group_by, limit=limit, cursor=cursor,
+        )
+    if group_by == "hour":
+        return _hourly_stats(
+            product_id=product_id, company_id=company_id, start=start, end=end, feature_code=feature_code,
+            limit=limit, cursor=cursor,
+        )
+    first, last = _days(start, end)
     ordering = [f"stats:{group_by}", "featureCode"]
     rows = UsageDailyRollup.objects.filter(
         company_id=company_id, feature__product_id=product_id, day__gte=first, day__lt=last
@@ -111,6 +152,167 @@ def usage_stats(
         last_item = items[-1]
         next_cursor = encode_cursor([last_item.period_start.date().isoformat(), last_item.feature_code], ordering)
     return Page(items=items, has_more=has_more, next_cursor=next_cursor)
+
+
+def _hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[from, to) as whole UTC hours (a partial hour counts whole)."""
+    first, last = utc_hour(start), utc_hour(end)
+    if last != end.astimezone(UTC):
+        last += timedelta(hours=1)
+    return first, last
+
+
+def _hourly_stats(
+    *, product_id: UUID, company_id: UUID, start: datetime, end: datetime, feature_code: str | None, limit: int,
+    cursor: str | None,
+) -> Page:
+    first, last = _hours(start, end)
+    ordering = ["stats:hour", "featureCode"]
+    rows = UsageHourlyRollup.objects.filter(
+        company_id=company_id, feature__product_id=product_id, hour__gte=first, hour__lt=last
+    )
+    if feature_code is not None:
+        rows = rows.filter(feature__code=feature_code)
+    if cursor:
+        after_hour, after_code = _cursor_moment(cursor, ordering)
+        rows = rows.filter(Q(hour__gt=after_hour) | Q(hour=after_hour, feature__code__gt=after_code))
+    grouped = (
+        rows.values("hour", code=F("feature__code"))
+        .annotate(q=Sum("quantity"), b=Sum("billable_quantity"), n=Sum("events"))
+        .order_by("hour", "code")
+    )
+    with read_from_replica():
+        found = list(grouped[: limit + 1])
+    items = [
+        UsageStat(
+            period_start=_utc(row["hour"]), feature_code=row["code"], quantity=row["q"],
+            billable_quantity=row["b"], events=row["n"],
+        )
+        for row in found[:limit]
+    ]
+    next_cursor = None
+    if len(found) > limit:
+        next_cursor = encode_cursor([items[-1].period_start.isoformat(), items[-1].feature_code], ordering)
+    return Page(items=items, has_more=len(found) > limit, next_cursor=next_cursor)
+
+
+def _value_order(value: str) -> tuple:
+    """Rows of one period: by value, "" (no value) first, `other` last."""
+    return (value == OTHER_VALUE, value)
+
+
+def _dimension_stats(
+    *, company_id: UUID, feature_id: UUID, feature_code: str, dimension: str, start: datetime, end: datetime,
+    group_by: UsageGroupBy, limit: int, cursor: str | None,
+) -> Page:
+    """Per period and value: each UTC day's rows are folded to the day's 100
+    most frequent values (`metering.rules.dimension_values_kept`, the rule
+    the stored fold applies, so the answer is the same before and after
+    `metering.compact_rollups` ran), then each period's to its own top 100;
+    the rest is `other`. Hours are ranked by their whole day."""
+    if group_by == "hour":
+        low, high = _hours(start, end)
+        fetch_from, fetch_to = _midnight(low), _midnight(high - timedelta(microseconds=1)) + timedelta(days=1)
+    else:
+        first, last = _days(start, end)
+        low, high = _midnight(first), _midnight(last)
+        fetch_from, fetch_to = low, high
+    ordering = [f"stats:{group_by}:dimension", "dimensionValue"]
+    after = None
+    if cursor:
+        after_period, after_value = _cursor_moment(cursor, ordering)
+        after = (after_period, _value_order(after_value))
+        fetch_from = max(fetch_from, _midnight(after_period))
+    rows = (
+        UsageDimensionRollup.objects.filter(
+            company_id=company_id, feature_id=feature_id, dimension=dimension,
+            period_start__gte=fetch_from, period_start__lt=fetch_to,
+        )
+        .order_by("period_start", "value")
+        .values_list("period_start", "value", "quantity", "billable_quantity", "events")
+    )
+
+    def output_period(moment: datetime) -> datetime:
+        if group_by == "hour":
+            return moment
+        return _midnight(period_floor(moment.date(), group_by))
+
+    items: list[UsageStat] = []
+    pending: dict[datetime, dict[str, list[int]]] = {}  # output period → value → [q, b, n]
+
+    def flush(done_before: datetime | None) -> None:
+        for period in sorted(p for p in pending if done_before is None or p < done_before):
+            totals = pending.pop(period)
+            kept = dimension_values_kept({value: (t[2], t[0]) for value, t in totals.items()})
+            folded: dict[str, list[int]] = {}
+            for value, (quantity, billable, events) in totals.items():
+                target = folded.setdefault(value if value in kept else OTHER_VALUE, [0, 0, 0])
+                target[0] += quantity
+                target[1] += billable
+                target[2] += events
+            for value in sorted(folded, key=_value_order):
+                if after is not None and (period, _value_order(value)) <= after:
+                    continue
+                quantity, billable, events = folded[value]
+                items.append(
+                    UsageStat(
+                        period_start=period, feature_code=feature_code, quantity=quantity,
+                        billable_quantity=billable, events=events, dimension_value=value,
+                    )
+                )
+
+    def add_day(day_rows: list) -> None:
+        day_totals: dict[str, tuple[int, int]] = {}
+        for _moment, value, quantity, _billable, events in day_rows:
+            seen = day_totals.get(value, (0, 0))
+            day_totals[value] = (seen[0] + events, seen[1] + quantity)
+        kept = dimension_values_kept(day_totals)
+        for moment, value, quantity, billable, events in day_rows:
+            if not low <= moment < high:
+                continue  # an hour outside the range, fetched to rank its day
+            target = pending.setdefault(output_period(moment), {}).setdefault(
+                value if value in kept else OTHER_VALUE, [0, 0, 0]
+            )
+            target[0] += quantity
+            target[1] += billable
+            target[2] += events
+
+    with read_from_replica():
+        day, day_rows = None, []
+        for period_start, value, quantity, billable, events in rows.iterator(chunk_size=2000):
+            moment = _utc(period_start)
+            if moment.date() != day:
+                if day_rows:
+                    add_day(day_rows)
+                    # Periods that end by this day are complete.
+                    flush(output_period(moment) if group_by != "hour" else _midnight(moment.date()))
+                    if len(items) > limit:
+                        break
+                day, day_rows = moment.date(), []
+            day_rows.append((moment, value, quantity, billable, events))
+        else:
+            if day_rows:
+                add_day(day_rows)
+            flush(None)
+    has_more = len(items) > limit
+    items = items[:limit]
+    next_cursor = None
+    if has_more:
+        last_item = items[-1]
+        next_cursor = encode_cursor([last_item.period_start.isoformat(), last_item.dimension_value], ordering)
+    return Page(items=items, has_more=has_more, next_cursor=next_cursor)
+
+
+def _utc(value) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _cursor_moment(cursor: str, ordering: list[str]) -> tuple[datetime, str]:
+    moment, key = decode_cursor(cursor, ordering)
+    try:
+        return _utc(datetime.fromisoformat(moment)), str(key)
+    except (TypeError, ValueError):
+        raise bad_cursor() from None
 
 
 def _midnight(value) -> datetime:

@@ -1,6 +1,6 @@
 """Usage in the back office (SPEC §9): read-only meters, events and snapshots,
-the company page's usage panel (current usage against limits, and a chart of
-daily usage), and the *Adjust usage…* action, which calls the same services
+the company page's usage panels (current usage against limits, a chart of
+daily usage, usage by dimension and peak hours), and the *Adjust usage…* action, which calls the same services
 as the API. The audit trail — who, when, old → new, why — is the events
 themselves (previousValue/newValue/performedBy/adjustmentReason)."""
 
@@ -23,7 +23,7 @@ from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services
-from .charts import daily_usage_svg
+from .charts import daily_usage_svg, labelled_bars_svg
 from .models import UsageEvent, UsageEventPartitionDrop, UsageMeter, UsageSnapshot, UsageSource
 from .rules import check_quantity
 
@@ -226,6 +226,56 @@ def company_usage_panel(request, company: Company) -> str:
     )
 
 
+def company_dimensions_panel(request, company: Company) -> str:
+    """Per metered feature: usage by each of its dimensions over the last 30
+    days (top 10 values, then `other`) and its peak hours (usage per UTC hour
+    of the day over the last 35 days), from the rollups (docs/metering.md)."""
+    if not request.user.has_perm("metering.view_usagemeter"):
+        return ""
+    product_ids = ProductLink.objects.filter(company_id=company.pk).values("product_id")
+    features = Feature.objects.filter(kind=FeatureKind.METERED, product_id__in=product_ids)
+    blocks = []
+    for feature in features.select_related("product").order_by("product__code", "code"):
+        hours = selectors.peak_hours(company_id=company.pk, feature_id=feature.pk)
+        breakdowns = []
+        for dimension in feature.dimensions or []:
+            shares = selectors.dimension_breakdown(company_id=company.pk, feature_id=feature.pk, dimension=dimension)
+            total = sum(share.quantity for share in shares) or 1
+            breakdowns.append(
+                {
+                    "dimension": dimension,
+                    "shares": [
+                        {
+                            "label": share.value if share.value else "(not set)",
+                            "quantity": share.quantity,
+                            "events": share.events,
+                            "percent": max(0, min(100, round(100 * share.quantity / total))),
+                        }
+                        for share in shares
+                    ],
+                }
+            )
+        if not any(hours) and not any(b["shares"] for b in breakdowns):
+            continue
+        peak = max(range(24), key=lambda hour: hours[hour]) if any(hours) else None
+        blocks.append(
+            {
+                "feature": feature,
+                "breakdowns": breakdowns,
+                "peak_hour": peak,
+                "hours_svg": labelled_bars_svg(
+                    [(f"{hour:02d}h", hours[hour]) for hour in range(24)],
+                    title=f"{feature.name}: usage per UTC hour of the day, last 35 days",
+                    unit=feature.unit or "",
+                    label_every=3,
+                ),
+            }
+        )
+    return render_to_string(
+        "admin/metering/company_dimensions_panel.html", {"blocks": blocks}, request=request
+    )
+
+
 # --- Adjust usage… action ---------------------------------------------------------------
 
 
@@ -370,6 +420,7 @@ def metering_adjust_usage(modeladmin, request, queryset):
 
 admin_extensions.register_company_action(metering_adjust_usage, permission=ADJUST_PERMISSION)
 admin_extensions.register_company_panel(company_usage_panel)
+admin_extensions.register_company_panel(company_dimensions_panel)
 
 
 def company_feature_rows_panel(request, company: Company) -> str:

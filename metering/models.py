@@ -338,6 +338,77 @@ class UsageDailyRollup(models.Model):
         return f"{self.company_id} · {self.feature_id} · {self.day}"
 
 
+class UsageHourlyRollup(models.Model):
+    """Per (company, feature, UTC hour of `event_time`): the same totals as
+    `UsageDailyRollup`, kept for the last 35 days (peak hours, `groupBy=hour`;
+    older hours are pruned by `metering.compact_rollups`: their days live on
+    in the daily rollups). Written with the daily rollup, by the same paths."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="+", db_index=False)
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="+", db_index=False)
+    hour = models.DateTimeField(help_text="Start of the UTC hour of the events' event_time.")
+    quantity = models.BigIntegerField(default=0)
+    billable_quantity = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["company", "feature", "hour"]
+        verbose_name = "usage hourly rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "feature", "hour"], name="usage_rollup_unique_hour"),
+        ]
+        indexes = [
+            models.Index(fields=["feature"], name="usage_hourly_feature_idx"),
+            models.Index(fields=["hour"], name="usage_hourly_hour_idx"),  # the prune's range
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.feature_id} · {self.hour:%Y-%m-%d %H}h"
+
+
+class UsageDimensionRollup(models.Model):
+    """Per (company, feature, dimension, value, period): totals of the events
+    whose metadata[dimension] had that value (SPEC §5). `period_start` is the
+    UTC hour for the last 35 days and the UTC day (midnight) after
+    `metering.compact_rollups` has merged an older day's hours. Per day at
+    most 100 values keep rows of their own once compacted; the others are
+    folded into the value `other` (docs/metering.md "Dimensions": which 100,
+    and why that is exact under concurrency). An event without the key counts
+    under the value "" (the API's null)."""
+
+    id = models.BigAutoField(primary_key=True)
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="+", db_index=False)
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="+", db_index=False)
+    dimension = models.CharField(max_length=64)
+    value = models.CharField(max_length=100, blank=True)
+    period_start = models.DateTimeField(help_text="UTC hour (last 35 days) or UTC day (older, compacted).")
+    quantity = models.BigIntegerField(default=0)
+    billable_quantity = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["company", "feature", "dimension", "period_start", "value"]
+        verbose_name = "usage dimension rollup"
+        constraints = [
+            # The upsert's conflict target, the statistics' range scan (one
+            # dimension of one feature over time) and the order in which writers
+            # and the fold lock rows (company, feature, dimension, period, value).
+            models.UniqueConstraint(
+                fields=["company", "feature", "dimension", "period_start", "value"], name="usage_rollup_unique_value"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["feature"], name="usage_dim_rollup_feature_idx"),
+            models.Index(fields=["period_start"], name="usage_dim_rollup_start_idx"),  # the compaction's range
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} · {self.feature_id} · {self.dimension}={self.value} · {self.period_start}"
+
+
 class UsageEventKey(models.Model):
     """Exactly once on PostgreSQL, where usage events are partitioned by month:
     a unique index on a partitioned table must contain the partition key

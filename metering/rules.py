@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -106,6 +106,62 @@ class FeatureInfo:
     alert_thresholds: tuple[int, ...] = (80, 100)
     # Credits per billable unit: the feature is paid from the wallet (SPEC §5).
     credit_cost: int | None = None
+    # Metadata keys whose values the rollups keep totals for (SPEC §5, `rollups`).
+    dimensions: tuple[str, ...] = ()
+
+
+# --- Dimensions (SPEC §5) ------------------------------------------------------------
+
+# Per company × feature × dimension × UTC day (or any statistics period), the
+# values beyond the 100 most frequent count as OTHER_VALUE.
+TOP_VALUES_PER_DAY = 100
+OTHER_VALUE = "other"
+MAX_DIMENSION_VALUE_LENGTH = 100
+# Hourly totals (and a dimension's hours) are kept this long: Stripe's
+# backdating window, so no event can land in an hour older than that.
+HOURLY_RETENTION = timedelta(days=35)
+
+
+def utc_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour an event at `moment` counts in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hourly_cutoff(now: datetime) -> datetime:
+    """The oldest hour whose totals are kept: older hours are pruned (and no
+    event can land there: usage is at most 35 days back)."""
+    return utc_hour(now - HOURLY_RETENTION)
+
+
+def dimension_value(metadata: Any, key: str) -> str:
+    """The value an event counts under for dimension `key`: the metadata
+    value as text (a string as is, anything else as compact JSON), at most
+    100 characters; "" when the key is missing or null (the API's null). A
+    value "other" counts in the fold bucket of that name."""
+    value = metadata.get(key) if isinstance(metadata, dict) else None
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return value.replace("\x00", "")[:MAX_DIMENSION_VALUE_LENGTH]
+
+
+def dimension_values(feature: FeatureInfo, metadata: Any) -> list[tuple[str, str]]:
+    """(dimension, value) for each of the feature's dimensions, in key order
+    (the order every writer locks dimension rows in)."""
+    return [(key, dimension_value(metadata, key)) for key in sorted(feature.dimensions)]
+
+
+def dimension_values_kept(totals: dict[str, tuple[int, int]], limit: int = TOP_VALUES_PER_DAY) -> set[str]:
+    """THE rule for which values keep their own row in a period: the `limit`
+    most frequent, by (events desc, quantity desc, value asc) over
+    {value: (events, quantity)}; OTHER_VALUE is the bucket, never ranked. The
+    fold (`rollups.dimension_rows_fold`) and the statistics both call it."""
+    ranked = sorted(
+        (value for value in totals if value != OTHER_VALUE),
+        key=lambda value: (-totals[value][0], -totals[value][1], value),
+    )
+    return set(ranked[:limit])
 
 
 # --- What is billable, and what goes to Stripe (issue 9, item 3) -----------------

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from companies.models import Account, CompanyStatus, ProductLink
-from companies.selectors import company_not_found
+from companies.selectors import company_not_found, company_tombstone_resolve
 from entitlements.models import ACCESS_ROW_FIELDS, Feature, FeatureAccess, FeatureKind
 from entitlements.selectors import (
     Decision,
@@ -33,9 +33,12 @@ from entitlements.selectors import (
     feature_check_inputs_for_company,
 )
 
-from .models import UsageEvent, UsageEventType, UsageMeter, UsageSnapshot
+from .models import UsageDimensionRollup, UsageEvent, UsageEventType, UsageHourlyRollup, UsageMeter, UsageSnapshot
 from .periods import billing_periods_at, period_for
 from .rules import (
+    OTHER_VALUE,
+    dimension_values_kept,
+    hourly_cutoff,
     NO_ACCESS,
     db_value,
     AccessTerms,
@@ -50,7 +53,7 @@ from .rules import (
 
 
 _FEATURE_COLUMNS = (
-    "id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds", "credit_cost",
+    "id", "code", "kind", "reset_period", "stripe_meter_event_name", "alert_thresholds", "credit_cost", "dimensions",
 )
 
 
@@ -66,7 +69,7 @@ def _target_sql(by_external_org_id: bool) -> str:
     return (
         "SELECT l.company_id, f.id, f.code, f.kind, f.reset_period, f.stripe_meter_event_name, "
         "a.id, a.is_enabled, a.quantity_limit, a.included_quantity, a.valid_from, a.valid_until, f.alert_thresholds, "
-        "f.credit_cost, a.tier_granted, a.source, a.overrides, acc.status "
+        "f.credit_cost, a.tier_granted, a.source, a.overrides, acc.status, f.dimensions "
         f"FROM {link} l "
         f"LEFT JOIN {feature} f ON f.product_id = l.product_id AND f.code = %s "
         f"LEFT JOIN {access} a ON a.feature_id = f.id AND a.company_id = l.company_id "
@@ -89,8 +92,9 @@ def _aware(value) -> datetime | None:
     return parsed.replace(tzinfo=UTC)
 
 
-def _thresholds(value) -> tuple[int, ...]:
-    """alert_thresholds from a raw row: a list (PostgreSQL jsonb) or JSON text (SQLite)."""
+def _thresholds(value) -> tuple:
+    """A JSON list column (alert_thresholds, dimensions) from a raw row: a list
+    (PostgreSQL jsonb) or JSON text (SQLite)."""
     if isinstance(value, str):
         value = json.loads(value)
     return tuple(value or ())
@@ -113,10 +117,15 @@ def usage_target_get(
         cursor.execute(_target_sql(by_external), params)
         row = cursor.fetchone()
     if row is None:
+        if not by_external and company_id is not None:
+            # A merged duplicate's id: 409 naming the kept company (a track writes).
+            company_tombstone_resolve(product_id=product_id, company_id=company_id)
         raise company_not_found()
     if row[1] is None:
         raise unknown_feature(feature_code)
-    feature = FeatureInfo(_uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]), row[13])
+    feature = FeatureInfo(
+        _uuid(row[1]), row[2], row[3], row[4], row[5], _thresholds(row[12]), row[13], _thresholds(row[18])
+    )
     if feature.kind != FeatureKind.METERED:
         raise not_metered(feature_code)
     suspended = row[17] == CompanyStatus.SUSPENDED
@@ -143,7 +152,7 @@ def usage_target_get(
 
 def features_by_code(*, product_id: UUID, codes: Iterable[str]) -> dict[str, FeatureInfo]:
     rows = Feature.objects.filter(product_id=product_id, code__in=set(codes)).order_by().values_list(*_FEATURE_COLUMNS)
-    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5]), row[6]) for row in rows}
+    return {row[1]: FeatureInfo(*row[:5], _thresholds(row[5]), row[6], _thresholds(row[7])) for row in rows}
 
 
 def access_terms_bulk(*, company_ids: Iterable[UUID], feature_ids: Iterable[UUID]) -> dict[tuple[UUID, UUID], AccessTerms]:
@@ -480,6 +489,61 @@ def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:
         .values_list("id", flat=True)[:limit]
     )
 
+
+
+# --- Dimensions and peak hours (the admin's usage panel) ------------------------------
+
+
+@dataclass(frozen=True)
+class DimensionShare:
+    value: str  # "" = events without the key; rules.OTHER_VALUE = the rest
+    quantity: int
+    events: int
+
+
+def dimension_breakdown(
+    *, company_id: UUID, feature_id: UUID, dimension: str, days: int = 30, top: int = 10, now: datetime | None = None
+) -> list[DimensionShare]:
+    """A feature's usage over the last `days` UTC days per value of one
+    dimension, from the dimension rollups: the `top` most frequent values
+    (`rules.dimension_values_kept`), then `other`."""
+    now = (now or timezone.now()).astimezone(UTC)
+    since = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
+    rows = (
+        UsageDimensionRollup.objects.filter(
+            company_id=company_id, feature_id=feature_id, dimension=dimension, period_start__gte=since
+        )
+        .values("value")
+        .annotate(q=Sum("quantity"), n=Sum("events"))
+        .order_by()
+    )
+    totals = {row["value"]: (row["n"], row["q"]) for row in rows}
+    kept = dimension_values_kept(totals, limit=top)
+    other = [0, 0]
+    shares = []
+    for value, (events, quantity) in totals.items():
+        if value in kept:
+            shares.append(DimensionShare(value=value, quantity=quantity, events=events))
+        else:
+            other[0] += quantity
+            other[1] += events
+    shares.sort(key=lambda share: (-share.events, -share.quantity, share.value))
+    if other[1]:
+        shares.append(DimensionShare(value=OTHER_VALUE, quantity=other[0], events=other[1]))
+    return shares
+
+
+def peak_hours(*, company_id: UUID, feature_id: UUID, days: int = 35, now: datetime | None = None) -> list[int]:
+    """Usage per hour of the UTC day (24 totals, index = hour) over the last
+    `days` days (at most the 35 the hourly rollups keep)."""
+    now = now or timezone.now()
+    since = max(hourly_cutoff(now), now - timedelta(days=days))
+    by_hour = [0] * 24
+    for hour, quantity in UsageHourlyRollup.objects.filter(
+        company_id=company_id, feature_id=feature_id, hour__gte=since
+    ).values_list("hour", "quantity"):
+        by_hour[hour.astimezone(UTC).hour] += quantity
+    return by_hour
 
 
 def rollup_events_totals(*, product_id: UUID, company_ids: Sequence[UUID], start, end) -> dict[UUID, int]:

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import meters_close_due, partitions_ensure, partitions_prune
+from .services import meters_close_due, partitions_ensure, partitions_prune, rollups_compact
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,25 @@ def prune_events() -> list[str]:
     if result.dropped or result.kept:
         logger.info("usage event partitions pruned", extra={"dropped": result.dropped, "kept": result.kept})
     return result.dropped
+
+
+@shared_task(
+    name="metering.compact_rollups",
+    acks_late=True,
+    # A deadlock with a writer (the fold locks a day's dimension rows) is
+    # transient: the retry folds what is left.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def compact_rollups() -> dict:
+    """Prune hourly usage totals older than 35 days, merge a dimension's older
+    hours into days and fold values beyond a day's top 100 into `other`
+    (metering.services.rollups.rollups_compact). Idempotent."""
+    result = rollups_compact()
+    if result.hours_pruned or result.groups_folded:
+        logger.info(
+            "usage rollups compacted",
+            extra={"hours_pruned": result.hours_pruned, "groups_folded": result.groups_folded, "rows_moved": result.rows_moved},
+        )
+    return {"hoursPruned": result.hours_pruned, "groupsFolded": result.groups_folded, "rowsMoved": result.rows_moved}

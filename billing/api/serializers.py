@@ -310,8 +310,26 @@ class StatementSendInputSerializer(StrictSerializer):
 StatementSendInputSerializer._declared_fields["from"] = serializers.DateField()
 
 
+class StatementBillingAddressSerializer(serializers.Serializer):
+    line1 = serializers.CharField(required=False)
+    line2 = serializers.CharField(required=False)
+    city = serializers.CharField(required=False)
+    postalCode = serializers.CharField(required=False)
+    state = serializers.CharField(required=False)
+    country = serializers.CharField(required=False)
+
+
+class StatementBillToSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The company's name.")
+    email = serializers.CharField(allow_blank=True, help_text="Billing email with this product; \"\" if not given.")
+    address = StatementBillingAddressSerializer(help_text="Billing address; only the parts given.")
+    taxId = serializers.CharField(allow_blank=True)
+    country = serializers.CharField(allow_blank=True, help_text="The company's country (ISO 3166-1 alpha-2).")
+
+
 class StatementSerializer(serializers.Serializer):
     companyId = serializers.UUIDField()
+    billTo = StatementBillToSerializer(help_text="The statement header: the company's billing profile (SPEC §3).")
     currency = serializers.CharField()
     baseFees = serializers.ListField(child=serializers.DictField())
     usage = serializers.ListField(child=serializers.DictField())

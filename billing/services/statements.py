@@ -14,7 +14,10 @@ as data (the API), HTML and CSV (email, admin).
   purchased; usage and fallback → used; refund → refunded; expiry → expired;
   reversal, adjustment and transfer out → adjusted (signed), so that opening
   + purchased + granted − used + refunded − expired + adjusted = closing.
-- **Total** = base fees + usage amounts (minor units; HTML/CSV show currency units)."""
+- **Total** = base fees + usage amounts (minor units; HTML/CSV show currency units).
+- **Header** (`billTo`): the company's name and country and its billing email,
+  address and tax id with the product (`statement_bill_to`), on the JSON, the
+  HTML (and so the email) and the CSV (`bill_to` rows first)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from django.template.loader import render_to_string
 
 from billing.models import Invoice, Price
 from companies.models import Account, Company, Contact, Product
+from companies.profile import BILLING_ADDRESS_FIELDS
 from companies.selectors import company_get_visible
 from config.errors import BadRequest, Conflict, NotFound
 from credits.models import EntryKind, LedgerEntry, Wallet
@@ -57,11 +61,13 @@ class Statement:
     credits: dict[str, int] = field(default_factory=dict)
     invoices: list[dict] = field(default_factory=list)
     total: int = 0
+    # The header: who the statement is for (the company's billing profile, SPEC §3).
+    bill_to: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "companyId": str(self.company.pk), "from": self.start.date().isoformat(),
-            "to": (self.end - timedelta(days=1)).date().isoformat(), "currency": self.currency,
+            "to": (self.end - timedelta(days=1)).date().isoformat(), "billTo": self.bill_to, "currency": self.currency,
             "baseFees": self.base_fees, "usage": self.usage, "credits": self.credits, "invoices": self.invoices,
             "total": self.total,
         }
@@ -86,12 +92,45 @@ def statement_build(*, product_id, company_id, start: date, end: date) -> Statem
         .order_by("stripe_created_at", "id")
     )
     statement = Statement(company=company, product=product, start=since, end=until, currency=_currency(
-        company, product, invoices))
+        company, product, invoices), bill_to=statement_bill_to(company=company, product=product))
     _base_fees(statement, invoices)
     _usage(statement)
     _credits(statement)
     statement.total = sum(fee["amount"] for fee in statement.base_fees) + sum(line["amount"] for line in statement.usage)
     return statement
+
+
+def statement_bill_to(*, company: Company, product: Product) -> dict[str, Any]:
+    """The statement header: the company's name and country and its billing
+    profile with this product (billing email, address, tax id; SPEC §3), ""
+    / {} where not given. The one source for the JSON, HTML, CSV and email."""
+    account = (
+        Account.objects.filter(company=company, product=product)
+        .only("billing_email", "billing_address", "tax_id")
+        .first()
+    )
+    address = dict(account.billing_address or {}) if account else {}
+    return {
+        "name": company.name,
+        "email": account.billing_email if account else "",
+        "address": {key: address[key] for key in BILLING_ADDRESS_FIELDS if address.get(key)},
+        "taxId": account.tax_id if account else "",
+        "country": company.country,
+    }
+
+
+def bill_to_lines(bill_to: dict[str, Any]) -> list[str]:
+    """The header as printed lines: name, address lines, postal code and city,
+    state, country, tax id, email (what is given, in that order)."""
+    address = bill_to.get("address") or {}
+    city = " ".join(part for part in (address.get("postalCode"), address.get("city")) if part)
+    lines = [bill_to.get("name"), address.get("line1"), address.get("line2"), city, address.get("state"),
+             address.get("country") or bill_to.get("country")]
+    if bill_to.get("taxId"):
+        lines.append(f"Tax ID: {bill_to['taxId']}")
+    if bill_to.get("email"):
+        lines.append(bill_to["email"])
+    return [line for line in lines if line]
 
 
 def _currency(company, product, invoices) -> str:
@@ -250,6 +289,13 @@ def statement_csv(statement: Statement) -> str:
     money = lambda amount: minor_to_units(amount, statement.currency)  # noqa: E731
     writer.writerow(["section", "item", "period_start", "period_end", "quantity", "included", "billable",
                      "unit_price", "amount", "currency"])
+    bill_to = statement.bill_to
+    address = bill_to.get("address") or {}
+    for item, value in (("name", bill_to.get("name")), ("email", bill_to.get("email")),
+                        *((f"address.{key}", address.get(key)) for key in BILLING_ADDRESS_FIELDS),
+                        ("tax_id", bill_to.get("taxId"))):
+        if value:
+            writer.writerow(["bill_to", item, "", "", "", "", "", "", value, ""])
     for fee in statement.base_fees:
         writer.writerow(["base_fee", fee["tierCode"], fee["periodStart"], fee["periodEnd"], "", "", "", "",
                          money(fee["amount"]), statement.currency.upper()])
@@ -269,7 +315,7 @@ def statement_csv(statement: Statement) -> str:
 def statement_html(statement: Statement) -> str:
     money = lambda amount: f"{minor_to_units(amount, statement.currency)} {statement.currency.upper()}"  # noqa: E731
     return render_to_string("billing/statement.html", {
-        "s": statement, "data": statement.as_dict(),
+        "s": statement, "data": statement.as_dict(), "bill_to": bill_to_lines(statement.bill_to),
         "base_fees": [{**fee, "money": money(fee["amount"])} for fee in statement.base_fees],
         "usage": [{**line, "money": money(line["amount"]),
                    "unit": "—" if line["unitAmount"] is None else f"{line['unitAmount'] / 100:.4f}"}

@@ -80,3 +80,23 @@ __all__ = [
     "service_credential_revoke",
     "short_id_base",
 ]
+
+from .merge import (  # noqa: E402  (the merge's part, desk.services.company_merge)
+    ContactsMerged,
+    accounts_merge,
+    accounts_merge_check,
+    companies_lock_pair,
+    company_tombstone,
+    contacts_merge,
+    links_merge,
+)
+
+__all__ += [
+    "ContactsMerged",
+    "accounts_merge",
+    "accounts_merge_check",
+    "companies_lock_pair",
+    "company_tombstone",
+    "contacts_merge",
+    "links_merge",
+]

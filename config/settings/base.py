@@ -107,8 +107,9 @@ UNFOLD = {
 }
 
 # --- Database -----------------------------------------------------------------
-# PostgreSQL in production and CI; SQLite when DATABASE_URL is unset.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL in production and CI; SQLite when DATABASE_URL is unset or empty
+# (`DATABASE_URL=` in a shell or .env means "the default", not a broken URL).
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
@@ -193,6 +194,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Usage-event partitions (PostgreSQL): months ahead created, old months dropped.
     "metering.create_partitions": {"task": "metering.create_partitions", "schedule": crontab(hour=1, minute=5)},
     "metering.prune_events": {"task": "metering.prune_events", "schedule": crontab(hour=4, minute=10)},
+    "metering.compact_rollups": {"task": "metering.compact_rollups", "schedule": crontab(hour=0, minute=25)},
     # Yesterday's delivered totals against Stripe's meter event summaries.
     "billing.reconcile_meters": {"task": "billing.reconcile_meters", "schedule": crontab(hour=2, minute=15)},
     # Due webhook deliveries: retries, and events whose task never reached the broker.
@@ -220,6 +222,7 @@ RUN_JOBS: dict[str, str] = {
     "close_periods": "metering.tasks.close_periods",
     "create_partitions": "metering.tasks.create_partitions",
     "prune_events": "metering.tasks.prune_events",
+    "compact_rollups": "metering.tasks.compact_rollups",
     "reconcile_meters": "billing.tasks.reconcile_meters",
     "deliver_notifications": "notifications.tasks.deliver_due",
     "prune_notifications": "notifications.tasks.prune_events",

@@ -27,10 +27,14 @@ from .wallets import (
     wallet_get_or_create,
     wallet_threshold_set,
     wallet_transfer,
+    WalletsMerged,
     wallet_unfreeze,
+    wallets_merge,
 )
 
 __all__ = [
+    "WalletsMerged",
+    "wallets_merge",
     "MAX_TTL_SECONDS",
     "AutoRefillSettings",
     "DebitResult",

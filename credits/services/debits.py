@@ -11,16 +11,22 @@ credits; either way it answers with the stored entry of the winner."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from companies.models import ProductLink
+from companies.selectors import account_suspended_sql
 from config.errors import ApplicationError, BadRequest, Conflict, NotFound
 
-from ..models import CreditLot, EntryKind, LedgerEntry, Wallet
+from ..models import BUCKET_SPEND_RANK, CreditLot, EntryKind, LedgerEntry, Wallet
 from ..rules import (
     USAGE_SOURCE_PREFIX,
     check_positive,
@@ -34,7 +40,16 @@ from ..rules import (
     wallet_frozen,
 )
 from ..selectors import wallet_get
-from .ledger import credit_lot_deltas, entry_apply, spendable_lots, take_from_lots, wallet_lock, wallet_lock_visible
+from .ledger import (
+    credit_lot_deltas,
+    entry_apply,
+    entry_time_sql,
+    spendable_lots,
+    take_from_lots,
+    take_from_lots_sql,
+    wallet_lock,
+    wallet_lock_visible,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,18 @@ def credits_debit(
         raise BadRequest.for_field("sourceService", f"The '{USAGE_SOURCE_PREFIX}' prefix is reserved for usage tracking.")
     key = idempotency_key or default_debit_key(job_id=job_id, source_service=source_service)
     request_fingerprint = fingerprint(amount=amount, job_id=job_id, source_service=source_service)
+    actor = actor_user_id and f"{actor} user:{actor_user_id}" or actor
+    if connection.vendor == "postgresql" and recorded_at is None:
+        entry = debit_in_one_round_trip(
+            product_id=product_id, company_id=company_id, external_org_id=external_org_id, amount=amount,
+            job_id=job_id, source_service=source_service, idempotency_key=key,
+            request_fingerprint=request_fingerprint, actor=actor, metadata=metadata or {},
+        )
+        if entry is not None:
+            return DebitResult(entry=entry)
+    # Everything the one-round-trip debit leaves alone — every refusal, a
+    # replay, expired lots to sweep, a threshold to cross, SQLite — takes the
+    # transaction below, which decides and answers it.
     wallet_id = None
     try:
         with transaction.atomic():
@@ -82,7 +109,7 @@ def credits_debit(
                 source_service=source_service,
                 idempotency_key=key,
                 request_fingerprint=request_fingerprint,
-                actor=actor_user_id and f"{actor} user:{actor_user_id}" or actor,
+                actor=actor,
                 metadata=metadata or {},
                 recorded_at=recorded_at,
             )
@@ -98,6 +125,187 @@ def credits_debit(
                 stored, "This jobId and sourceService (or idempotency key) were already debited with another amount."
             ) from None
         return DebitResult(entry=stored, replayed=True)
+
+
+# --- The debit in one round trip (PostgreSQL) ------------------------------------------
+#
+# Two statements sent in one message: PostgreSQL runs them as one implicit
+# transaction (or as part of the caller's), each with its own snapshot.
+# 1. `SELECT … FOR UPDATE` locks the wallet row — the same lock, protecting
+#    the same invariants, as `wallet_lock` (see ledger.py): N debits of 1 on
+#    K credits admit exactly K, lots = balances = ledger.
+# 2. With the lock held, a fresh snapshot sees every committed movement: one
+#    statement reads the wallet and its lots, plans the take with
+#    `take_from_lots_sql` (the SQL form of `take_from_lots`), and only when
+#    the debit is plainly admissible — not frozen, not suspended, no debt,
+#    enough available, no expired lot to sweep, the balance after stays above
+#    0, the low-balance and auto-refill thresholds — inserts the `usage`
+#    entry (ON CONFLICT DO NOTHING: a used idempotency key writes nothing)
+#    and, only if it was inserted, moves the lots and the wallet.
+# Otherwise nothing is written and `credits_debit` takes its transaction
+# path, the one home of every refusal, replay, sweep and notification rule.
+
+
+# The entry's columns the statement computes; the others are parameters.
+_COMPUTED = ("wallet_id", "amount", "balance_after", "bucket_balances_after", "allocations", "created_at")
+
+
+@lru_cache(maxsize=1)
+def _parameter_fields() -> tuple:
+    return tuple(field for field in LedgerEntry._meta.concrete_fields if field.attname not in _COMPUTED)
+
+
+@lru_cache(maxsize=4)
+def _one_round_trip_sql(by_external_org: bool) -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    wallets, lots = quote(Wallet._meta.db_table), quote(CreditLot._meta.db_table)
+    entries, links = quote(LedgerEntry._meta.db_table), quote(ProductLink._meta.db_table)
+    company = "TRUE" if by_external_org else "w.company_id = %(company)s"
+    link = "AND pl.external_org_id = %(org)s" if by_external_org else ""
+    where = (
+        f"w.product_id = %(product)s AND {company} AND EXISTS (SELECT 1 FROM {links} pl "
+        f"WHERE pl.company_id = w.company_id AND pl.product_id = %(product)s {link})"
+    )
+    buckets = {bucket: quote(Wallet._meta.get_field(f"balance_{bucket}").column) for bucket in BUCKET_SPEND_RANK}
+    total = "(" + " + ".join(f"w.{column}" for column in buckets.values()) + " - w.debt)"
+    after = {
+        bucket: f"w.{column} - COALESCE((SELECT SUM(p.take) FROM plan p WHERE p.bucket = '{bucket}'), 0) AS {column}"
+        for bucket, column in buckets.items()
+    }
+    computed = {
+        "wallet_id": "ok.id",
+        "amount": "-%(amount)s",
+        "balance_after": "ok.total_after",
+        "bucket_balances_after": "jsonb_build_object("
+        + ", ".join(f"'{bucket}', ok.{column}" for bucket, column in buckets.items())
+        + ")",
+        "allocations": "(SELECT COALESCE(jsonb_agg(jsonb_build_object('lot', p.id::text, 'bucket', p.bucket, "
+        "'amount', -p.take) ORDER BY p.n), '[]'::jsonb) FROM plan p WHERE p.take > 0)",
+        # The time of writing, under the lock (the ledger's order).
+        "created_at": entry_time_sql(wallet="ok.id", at="clock_timestamp()"),
+    }
+    assert set(computed) == set(_COMPUTED)
+    fields = LedgerEntry._meta.concrete_fields
+    columns = ", ".join(quote(field.column) for field in fields)
+    values = ", ".join(computed.get(field.attname, f"%(f_{field.attname})s") for field in fields)
+    suspended = account_suspended_sql(company="w.company_id", product="w.product_id")
+    lock = f"SELECT w.id FROM {wallets} w WHERE {where} FOR UPDATE OF w"
+    write = f"""
+WITH w AS (SELECT w.*, {total} AS total FROM {wallets} w WHERE {where}),
+lots AS (SELECT l.id, l.bucket, l.remaining, l.expires_at, l.created_at
+           FROM {lots} l JOIN w ON l.wallet_id = w.id WHERE l.remaining > 0),
+plan AS ({take_from_lots_sql(lots="lots", amount="%(amount)s")}),
+ok AS (SELECT w.id, w.total - %(amount)s AS total_after, {", ".join(after.values())}
+         FROM w
+        WHERE NOT w.frozen AND w.debt = 0 AND w.total - w.reserved >= %(amount)s
+          AND w.total - %(amount)s > 0
+          AND (w.low_balance_threshold IS NULL OR w.total - %(amount)s >= w.low_balance_threshold)
+          AND (w.auto_refill_threshold IS NULL OR w.total - %(amount)s >= w.auto_refill_threshold)
+          AND NOT {suspended}
+          AND NOT EXISTS (SELECT 1 FROM lots WHERE lots.expires_at <= %(now)s)
+          AND (SELECT COALESCE(SUM(p.take), 0) FROM plan p) = %(amount)s),
+entry AS (INSERT INTO {entries} ({columns}) SELECT {values} FROM ok
+          ON CONFLICT DO NOTHING
+          RETURNING wallet_id, balance_after, bucket_balances_after, allocations, created_at),
+moved_lots AS (UPDATE {lots} AS lot SET remaining = lot.remaining - p.take FROM plan p
+                WHERE lot.id = p.id AND p.take > 0 AND EXISTS (SELECT 1 FROM entry) RETURNING 1),
+moved_wallet AS (UPDATE {wallets} AS wallet SET {", ".join(f"{column} = ok.{column}" for column in buckets.values())},
+                        updated_at = %(now)s
+                   FROM ok WHERE wallet.id = ok.id AND EXISTS (SELECT 1 FROM entry) RETURNING 1)
+SELECT entry.* FROM entry"""
+    return lock, write
+
+
+def _parameter_types() -> dict[str, str]:
+    types = {"product": "uuid", "company": "uuid", "org": "text", "amount": "bigint", "now": "timestamptz"}
+    for field in LedgerEntry._meta.concrete_fields:
+        db_type = field.db_type(connection) or "text"
+        types[f"f_{field.attname}"] = "text" if db_type.startswith("varchar") else db_type
+    return types
+
+
+@lru_cache(maxsize=4)
+def _prepared_form(by_external_org: bool) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The two statements as server-side prepared statements (planned once
+    per connection, not on every debit: most of the statement's cost):
+    ((name, PREPARE …), …) and the message that executes both, with
+    %(name)s placeholders. The names carry a hash of the text, so a changed
+    statement is prepared anew on connections that knew the old one."""
+    types = _parameter_types()
+    prepares, executes = [], []
+    for part, text in zip(("lock", "write"), _one_round_trip_sql(by_external_org), strict=True):
+        order: list[str] = []
+
+        def number(match, order=order):
+            if match.group(1) not in order:
+                order.append(match.group(1))
+            return f"${order.index(match.group(1)) + 1}"
+
+        body = re.sub(r"%\((\w+)\)s", number, text)
+        name = f"credits_debit_{part}_{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+        prepares.append((name, f"PREPARE {name} ({', '.join(types[n] for n in order)}) AS {body}"))
+        executes.append(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in order)})")
+    return tuple(prepares), "; ".join(executes)
+
+
+def _ensure_prepared(cursor, prepares) -> None:
+    """Prepare the statements on this connection unless it has them (once
+    per connection; a prepared statement outlives a rolled-back transaction)."""
+    raw = connection.connection
+    state = getattr(connection, "_credits_debit_prepared", None)
+    if state is None or state[0] is not raw:
+        state = (raw, set())
+        connection._credits_debit_prepared = state
+    missing = [name for name, _ in prepares if name not in state[1]]
+    if not missing:
+        return
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [missing])
+    present = {name for (name,) in cursor.fetchall()}
+    for name, statement in prepares:
+        if name in missing and name not in present:
+            cursor.execute(statement)
+    state[1].update(missing)
+
+
+def debit_in_one_round_trip(
+    *, product_id, company_id, external_org_id, amount: int, job_id: str, source_service: str,
+    idempotency_key: str, request_fingerprint: str, actor: str, metadata: dict,
+) -> LedgerEntry | None:
+    """The plainly admissible debit in one round trip (see above); None when
+    it wrote nothing and the caller must decide. PostgreSQL only."""
+    if external_org_id is None:
+        try:
+            company_id = UUID(str(company_id))
+        except ValueError:
+            return None
+    now = timezone.now()
+    entry = LedgerEntry(
+        id=uuid.uuid4(), product_id=product_id, kind=EntryKind.USAGE, job_id=job_id, source_service=source_service,
+        idempotency_key=idempotency_key, request_fingerprint=request_fingerprint, actor=actor, metadata=metadata,
+    )
+    params = {
+        f"f_{field.attname}": field.get_db_prep_save(getattr(entry, field.attname), connection)
+        for field in _parameter_fields()
+    }
+    params.update(
+        product=product_id, company=company_id, org=(external_org_id or "").strip(), amount=amount, now=now
+    )
+    prepares, message = _prepared_form(external_org_id is not None)
+    with connection.cursor() as cursor:
+        _ensure_prepared(cursor, prepares)
+        cursor.execute(message, params)
+        cursor.nextset()
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry.wallet_id, entry.balance_after, balances, allocations, entry.created_at = row
+    json_field = LedgerEntry._meta.get_field("allocations")  # jsonb arrives as text (Django's loader)
+    entry.bucket_balances_after = json_field.from_db_value(balances, None, connection)
+    entry.allocations = json_field.from_db_value(allocations, None, connection)
+    entry.amount = -amount
+    entry._state.adding = False
+    entry._state.db = connection.alias
+    return entry
 
 
 def debit_locked(

@@ -32,8 +32,12 @@ _WALLET_MONEY_FIELDS = ["balance_subscription", "balance_promotional", "balance_
 
 
 def wallet_lock(*, wallet_id: UUID) -> Wallet:
-    """The wallet row, locked until the end of the caller's transaction."""
-    return Wallet.objects.select_for_update().select_related("product").get(pk=wallet_id)
+    """The wallet row, locked until the end of the caller's transaction.
+    Only the wallet (`of=("self",)`): a plain FOR UPDATE would lock the joined
+    product row too, and every debit's commit (its ledger row's deferred
+    foreign key to the product) would then wait for us — a deadlock as soon
+    as we wait for a second wallet (`wallet_transfer`, merges)."""
+    return Wallet.objects.select_for_update(of=("self",)).select_related("product").get(pk=wallet_id)
 
 
 def wallet_lock_visible(*, product_id: UUID, company_id=None, external_org_id: str | None = None) -> Wallet | None:
@@ -58,14 +62,21 @@ def wallet_lock_visible(*, product_id: UUID, company_id=None, external_org_id: s
     return wallets.filter(Exists(links)).first()
 
 
-_RANK_SQL = "CASE l.bucket " + " ".join(f"WHEN '{b}' THEN {r}" for b, r in BUCKET_SPEND_RANK.items()) + " END"
+def spend_order_sql(alias: str) -> str:
+    """The spending order of `spendable_lots` (SPEC §7) as an SQL ORDER BY
+    list over the lots relation `alias`: expiry first (none last), then
+    subscription, promotional, top-up, then age."""
+    rank = f"CASE {alias}.bucket " + " ".join(f"WHEN '{b}' THEN {r}" for b, r in BUCKET_SPEND_RANK.items()) + " END"
+    return f"{alias}.expires_at ASC NULLS LAST, {rank}, {alias}.created_at, {alias}.id"
+
+
 _LOCK_SQL = """
 SELECT {columns},
        w.xmin = (SELECT fresh.xmin FROM {wallets} fresh WHERE fresh.id = w.id) AS lots_current,
        (SELECT coalesce(json_agg(json_build_object(
                    'id', l.id, 'bucket', l.bucket, 'amount', l.amount, 'remaining', l.remaining,
                    'expires_at', l.expires_at)
-               ORDER BY l.expires_at ASC NULLS LAST, {rank}, l.created_at, l.id), '[]'::json)
+               ORDER BY {order}), '[]'::json)
           FROM {lots} l WHERE l.wallet_id = w.id AND l.remaining > 0) AS lots
   FROM {wallets} w
  WHERE w.product_id = %(product)s AND {company_condition}
@@ -83,7 +94,7 @@ def _lock_sql(by_external_org: bool) -> str:
         wallets=quote(Wallet._meta.db_table),
         lots=quote(CreditLot._meta.db_table),
         links=quote(ProductLink._meta.db_table),
-        rank=_RANK_SQL,
+        order=spend_order_sql("l"),
         company_condition="TRUE" if by_external_org else "w.company_id = %(company)s",
         link_condition="AND pl.external_org_id = %(org)s" if by_external_org else "",
     )
@@ -183,6 +194,22 @@ def take_from_lots(lots: list[CreditLot], amount: int) -> Take:
     return Take(lot_deltas=deltas, shortfall=left)
 
 
+def take_from_lots_sql(*, lots: str, amount: str) -> str:
+    """`take_from_lots` over `spendable_lots`, as SQL: a query over the lots
+    relation `lots` (id, bucket, remaining, expires_at, created_at; only lots
+    with credits left) answering (id, bucket, take, n) — what each lot gives,
+    in spending order `n` — for the SQL expression `amount`. Each lot gives
+    min(its remaining, what the lots before it left uncovered): the greedy
+    plan of `take_from_lots`. tests/credits/test_fast_debit.py checks they
+    agree on many cases."""
+    order = spend_order_sql("s")
+    return (
+        f"SELECT s.id, s.bucket, LEAST(s.remaining, GREATEST(0, ({amount}) - COALESCE(SUM(s.remaining) OVER "
+        f"(ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS take, "
+        f"ROW_NUMBER() OVER (ORDER BY {order}) AS n FROM {lots} s"
+    )
+
+
 def entry_apply(
     wallet: Wallet,
     *,
@@ -223,7 +250,7 @@ def entry_apply(
         **fields,
     )
     if connection.vendor == "postgresql":
-        _write_in_one_statement(wallet, moved, entry)
+        _write_in_one_statement(wallet, moved, entry, monotonic=recorded_at is None)
     else:
         for lot, delta in moved:
             CreditLot.objects.filter(pk=lot.pk).update(remaining=F("remaining") + delta)
@@ -238,8 +265,21 @@ def entry_apply(
     return entry
 
 
-@lru_cache(maxsize=16)
-def _one_statement_sql(moved_lots: int) -> str:
+def entry_time_sql(*, wallet: str, at: str) -> str:
+    """SQL for an entry's time of writing: `at`, but never before the
+    wallet's last entry (+1 µs). Written under the wallet lock, entries are
+    then in the order of their balances even when the application's and the
+    database's clocks disagree (the one-round-trip debit stamps with the
+    database's)."""
+    entries = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    return (
+        f"GREATEST({at}, (SELECT e.created_at + interval '1 microsecond' FROM {entries} e "
+        f"WHERE e.wallet_id = {wallet} ORDER BY e.created_at DESC, e.id DESC LIMIT 1))"
+    )
+
+
+@lru_cache(maxsize=32)
+def _one_statement_sql(moved_lots: int, monotonic: bool) -> str:
     quote = connection.ops.quote_name
     ctes = []
     if moved_lots:
@@ -251,26 +291,36 @@ def _one_statement_sql(moved_lots: int) -> str:
     assignments = ", ".join(f"{quote(Wallet._meta.get_field(name).column)} = %s" for name in _WALLET_MONEY_FIELDS)
     ctes.append(f"moved_wallet AS (UPDATE {quote(Wallet._meta.db_table)} SET {assignments} WHERE id = %s RETURNING 1)")
     columns = ", ".join(quote(field.column) for field in LedgerEntry._meta.concrete_fields)
-    placeholders = ", ".join(["%s"] * len(LedgerEntry._meta.concrete_fields))
-    return f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    placeholders = ", ".join(
+        entry_time_sql(wallet="%s", at="%s") if monotonic and field.attname == "created_at" else "%s"
+        for field in LedgerEntry._meta.concrete_fields
+    )
+    return (
+        f"WITH {', '.join(ctes)} INSERT INTO {quote(LedgerEntry._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+        "RETURNING created_at"
+    )
 
 
-def _write_in_one_statement(wallet: Wallet, moved: list[tuple[CreditLot, int]], entry: LedgerEntry) -> None:
+def _write_in_one_statement(
+    wallet: Wallet, moved: list[tuple[CreditLot, int]], entry: LedgerEntry, *, monotonic: bool
+) -> None:
     """The lot updates, the wallet update and the entry insert of one
     movement as one statement (data-modifying CTEs all run to completion,
-    constraints and all): one round trip instead of three or more on the
-    debit's hot path. The values are exactly those of the ORM path."""
+    constraints and all): one round trip instead of three or more. The values
+    are exactly those of the ORM path, except that with `monotonic` the
+    entry's time is never before the wallet's last entry (`entry_time_sql`)."""
     params: list = []
     for lot, delta in moved:
         params += [lot.pk, delta]
     for name in _WALLET_MONEY_FIELDS:
         params.append(Wallet._meta.get_field(name).get_db_prep_save(getattr(wallet, name), connection))
     params.append(wallet.pk)
-    params += [
-        field.get_db_prep_save(field.pre_save(entry, True), connection) for field in LedgerEntry._meta.concrete_fields
-    ]
+    for field in LedgerEntry._meta.concrete_fields:
+        value = field.get_db_prep_save(field.pre_save(entry, True), connection)
+        params += [value, wallet.pk] if monotonic and field.attname == "created_at" else [value]
     with connection.cursor() as cursor:
-        cursor.execute(_one_statement_sql(len(moved)), params)
+        cursor.execute(_one_statement_sql(len(moved), monotonic), params)
+        (entry.created_at,) = cursor.fetchone()
     entry._state.adding = False
     entry._state.db = connection.alias
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from config.errors import BadRequest, Conflict
 
-from ..models import Bucket, CreditLot, EntryKind, LedgerEntry, LotOrigin, ReservationStatus, Wallet, WalletEvent
+from ..models import AutoRefill, Bucket, CreditLot, EntryKind, LedgerEntry, LotOrigin, ReservationStatus, Wallet, WalletEvent
 from ..rules import check_positive
 from .ledger import credit_lot_deltas, entry_apply, spendable_lots, wallet_lock
 
@@ -204,3 +204,35 @@ def wallet_transfer(*, source: Wallet, target: Wallet, reason: str, actor: str) 
             reason=reason, actor=actor, reference=out_entry, description=f"Transferred from {source.company}",
         )
     return TransferResult(moved=-out_entry.amount, out_entry=out_entry, in_entry=in_entry)
+
+
+@dataclass(frozen=True)
+class WalletsMerged:
+    wallets: int  # the duplicate's wallets that had something to move
+    credits: int  # credits moved, all wallets together
+
+
+def wallets_merge(*, source_company_id: UUID, target_company_id: UUID, reason: str, actor: str) -> WalletsMerged:
+    """Credits' part of a merge (SPEC §3): each wallet of the duplicate is
+    emptied into the kept company's wallet of the same product (made if
+    missing) by `wallet_transfer` — a `transfer` entry on both ledgers, lots
+    keeping their bucket and expiry, debt following — so both statements show
+    it and the books balance. 409 while a wallet of the duplicate is frozen
+    (a dispute is open) or holds active reservations. The duplicate's
+    auto-refill is switched off (the kept wallet keeps its own settings)."""
+    moved_wallets = moved_credits = 0
+    for source in Wallet.objects.filter(company_id=source_company_id).order_by("pk"):
+        if source.frozen:
+            raise Conflict(
+                "A credit wallet of the duplicate is frozen (a dispute is open); unfreeze it before merging.",
+                details={"walletId": str(source.pk), "productId": str(source.product_id)},
+            )
+        target = wallet_get_or_create(company_id=target_company_id, product_id=source.product_id)
+        result = wallet_transfer(source=source, target=target, reason=reason, actor=actor)
+        if result.out_entry is not None:
+            moved_wallets += 1
+            moved_credits += result.moved
+        AutoRefill.objects.filter(wallet_id=source.pk, enabled=True).update(
+            enabled=False, updated_at=timezone.now(), updated_by=actor
+        )
+    return WalletsMerged(wallets=moved_wallets, credits=moved_credits)

@@ -10,7 +10,7 @@ from config.api.serializers import StrictSerializer, UTCDateOrDateTimeField, UTC
 
 from ..health import COMPONENTS
 from ..models import RiskLevel
-from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT
+from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT, USAGE_GROUP_BY_CHOICES
 
 MAX_RANGE = timedelta(days=5 * 366)
 
@@ -36,7 +36,15 @@ class _RangeQuerySerializer(StrictSerializer):
 class UsageStatsQuerySerializer(_RangeQuerySerializer):
     companyId = serializers.UUIDField(source="company_id")
     featureCode = serializers.CharField(source="feature_code", required=False, max_length=64)
-    groupBy = serializers.ChoiceField(source="group_by", choices=GROUP_BY_CHOICES, default="day")
+    groupBy = serializers.ChoiceField(
+        source="group_by", choices=USAGE_GROUP_BY_CHOICES, default="day",
+        help_text="`hour`: UTC hours of the last 35 days only.",
+    )
+    dimension = serializers.CharField(
+        required=False, max_length=64,
+        help_text="One of the feature's dimensions (needs featureCode): a row per value, "
+        "the values beyond the period's 100 most frequent summed as `other`.",
+    )
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=STATS_MAX_LIMIT, default=STATS_MAX_LIMIT,
         help_text=f"Rows per page (default and max {STATS_MAX_LIMIT}).",
@@ -47,11 +55,24 @@ class UsageStatsQuerySerializer(_RangeQuerySerializer):
 
 
 class UsageStatSerializer(serializers.Serializer):
-    periodStart = UTCDateTimeField(source="period_start", help_text="Start of the day, ISO week or month (UTC).")
+    periodStart = UTCDateTimeField(source="period_start", help_text="Start of the hour, day, ISO week or month (UTC).")
     featureCode = serializers.CharField(source="feature_code")
+    dimensionValue = serializers.CharField(
+        source="dimension_value", required=False, allow_null=True,
+        help_text="Only with `dimension`: the metadata value; null for events without it, "
+        "`other` for the values beyond the period's top 100.",
+    )
     quantity = serializers.IntegerField(help_text="Net usage recorded in the period (corrections included).")
     billableQuantity = serializers.IntegerField(source="billable_quantity")
     events = serializers.IntegerField(help_text="Number of usage events.")
+
+    def to_representation(self, stat):
+        data = super().to_representation(stat)
+        if stat.dimension_value is None:
+            data.pop("dimensionValue")
+        elif stat.dimension_value == "":
+            data["dimensionValue"] = None
+        return data
 
 
 

@@ -19,12 +19,13 @@ from .serializers import HealthSerializer, RevenueQuerySerializer, RevenueSerial
 class UsageStatsApi(APIView):
     @extend_schema(
         operation_id="usage_stats",
-        summary="Usage statistics per day, ISO week or month",
+        summary="Usage statistics per hour, day, ISO week or month, optionally by dimension",
         parameters=[UsageStatsQuerySerializer],
         responses={200: page_of(UsageStatSerializer), **error_responses(400, 404)},
-        description="A company's usage per period and feature from the daily rollups, oldest first "
+        description="A company's usage per period and feature from the rollups, oldest first "
         "(list shape, up to 1000 rows a page). `from` inclusive, `to` exclusive; a bound that is not a "
-        "UTC midnight counts its whole day.",
+        "UTC midnight (with `groupBy=hour`: a whole hour) counts its whole day (hour). `groupBy=hour` "
+        "covers the last 35 days. With `dimension` (and `featureCode`), a row per value of that metadata key.",
     )
     def get(self, request):
         query = validated(UsageStatsQuerySerializer, request.query_params)
@@ -37,6 +38,7 @@ class UsageStatsApi(APIView):
             end=query["end"],
             group_by=query["group_by"],
             feature_code=query.get("feature_code"),
+            dimension=query.get("dimension"),
             limit=query["limit"],
             cursor=query.get("cursor"),
         )

@@ -6,7 +6,8 @@ uses the same INSERT, see `usage_event_insert_sql`).
 Rows are plain dicts keyed by the model's column names: building a model
 instance per event costs more than inserting it, and a batch has up to 1000.
 A column a row leaves out takes the model field's default, so the model is
-the only list of columns."""
+the only list of columns. (`dimension_values`, set for a feature with
+dimensions, is no column: the rollups read it.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from uuid import UUID
 from django.db import connection
 
 from ..models import UsageEvent, UsageSource
-from ..rules import AccessTerms, FeatureInfo, billable_delta, stripe_status_for
+from ..rules import AccessTerms, FeatureInfo, billable_delta, dimension_values, stripe_status_for
 from .rollups import rollups_add
 
 EventRow = dict[str, Any]
@@ -52,7 +53,7 @@ def usage_event_row(
     here, at write time (`metering.rules`)."""
     event_id = uuid.uuid4()
     delta = billable_delta(previous_value, new_value, terms.included_quantity)
-    return {
+    row = {
         "id": event_id,
         "product_id": product_id,
         "company_id": company_id,
@@ -81,6 +82,11 @@ def usage_event_row(
         # Stable across retries: Stripe deduplicates meter events by identifier.
         "stripe_event_identifier": str(event_id),
     }
+    if feature.dimensions:
+        # Not a column: what `rollups.rollups_add` (and the single track's
+        # statement) count the event under, per dimension of the feature.
+        row["dimension_values"] = dimension_values(feature, metadata)
+    return row
 
 
 def usage_event_row_apply(row: EventRow, *, meter_id, new_value: int, feature: FeatureInfo) -> EventRow:

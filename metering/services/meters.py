@@ -7,14 +7,16 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from companies.models import Company
+from companies.selectors import company_merged_conflict, company_merged_into
 from entitlements.models import FeatureAccess
 
 from ..models import UsageMeter, UsageSnapshot, UsageSnapshotType
 from ..periods import Period
-from ..rules import billable
+from ..rules import billable, db_value
 from ..selectors import meters_due_for_close
 
 logger = logging.getLogger(__name__)
@@ -36,20 +38,22 @@ def meters_get_or_create(
     found = _meter_ids(wanted)
     missing = [key for key in wanted if key not in found]
     if missing:
-        UsageMeter.objects.bulk_create(
-            [
-                UsageMeter(
-                    company_id=company_id,
-                    feature_id=feature_id,
-                    period_start=start,
-                    period_end=wanted[(company_id, feature_id, start)].end,
-                    created_at=now,
-                    updated_at=now,
-                )
-                for company_id, feature_id, start in missing
-            ],
-            ignore_conflicts=True,
-        )
+        with transaction.atomic():
+            _companies_live_check({company_id for company_id, _, _ in missing})
+            UsageMeter.objects.bulk_create(
+                [
+                    UsageMeter(
+                        company_id=company_id,
+                        feature_id=feature_id,
+                        period_start=start,
+                        period_end=wanted[(company_id, feature_id, start)].end,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for company_id, feature_id, start in missing
+                ],
+                ignore_conflicts=True,
+            )
         found.update(_meter_ids({key: wanted[key] for key in missing}))
         for company_id, feature_id, start in missing:
             period = wanted[(company_id, feature_id, start)]
@@ -60,6 +64,29 @@ def meters_get_or_create(
                     exclude_meter_id=found[(company_id, feature_id, start)],
                 )
     return found
+
+
+def _companies_live_check(company_ids: set[UUID]) -> None:
+    """Refuse to open a meter for a merged duplicate (409 naming the kept
+    company). Call in the transaction that inserts the meters: FOR SHARE
+    waits for a merge in progress (it holds the company FOR NO KEY UPDATE)
+    and then sees its tombstone, and a merge that starts later waits for our
+    insert and moves the new meter too — so a track that resolved the
+    duplicate before the merge committed can never count usage on it after
+    its meters moved (metering.services.merge)."""
+    table = connection.ops.quote_name(Company._meta.db_table)
+    ids = sorted(str(pk) for pk in company_ids)
+    placeholders = ", ".join(["%s"] * len(ids))
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id IN ({placeholders}) AND merged_into_id IS NOT NULL ORDER BY id{lock}",
+            [db_value(UsageMeter, "company", pk) for pk in ids],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        company_id = row[0]
+        raise company_merged_conflict(company_id=company_id, kept_company_id=company_merged_into(company_id=company_id))
 
 
 def _meter_ids(keys) -> dict[tuple[UUID, UUID, datetime], UUID]:

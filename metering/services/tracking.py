@@ -39,7 +39,7 @@ from config.api.serializers import MAX_BIGINT
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
 
-from ..models import UsageEvent, UsageEventType, UsageMeter, UsageSource
+from ..models import UsageEvent, UsageEventType, UsageHourlyRollup, UsageMeter, UsageSource
 from ..periods import Period, period_for
 from ..rules import (
     NO_ACCESS,
@@ -74,7 +74,14 @@ from .events import (
     usage_events_insert,
 )
 from .meters import meters_get_or_create
-from .rollups import rollup_day_sql, rollup_upsert_sql
+from .rollups import (
+    dimension_upsert_sql,
+    dimension_values_document,
+    hourly_upsert_sql,
+    rollup_day_sql,
+    rollup_upsert_sql,
+    utc_hour,
+)
 
 MAX_BATCH_SIZE = 1000
 TRACK_ATTEMPTS = 5
@@ -225,8 +232,14 @@ def _track_apply(
     with transaction.atomic() if atomic else nullcontext(), connection.cursor() as cursor:
         if one_statement:
             # UPDATE … RETURNING feeding the INSERT in a CTE.
-            params.update(rows=usage_event_rows_document([row]), to_stripe=bool(feature.stripe_meter_event_name))
-            cursor.execute(_track_sql(update.format(table=_meter_table())), params)
+            params.update(
+                rows=usage_event_rows_document([row]),
+                to_stripe=bool(feature.stripe_meter_event_name),
+                hour=db_value(UsageHourlyRollup, "hour", utc_hour(event_time)),
+            )
+            if feature.dimensions:
+                params["dimensions"] = dimension_values_document(row["dimension_values"])
+            cursor.execute(_track_sql(update.format(table=_meter_table()), bool(feature.dimensions)), params)
             applied = cursor.fetchone()
             if applied is not None:
                 usage_event_row_apply(row, meter_id=applied[0], new_value=applied[1], feature=feature)
@@ -309,12 +322,14 @@ _LIMIT_CONDITION = " AND value + %(quantity)s <= %(limit)s"
 _METER_VALUE = f"SELECT value FROM {{table}} WHERE {_METER_WHERE}"
 
 
-@lru_cache(maxsize=4)
-def _track_sql(update: str) -> str:
+@lru_cache(maxsize=8)
+def _track_sql(update: str, with_dimensions: bool = False) -> str:
     """The single track on PostgreSQL: the counter UPDATE feeding the one
     usage event INSERT (`usage_event_insert_sql`), whose columns that depend
     on the updated row are the SQL forms of `metering.rules`, feeding the
-    event's daily rollup upsert (`rollups`): still one statement."""
+    event's daily and hourly rollup upserts and, for a feature with
+    dimensions, one dimension rollup row per dimension (`rollups`; in that
+    order, the order every writer locks them in): still one statement."""
     previous, new = "u.value - r.quantity", "u.value"
     delta = billable_delta_sql(previous, new, "r.included_quantity")
     computed = (
@@ -330,10 +345,18 @@ def _track_sql(update: str) -> str:
         f"SELECT company_id, feature_id, {rollup_day_sql('event_time')}, quantity, billable_delta, 1, created_at "
         "FROM e"
     )
+    hourly = hourly_upsert_sql("SELECT company_id, feature_id, %(hour)s, quantity, billable_delta, 1, created_at FROM e")
+    dimensions = ""
+    if with_dimensions:
+        by_value = dimension_upsert_sql(
+            "SELECT e.company_id, e.feature_id, d.dimension, %(hour)s, d.value, e.quantity, e.billable_delta, 1, "
+            "e.created_at FROM e, json_to_recordset(%(dimensions)s::json) AS d(dimension text, value text)"
+        )
+        dimensions = f", rd AS ({by_value})"
     returning = "meter_id, new_value, company_id, feature_id, event_time, quantity, billable_delta, created_at"
     return (
         f"WITH u AS ({update} RETURNING id, value), e AS ({insert} RETURNING {returning}), "
-        f"ro AS ({rollup}) SELECT meter_id, new_value FROM e"
+        f"ro AS ({rollup}), rh AS ({hourly}){dimensions} SELECT meter_id, new_value FROM e"
     )
 
 

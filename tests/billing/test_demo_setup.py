@@ -41,6 +41,11 @@ class TestDemoSetup:
         assert FeatureAccess.objects.filter(source="subscription", tier__isnull=False).exists()
         # A month of usage for the charts, some of it refused by the free tier's limit.
         assert UsageEvent.objects.filter(company__links__external_org_id="org_acme").count() > 30
+        # AI credits by model and platform (the catalog's dimensions), hour by hour.
+        from metering.models import UsageDimensionRollup, UsageHourlyRollup
+
+        assert {"model", "platform"} == set(UsageDimensionRollup.objects.values_list("dimension", flat=True))
+        assert UsageHourlyRollup.objects.values("hour__hour").distinct().count() > 5
         # Two products in one customer pool: the CRM app shares some of the chat app's companies.
         assert set(Product.objects.values_list("customer_pool", flat=True)) == {"demo-customers"}
         acme = ProductLink.objects.get(product__code="chat", external_org_id="org_acme").company

@@ -114,3 +114,43 @@ class TestSend:
         assert not mail.outbox
         run_action(client_with_role("Billing admin"), "/admin/companies/company/", "send_statement", [company], **form)
         assert [m.to for m in mail.outbox] == [["ops@acme.com"]]
+
+
+class TestHeader:
+    """The statement header shows the billing profile (SPEC §3): JSON, HTML, CSV and the email."""
+
+    @pytest.fixture
+    def profiled(self, company, product):
+        from companies.models import Account
+
+        company.country = "DE"
+        company.save()
+        updated = Account.objects.filter(company=company, product=product).update(
+            billing_email="billing@acme.example", tax_id="DE123456789",
+            billing_address={"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"},
+        )
+        assert updated == 1
+        return company
+
+    def test_json_html_and_csv_carry_the_bill_to_profile(self, api, profiled):
+        bill_to = statement(api, profiled).json()["billTo"]
+        assert bill_to == {
+            "name": profiled.name, "email": "billing@acme.example", "taxId": "DE123456789", "country": "DE",
+            "address": {"line1": "Hauptstr. 1", "city": "Berlin", "postalCode": "10115", "country": "DE"},
+        }
+        html = statement(api, profiled, output="html").content.decode()
+        assert "Bill to" in html and "Hauptstr. 1" in html and "10115 Berlin" in html and "Tax ID: DE123456789" in html
+        csv = statement(api, profiled, output="csv").content.decode()
+        assert "bill_to,tax_id,,,,,,,DE123456789," in csv and "bill_to,email,,,,,,,billing@acme.example," in csv
+
+    def test_the_email_shows_the_header(self, api, profiled):
+        response = api.post(f"{URL}/send", {"companyId": str(profiled.pk), "from": today().isoformat(),
+                                            "to": today().isoformat(), "email": "cfo@acme.com"}, format="json")
+        assert response.status_code == 200, response.json()
+        [message] = mail.outbox
+        assert "billing@acme.example" in message.alternatives[0][0] and "Hauptstr. 1" in message.attachments[0][1]
+
+    def test_no_profile_is_just_the_name(self, api, company):
+        assert statement(api, company).json()["billTo"] == {
+            "name": company.name, "email": "", "address": {}, "taxId": "", "country": "",
+        }

@@ -109,6 +109,27 @@ class TestCompanyPage:
         client.force_login(staff(None, "companies.view_company"))
         html = client.get(reverse("admin:companies_company_change", args=[usage.pk])).content.decode()
         assert 'id="usage-panel"' not in html
+        assert 'id="usage-dimensions-panel"' not in html
+
+    def test_dimension_breakdown_and_peak_hours(self, admin_client, product, company, access):
+        from entitlements.models import Feature
+
+        Feature.objects.filter(product=product, code="ai_credit").update(dimensions=["model"])
+        at_ten = (timezone.now() - timedelta(days=1)).replace(hour=10, minute=15)
+        for model, quantity in (("gpt-4o", 6), ("gpt-4o", 3), ("claude", 2)):
+            usage_track(product_id=product.id, company_id=company.id, feature_code="ai_credit", quantity=quantity,
+                        timestamp=at_ten, metadata={"model": model})
+        usage_track(product_id=product.id, company_id=company.id, feature_code="ai_credit", quantity=1,
+                    timestamp=at_ten.replace(hour=3))
+
+        html = admin_client.get(reverse("admin:companies_company_change", args=[company.pk])).content.decode()
+
+        assert 'id="usage-dimensions-panel"' in html and 'data-dimension="model"' in html
+        rows = html.split('data-dimension="model"')[1].split("</table>")[0]
+        assert rows.index("gpt-4o") < rows.index("claude") < rows.index("(not set)")  # most frequent first
+        assert "<td>9 credit</td>" in rows
+        assert "Peak hour: <strong>10:00–11:00 UTC</strong>" in html
+        assert "10h: 11 credit" in html and "03h: 1 credit" in html
 
 
 class TestAdjustAction:

@@ -101,3 +101,16 @@ def test_production_trusts_the_proxy_header_only_when_told():
     assert header(None) == "('HTTP_X_FORWARDED_PROTO', 'https')"
     assert header("X-Forwarded-Ssl-Proto") == "('HTTP_X_FORWARDED_SSL_PROTO', 'https')"
     assert header("") == "None"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_an_unset_or_empty_database_url_means_the_embedded_sqlite(value):
+    """`DATABASE_URL=` (a shell habit, or an empty line in .env) is the default, not a crash."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    if value is not None:
+        env["DATABASE_URL"] = value
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "django.db.backends.sqlite3", result.stderr[-2000:]

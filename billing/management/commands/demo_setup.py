@@ -48,6 +48,11 @@ DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.jso
 DEMO_POOL_PRODUCT_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo_crm.json"
 DEMO_POOL_SHARED = 5  # how many chat customers the CRM app also serves
 USAGE_DAYS = 30
+DEMO_MODELS = ("gpt-4o", "gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku")
+DEMO_PLATFORMS = ("web", "web", "ios", "android")
+DEMO_HOURS = (2, 7, 8, 9, 9, 10, 10, 10, 11, 13, 14, 14, 15, 16, 17, 20)
+# Issue 14: the external org id of the demo's duplicate of Initech (ready to merge).
+DEMO_DUPLICATE_ORG = "import_initech_1"
 # Where the demo's webhook endpoint points: run the receiver of the README there
 # (`python -m tests.notifications.receiver --port 9000`); until then its
 # deliveries fail and are retried, which the admin shows too.
@@ -136,11 +141,12 @@ class Command(BaseCommand):
         movements = self._credit_history(product)
         billed = self._billing_history(product)
         self._support_cases(product)
+        duplicate = self._duplicate_pair(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
             f"{events} new usage events, {movements} new credit movements, {billed}; product 'crm' (same customer pool) "
-            f"shares {shared} of the companies."
+            f"shares {shared} of the companies. {duplicate}"
         )
         if not options["no_credentials"]:
             self._print_credentials(product, base_url=options["base_url"].rstrip("/"))
@@ -243,6 +249,44 @@ class Command(BaseCommand):
             "suspend_account", product.code, links[-1].external_org_id, reason="Demo: payment dispute", stdout=self.stderr
         )
 
+    def _duplicate_pair(self, product: Product) -> str:
+        """Issue 14: a duplicate ready to merge — an import made "Initech
+        (import)" next to Initech, with a contact both have, one of its own,
+        a little usage and promotional credits (SPEC §3 Merge: admin *Merge
+        into…* on its page, or POST /companies/{id}/merge). Not merged here."""
+        original = ProductLink.objects.filter(product=product, external_org_id="org_initech").select_related("company").first()
+        if original is None:
+            return ""
+        hint = "Duplicate ready to merge: 'Initech (import)' (shortId {}) into '{}' ({})."
+        existing = ProductLink.objects.filter(product=product, external_org_id=DEMO_DUPLICATE_ORG).select_related("company").first()
+        if existing is not None:
+            if existing.company.merged_into_id is None and existing.company_id != original.company_id:
+                return hint.format(existing.company.short_id, original.company.name, original.company.short_id)
+            return ""
+        primary = original.company.contacts.filter(is_primary=True).first()
+        with transaction.atomic():
+            duplicate = company_create(
+                product_id=product.pk,
+                name="Initech (import)",
+                external_org_id=DEMO_DUPLICATE_ORG,
+                contact_email=primary.email if primary else "billing@initech.io",
+                contact_name=primary.name if primary else "Billing",
+                metadata={"source": "demo-import"},
+            )
+            contacts_bulk_upsert(company=duplicate, contacts=[{"email": "milton.waddams@initech.io", "name": "Milton Waddams"}])
+            free = Tier.objects.filter(product=product, is_active=True).order_by("display_order", "code").first()
+            if free is not None:
+                tier_apply(company=duplicate, tier=free, actor=Actor.system("demo_setup"), reason="demo data: import")
+        usage_track_batch(
+            product_id=product.pk,
+            requests=[TrackRequest(feature_code="messages", quantity=5, company_id=duplicate.pk, idempotency_key=f"demo-dup-{n}") for n in range(3)],
+        )
+        credits_grant(
+            company_id=duplicate.pk, product_id=product.pk, amount=40, bucket="promotional",
+            reason="Demo: welcome credits of the import", actor="system:demo_setup",
+        )
+        return hint.format(duplicate.short_id, original.company.name, original.company.short_id)
+
     def _track_usage(self, product: Product) -> int:
         """A month of daily usage per company, so the admin's usage charts have
         something to show. Idempotency keys make a second run add nothing;
@@ -263,6 +307,20 @@ class Command(BaseCommand):
                             quantity=rng.randint(1, base * scale),
                             timestamp=day,
                             idempotency_key=f"demo:{link.external_org_id}:{feature_code}:{day.date()}",
+                        )
+                    )
+                # AI credits by model and platform (the catalog's dimensions), at
+                # office hours more than at night: the admin's dimension and
+                # peak-hour panel and /usage/stats?dimension= have data.
+                for n in range(rng.randint(1, 3)):
+                    requests.append(
+                        TrackRequest(
+                            feature_code="ai_credit",
+                            company_id=link.company_id,
+                            quantity=rng.randint(1, 2 * scale),
+                            timestamp=day.replace(hour=rng.choice(DEMO_HOURS), minute=rng.randint(0, 59)),
+                            metadata={"model": rng.choice(DEMO_MODELS), "platform": rng.choice(DEMO_PLATFORMS)},
+                            idempotency_key=f"demo:{link.external_org_id}:ai_credit:{day.date()}:{n}",
                         )
                     )
         actor = Actor.system("demo_setup")
