@@ -216,6 +216,42 @@ end
 """
 
 
+def _dims_in_process(data: dict, *, rounds: int, calls: int = 400) -> None:
+    """The service alone, no HTTP: `usage_track` calls/s for the feature with
+    three dimensions vs without, interleaved — where the dimension rows' cost
+    is not hidden by request handling (on a saturated host the HTTP run is
+    bound by the app server's CPU)."""
+    import time
+    from uuid import UUID, uuid4
+
+    from metering.services import usage_track
+
+    product_id = UUID(data["product_id"])
+    companies = [UUID(c) for c in data["companies"]]
+    models, platforms, regions = ("gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku", "llama-3"), \
+        ("web", "ios", "android"), ("eu-west", "us-east", "us-west", "ap-south")
+
+    def timed(code: str) -> float:
+        started = time.perf_counter()
+        for n in range(calls):
+            usage_track(product_id=product_id, company_id=companies[n % len(companies)], feature_code=code,
+                        quantity=1, idempotency_key=f"inproc-{uuid4().hex}",
+                        metadata={"model": models[n % 5], "platform": platforms[n % 3], "region": regions[n % 4]})
+        return calls / (time.perf_counter() - started)
+
+    timed("tokens"), timed("tokens_dims")  # warm-up
+    plain, dimensioned = [], []
+    for _ in range(rounds):
+        plain.append(timed("tokens"))
+        dimensioned.append(timed("tokens_dims"))
+    without, with_dims = sum(plain) / rounds, sum(dimensioned) / rounds
+    print(f"\ndimensions, in process (usage_track, one connection, {calls} calls × {rounds} interleaved rounds):")
+    print(f"  no dimensions {', '.join(f'{v:.0f}' for v in plain)} calls/s; "
+          f"3 dimensions {', '.join(f'{v:.0f}' for v in dimensioned)} calls/s")
+    print(f"ratio usage_track with 3 dimensions / without, in process: {with_dims / without:.3f} "
+          f"(goal ≥ 0.90): {'met' if with_dims / without >= 0.90 else 'MISSED'}")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=None, help="seconds per measurement (default BENCH_DURATION, 10)")
@@ -238,6 +274,8 @@ def main(argv: list[str]) -> int:
     env = config.server_env(settings_module=SETTINGS)
     log(f"cache: {'redis ' + env['REDIS_URL'] if 'REDIS_URL' in env else 'local memory per worker'}")
 
+    if "dims" in runs:
+        _dims_in_process(data, rounds=args.dims_rounds)
     with gunicorn(config, env=env, startup_timeout=120) as base_url:  # a loaded shared host starts slowly
         if "single" in runs:
             floor = run_wrk("floor: UPDATE…RETURNING + INSERT", base_url, _script(data, request_body=FLOOR), config)

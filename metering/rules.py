@@ -14,10 +14,11 @@ from uuid import UUID
 from django.db import connection
 
 from config.api.serializers import MAX_BIGINT, iso_utc
+from config.db import prepared_cursor
 from config.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from entitlements.rules import access_refusal, access_resolve
 
-from .models import StripeDeliveryStatus, UsageEvent
+from .models import StripeDeliveryStatus, UsageEvent, UsageEventKey
 
 # Stripe accepts meter events up to 35 days old, and a little clock skew ahead.
 BACKDATE_WINDOW = timedelta(days=35)
@@ -353,6 +354,36 @@ def stored_result(
     if row["request_fingerprint"] != request_fingerprint:
         raise idempotency_conflict(idempotency_key)
     return result_from_row(row, feature_code=row["feature__code"], replayed=True)
+
+
+def stored_rows(*, product_id: UUID, idempotency_keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The stored events (`RESULT_COLUMNS`) of those of these keys already
+    used in this product, by key (a batch's replays, read in one query).
+    On PostgreSQL the keys are looked up in the key table (`UsageEventKey`,
+    one unique index), and only the events found are read, each in its own
+    partition; looking them up on the partitioned event table would probe
+    every partition's index for every key, though most keys are new."""
+    if not idempotency_keys:
+        return {}
+    if connection.vendor != "postgresql":
+        rows = UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=idempotency_keys).values(
+            *RESULT_COLUMNS, "idempotency_key"
+        )
+        return {row["idempotency_key"]: row for row in rows}
+    with prepared_cursor() as cursor:
+        cursor.execute(_stored_rows_sql(), [product_id, list(idempotency_keys)])
+        names = [column.name for column in cursor.description]
+        return {row[-1]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def _stored_rows_sql() -> str:
+    events, keys = UsageEvent._meta.db_table, UsageEventKey._meta.db_table
+    columns = ", ".join(f"e.{column}" for column in RESULT_COLUMNS)
+    return (
+        f"SELECT {columns}, k.idempotency_key FROM {keys} k "
+        f"JOIN {events} e ON e.id = k.event_id AND e.event_time = k.event_time "
+        "WHERE k.product_id = %s AND k.idempotency_key = ANY(%s)"
+    )
 
 
 def db_value(model, field_name: str, value: Any) -> Any:

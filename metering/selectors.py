@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from companies.models import Account, CompanyStatus, ProductLink
 from companies.selectors import company_not_found, company_tombstone_resolve
+from config.db import prepared_cursor
 from entitlements.models import ACCESS_ROW_FIELDS, Feature, FeatureAccess, FeatureKind
 from entitlements.selectors import (
     Decision,
@@ -113,7 +114,7 @@ def usage_target_get(
         db_value(ProductLink, "product", product_id),
         external_org_id if by_external else db_value(ProductLink, "company", company_id),
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_target_sql(by_external), params)
         row = cursor.fetchone()
     if row is None:

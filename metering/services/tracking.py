@@ -36,10 +36,11 @@ from django.utils import timezone
 from companies.selectors import companies_visible_bulk, company_not_found
 from companies.services import account_activity_touch
 from config.api.serializers import MAX_BIGINT
+from config.db import prepared_cursor
 from config.errors import ApplicationError, BadRequest
 from credits.services import UsageCreditBudget, usage_charge
 
-from ..models import UsageEvent, UsageEventType, UsageHourlyRollup, UsageMeter, UsageSource
+from ..models import UsageEventType, UsageHourlyRollup, UsageMeter, UsageSource
 from ..periods import Period, period_for
 from ..rules import (
     NO_ACCESS,
@@ -54,11 +55,11 @@ from ..rules import (
     limit_exceeded,
     not_metered,
     overflow,
-    RESULT_COLUMNS,
     billable_delta,
     billable_delta_sql,
     result_from_row,
     stored_result,
+    stored_rows,
     stripe_status_sql,
     track_fingerprint,
     unknown_feature,
@@ -229,7 +230,7 @@ def _track_apply(
     # statement is its own transaction: no BEGIN/COMMIT round trips, and the
     # meter row is locked only while PostgreSQL runs it.
     atomic = with_hooks or not one_statement or connection.in_atomic_block
-    with transaction.atomic() if atomic else nullcontext(), connection.cursor() as cursor:
+    with transaction.atomic() if atomic else nullcontext(), prepared_cursor() as cursor:
         if one_statement:
             # UPDATE … RETURNING feeding the INSERT in a CTE.
             params.update(
@@ -536,12 +537,7 @@ def _batch_apply(
     meter_ids = meters_get_or_create(keys={(p.company_id, p.feature.id, p.period) for p in candidates}, now=now)
 
     with transaction.atomic():
-        stored = {}
-        if keys:
-            for row in UsageEvent.objects.filter(product_id=product_id, idempotency_key__in=keys).values(
-                *RESULT_COLUMNS, "idempotency_key"
-            ):
-                stored[row["idempotency_key"]] = row
+        stored = stored_rows(product_id=product_id, idempotency_keys=keys)
 
         # Decide, in order, which events are duplicates or refused.
         to_apply: list[_Prepared] = []
