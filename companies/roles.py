@@ -70,6 +70,11 @@ _BILLING_ADMIN_GRANTS = (
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
+    # Segments (SPEC §8): defined by Billing admin, seen by Support.
+    "insights.add_segment",
+    "insights.change_segment",
+    "insights.delete_segment",
+    "insights.sync_segment",
     # Merge a duplicate company into the one that stays (SPEC §3, desk).
     "desk.merge_companies",
 )
