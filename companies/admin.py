@@ -425,6 +425,9 @@ class CompanyAdmin(ModelAdmin):
         from django.urls import reverse
 
         buttons = []
+        if company.merged_into_id:
+            # A merged duplicate (a tombstone) takes no more changes: act on the kept company.
+            return buttons
         for name, (_func, _name, description) in self.get_actions(request).items():
             if name == "delete_selected":
                 continue
