@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The port `make demo` / `make run` serve on: `PORT=8001 make demo` or `make demo PORT=8001`.
 PORT ?= 8000
 
-.PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits bench-webhooks migrate run clean
+.PHONY: demo setup test bench bench-check bench-track bench-delivery bench-notifications bench-credits bench-webhooks bench-stats migrate run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 
 bench-check bench-track bench-delivery bench-notifications bench-credits bench-webhooks: $(STAMP)
 	$(PY) bench/run.py $(subst bench-,,$@)
+
+# /usage/stats over 10 million events (loads them once into BENCH_STATS_DATABASE_URL,
+# default saasdesk_stats; minutes). Not part of `make bench`.
+bench-stats: $(STAMP)
+	$(PY) bench/run.py stats
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache

@@ -10,7 +10,11 @@ PostgreSQL), served by the same server in the same run. Routed only by
 - FloorTrackBatchApi: parse the events, one UPDATE … RETURNING per meter
   (one company each) and one multi-row INSERT in a transaction (the batch's floor).
 - The *WithAuth variants add what every product call pays: API key
-  authentication, permission and the rate limit."""
+  authentication, permission and the rate limit.
+- RawUsageStatsApi: GET /usage/stats answered from the raw usage events
+  (one GROUP BY over the company's events of the range) instead of the daily
+  rollups: the same auth, validation, visibility check and JSON as the real
+  view, only the query differs (the baseline of bench/stats.py)."""
 
 from __future__ import annotations
 
@@ -115,3 +119,49 @@ class FloorTrackBatchApi(_NoAuth, APIView):
                 params += _event_params(event, quantity=quantity, value=values[event["meterId"]], now=now)
             cursor.execute(_INSERT_COLUMNS + ", ".join([_INSERT_ROW] * len(events)), params)
         return Response({"results": len(events)})
+
+
+# --- usage statistics ----------------------------------------------------------------------
+
+_RAW_STATS_SQL = (
+    "SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day, f.code, SUM(e.quantity), SUM(e.billable_delta), COUNT(*) "
+    "FROM metering_usageevent e JOIN entitlements_feature f ON f.id = e.feature_id "
+    "WHERE e.company_id = %s AND f.product_id = %s AND e.event_time >= %s AND e.event_time < %s {feature} "
+    "GROUP BY 1, 2 ORDER BY 1, 2 LIMIT %s"
+)
+
+
+class RawUsageStatsApi(_WithAuth, APIView):
+    """Daily usage stats from the raw events: the query /usage/stats would
+    run without rollups. Daily grouping and the first page only."""
+
+    def get(self, request):
+        from datetime import UTC, datetime
+
+        from companies.selectors import company_id_get_visible
+        from config.api.pagination import Page, page_response
+        from config.api.schema import validated
+        from insights.api.serializers import UsageStatSerializer, UsageStatsQuerySerializer
+        from insights.selectors import UsageStat
+
+        query = validated(UsageStatsQuerySerializer, request.query_params)
+        product_id = request.auth.product_id
+        company_id = company_id_get_visible(
+            product_id=product_id, company_id=query.get("company_id"), external_org_id=query.get("external_org_id")
+        )
+        limit = query["limit"]
+        params = [company_id, product_id, query["start"], query["end"]]
+        feature = ""
+        if query.get("feature_code"):
+            feature, params = "AND f.code = %s", [*params, query["feature_code"]]
+        with connection.cursor() as cursor:
+            cursor.execute(_RAW_STATS_SQL.format(feature=feature), [*params, limit + 1])
+            rows = cursor.fetchall()
+        items = [
+            UsageStat(
+                period_start=datetime(day.year, day.month, day.day, tzinfo=UTC),
+                feature_code=code, quantity=quantity, billable_quantity=billable, events=events,
+            )
+            for day, code, quantity, billable, events in rows[:limit]
+        ]  # fmt: skip
+        return page_response(Page(items=items, has_more=len(rows) > limit, next_cursor=None), UsageStatSerializer)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Runs the benchmarks one after another: `python bench/run.py all` or a name
-(check, track, delivery, notifications, credits, webhooks; `capacity` only by name,
-with its arguments after it: `python bench/run.py capacity --events 200000`). Each
+(check, track, delivery, notifications, credits, webhooks; `stats` and `capacity`
+only by name, with their arguments after them: `python bench/run.py capacity --events 200000`,
+`python bench/run.py stats --events 1000000`). Each
 benchmark prints its figures next to a floor measured in the same run; nothing
 here asserts a timing."""
 
@@ -12,7 +13,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 ALL = ["check", "track", "delivery", "notifications", "credits", "webhooks"]
 # Run only by name: they take as long as their parameters ask.
-ON_DEMAND = ["capacity"]
+ON_DEMAND = ["stats", "capacity"]
 
 
 def main(argv: list[str]) -> int:

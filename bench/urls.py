@@ -5,7 +5,7 @@ from django.urls import path
 
 from config.urls import handler404, handler500, urlpatterns as real_urlpatterns  # noqa: F401
 
-from .floors import AuthenticatedFloorApi, FloorApi, FloorTrackApi, FloorTrackBatchApi, FloorTrackWithAuthApi
+from .floors import AuthenticatedFloorApi, FloorApi, FloorTrackApi, FloorTrackBatchApi, FloorTrackWithAuthApi, RawUsageStatsApi
 
 urlpatterns = [
     path("bench/floor/<uuid:company_id>", FloorApi.as_view()),
@@ -13,5 +13,6 @@ urlpatterns = [
     path("bench/floor/track", FloorTrackApi.as_view(), name="bench-floor-track"),
     path("bench/floor/track-auth", FloorTrackWithAuthApi.as_view(), name="bench-floor-track-auth"),
     path("bench/floor/track-batch", FloorTrackBatchApi.as_view(), name="bench-floor-track-batch"),
+    path("bench/raw/usage/stats", RawUsageStatsApi.as_view(), name="bench-raw-usage-stats"),
     *real_urlpatterns,
 ]

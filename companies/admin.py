@@ -335,6 +335,11 @@ class CompanyAdmin(ModelAdmin):
             return actions
         extra = [self.get_action(action) for action in admin_extensions.COMPANY_ACTIONS]
         for func, name, description in self._filter_actions_by_permissions(request, [a for a in extra if a]):
+            # An action registered with a permission is offered (list and
+            # page) only to those who have it (SPEC §9 roles).
+            required = getattr(func, "required_permission", None)
+            if required and not request.user.has_perm(required):
+                continue
             actions[name] = (func, name, description)
         return actions
 
@@ -361,7 +366,10 @@ class CompanyAdmin(ModelAdmin):
                 continue
             title = getattr(panel, "tab", None) or self.PANEL_TABS.get(panel.__module__.split(".")[0], "More")
             tabs.setdefault(title, []).append(html)
-        return [{"title": title, "slug": f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
+        from django.utils.text import slugify
+
+        # Stable slugs (?tab=timeline opens that tab: the timeline's pages link back to it).
+        return [{"title": title, "slug": slugify(title) or f"panel-{index}", "panels": panels} for index, (title, panels) in enumerate(tabs.items())]
 
     def _panels(self, request, company: Company, *, top: bool = False) -> list[str]:
         rendered = []
@@ -417,6 +425,9 @@ class CompanyAdmin(ModelAdmin):
         from django.urls import reverse
 
         buttons = []
+        if company.merged_into_id:
+            # A merged duplicate (a tombstone) takes no more changes: act on the kept company.
+            return buttons
         for name, (_func, _name, description) in self.get_actions(request).items():
             if name == "delete_selected":
                 continue
@@ -462,7 +473,11 @@ class CompanyAdmin(ModelAdmin):
         if object_id:
             company = self.get_object(request, object_id)
             if company is not None:
-                extra_context["company_panel_tabs"] = self._panel_tabs(request, company)
+                extra_context["company_panel_tabs"] = tabs = self._panel_tabs(request, company)
+                wanted = request.GET.get("tab")
+                extra_context["company_panel_tab_open"] = next(
+                    (tab["slug"] for tab in tabs if tab["slug"] == wanted), tabs[0]["slug"] if tabs else ""
+                )
                 extra_context["company_panels_top"] = self._panels(request, company, top=True)
                 extra_context["company_summary"] = self._summary(request, company)
                 extra_context["company_actions"] = self._page_actions(request, company)

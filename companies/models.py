@@ -222,6 +222,8 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(mrr__gte=0), name="account_mrr_non_negative"),
         ]
         indexes = [models.Index(fields=["product", "status"], name="account_product_status_idx")]
+        # Billing admin only (SPEC §9); desk's services do the work.
+        permissions = [("suspend_account", "Can suspend and reactivate accounts")]
 
     def __str__(self) -> str:
         return f"{self.company} · {self.product.code}"

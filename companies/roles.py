@@ -43,6 +43,9 @@ _BILLING_ADMIN_GRANTS = (
     "companies.add_apikey",
     "companies.change_apikey",
     "companies.view_apikey",
+    # Tier changes of a company (the Apply tier… action, SPEC §9).
+    "entitlements.apply_tier",
+    "companies.suspend_account",
     "entitlements.add_feature",
     "entitlements.change_feature",
     "entitlements.delete_feature",
@@ -70,6 +73,11 @@ _BILLING_ADMIN_GRANTS = (
     "notifications.change_webhookendpoint",
     "notifications.delete_webhookendpoint",
     "notifications.resend_delivery",
+    # Segments (SPEC §8): defined by Billing admin, seen by Support.
+    "insights.add_segment",
+    "insights.change_segment",
+    "insights.delete_segment",
+    "insights.sync_segment",
     # Merge a duplicate company into the one that stays (SPEC §3, desk).
     "desk.merge_companies",
 )

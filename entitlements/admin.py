@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Max, Prefetch, Q
+from django.db.models import Max, Prefetch, Q, Subquery
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -34,7 +34,7 @@ from companies.selectors import company_ids_not_visible
 from config.errors import ApplicationError
 
 from companies.actors import Actor
-from .models import Feature, FeatureAccess, Tier, TierFeature
+from .models import AccessSource, Feature, FeatureAccess, FeatureKind, Tier, TierFeature
 from .services import (
     OVERRIDE_KEYS,
     SERVICE_FIELD_FOR_API_NAME,
@@ -42,6 +42,7 @@ from .services import (
     feature_access_validate_changes,
     feature_access_window_validate,
     tier_apply,
+    tier_apply_kept_preview,
     tier_overrides_validate,
 )
 
@@ -404,13 +405,14 @@ def company_access_history(*, company_id, limit: int = 50) -> list[dict[str, Any
         before_oldest = Q()
         for oldest in oldest_shown:
             before_oldest |= Q(id=oldest.id, history_id__lt=oldest.history_id)
-        predecessor_ids = {
-            row["id"]: row["previous"]
-            for row in History.objects.filter(before_oldest).values("id").annotate(previous=Max("history_id")).order_by()
-        }
-        predecessors = History.objects.in_bulk(list(predecessor_ids.values()), field_name="history_id")
+        # One query whether or not any predecessor exists (the newest older
+        # version of each row, as a subquery), so the count never depends on the data.
+        newest_older = (
+            History.objects.filter(before_oldest).values("id").annotate(previous=Max("history_id")).values("previous")
+        )
+        predecessors = {row.id: row for row in History.objects.filter(history_id__in=Subquery(newest_older))}
         for oldest in oldest_shown:
-            previous_of[oldest.history_id] = predecessors.get(predecessor_ids.get(oldest.id))
+            previous_of[oldest.history_id] = predecessors.get(oldest.id)
     entries = []
     for record in records:
         previous = previous_of.get(record.history_id)
@@ -550,12 +552,21 @@ class ApplyTierForm(forms.Form):
         return cleaned
 
 
+def _kept_words(entry: dict) -> str:
+    until = f" until {entry['validUntil']:%d %b %Y %H:%M} UTC" if entry.get("validUntil") else ""
+    return f"{entry['featureCode']} ({entry['source']} override{until})"
+
+
+# Tier changes are Billing admin's (SPEC §9); Support edits overrides only.
+APPLY_TIER_PERMISSION = "entitlements.apply_tier"
+
+
 @admin.action(description="Apply tier…")
 def entitlements_apply_tier(modeladmin, request, queryset):
     """Intermediate page (like delete_selected): choose a tier, optional
     overrides and a reason, then `tier_apply` for every selected company."""
-    if not request.user.has_perm("entitlements.change_featureaccess"):
-        modeladmin.message_user(request, "You may not change feature access.", messages.ERROR)
+    if not request.user.has_perm(APPLY_TIER_PERMISSION):
+        modeladmin.message_user(request, "You may not change a company's tier (Billing admin).", messages.ERROR)
         return None
     companies = list(queryset.order_by("name"))
     form = ApplyTierForm(request.POST if "apply" in request.POST else None, companies=companies)
@@ -582,9 +593,16 @@ def entitlements_apply_tier(modeladmin, request, queryset):
             for company, result in results:
                 summary = ", ".join(result.features_applied) or "nothing"
                 removed = f"; disabled {', '.join(result.features_removed)}" if result.features_removed else ""
+                kept = (
+                    "; kept because of an override: " + ", ".join(_kept_words(entry) for entry in result.features_kept)
+                    if result.features_kept
+                    else ""
+                )
                 unchanged = " (already applied, nothing changed)" if not result.changed else ""
                 modeladmin.message_user(
-                    request, f"{company.name}: tier {tier.code} applied to {summary}{removed}{unchanged}.", messages.SUCCESS
+                    request,
+                    f"{company.name}: tier {tier.code} applied to {summary}{removed}{kept}{unchanged}.",
+                    messages.SUCCESS,
                 )
             return None
     context = {
@@ -594,6 +612,11 @@ def entitlements_apply_tier(modeladmin, request, queryset):
         "companies": companies,
         "form": form,
         "action_name": "entitlements_apply_tier",
+        # featuresKept before acting: the overrides in force stay over any tier.
+        "kept_preview": [
+            (company, [_kept_words(entry) for entry in tier_apply_kept_preview(company_id=company.pk)])
+            for company in companies[:20]
+        ],
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         "media": modeladmin.media + form.media,
     }
@@ -620,7 +643,7 @@ class CompanyTierFilter(admin.SimpleListFilter):
 
 admin_extensions.register_company_list_filter(CompanyTierFilter)
 admin_extensions.register_company_inline(FeatureAccessInline)
-admin_extensions.register_company_action(entitlements_apply_tier)
+admin_extensions.register_company_action(entitlements_apply_tier, permission=APPLY_TIER_PERMISSION)
 admin_extensions.register_company_panel(feature_access_panel)
 
 
@@ -736,13 +759,137 @@ def company_tier_summary(request, company: Company) -> list[dict]:
     return [{"label": "Tier", "value": ", ".join(_company_tier_names(company)) or "none"}]
 
 
-def company_override_access_link(request, company: Company) -> dict | None:
+class FeatureChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, feature: Feature) -> str:
+        return f"{feature.product.code} · {feature.name} ({feature.code})"
+
+
+class OverrideAccessForm(forms.Form):
+    """One override on top of the tier layer (SPEC §4): the fields given are
+    set, the others keep coming from the tier."""
+
+    feature = FeatureChoiceField(queryset=Feature.objects.none())
+    is_enabled = forms.TypedChoiceField(
+        label="Enabled", required=False, empty_value=None,
+        choices=[("", "as the tier says"), ("true", "on"), ("false", "off")],
+        coerce=lambda value: value == "true",
+    )
+    quantity_limit = forms.IntegerField(
+        label="Limit", required=False, min_value=0, help_text="Empty: the tier's limit."
+    )
+    source = forms.ChoiceField(
+        choices=[(value, label) for value, label in AccessSource.choices if value != AccessSource.SUBSCRIPTION],
+        initial=AccessSource.MANUAL,
+    )
+    valid_until = forms.DateTimeField(
+        required=False, help_text="UTC, YYYY-MM-DD HH:MM. Empty: until removed. After it, the tier's values show again.",
+        widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}, format="%Y-%m-%d %H:%M"),
+    )
+    reason = forms.CharField(max_length=2000, widget=forms.TextInput(attrs={"size": 60}))
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, company: Company, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.company = company
+        product_ids = company.links.values("product_id")
+        self.fields["feature"].queryset = (
+            Feature.objects.filter(product_id__in=product_ids).select_related("product").order_by("product__code", "code")
+        )
+
+    def changes(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        changes: dict[str, Any] = {"source": data["source"], "valid_until": data.get("valid_until")}
+        if data.get("is_enabled") is not None:
+            changes["is_enabled"] = data["is_enabled"]
+        if data.get("quantity_limit") is not None:
+            changes["quantity_limit"] = data["quantity_limit"]
+        return changes
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            feature_access_validate_changes(changes=self.changes())
+            feature_access_window_validate(valid_from=None, valid_until=cleaned.get("valid_until"))
+        except ApplicationError as error:
+            _application_error_to_form(self, error)
+        return cleaned
+
+
+def _limit_words(value) -> str:
+    return "unlimited" if value is None else f"{value:,}"
+
+
+def _override_preview(company: Company, feature: Feature, changes: dict[str, Any]) -> list[str]:
+    """What the override changes, in words: what is in force now → after."""
+    now = timezone.now()
+    row = FeatureAccess.objects.filter(company=company, feature=feature).first()
+    effective = row.effective_at(now) if row is not None else None
+    enabled_now = bool(effective and effective.granted and effective.is_enabled)
+    limit_now = effective.quantity_limit if effective is not None else None
+    layer_now = (
+        f"{row.source} override" if row is not None and row.has_override and row.source != AccessSource.SUBSCRIPTION
+        else "the tier" if row is not None and row.tier_granted else "nothing (not granted)"
+    )
+    until = f" until {changes['valid_until']:%d %b %Y %H:%M} UTC" if changes.get("valid_until") else " until removed"
+    lines = [f"{feature.name}: now from {layer_now} → a {changes['source']} override{until}."]
+    if "is_enabled" in changes and changes["is_enabled"] != enabled_now:
+        lines.append(f"Enabled: {'on' if enabled_now else 'off'} → {'on' if changes['is_enabled'] else 'off'}.")
+    if "quantity_limit" in changes and feature.kind == FeatureKind.METERED:
+        lines.append(f"Limit: {_limit_words(limit_now)} → {_limit_words(changes['quantity_limit'])}.")
+    if changes.get("valid_until"):
+        lines.append("When it ends, the tier's values show again (the feature is not switched off).")
+    return lines
+
+
+@admin.action(description="Override access…")
+def entitlements_override_access(modeladmin, request, queryset):
+    """Set one feature's override for one company, with a reason, after a
+    preview of what changes (`feature_access_set`, as the API's PATCH)."""
     if not request.user.has_perm("entitlements.change_featureaccess"):
+        modeladmin.message_user(request, "You may not change feature access.", messages.ERROR)
         return None
-    url = reverse("admin:entitlements_featureaccess_changelist") + f"?company__id__exact={company.pk}"
-    return {"name": "override_access", "title": "Override access…", "url": url}
+    company = queryset.order_by("name").first()
+    if company is None:
+        return None
+    data = request.POST if "apply" in request.POST else None
+    form = OverrideAccessForm(data, company=company)
+    preview = None
+    if form.is_bound and form.is_valid():
+        changes = form.changes()
+        if form.cleaned_data.get("confirmed"):
+            try:
+                feature_access_set(
+                    company=company, feature=form.cleaned_data["feature"], changes=changes,
+                    actor=_actor(request), reason=form.cleaned_data["reason"],
+                )
+            except ApplicationError as error:
+                _application_error_to_form(form, error)
+            else:
+                modeladmin.message_user(
+                    request, f"{company.name}: {form.cleaned_data['feature'].code} override set.", messages.SUCCESS
+                )
+                return None
+        else:
+            preview = _override_preview(company, form.cleaned_data["feature"], changes)
+            form.data = form.data.copy()
+            form.data["confirmed"] = "True"
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": f"Override access: {company.name}",
+        "opts": modeladmin.model._meta,
+        "companies": [company],
+        "form": form,
+        "preview": preview,
+        "action_name": "entitlements_override_access",
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "rows_url": reverse("admin:entitlements_featureaccess_changelist") + f"?company__id__exact={company.pk}",
+        "media": modeladmin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/entitlements/override_access.html", context)
 
 
 admin_extensions.register_company_list_column(company_tier_column)
 admin_extensions.register_company_summary(company_tier_summary)
-admin_extensions.register_company_page_link(company_override_access_link)
+admin_extensions.register_company_action(entitlements_override_access, permission="entitlements.change_featureaccess")

@@ -169,6 +169,8 @@ class Tier(models.Model):
 
     class Meta:
         ordering = ["product", "display_order", "code"]
+        # Applying a tier to a company is a tier change: Billing admin only (SPEC §9).
+        permissions = [("apply_tier", "Can apply a tier to a company")]
         constraints = [
             models.UniqueConstraint(fields=["product", "code"], name="tier_unique_code_per_product"),
             models.UniqueConstraint(fields=["product"], condition=Q(is_default=True), name="tier_one_default_per_product"),

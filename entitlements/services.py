@@ -333,6 +333,17 @@ def _override_kept(row: FeatureAccess, now: datetime) -> dict[str, Any] | None:
     return {"featureCode": row.feature.code, "source": row.source, "validUntil": row.valid_until}
 
 
+def tier_apply_kept_preview(*, company_id, product_id=None) -> list[dict[str, Any]]:
+    """What `tier_apply` would report in `featuresKept` if run now (any tier
+    of the product: overrides survive every tier change), so the Apply
+    tier… form can say it before it acts."""
+    now = timezone.now()
+    rows = FeatureAccess.objects.filter(company_id=company_id).select_related("feature").order_by("feature__code")
+    if product_id is not None:
+        rows = rows.filter(feature__product_id=product_id)
+    return [entry for entry in (_override_kept(row, now) for row in rows) if entry is not None]
+
+
 def tier_apply(
     *,
     company: Company,

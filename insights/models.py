@@ -1,5 +1,5 @@
-"""Insights rows: lifecycle status history (SPEC §3), revenue snapshots and
-health scores (SPEC §8)."""
+"""Insights rows: lifecycle status history (SPEC §3), revenue snapshots,
+health scores and segments (SPEC §8)."""
 
 from __future__ import annotations
 
@@ -115,3 +115,68 @@ class HealthSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} · {self.date}: {self.score}"
+
+
+class SegmentType(models.TextChoices):
+    BEHAVIORAL = "behavioral", "Behavioral"
+    DEMOGRAPHIC = "demographic", "Demographic"
+    VALUE = "value", "Value"
+    ENGAGEMENT = "engagement", "Engagement"
+    LIFECYCLE = "lifecycle", "Lifecycle"
+    CUSTOM = "custom", "Custom"
+
+
+class Segment(models.Model):
+    """A product's group of customers defined by rules (SPEC §8): `criteria`
+    is a document of `insights.criteria` (validated there, the one home of
+    its rules). With a `parent`, members must also match the parent (and its
+    ancestors). Membership and `stats` are kept by the `sync_segments` job."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="segments")
+    slug = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=SegmentType.choices, default=SegmentType.CUSTOM)
+    description = models.TextField(blank=True, default="")
+    criteria = models.JSONField(
+        default=dict,
+        help_text='{"all": [...]} or {"any": [...]} of groups or conditions {"field", "op", "value"} (docs/insights.md).',
+    )
+    # PROTECT: deleting a parent would silently widen its children.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        help_text="Members must also be members of this segment (same product).",
+    )
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # customer_count, percent_of_total, total_mrr, avg_mrr, churn_rate, currency: at the last sync.
+    stats = models.JSONField(default=dict, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product__code", "slug"]
+        permissions = [("sync_segment", "Can sync segments now")]
+        constraints = [models.UniqueConstraint(fields=["product", "slug"], name="segment_slug_unique_per_product")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(models.Model):
+    """A company (its account with the segment's product) in a segment since
+    `entered_at`. Written only by `insights.services.segment_sync`, which
+    emits `segment.entered` / `segment.left` with each insert / delete."""
+
+    id = models.BigAutoField(primary_key=True)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="segment_memberships", db_index=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    entered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["segment", "company"]
+        constraints = [models.UniqueConstraint(fields=["segment", "company"], name="segment_membership_unique")]
+        indexes = [models.Index(fields=["company"], name="segment_membership_company_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} ∈ {self.segment_id}"

@@ -490,3 +490,41 @@ def account_health_detail(*, product_id: UUID, company_id) -> dict:
         "computed_at": health.computed_at,
         "history": history,
     }
+
+
+# --- Segments ------------------------------------------------------------------------
+
+
+def segment_list(*, product_id: UUID):
+    """The product's segments by slug (their parent loaded with them)."""
+    from .models import Segment
+
+    return Segment.objects.filter(product_id=product_id).select_related("parent").order_by("slug", "id")
+
+
+def segment_get(*, product_id: UUID, slug: str):
+    """The product's segment `slug`, or 404 (another product's segment does not exist for this key)."""
+    from config.errors import NotFound
+
+    from .models import Segment
+
+    segment = Segment.objects.filter(product_id=product_id, slug=slug).first()
+    if segment is None:
+        raise NotFound("Segment not found.")
+    return segment
+
+
+def segment_companies(*, segment):
+    """The segment's member companies at its last sync, by name, with their
+    account with the segment's product (for the company answer); only those
+    still linked to the product."""
+    from django.db.models import Exists, OuterRef
+
+    from companies.selectors import companies_visible, with_accounts
+
+    from .models import SegmentMembership
+
+    members = companies_visible(product_id=segment.product_id).filter(
+        Exists(SegmentMembership.objects.filter(segment_id=segment.pk, company_id=OuterRef("pk")))
+    )
+    return with_accounts(members.order_by("name", "id"), product_id=segment.product_id)

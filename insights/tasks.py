@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import health_compute, lifecycle_update, revenue_snapshot
+from .services import health_compute, lifecycle_update, revenue_snapshot, segments_sync
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +58,19 @@ def compute_health() -> int:
     scored = health_compute()
     logger.info("health scores computed", extra={"accounts": scored})
     return scored
+
+
+@shared_task(
+    name="insights.sync_segments",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def sync_segments() -> int:
+    """Every segment's membership, with entered/left events (SPEC §8). Idempotent."""
+    changes = sum(result.entered + result.left for result in segments_sync())
+    if changes:
+        logger.info("segment memberships changed", extra={"changed": changes})
+    return changes

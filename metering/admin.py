@@ -6,6 +6,8 @@ themselves (previousValue/newValue/performedBy/adjustmentReason)."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
@@ -23,7 +25,7 @@ from companies.actors import Actor
 from entitlements.models import Feature, FeatureKind
 
 from . import selectors, services
-from .charts import daily_usage_svg, labelled_bars_svg
+from .charts import labelled_bars_svg
 from .models import UsageEvent, UsageEventPartitionDrop, UsageMeter, UsageSnapshot, UsageSource
 from .rules import check_quantity
 
@@ -60,6 +62,50 @@ class UsageMeterAdmin(ReadOnlyAdminMixin, ModelAdmin):
         """Who changed this meter, when, old → new and why: its events."""
         url = reverse("admin:metering_usageevent_changelist") + f"?meter__id__exact={meter.pk}"
         return format_html('<a href="{}">events</a>', url)
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path(
+                "explain/<uuid:company_id>/<uuid:product_id>/<str:feature_code>/",
+                self.admin_site.admin_view(self.explain_view),
+                name="metering_feature_explain",
+            ),
+            *super().get_urls(),
+        ]
+
+    def explain_view(self, request, company_id, product_id, feature_code):
+        """The Explain of SPEC §4 for staff (the feature row's "why?"): the
+        very answer of `GET …/features/{code}/explain` (`feature_explain` +
+        `explain_data`), laid out for people. The template only shows it."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404
+
+        from entitlements.models import Feature as FeatureModel
+
+        from .api.checks import explain_data
+
+        if not request.user.has_perm("entitlements.view_featureaccess"):
+            raise PermissionDenied("You may not see feature access.")
+        company = Company.objects.filter(pk=company_id).first()
+        feature = FeatureModel.objects.filter(product_id=product_id, code=feature_code).select_related("product").first()
+        if company is None or feature is None:
+            raise Http404("No such company or feature.")
+        explanation = explain_data(
+            selectors.feature_explain(product_id=product_id, company_id=company.pk, feature_code=feature_code)
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Why: {feature.name} for {company.name}",
+            "company": company,
+            "feature": feature,
+            "explain": explanation,
+            "company_url": reverse("admin:companies_company_change", args=[company.pk]),
+            "api_path": f"/api/v1/companies/{company.pk}/features/{feature_code}/explain",
+        }
+        return TemplateResponse(request, "admin/metering/feature_explain.html", context)
 
 
 # --- Events -------------------------------------------------------------------------------
@@ -197,30 +243,53 @@ class UsageSnapshotAdmin(ReadOnlyAdminMixin, ModelAdmin):
 # --- Company page: usage panel ------------------------------------------------------------
 
 
+_CHART_LABELS = {"day": "%d %b", "week": "wk of %d %b", "month": "%b %Y"}
+
+
+def _usage_chart_data(points, *, label: str, granularity: str) -> str:
+    """The JSON unfold's chart components (Chart.js, bundled with unfold)
+    read from `data-value`."""
+    return json.dumps(
+        {
+            "labels": [start.strftime(_CHART_LABELS[granularity]) for start, _ in points],
+            "datasets": [
+                {"label": label, "data": [value for _, value in points], "backgroundColor": "var(--color-primary-600)"}
+            ],
+        }
+    )
+
+
 def company_usage_panel(request, company: Company) -> str:
-    """Each metered feature's current usage against its limit, and a chart of
-    daily usage over the last 30 days."""
+    """Each metered feature's current usage against its limit, and charts of
+    its usage by day, week and month from the daily rollups."""
     if not request.user.has_perm("metering.view_usagemeter"):
         return ""
     usage = selectors.company_metered_usage(company_id=company.pk)
-    series = selectors.daily_usage_series(company_id=company.pk, days=30)
+    series = selectors.usage_rollup_series(company_id=company.pk)
     charts = [
         {
             "feature": feature,
-            "total": sum(value for _, value in points),
-            "svg": daily_usage_svg(
-                points, title=f"{feature.name}: daily usage, last 30 days", unit=feature.unit or ""
-            ),
+            "by": [
+                {
+                    "granularity": granularity,
+                    "total": sum(value for _, value in points),
+                    "data": _usage_chart_data(points, label=f"{feature.name} ({feature.unit or 'units'})", granularity=granularity),
+                }
+                for granularity, points in by_granularity.items()
+            ],
         }
-        for feature, points in series.items()
+        for feature, by_granularity in series.items()
     ]
     return render_to_string(
         "admin/metering/company_usage_panel.html",
         {
             "usage": usage,
             "charts": charts,
+            "granularities": [("day", "By day (30 days)"), ("week", "By week (12 weeks)"), ("month", "By month (12 months)")],
             "events_url": reverse("admin:metering_usageevent_changelist") + f"?company__id__exact={company.pk}",
-            "can_adjust": request.user.has_perm(ADJUST_PERMISSION),
+            "adjust_url": reverse("admin:companies_company_action", args=[company.pk, "metering_adjust_usage"])
+            if request.user.has_perm(ADJUST_PERMISSION)
+            else None,
         },
         request=request,
     )

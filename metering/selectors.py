@@ -16,7 +16,6 @@ from uuid import UUID
 
 from django.db import connection
 from django.db.models import Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -34,7 +33,7 @@ from entitlements.selectors import (
     feature_check_inputs_for_company,
 )
 
-from .models import UsageDimensionRollup, UsageEvent, UsageEventType, UsageHourlyRollup, UsageMeter, UsageSnapshot
+from .models import UsageDailyRollup, UsageDimensionRollup, UsageEvent, UsageEventType, UsageHourlyRollup, UsageMeter, UsageSnapshot
 from .periods import billing_periods_at, period_for
 from .rules import (
     OTHER_VALUE,
@@ -448,38 +447,54 @@ def companies_metered_usage(*, company_ids: Sequence[UUID], at: datetime | None 
     return result
 
 
-def daily_usage_series(
-    *, company_id: UUID, days: int = 30, today: datetime | None = None
-) -> dict[Feature, list[tuple[datetime, int]]]:
-    """Tracked usage per metered feature and UTC day over the last `days`
-    days (increments only: what was consumed, not corrections), zeros included."""
-    today = (today or timezone.now()).astimezone(UTC)
-    first_day = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=days - 1)
-    rows = (
-        UsageEvent.objects.filter(
-            company_id=company_id, event_type=UsageEventType.INCREMENT, event_time__gte=first_day
-        )
-        .annotate(day=TruncDate("event_time", tzinfo=UTC))
-        .values("feature_id", "day")
-        .annotate(total=Sum("quantity"))
-        .order_by()
-    )
-    totals: dict[UUID, dict] = defaultdict(dict)
-    for row in rows:
-        totals[row["feature_id"]][row["day"]] = row["total"]
+USAGE_SERIES_BUCKETS = {"day": 30, "week": 12, "month": 12}
+
+
+def _bucket_start(day, granularity: str):
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+    if granularity == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _bucket_starts(today, granularity: str, count: int) -> list:
+    starts = [_bucket_start(today, granularity)]
+    while len(starts) < count:
+        previous = starts[-1] - timedelta(days=1)
+        starts.append(_bucket_start(previous, granularity))
+    return starts[::-1]
+
+
+def usage_rollup_series(
+    *, company_id: UUID, today: datetime | None = None
+) -> dict[Feature, dict[str, list[tuple[Any, int]]]]:
+    """Usage per metered feature of the company's products from the daily
+    rollups (net of corrections, UTC days), bucketed by day (last 30 days),
+    ISO week (last 12) and month (last 12), zeros included: one query for
+    the rollups, one for the features."""
+    from .models import UsageDailyRollup
+
+    today = (today or timezone.now()).astimezone(UTC).date()
+    starts = {granularity: _bucket_starts(today, granularity, count) for granularity, count in USAGE_SERIES_BUCKETS.items()}
+    first_day = min(buckets[0] for buckets in starts.values())
+    totals: dict[UUID, dict[str, dict]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for feature_id, day, quantity in UsageDailyRollup.objects.filter(
+        company_id=company_id, day__gte=first_day, day__lte=today
+    ).values_list("feature_id", "day", "quantity"):
+        for granularity in starts:
+            totals[feature_id][granularity][_bucket_start(day, granularity)] += quantity
     product_ids = ProductLink.objects.filter(company_id=company_id).values("product_id")
     features = Feature.objects.filter(
         Q(product_id__in=product_ids, kind=FeatureKind.METERED) | Q(id__in=list(totals))
-    ).order_by("code")
-    series = {}
-    for feature in features:
-        per_day = totals.get(feature.id, {})
-        points = []
-        for offset in range(days):
-            day = first_day + timedelta(days=offset)
-            points.append((day, int(per_day.get(day.date(), 0))))
-        series[feature] = points
-    return series
+    ).select_related("product").order_by("product__code", "code")
+    return {
+        feature: {
+            granularity: [(start, int(totals[feature.id][granularity].get(start, 0))) for start in buckets]
+            for granularity, buckets in starts.items()
+        }
+        for feature in features
+    }
 
 
 def meters_due_for_close(*, now: datetime, limit: int = 1000) -> list[UUID]:

@@ -211,6 +211,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "insights.update_lifecycle": {"task": "insights.update_lifecycle", "schedule": 300.0},
     # Accounts' MRR and today's revenue snapshot (SPEC §8).
     "insights.snapshot_revenue": {"task": "insights.snapshot_revenue", "schedule": 300.0},
+    # Segment membership (SPEC §8) with segment.entered/left events.
+    "insights.sync_segments": {"task": "insights.sync_segments", "schedule": 600.0},
     # Every account's health score and today's history row (SPEC §8), nightly.
     "insights.compute_health": {"task": "insights.compute_health", "schedule": crontab(hour=2, minute=45)},
 }
@@ -231,6 +233,7 @@ RUN_JOBS: dict[str, str] = {
     "expire_credits": "credits.tasks.expire_credits",
     "update_lifecycle": "insights.tasks.update_lifecycle",
     "snapshot_revenue": "insights.tasks.snapshot_revenue",
+    "sync_segments": "insights.tasks.sync_segments",
     "compute_health": "insights.tasks.compute_health",
 }
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.serializers import StrictSerializer, UTCDateOrDateTimeField, UTCDateTimeField
+from config.api.serializers import JSONObjectField, StrictSerializer, UTCDateOrDateTimeField, UTCDateTimeField
 
 from ..health import COMPONENTS
-from ..models import RiskLevel
+from ..models import RiskLevel, SegmentType
 from ..selectors import GROUP_BY_CHOICES, STATS_MAX_LIMIT, USAGE_GROUP_BY_CHOICES
 
 MAX_RANGE = timedelta(days=5 * 366)
@@ -126,3 +127,37 @@ class HealthSerializer(serializers.Serializer):
     components = HealthComponentSerializer(many=True)
     computedAt = UTCDateTimeField(source="computed_at")
     history = HealthHistorySerializer(many=True, help_text="One score per UTC day over the last year, oldest first.")
+
+
+class SegmentSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=SegmentType.choices)
+    criteria = JSONObjectField(help_text='{"all": [...]} or {"any": [...]} of groups and conditions {field, op, value}.')
+    parent = serializers.CharField(source="parent.slug", allow_null=True, default=None, help_text="The parent segment's slug.")
+    customerCount = serializers.SerializerMethodField()
+    percentOfTotal = serializers.SerializerMethodField()
+    totalMrr = serializers.SerializerMethodField()
+    avgMrr = serializers.SerializerMethodField()
+    churnRate = serializers.SerializerMethodField()
+    lastSyncedAt = UTCDateTimeField(source="last_synced_at", allow_null=True, help_text="Null until the first sync.")
+
+    @extend_schema_field(serializers.IntegerField(help_text="Members at the last sync."))
+    def get_customerCount(self, segment) -> int:
+        return segment.stats.get("customer_count", 0)
+
+    @extend_schema_field(serializers.FloatField(help_text="Members ÷ the product's customers × 100 (0–100)."))
+    def get_percentOfTotal(self, segment) -> float:
+        return segment.stats.get("percent_of_total", 0.0)
+
+    @extend_schema_field(serializers.IntegerField(help_text="Σ members' MRR, minor units of the product's currency."))
+    def get_totalMrr(self, segment) -> int:
+        return segment.stats.get("total_mrr", 0)
+
+    @extend_schema_field(serializers.IntegerField(help_text="totalMrr ÷ customerCount, rounded half-up (0 without members)."))
+    def get_avgMrr(self, segment) -> int:
+        return segment.stats.get("avg_mrr", 0)
+
+    @extend_schema_field(serializers.FloatField(help_text="Members whose status is churned ÷ members × 100 (0–100)."))
+    def get_churnRate(self, segment) -> float:
+        return segment.stats.get("churn_rate", 0.0)

@@ -9,11 +9,19 @@ from rest_framework.views import APIView
 
 from companies.models import Product
 from companies.selectors import company_id_get_visible
-from config.api.pagination import page_of, page_response
+from companies.api.serializers import CompanySerializer
+from config.api.pagination import PageQuerySerializer, page_of, page_response, paginate
 from config.api.schema import error_responses, validated
 
 from .. import selectors
-from .serializers import HealthSerializer, RevenueQuerySerializer, RevenueSerializer, UsageStatSerializer, UsageStatsQuerySerializer
+from .serializers import (
+    HealthSerializer,
+    RevenueQuerySerializer,
+    RevenueSerializer,
+    SegmentSerializer,
+    UsageStatSerializer,
+    UsageStatsQuerySerializer,
+)
 
 
 class UsageStatsApi(APIView):
@@ -77,3 +85,36 @@ class CompanyHealthApi(APIView):
     def get(self, request, companyId: str):
         detail = selectors.account_health_detail(product_id=request.auth.product_id, company_id=companyId)
         return Response(HealthSerializer(detail).data)
+
+
+class SegmentListApi(APIView):
+    @extend_schema(
+        operation_id="segments_list",
+        summary="The product's segments with their members' numbers",
+        parameters=[PageQuerySerializer],
+        responses={200: page_of(SegmentSerializer), **error_responses(400)},
+        description="By slug (list shape). Counts, MRR and churn are those of the last sync "
+        "(`lastSyncedAt`; the `sync_segments` job).",
+    )
+    def get(self, request):
+        query = validated(PageQuerySerializer, request.query_params)
+        segments = selectors.segment_list(product_id=request.auth.product_id)
+        return page_response(paginate(segments, limit=query["limit"], cursor=query.get("cursor")), SegmentSerializer)
+
+
+class SegmentCompaniesApi(APIView):
+    @extend_schema(
+        operation_id="segments_companies",
+        summary="The member companies of a segment",
+        parameters=[
+            PageQuerySerializer,
+            OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The segment's slug."),
+        ],
+        responses={200: page_of(CompanySerializer), **error_responses(400, 404)},
+        description="The companies in the segment at its last sync, by name (list shape), as `GET /companies` shows them.",
+    )
+    def get(self, request, slug: str):
+        query = validated(PageQuerySerializer, request.query_params)
+        segment = selectors.segment_get(product_id=request.auth.product_id, slug=slug)
+        companies = selectors.segment_companies(segment=segment)
+        return page_response(paginate(companies, limit=query["limit"], cursor=query.get("cursor")), CompanySerializer)

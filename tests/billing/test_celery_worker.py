@@ -6,23 +6,18 @@ worker is SIGKILLed in the middle of a batch and a new one takes over."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from celery import Celery
-from django.db import connection
 
 from companies.actors import Actor
 from metering.models import UsageEvent
 from tests.billing.conftest import API_KEY, WEBHOOK_SECRET
+from tests.live import CeleryWorker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 STREAM = "/v2/billing/meter_event_stream"
 
 
@@ -35,42 +30,22 @@ def _broker_url() -> str:
     return f"{base}/7"
 
 
-class Worker:
-    """`celery -A config worker` against the test database."""
+class Worker(CeleryWorker):
+    """`celery -A config worker` against the test database and the fake Stripe."""
 
     def __init__(self, fake, *, concurrency: int = 2):
-        db = connection.settings_dict
-        database_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.billing.celery_worker_settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": _broker_url(),
-            "CACHE_KEY_PREFIX": "billing-worker-test",
-            "STRIPE_API_KEY": API_KEY,
-            "STRIPE_API_BASE": fake.api_base,
-            "STRIPE_METER_EVENTS_API_BASE": fake.meter_events_api_base,
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", f"--concurrency={concurrency}",
-             "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        super().__init__(
+            settings_module="tests.billing.celery_worker_settings",
+            concurrency=concurrency,
+            env={
+                "REDIS_URL": _broker_url(),
+                "CACHE_KEY_PREFIX": "billing-worker-test",
+                "STRIPE_API_KEY": API_KEY,
+                "STRIPE_API_BASE": fake.api_base,
+                "STRIPE_METER_EVENTS_API_BASE": fake.meter_events_api_base,
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            },
         )
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool children: no cleanup, no acks."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture

@@ -25,20 +25,20 @@ def test_overview_shows_facts_and_role_filtered_buttons(client, company):
     page = client.get(reverse("admin:companies_company_change", args=[company.pk])).content.decode()
     assert 'id="company-summary"' in page
     assert "2,499.00 USD" in page and "249900" not in page  # currency units, never cents
-    assert "Apply tier…" in page and "Adjust usage…" in page and "Grant credits…" in page
+    assert "Adjust usage…" in page and "Grant credits…" in page
     assert "Override access…" in page
-    assert "Freeze wallet" not in page  # Billing admin only
+    assert "Freeze wallet" not in page and "Apply tier…" not in page  # Billing admin only (tier changes)
     assert 'id="company-feature-rows"' in page  # one row per feature, from the decision function
 
 
 def test_billing_admin_sees_the_freeze_button(client, company):
     client.force_login(staff_user("Billing admin", "bea"))
     page = client.get(reverse("admin:companies_company_change", args=[company.pk])).content.decode()
-    assert "Freeze wallet…" in page
+    assert "Freeze wallet…" in page and "Apply tier…" in page and "Suspend…" in page
 
 
 def test_an_action_starts_from_the_company_page_for_that_company(client, company):
-    client.force_login(staff_user("Support", "sam"))
+    client.force_login(staff_user("Billing admin", "bea"))
     url = reverse("admin:companies_company_action", args=[company.pk, "entitlements_apply_tier"])
     response = client.get(url)
     assert response.status_code == 200

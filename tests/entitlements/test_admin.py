@@ -196,7 +196,8 @@ def apply_tier_post(client, company, **extra):
     return client.post(reverse("admin:companies_company_changelist"), data)
 
 
-def test_apply_tier_action(support, company, tiers):
+def test_apply_tier_action(billing_admin, company, tiers):
+    support = billing_admin  # tier changes are Billing admin's (SPEC §9)
     page = apply_tier_post(support, company)
     assert page.status_code == 200
     assert b"Apply a tier" in page.content and company.name.encode() in page.content
@@ -227,15 +228,15 @@ def test_apply_tier_action(support, company, tiers):
         ({"overrides": '{"ai_credit": {"maxQuantity": 5}}', "reason": "x"}, b"unknown field"),
     ],
 )
-def test_apply_tier_form_errors(support, company, tiers, extra, message):
-    response = apply_tier_post(support, company, apply="yes", tier=str(tiers["pro"].pk), **extra)
+def test_apply_tier_form_errors(billing_admin, company, tiers, extra, message):
+    response = apply_tier_post(billing_admin, company, apply="yes", tier=str(tiers["pro"].pk), **extra)
     assert response.status_code == 200
     assert message in response.content
     assert not FeatureAccess.objects.exists()
 
 
-def test_apply_tier_refuses_a_company_not_linked_to_the_product(support, other_company, tiers):
-    response = apply_tier_post(support, other_company, apply="yes", tier=str(tiers["pro"].pk), reason="x")
+def test_apply_tier_refuses_a_company_not_linked_to_the_product(billing_admin, other_company, tiers):
+    response = apply_tier_post(billing_admin, other_company, apply="yes", tier=str(tiers["pro"].pk), reason="x")
     assert response.status_code == 200 and b"Not linked to Chat App" in response.content
     assert not FeatureAccess.objects.exists()
 
@@ -307,3 +308,25 @@ def test_access_history_reads_the_previous_versions_of_all_rows_at_once(
     assert response.status_code == 200 and len(response.context["records"]) > 10
     with django_assert_max_num_queries(len(company_few)):
         assert support.get(company_url).status_code == 200
+
+
+def test_apply_tier_says_which_overrides_it_keeps_before_and_after(billing_admin, company, tiers):
+    """featuresKept in the admin (SPEC §9): the form names the features whose
+    override stays in force over any tier, and the result says it again."""
+    from datetime import timedelta
+
+    from entitlements.services import feature_access_set
+
+    tier_apply(company=company, tier=tiers["free"], actor=Actor.system("tests"))
+    until = timezone.now() + timedelta(days=3)
+    feature_access_set(
+        company=company, feature=tiers["free"].tier_features.get(feature__code="ai_credit").feature,
+        changes={"quantity_limit": 500, "source": "promotion", "valid_until": until},
+        actor=Actor.system("tests"), reason="launch week",
+    )
+    url = reverse("admin:companies_company_action", args=[company.pk, "entitlements_apply_tier"])
+    form = billing_admin.get(url).content.decode()
+    assert f"ai_credit (promotion override until {until:%d %b %Y %H:%M} UTC)" in form
+    done = billing_admin.post(url, {"apply": "yes", "tier": str(tiers["pro"].pk), "reason": "upgrade"}, follow=True)
+    assert "kept because of an override: ai_credit (promotion override until" in done.content.decode()
+    assert ai_access(company).effective_at(timezone.now()).quantity_limit == 500

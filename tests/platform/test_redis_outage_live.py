@@ -8,76 +8,30 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from companies.services import api_key_create
 from metering.models import UsageEvent, UsageMeter
 from notifications.models import Delivery, WebhookEndpoint
+from tests.live import gunicorn_server
 from tests.platform.ports import free_port
 from tests.factories.companies import CompanyFactory, ProductFactory, ProductLinkFactory
 from tests.factories.entitlements import FeatureAccessFactory, MeteredFeatureFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @contextmanager
 def live_server(redis_url: str | None):
-    db = connection.settings_dict
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"}}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DEBUG": "False",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-                        f"{db['PORT'] or 5432}/{db['NAME']}",
-        "CACHE_KEY_PREFIX": f"outage-live-{os.getpid()}",
-        "LOG_LEVEL": "INFO",
-    })
+    env = {"CACHE_KEY_PREFIX": f"outage-live-{os.getpid()}"}
     if redis_url:
         env["REDIS_URL"] = redis_url
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="outage-live-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "2", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, Path(log.name).read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, "the server did not start: " + Path(log.name).read_text()
-            time.sleep(0.3)
-        server = type("Server", (), {"base": base, "log": Path(log.name)})()
+    with gunicorn_server(env=env, workers=1, threads=2) as server:
         yield server
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        log.close()
 
 
 def _call(server, key: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:

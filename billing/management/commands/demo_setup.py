@@ -46,7 +46,10 @@ DEMO_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo.jso
 # in both catalog files): it finds the chat app's customers by smart link and
 # shares the company records, each product with its own account.
 DEMO_POOL_PRODUCT_CATALOG = Path(settings.BASE_DIR) / "entitlements" / "catalogs" / "demo_crm.json"
-DEMO_POOL_SHARED = 5  # how many chat customers the CRM app also serves
+DEMO_POOL_SHARED = 5
+# Segments of the chat app (SPEC §8), loaded and synced through insights'
+# commands (insights sits right of billing: commands, not imports).
+DEMO_SEGMENTS = Path(settings.BASE_DIR) / "insights" / "demo_segments.json"  # how many chat customers the CRM app also serves
 USAGE_DAYS = 30
 QUIET_DAYS = 16
 DEMO_MODELS = ("gpt-4o", "gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku")
@@ -145,8 +148,10 @@ class Command(BaseCommand):
         duplicate = self._duplicate_pair(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
         # insights sits right of billing: through its command, not an import
-        # (12 months of revenue snapshots, health scores).
+        # (12 months of revenue snapshots, health scores; before the segments that read health).
         call_command("demo_insights", product.code, stdout=self.stderr)
+        call_command("load_segments", str(DEMO_SEGMENTS), stdout=self.stderr)
+        call_command("sync_segments", "--product", product.code, stdout=self.stderr)
         self.stderr.write(
             f"Demo data: product '{product.code}', {created} new companies, tiers applied to {tiers_applied}, "
             f"{events} new usage events, {movements} new credit movements, {billed}; product 'crm' (same customer pool) "

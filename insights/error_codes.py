@@ -1,0 +1,7 @@
+"""Machine-readable reasons of the insights app's errors (`details.reason`)."""
+
+from enum import StrEnum
+
+
+class InsightsErrorCode(StrEnum):
+    SEGMENT_INVALID = "segment_invalid"
