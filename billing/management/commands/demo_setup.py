@@ -141,10 +141,13 @@ class Command(BaseCommand):
         self.webhook_secret = self._create_webhook_endpoint(product)
         created = self._create_companies(product)
         tiers_applied = self._apply_tiers(product)
+        # The promotion comes before the usage: tracked after it, the usage its tier
+        # refused on a first run would be admitted on a second (runs must add nothing).
+        self._promotion(product)
         events = self._track_usage(product)
         movements = self._credit_history(product)
         billed = self._billing_history(product)
-        self._support_cases(product)
+        self._suspension(product)
         duplicate = self._duplicate_pair(product)
         shared = self._share_in_pool(Product.objects.get(code="crm"))
         # insights sits right of billing: through its command, not an import
@@ -235,10 +238,10 @@ class Command(BaseCommand):
             applied += 1
         return applied
 
-    def _support_cases(self, product: Product) -> None:
+    def _promotion(self, product: Product) -> None:
         """Issue 14: the second demo company has a temporary override (a
         promotion raising its AI credit limit for 30 days, falling back to
-        its tier after), the last one a suspended account."""
+        its tier after)."""
         links = list(self._demo_links(product))
         if len(links) < 3:
             return
@@ -251,6 +254,12 @@ class Command(BaseCommand):
                 actor=Actor.system("demo_setup"),
                 reason="Demo: Black Friday bonus, back to the tier after 30 days",
             )
+
+    def _suspension(self, product: Product) -> None:
+        """Issue 14: the last demo company is a suspended account."""
+        links = list(self._demo_links(product))
+        if len(links) < 3:
+            return
         if Account.objects.filter(company=links[-1].company, product=product, status="suspended").exists():
             return
         # desk sits right of billing: through its command, not an import.
