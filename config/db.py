@@ -1,4 +1,4 @@
-"""Prepared statements for the few hot statements (the usage track's).
+"""Prepared statements for the few hot statements (the usage track's, the credit debit's).
 
 Django's psycopg backend binds parameters on the client and PostgreSQL
 parses and plans every statement again. For a statement that runs on every
@@ -13,8 +13,7 @@ usual.
 
 SQL-level `PREPARE` rather than psycopg's own prepared statements on purpose:
 psycopg answers every rollback on a connection where it prepared something
-with `DEALLOCATE ALL`, which would also drop the statements other code
-prepared by name (credits' debit does, `credits/services/debits.py`). A
+with `DEALLOCATE ALL`, which would drop every statement prepared here. A
 prepared statement outlives a rolled-back transaction, and PostgreSQL
 re-plans it by itself after DDL on the tables it reads.
 
@@ -34,10 +33,16 @@ from django.db import connection
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 
 
+def prepared_form(sql: str, *, types: dict[str, str] | None = None) -> tuple[str, str, tuple[str, ...] | int]:
+    """(name, PREPARE statement, parameter order) of `sql`: the named placeholders in
+    order of first use, or the number of positional ones. `types` (placeholder name →
+    SQL type) declares the parameter types where PostgreSQL cannot infer them. The name
+    carries a hash of the text, so a changed statement is prepared anew."""
+    return _prepared_form(sql, tuple(sorted((types or {}).items())))
+
+
 @lru_cache(maxsize=64)
-def _prepared_form(sql: str) -> tuple[str, str, tuple[str, ...] | int]:
-    """(name, PREPARE statement, parameter order): the named placeholders in
-    order of first use, or the number of positional ones."""
+def _prepared_form(sql: str, types: tuple[tuple[str, str], ...]) -> tuple[str, str, tuple[str, ...] | int]:
     names: list[str] = []
     positional = 0
 
@@ -55,8 +60,16 @@ def _prepared_form(sql: str) -> tuple[str, str, tuple[str, ...] | int]:
     body = _PLACEHOLDER.sub(number, sql)
     if names and positional:
         raise ValueError("a prepared statement takes named or positional parameters, not both")
-    name = "sd_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
-    return name, f"PREPARE {name} AS {body}", tuple(names) if names else positional
+    declared = dict(types)
+    signature = f" ({', '.join(declared[name] for name in names)})" if declared and names else ""
+    name = "sd_" + hashlib.sha1((sql + repr(types)).encode()).hexdigest()[:20]
+    return name, f"PREPARE {name}{signature} AS {body}", tuple(names) if names else positional
+
+
+def execute_form(name: str, order: tuple[str, ...]) -> str:
+    """`EXECUTE name (%(a)s, …)`: the text that runs a prepared statement with named
+    parameters, to send with a params dict (also several, `;`-separated, in one message)."""
+    return f"EXECUTE {name} ({', '.join(f'%({key})s' for key in order)})" if order else f"EXECUTE {name}"
 
 
 class PreparedCursor:
@@ -75,8 +88,8 @@ class PreparedCursor:
         self.cursor.close()
 
     def execute(self, sql: str, params=None):
-        name, prepare, order = _prepared_form(sql)
-        _ensure_prepared(self.cursor, name, prepare)
+        name, prepare, order = prepared_form(sql)
+        ensure_prepared(self.cursor, [(name, prepare)])
         if isinstance(order, tuple):
             values = [params[key] for key in order]
         else:
@@ -87,21 +100,24 @@ class PreparedCursor:
         return self.cursor.execute(f"EXECUTE {name}({placeholders})" if values else f"EXECUTE {name}", values)
 
 
-def _ensure_prepared(cursor, name: str, prepare: str) -> None:
-    """PREPARE the statement on this connection unless it has it (known
-    names are remembered per underlying connection; a connection unknown to
+def ensure_prepared(cursor, statements) -> None:
+    """PREPARE each (name, PREPARE statement) on this connection unless it has it
+    (known names are remembered per underlying connection; a connection unknown to
     us, e.g. after a reconnect, is asked once)."""
     raw = connection.connection
     state = getattr(connection, "_sd_prepared", None)
     if state is None or state[0] is not raw:
         state = (raw, set())
         connection._sd_prepared = state
-    if name in state[1]:
+    missing = [(name, prepare) for name, prepare in statements if name not in state[1]]
+    if not missing:
         return
-    cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [name])
-    if cursor.fetchone() is None:
-        cursor.execute(prepare)
-    state[1].add(name)
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [[name for name, _ in missing]])
+    present = {name for (name,) in cursor.fetchall()}
+    for name, prepare in missing:
+        if name not in present:
+            cursor.execute(prepare)
+        state[1].add(name)
 
 
 def prepared_cursor():

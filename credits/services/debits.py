@@ -11,8 +11,6 @@ credits; either way it answers with the stored entry of the winner."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +22,7 @@ from django.utils import timezone
 
 from companies.models import ProductLink
 from companies.selectors import account_suspended_sql
+from config.db import ensure_prepared, execute_form, prepared_form
 from config.errors import ApplicationError, BadRequest, Conflict, NotFound
 
 from ..models import BUCKET_SPEND_RANK, CreditLot, EntryKind, LedgerEntry, Wallet
@@ -226,45 +225,16 @@ def _parameter_types() -> dict[str, str]:
 
 @lru_cache(maxsize=4)
 def _prepared_form(by_external_org: bool) -> tuple[tuple[tuple[str, str], ...], str]:
-    """The two statements as server-side prepared statements (planned once
-    per connection, not on every debit: most of the statement's cost):
-    ((name, PREPARE …), …) and the message that executes both, with
-    %(name)s placeholders. The names carry a hash of the text, so a changed
-    statement is prepared anew on connections that knew the old one."""
+    """The two statements as server-side prepared statements (planned once per
+    connection, not on every debit: most of the statement's cost; config.db):
+    ((name, PREPARE …), …) and the message that executes both."""
     types = _parameter_types()
     prepares, executes = [], []
-    for part, text in zip(("lock", "write"), _one_round_trip_sql(by_external_org), strict=True):
-        order: list[str] = []
-
-        def number(match, order=order):
-            if match.group(1) not in order:
-                order.append(match.group(1))
-            return f"${order.index(match.group(1)) + 1}"
-
-        body = re.sub(r"%\((\w+)\)s", number, text)
-        name = f"credits_debit_{part}_{hashlib.sha256(body.encode()).hexdigest()[:12]}"
-        prepares.append((name, f"PREPARE {name} ({', '.join(types[n] for n in order)}) AS {body}"))
-        executes.append(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in order)})")
+    for text in _one_round_trip_sql(by_external_org):
+        name, prepare, order = prepared_form(text, types=types)
+        prepares.append((name, prepare))
+        executes.append(execute_form(name, order))
     return tuple(prepares), "; ".join(executes)
-
-
-def _ensure_prepared(cursor, prepares) -> None:
-    """Prepare the statements on this connection unless it has them (once
-    per connection; a prepared statement outlives a rolled-back transaction)."""
-    raw = connection.connection
-    state = getattr(connection, "_credits_debit_prepared", None)
-    if state is None or state[0] is not raw:
-        state = (raw, set())
-        connection._credits_debit_prepared = state
-    missing = [name for name, _ in prepares if name not in state[1]]
-    if not missing:
-        return
-    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [missing])
-    present = {name for (name,) in cursor.fetchall()}
-    for name, statement in prepares:
-        if name in missing and name not in present:
-            cursor.execute(statement)
-    state[1].update(missing)
 
 
 def debit_in_one_round_trip(
@@ -292,7 +262,7 @@ def debit_in_one_round_trip(
     )
     prepares, message = _prepared_form(external_org_id is not None)
     with connection.cursor() as cursor:
-        _ensure_prepared(cursor, prepares)
+        ensure_prepared(cursor, prepares)
         cursor.execute(message, params)
         cursor.nextset()
         row = cursor.fetchone()
