@@ -212,6 +212,10 @@ class Account(models.Model):
         default=0, editable=False, help_text="Sum of paid invoices, minor units of `currency`."
     )
     last_activity_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Pushed by insights' health job (companies.services.accounts_health_set), for the
+    # company answer and filters (SPEC §3); the components and history stay in insights.
+    health_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False, help_text="0–100.")
+    risk_level = models.CharField(max_length=16, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -100,8 +100,17 @@ class CompanySerializer(serializers.Serializer):
         allow_null=True,
         help_text="Last tracked usage (to the minute).",
     )
+    healthScore = serializers.IntegerField(
+        source="account.health_score", read_only=True, allow_null=True,
+        help_text="0–100, from the health job (GET /companies/{companyId}/health explains it); null until computed.",
+    )
+    riskLevel = serializers.SerializerMethodField(help_text="low, medium, high or critical; null until computed.")
     createdAt = UTCDateTimeField(source="created_at", read_only=True)
     updatedAt = UTCDateTimeField(source="updated_at", read_only=True)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["low", "medium", "high", "critical"], allow_null=True))
+    def get_riskLevel(self, company) -> str | None:
+        return company.account.risk_level or None
 
     def get_domain(self, company) -> str | None:
         return company.domain or None

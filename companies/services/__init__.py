@@ -4,7 +4,7 @@
 - `products`: the customer pool setting
 - `accounts`: account_ensure, account_update (a company's per-product state)
 - `profile`: profile_clean (profile and billing fields), the derived account
-  fields' hooks account_purchases_set (billing) and account_activity_touch (metering)
+  fields' hooks account_purchases_set (billing) and account_activity_touch (metering), accounts_health_set (insights)
 - `service_credentials`: service_credential_create, service_credential_revoke
 - `cleaning`: the input cleaners every write shares, UNSET
 - `companies`: company_create, company_update, company_insert, shortIds
@@ -37,6 +37,7 @@ from .profile import (
     PROFILE_FIELDS,
     account_activity_touch,
     account_purchases_set,
+    accounts_health_set,
     profile_clean,
 )
 from .products import customer_pool_clean, product_customer_pool_check, product_customer_pool_set
@@ -49,6 +50,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "account_activity_touch",
     "account_purchases_set",
+    "accounts_health_set",
     "profile_clean",
     "MAX_BULK_CONTACTS",
     "UNSET",

@@ -125,6 +125,17 @@ def account_purchases_set(
     )
 
 
+def accounts_health_set(health: dict[UUID, tuple[int, str]]) -> int:
+    """Insights' hook (SPEC §3 derived fields `healthScore`, `riskLevel`): the accounts'
+    current score and risk level, written whole in one statement (a rerun of the health
+    job writes the same values). Returns the number of accounts given."""
+    Account.objects.bulk_update(
+        [Account(pk=pk, health_score=score, risk_level=risk) for pk, (score, risk) in health.items()],
+        ["health_score", "risk_level"],
+    )
+    return len(health)
+
+
 ACTIVITY_RESOLUTION_SECONDS = 60
 _MAX_REMEMBERED = 50_000
 _last_touched: dict[tuple, float] = {}

@@ -17,6 +17,7 @@ from django.utils import timezone
 from billing.selectors import payment_facts
 from billing.services.statements import LEDGER_COLUMNS
 from companies.models import Account
+from companies.services import accounts_health_set
 from credits.selectors import wallets_use
 from metering.selectors import companies_metered_usage, rollup_events_by_day
 
@@ -125,6 +126,7 @@ def health_compute(
                     snapshots, update_conflicts=True, unique_fields=["account", "date"],
                     update_fields=["score", "risk_level"],
                 )
+                accounts_health_set({h.account_id: (h.score, h.risk_level) for h in healths})
             scored += len(batch)
     if risk_changed and lifecycle:
         lifecycle_update(account_ids=risk_changed, now=now)

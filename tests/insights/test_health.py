@@ -339,3 +339,23 @@ def test_health_api_linked_in_both_products_answers_each_products_own_score(api,
     AccountHealth.objects.create(account=other, score=12, risk_level="critical", components=[], computed_at=NOW)
     assert api.get(f"/api/v1/companies/{company.pk}/health").json()["score"] == 61
     assert other_api.get(f"/api/v1/companies/{company.pk}/health").json()["score"] == 12
+
+
+@pytest.mark.django_db
+def test_the_company_answer_carries_the_computed_health_score_and_risk_level(api, other_api, company, account):
+    """SPEC §3: `healthScore` and `riskLevel` are derived company fields, read-only, pushed by
+    the health job into this product's account (null until computed)."""
+    before = api.get(f"/api/v1/companies/{company.pk}").json()
+    assert (before["healthScore"], before["riskLevel"]) == (None, None)
+
+    assert api.get(f"/api/v1/companies/{company.pk}/health").status_code == 200  # computes it
+
+    health = AccountHealth.objects.get(account=account)
+    after = api.get(f"/api/v1/companies/{company.pk}").json()
+    assert (after["healthScore"], after["riskLevel"]) == (health.score, health.risk_level)
+    listed = api.get("/api/v1/companies").json()["data"]
+    assert [(c["healthScore"], c["riskLevel"]) for c in listed if c["id"] == str(company.pk)] == [
+        (health.score, health.risk_level)
+    ]
+    ignored = api.patch(f"/api/v1/companies/{company.pk}", {"healthScore": 1}, format="json")
+    assert ignored.status_code == 400  # read-only fields are unknown input
