@@ -49,7 +49,7 @@ class TestCompanyCreate:
         assert set(body) == {
             "id", "shortId", "name", "domain", "status", "mrr", "currency", "metadata", "createdAt", "updatedAt",
             "country", "industry", "size", "timezone", "locale", "billingEmail", "billingAddress", "taxId",
-            "firstPurchaseAt", "lifetimeValue", "lastActivityAt",
+            "firstPurchaseAt", "lifetimeValue", "lastActivityAt", "healthScore", "riskLevel",
         }
         assert body["shortId"] == "acme-inc"
         assert body["domain"] == "acme.com"
