@@ -16,7 +16,7 @@ from config.api.serializers import (
     iso_utc,
 )
 
-from ..models import AccessSource, FeatureKind
+from ..models import OVERRIDE_SOURCES, AccessSource, FeatureKind
 from ..selectors import FeatureCheck, tier_stripe_price_ids
 
 
@@ -93,7 +93,13 @@ class FeatureAccessPatchSerializer(StrictSerializer):
         required=False, help_text="Merged key by key into the current config; a key set to null is removed."
     )
     source = serializers.ChoiceField(
-        required=False, choices=AccessSource.choices, help_text="The override's source (default api); subscription is refused."
+        required=False,
+        choices=OVERRIDE_SOURCES,
+        help_text="The override's source (default api). The tier layer's `subscription` changes only by applying a tier.",
+        error_messages={
+            "invalid_choice": '"{input}" is not an override source: give manual, trial, promotion or api '
+            "(the subscription layer changes only by applying a tier)."
+        },
     )
     validFrom = UTCDateTimeField(required=False, allow_null=True, source="valid_from")
     validUntil = UTCDateTimeField(required=False, allow_null=True, source="valid_until")
@@ -103,11 +109,6 @@ class FeatureAccessPatchSerializer(StrictSerializer):
         help_text="Fields dropped from the override, so the tier's value shows again.",
     )
     reason = StrictCharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=True)
-
-    def validate_source(self, value):
-        if value == AccessSource.SUBSCRIPTION:
-            raise serializers.ValidationError("The subscription layer changes only by applying a tier.")
-        return value
 
 
 INHERIT_FIELDS = {"isEnabled": "is_enabled", "quantityLimit": "quantity_limit", "includedQuantity": "included_quantity", "config": "config"}

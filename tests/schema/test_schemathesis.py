@@ -32,6 +32,8 @@ def _demo_like_data(product):
     from tests.factories.companies import CompanyFactory, ContactFactory, ProductLinkFactory
 
     catalog = make_catalog(product)
+    catalog.ai_credit.dimensions = ["model"]  # `query.dimension` is pinned to it (schemathesis.toml)
+    catalog.ai_credit.save(update_fields=["dimensions"])
     company = CompanyFactory(name="Acme Inc", domain="acme.com", short_id="acme-inc")
     ProductLinkFactory(product=product, company=company, external_org_id="org_acme")
     ContactFactory(company=company, email="ceo@acme.com", is_primary=True)
