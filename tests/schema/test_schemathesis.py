@@ -55,6 +55,8 @@ def test_schemathesis_finds_nothing(live_server, product, fake_stripe, tmp_path)
         "SD_FEATURE_CODE": "ai_credit",
         "SD_TIER_CODE": "pro",
         "SD_NOW": (timezone.now() - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+        "SD_RECENT_FROM": (timezone.now() - timedelta(days=2)).date().isoformat(),
+        "SD_RECENT_TO": (timezone.now() + timedelta(days=1)).date().isoformat(),
         "NO_COLOR": "1",
     }
     command = [
