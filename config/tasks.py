@@ -15,12 +15,24 @@ import logging
 import threading
 import time
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 logger = logging.getLogger("saasdesk.tasks")
 
 _state = {"down_since": None}
 _lock = threading.Lock()
+
+
+# The options of a scheduled job: only transient database failures (a lost
+# connection, a deadlock, the database restarting) are worth retrying, with backoff;
+# a bug would fail the same way five times. `@shared_task(name=…, **DB_JOB_OPTIONS)`.
+DB_JOB_OPTIONS = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}
 
 
 def enqueue(task, *args, countdown: float | None = None, **kwargs) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+
+from config.tasks import DB_JOB_OPTIONS
 
 from .services import health_compute, lifecycle_update, revenue_snapshot, segments_sync
 
@@ -14,11 +15,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(
     name="insights.update_lifecycle",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def update_lifecycle() -> int:
     """Apply the lifecycle rule (SPEC §3) to every account. Idempotent."""
@@ -30,11 +27,7 @@ def update_lifecycle() -> int:
 
 @shared_task(
     name="insights.snapshot_revenue",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def snapshot_revenue() -> int:
     """Every account's MRR from its subscriptions and today's snapshot (SPEC §8). Idempotent."""
@@ -46,11 +39,7 @@ def snapshot_revenue() -> int:
 
 @shared_task(
     name="insights.compute_health",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def compute_health() -> int:
     """Every account's health score and today's history row (SPEC §8); then
@@ -62,11 +51,7 @@ def compute_health() -> int:
 
 @shared_task(
     name="insights.sync_segments",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def sync_segments() -> int:
     """Every segment's membership, with entered/left events (SPEC §8). Idempotent."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -26,56 +24,6 @@ def _nice_max(value: int) -> int:
 
 def _num(value: float) -> str:
     return f"{value:.1f}"
-
-
-def daily_usage_svg(points: list[tuple[datetime, int]], *, title: str, unit: str = "") -> SafeString:
-    """A bar chart of (day, total) points: one bar per day, a hover title per
-    bar, the y axis from 0 to a round maximum."""
-    if not points:
-        return mark_safe("")
-    plot_width = WIDTH - PADDING_LEFT - 8
-    plot_height = HEIGHT - PADDING_TOP - PADDING_BOTTOM
-    top = _nice_max(max(value for _, value in points))
-    slot = plot_width / len(points)
-    bar_width = max(1.0, slot * 0.72)
-    parts = [
-        format_html(
-            '<svg class="usage-chart" xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}" '
-            'role="img" aria-label="{}">',
-            WIDTH, HEIGHT, WIDTH, HEIGHT, title,
-        ),
-        format_html("<title>{}</title>", title),
-        # Axes and the maximum tick.
-        format_html(
-            '<line x1="{x}" y1="{y0}" x2="{x}" y2="{y1}" stroke="#999" stroke-width="1"/>'
-            '<line x1="{x}" y1="{y1}" x2="{x2}" y2="{y1}" stroke="#999" stroke-width="1"/>'
-            '<text x="{tx}" y="{ty}" font-size="10" text-anchor="end" fill="#666">{top}</text>'
-            '<text x="{tx}" y="{y1}" font-size="10" text-anchor="end" fill="#666">0</text>',
-            x=PADDING_LEFT, y0=PADDING_TOP, y1=PADDING_TOP + plot_height, x2=WIDTH - 8,
-            tx=PADDING_LEFT - 4, ty=PADDING_TOP + 8, top=top,
-        ),
-    ]
-    for position, (day, value) in enumerate(points):
-        height = plot_height * value / top
-        x = PADDING_LEFT + position * slot + (slot - bar_width) / 2
-        y = PADDING_TOP + plot_height - height
-        parts.append(
-            format_html(
-                '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690">'
-                "<title>{}: {} {}</title></rect>",
-                _num(x), _num(y), _num(bar_width), _num(height), day.strftime("%Y-%m-%d"), value, unit,
-            )
-        )
-        if position in (0, len(points) // 2, len(points) - 1):
-            parts.append(
-                format_html(
-                    '<text x="{}" y="{}" font-size="10" text-anchor="middle" fill="#666">{}</text>',
-                    _num(x + bar_width / 2), HEIGHT - 6, day.strftime("%b %d"),
-                )
-            )
-    parts.append(mark_safe("</svg>"))
-    return mark_safe("".join(str(part) for part in parts))
-
 
 
 def labelled_bars_svg(points: list[tuple[str, int]], *, title: str, unit: str = "", label_every: int = 1) -> SafeString:

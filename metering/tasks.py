@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+
+from config.tasks import DB_JOB_OPTIONS
 
 from .services import meters_close_due, partitions_ensure, partitions_prune, rollups_compact
 
@@ -14,13 +15,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(
     name="metering.close_periods",
-    acks_late=True,
-    # Only transient failures (a lost connection, a deadlock, the database
-    # restarting) are worth retrying; a bug would fail the same way five times.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def close_periods() -> int:
     """Close every usage period that has ended (period_close snapshots).
@@ -33,10 +28,7 @@ def close_periods() -> int:
 
 @shared_task(
     name="metering.create_partitions",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def create_partitions() -> list[str]:
     """Usage-event partitions of the coming months (PostgreSQL; no-op on SQLite)."""
@@ -48,10 +40,7 @@ def create_partitions() -> list[str]:
 
 @shared_task(
     name="metering.prune_events",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def prune_events() -> list[str]:
     """Drop months of raw usage events past USAGE_EVENT_RETENTION_MONTHS, each
@@ -64,12 +53,9 @@ def prune_events() -> list[str]:
 
 @shared_task(
     name="metering.compact_rollups",
-    acks_late=True,
     # A deadlock with a writer (the fold locks a day's dimension rows) is
     # transient: the retry folds what is left.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
+    **DB_JOB_OPTIONS,
 )
 def compact_rollups() -> dict:
     """Prune hourly usage totals older than 35 days, merge a dimension's older
