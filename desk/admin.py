@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin
 
 from companies import admin_extensions
@@ -207,16 +207,21 @@ def company_merges_panel(request, company: Company) -> str:
     merges = list(CompanyMerge.objects.filter(target=company).order_by("-created_at")[:20])
     if not merges:
         return ""
-    rows = format_html("").join(
-        format_html(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            f"{merge.created_at:%Y-%m-%d %H:%M}",
-            merge.source_name,
-            merge.actor,
-            merge.reason,
-            ", ".join(f"{merge.moved.get(key, 0)} {key}" for key in MOVED_KEYS),
-        )
-        for merge in merges
+    # format_html_join keeps the rows safe (a str.join of safe strings is plain text,
+    # which the table below would escape).
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                f"{merge.created_at:%Y-%m-%d %H:%M}",
+                merge.source_name,
+                merge.actor,
+                merge.reason,
+                ", ".join(f"{merge.moved.get(key, 0)} {key}" for key in MOVED_KEYS),
+            )
+            for merge in merges
+        ),
     )
     return format_html(
         '<h2 class="font-semibold mb-2">Merged duplicates</h2><table id="company-merges" class="w-full text-sm">'

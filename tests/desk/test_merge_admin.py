@@ -59,6 +59,7 @@ def test_billing_admin_previews_then_merges(client, pair):
     assert again.status_code == 302  # back with "already merged"
     kept_page = client.get(reverse("admin:companies_company_change", args=[kept.pk])).content.decode()
     assert 'id="company-merges"' in kept_page and "Globex Corp" in kept_page
+    assert "<td>Globex Corp</td>" in kept_page  # the rows are HTML, not escaped text
 
 
 def test_support_cannot_merge(client, pair):
