@@ -15,9 +15,9 @@ here asserts."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     BenchConfig,
-    LoadResult,
     django_setup,
     ensure_database,
     gunicorn,
+    interleaved,
     log,
     lua_script,
     print_table,
@@ -74,21 +74,6 @@ def seed(companies: int) -> tuple[list[str], list[str], str]:
     return ids, orgs, raw_key
 
 
-def median_result(name: str, rounds: list[LoadResult]) -> LoadResult:
-    def median(values):
-        return statistics.median(values)
-
-    return LoadResult(
-        name=name,
-        requests_per_sec=median([r.requests_per_sec for r in rounds]),
-        p50_ms=median([r.p50_ms for r in rounds]),
-        p99_ms=median([r.p99_ms for r in rounds]),
-        requests=sum(r.requests for r in rounds),
-        errors=sum(r.errors for r in rounds),
-        non_2xx=sum(r.non_2xx for r in rounds),
-    )
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--companies", type=int, default=500)
@@ -117,15 +102,11 @@ def main(argv: list[str]) -> int:
         ("metered check companies/{id}/features/ai_credit", lua_script(paths=[f"/api/v1/companies/{i}/features/ai_credit" for i in ids], headers=auth)),
         ("check orgs/{externalOrgId}/features/sso", lua_script(paths=[f"/api/v1/orgs/{o}/features/sso" for o in orgs], headers=auth)),
     ]
-    # Rounds interleave the endpoints, so load from anything else on the host
-    # spreads over all of them instead of skewing one; the median is shown.
-    measured: dict[str, list] = {name: [] for name, _ in runs}
     with gunicorn(config, env=env) as base_url:
-        for round_number in range(1, args.rounds + 1):
-            for name, script in runs:
-                log(f"round {round_number}/{args.rounds}: {name} ({config.connections} connections, {config.duration}s)")
-                measured[name].append(run_wrk(name, base_url, script, config))
-    results = [median_result(name, measured[name]) for name, _ in runs]
+        measured = interleaved(
+            [(name, functools.partial(run_wrk, name, base_url, script, config)) for name, script in runs], args.rounds
+        )
+    results = [measured[name] for name, _ in runs]
     floor, floor_auth = results[0], results[1]
     goals = {}
     for check in (results[2], results[3]):

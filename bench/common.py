@@ -21,12 +21,14 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,3 +311,29 @@ done = function(summary, latency, requests)
     summary.errors.status))
 end
 """
+
+
+def median_result(name: str, rounds: list[LoadResult]) -> LoadResult:
+    """One row from interleaved rounds of the same load: the median of each
+    figure (req/s, p50, p99), the sums of the counts."""
+    return LoadResult(
+        name=name,
+        requests_per_sec=statistics.median([r.requests_per_sec for r in rounds]),
+        p50_ms=statistics.median([r.p50_ms for r in rounds]),
+        p99_ms=statistics.median([r.p99_ms for r in rounds]),
+        requests=sum(r.requests for r in rounds),
+        errors=sum(r.errors for r in rounds),
+        non_2xx=sum(r.non_2xx for r in rounds),
+    )
+
+
+def interleaved(runs: list[tuple[str, Callable[[], LoadResult]]], rounds: int) -> dict[str, LoadResult]:
+    """Each (name, run) once per round, round after round, so that a slow
+    spell of a shared host spreads over all of them instead of skewing one;
+    the median row of each."""
+    measured: dict[str, list[LoadResult]] = {name: [] for name, _ in runs}
+    for round_number in range(1, rounds + 1):
+        for name, run in runs:
+            log(f"round {round_number}/{rounds}: {name}")
+            measured[name].append(run())
+    return {name: median_result(name, results) for name, results in measured.items()}

@@ -12,7 +12,8 @@ Runs:
           doing one conditional counter UPDATE … RETURNING + one event INSERT
           (bench.floors; no auth, validation, idempotency or periods),
           and the same floor behind the API's key auth and rate limit.
-          Goal (issue 9): ≥ 0.75× the floor.
+          Goal (issue 9): ≥ 0.75× the floor. Single and batch: median of --rounds (3)
+          interleaved rounds.
   batch   POST /api/v1/usage/track-batch, 500-event batches from 4
           connections: events/s, vs a floor that parses the events, runs one
           UPDATE … RETURNING per company's meter and one multi-row INSERT
@@ -31,6 +32,7 @@ from bench/common.py's environment. Nothing here asserts a timing."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +44,7 @@ from bench.common import (  # noqa: E402
     django_setup,
     ensure_database,
     gunicorn,
+    interleaved,
     log,
     print_table,
     run_wrk,
@@ -260,6 +263,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--only", default="single,batch,hot,dims")
     parser.add_argument("--dims-rounds", type=int, default=3, help="interleaved rounds of the dims run (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the single and batch runs; the median is reported (default 3)")
     args = parser.parse_args(argv)
     config = BenchConfig()
     if args.duration:
@@ -278,13 +283,20 @@ def main(argv: list[str]) -> int:
         _dims_in_process(data, rounds=args.dims_rounds)
     with gunicorn(config, env=env, startup_timeout=120) as base_url:  # a loaded shared host starts slowly
         if "single" in runs:
-            floor = run_wrk("floor: UPDATE…RETURNING + INSERT", base_url, _script(data, request_body=FLOOR), config)
-            floor_auth = run_wrk(
-                "floor + API key auth and rate limit", base_url, _script(data, request_body=FLOOR_AUTH), config
+            singles = [
+                ("floor: UPDATE…RETURNING + INSERT", FLOOR),
+                ("floor + API key auth and rate limit", FLOOR_AUTH),
+                ("POST /usage/track", TRACK),
+            ]
+            measured = interleaved(
+                [(name, functools.partial(run_wrk, name, base_url, _script(data, request_body=body), config))
+                 for name, body in singles],
+                args.rounds,
             )
-            track = run_wrk("POST /usage/track", base_url, _script(data, request_body=TRACK), config)
+            floor, floor_auth, track = (measured[name] for name, _ in singles)
             ratio = track.requests_per_sec / floor.requests_per_sec if floor.requests_per_sec else 0
-            print(f"\nsingle-event track, {config.connections} connections over {COMPANIES} companies, {config.describe_server()}")
+            print(f"\nsingle-event track, {config.connections} connections over {COMPANIES} companies, "
+                  f"median of {args.rounds} interleaved rounds, {config.describe_server()}")
             print_table(
                 [floor_auth, track],
                 floor=floor,
@@ -293,24 +305,23 @@ def main(argv: list[str]) -> int:
             print(f"ratio POST /usage/track: {ratio:.2f}× the floor")
         if "batch" in runs:
             batch_config = replace(config, connections=args.batch_connections)
-            batch_floor = run_wrk(
-                "floor: parse + UPDATE per company + INSERT",
-                base_url,
-                _script(data, request_body=BATCH_FLOOR % {"size": args.batch_size}),
-                batch_config,
+            batches = [
+                ("floor: parse + UPDATE per company + INSERT", BATCH_FLOOR),
+                ("POST /usage/track-batch", BATCH),
+            ]
+            measured = interleaved(
+                [(name, functools.partial(run_wrk, name, base_url,
+                                          _script(data, request_body=body % {"size": args.batch_size}), batch_config))
+                 for name, body in batches],
+                args.rounds,
             )
-            batch = run_wrk(
-                "POST /usage/track-batch",
-                base_url,
-                _script(data, request_body=BATCH % {"size": args.batch_size}),
-                batch_config,
-            )
+            batch_floor, batch = (measured[name] for name, _ in batches)
             events_per_sec = batch.requests_per_sec * args.batch_size
             floor_events_per_sec = batch_floor.requests_per_sec * args.batch_size
             ratio = events_per_sec / floor_events_per_sec if floor_events_per_sec else 0
             print(
                 f"\ntrack-batch, {args.batch_size}-event batches, {args.batch_connections} connections, "
-                f"{config.describe_server()}"
+                f"median of {args.rounds} interleaved rounds, {config.describe_server()}"
             )
             for result, per_sec in ((batch_floor, floor_events_per_sec), (batch, events_per_sec)):
                 print(

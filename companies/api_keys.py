@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.core.cache import cache
 
-from config.cache import CacheUnavailable, delete_eventually
+from config.cache import CacheUnavailable, delete_eventually, get_and_count
 
 KEY_PREFIX = "os_sk_"
 KEY_PATTERN = re.compile(r"^os_sk_[A-Za-z0-9_-]{32,128}$")
@@ -76,23 +76,30 @@ class _UnknownKeys:
 _unknown_keys = _UnknownKeys()
 
 
-def principal_for_key(raw_key: str) -> ApiPrincipal | None:
-    """The principal of an active key, or None. Cached by hash in Redis (this
-    runs on every API request); read from PostgreSQL while Redis is down."""
+def principal_for_key(raw_key: str, *, counter: tuple[str, int] | None = None) -> tuple[ApiPrincipal | None, int | None]:
+    """(principal, count): the principal of an active key, or None. Cached by
+    hash in Redis (this runs on every API request); read from PostgreSQL
+    while Redis is down. With `counter` = (counter key, TTL), a key found in
+    Redis also increments that counter in the same round trip (the key's
+    rate limit) and `count` is its new value; otherwise `count` is None and
+    the caller counts on its own."""
     from .models import ApiKey
 
     if not KEY_PATTERN.match(raw_key):
-        return None
+        return None, None
     key_hash = hash_key(raw_key)
     if key_hash in _unknown_keys:
-        return None
+        return None, None
     cache_up = True
     try:
-        cached = cache.get(_cache_key(key_hash))
+        if counter is None:
+            cached, count = cache.get(_cache_key(key_hash)), None
+        else:
+            cached, count = get_and_count(_cache_key(key_hash), *counter)
     except CacheUnavailable:
-        cache_up, cached = False, None
+        cache_up, cached, count = False, None, None
     if cached:
-        return ApiPrincipal(*cached)
+        return ApiPrincipal(*cached), count
     key = (
         ApiKey.objects.select_related("product")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
@@ -101,7 +108,7 @@ def principal_for_key(raw_key: str) -> ApiPrincipal | None:
     )
     if key is None:
         _unknown_keys.add(key_hash)
-        return None
+        return None, None
     principal = ApiPrincipal(key.id, key.product_id, key.product.code, key.name)
     if cache_up:
         with contextlib.suppress(CacheUnavailable):
@@ -110,7 +117,7 @@ def principal_for_key(raw_key: str) -> ApiPrincipal | None:
                 (principal.key_id, principal.product_id, principal.product_code, principal.key_name),
                 LOOKUP_CACHE_SECONDS,
             )
-    return principal
+    return principal, None
 
 
 def forget_key(key_hash: str) -> None:

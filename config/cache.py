@@ -22,7 +22,8 @@ costs more than the round trip itself when a request makes several cache
 calls (key lookup, rate limit, feature check).
 
 `counter_incr` is a windowed counter in one round trip on Redis (pipelined
-INCR + EXPIRE), used by the rate limiters."""
+INCR + EXPIRE), used by the rate limiters; `get_and_count` reads an entry and
+counts in one round trip (the API key lookup and the key's rate limit)."""
 
 from __future__ import annotations
 
@@ -150,6 +151,30 @@ def _guarded(method: Callable) -> Callable:
     return call
 
 
+class _Script:
+    """A Lua script run by EVALSHA (EVAL once per Redis server that does not
+    know it yet): redis-py's `Script`, created on first use."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._script = None
+
+    def __call__(self, *, keys: list, args: list, client):
+        if self._script is None:
+            self._script = client.register_script(self.source)
+        return self._script(keys=keys, args=args, client=client)
+
+
+# GET KEYS[1]; if present, INCR KEYS[2] (EXPIRE ARGV[1] when it is new).
+_GET_AND_COUNT = _Script(
+    "local value = redis.call('GET', KEYS[1]) "
+    "if not value then return {false, false} end "
+    "local count = redis.call('INCR', KEYS[2]) "
+    "if count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end "
+    "return {value, count}"
+)
+
+
 class PooledRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -194,6 +219,21 @@ class PooledRedisCache(RedisCache):
         count, _ = pipeline.execute()
         return int(count)
 
+    @_guarded
+    def get_and_count(self, key: str, counter_key: str, ttl_seconds: int) -> tuple[object, int | None]:
+        """`get(key)` and, only if it was found, `counter_incr(counter_key)`,
+        in one round trip (a Lua script, EVALSHA): (value, count), or
+        (None, None) without touching the counter: an unknown key creates no
+        counter (SPEC §2: a flood of random keys must not cost a cache entry
+        per key)."""
+        redis_key = self.make_and_validate_key(key)
+        redis_counter = self.make_and_validate_key(counter_key)
+        client = self._cache.get_client(redis_key, write=True)
+        value, count = _GET_AND_COUNT(keys=[redis_key, redis_counter], args=[ttl_seconds], client=client)
+        if value is None:
+            return None, None
+        return self._cache._serializer.loads(value), int(count)
+
 
 def cache_or(operation: Callable[[], T], fallback: Callable[[], T]) -> T:
     """`operation()` (a cache call), or `fallback()` when the cache is down."""
@@ -221,6 +261,17 @@ def cache_is_down(*, alias: str = "default") -> bool:
     """Whether this process currently considers the cache down (for /healthz)."""
     backend = caches[alias]
     return isinstance(backend, PooledRedisCache) and backend.breaker.down_since is not None
+
+
+def get_and_count(key: str, counter_key: str, ttl_seconds: int, *, alias: str = "default") -> tuple[object, int | None]:
+    """`get(key)` and, when it is found on Redis, `counter_incr(counter_key)`
+    in the same round trip: (value, count). The count is None when the value
+    was not found or the cache is not Redis; the caller then counts on its
+    own. Raises CacheUnavailable when Redis is down."""
+    backend = caches[alias]
+    if isinstance(backend, PooledRedisCache):
+        return backend.get_and_count(key, counter_key, ttl_seconds)
+    return backend.get(key), None
 
 
 def counter_incr(key: str, ttl_seconds: int, *, alias: str = "default") -> int:

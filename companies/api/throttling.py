@@ -82,14 +82,28 @@ def rate_counter_incr(key: str, ttl_seconds: int) -> int:
         return _database_counter_incr(key, ttl_seconds)
 
 
+def key_rate_window(subject: str) -> Window:
+    """The current `API_RATE_LIMIT` window of one credential (`subject`: an
+    API key's hash prefix, a service credential's id)."""
+    return Window.current(settings.API_RATE_LIMIT, f"throttle:{subject}")
+
+
+def remember_rate_count(request, window: Window, count: int | None) -> None:
+    """Authentication's part of the rate limit: the credential's window and,
+    when the key lookup counted it in the same round trip, the new count."""
+    request.rate_counted = (window, count)
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request, view):
         principal = request.auth
         if not isinstance(principal, ApiPrincipal):
             return True
-        window = Window.current(settings.API_RATE_LIMIT, f"throttle:{principal.key_id}")
+        window, count = getattr(request, "rate_counted", None) or (key_rate_window(str(principal.key_id)), None)
         self._wait = window.wait
-        return rate_counter_incr(window.key, window.ttl) <= window.limit
+        if count is None:
+            count = rate_counter_incr(window.key, window.ttl)
+        return count <= window.limit
 
     def wait(self):
         return self._wait

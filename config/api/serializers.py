@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 
 from django.http import QueryDict
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 MAX_JSON_BYTES = 16 * 1024
 MAX_BIGINT = 2**63 - 1
@@ -319,7 +320,10 @@ class PlainInputFastPathMixin:
                         kind,
                         field.required,
                         field.default,
-                        tuple(field.validators),
+                        # `_plain_text`/`_plain_uuid` already refuse what DRF's
+                        # surrogate validator would (a character loop in Python).
+                        tuple(v for v in field.validators if not isinstance(v, ProhibitSurrogateCharactersValidator))
+                        if kind in (_plain_text, _plain_uuid) else tuple(field.validators),
                         getattr(self, f"validate_{name}", None),
                     )
                 )

@@ -118,17 +118,11 @@ def _complete(row: EventRow) -> EventRow:
     return row
 
 
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a usage event")
-
-
 def usage_event_rows_document(rows: list[EventRow]) -> str:
     """The rows as one JSON document, the parameter of `usage_event_insert_sql`."""
-    return json.dumps([_complete(row) for row in rows], default=_json_default, separators=(",", ":"))
+    # default=str (a builtin, no Python frame per value) writes UUIDs and
+    # datetimes as PostgreSQL reads them: '…-…' and '2026-11-29 10:00:00+00:00'.
+    return json.dumps([_complete(row) for row in rows], default=str, separators=(",", ":"))
 
 
 @lru_cache(maxsize=8)

@@ -170,9 +170,18 @@ def totals_add(model, totals: Mapping[tuple, list[int]], *, now: datetime | None
     for key, (quantity, billable, count) in sorted(totals.items(), key=_key_order):
         values = [_db_key(model, name, part) for name, part in zip(_KEYS[model], key, strict=True)]
         rows.append([*values, quantity, billable, count, updated_at])
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = max(1, (connection.features.max_query_params or 65535) // len(columns))
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The rows as one JSON parameter: a short, fixed statement text
+            # (psycopg and PostgreSQL parse a VALUES list of hundreds of
+            # parameters on every call, which cost more than the upsert).
+            document = json.dumps([dict(zip(columns, row)) for row in rows], default=str, separators=(",", ":"))
+            select = f"SELECT {', '.join('r.' + column for column in columns)} FROM " \
+                     f"json_populate_recordset(NULL::{_table(model)}, %s::json) AS r"
+            cursor.execute(_upsert_sql(model, select), [document])
+            return
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        per_statement = max(1, (connection.features.max_query_params or 65535) // len(columns))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             values = "VALUES " + ", ".join([placeholder] * len(chunk))

@@ -98,3 +98,31 @@ def test_client_addresses_group_ipv6_by_64(rf, remote, expected):
 def test_x_forwarded_for_is_ignored_without_proxies(rf):
     request = rf.get("/", REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR="1.2.3.4")
     assert client_address(request) == "203.0.113.7"
+
+
+@override_settings(API_RATE_LIMIT="3/minute")
+def test_a_key_over_its_rate_limit_gets_429_and_other_keys_do_not(api, product):
+    # The key lookup counts the request (one Redis round trip for both when
+    # the key is cached there); the throttle judges the count.
+    from companies.services import api_key_create
+
+    for _ in range(3):
+        assert api.get("/api/v1/tiers").status_code == 200
+    response = api.get("/api/v1/tiers")
+    error = _error(response, 429, "TOO_MANY_REQUESTS")
+    assert 1 <= int(response["Retry-After"]) <= 61 and error["details"]["retryAfter"] == int(response["Retry-After"])
+    _, other_key = api_key_create(product=product, name="second key")
+    assert _get_with_key(APIClient(), other_key).status_code == 200
+
+
+@pytest.mark.redis
+def test_get_and_count_counts_only_keys_that_exist(db):
+    from config.cache import get_and_count
+
+    cache.set("present", ("a", 1), 60)
+    assert get_and_count("absent", "counter-absent", 61) == (None, None)
+    assert cache.get("counter-absent") is None, "an unknown key creates no counter"
+    assert get_and_count("present", "counter-present", 61) == (("a", 1), 1)
+    assert get_and_count("present", "counter-present", 61) == (("a", 1), 2)
+    client = cache._cache.get_client()
+    assert 0 < client.ttl(cache.make_and_validate_key("counter-present")) <= 61
