@@ -256,7 +256,8 @@ def current_usage_read(
             periods[reset_period] = period_for(reset_period, at, company_id=company_id)
         params += [db_value(UsageMeter, "feature", feature_id), db_value(UsageMeter, "period_start", periods[reset_period].start)]
         usage[feature_id] = 0
-    with connection.cursor() as cursor:
+    # Prepared once per connection (config.db): the text is fixed per feature count.
+    with prepared_cursor() as cursor:
         cursor.execute(_usage_sql(len(usage)), params)
         for feature_id, value in cursor.fetchall():
             usage[_uuid(feature_id)] = value
