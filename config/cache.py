@@ -226,8 +226,11 @@ class PooledRedisCache(RedisCache):
         (None, None) without touching the counter: an unknown key creates no
         counter (SPEC §2: a flood of random keys must not cost a cache entry
         per key)."""
-        redis_key = self.make_and_validate_key(key)
-        redis_counter = self.make_and_validate_key(counter_key)
+        # make_key, not make_and_validate_key: this runs on every API request
+        # and the validation walks the key character by character; both keys
+        # are built by the API key lookup from a hex digest.
+        redis_key = self.make_key(key)
+        redis_counter = self.make_key(counter_key)
         client = self._cache.get_client(redis_key, write=True)
         value, count = _GET_AND_COUNT(keys=[redis_key, redis_counter], args=[ttl_seconds], client=client)
         if value is None:

@@ -112,10 +112,22 @@ class UsageEvent(models.Model):
     # index costs each of the many inserts, so the FKs that are covered by a
     # composite index (company, product) or never queried alone (meter) have
     # none of their own; `feature` keeps one for the PROTECT check on delete.
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
-    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="usage_events", db_index=False)
-    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_events")
-    meter = models.ForeignKey(UsageMeter, on_delete=models.PROTECT, related_name="events", db_index=False)
+    # No database FK constraints either (db_constraint=False): PostgreSQL
+    # checks each with a lookup per inserted row (4 per event, a quarter of
+    # its work on a batch). The one insert path writes only the company,
+    # feature and meter it resolved in the same transaction (the meter row
+    # locked), and PROTECT still refuses deleting a referenced row through the
+    # ORM; docs/scaling.md "Usage events without FK constraints".
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    company = models.ForeignKey(
+        Company, on_delete=models.PROTECT, related_name="usage_events", db_index=False, db_constraint=False
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="usage_events", db_constraint=False)
+    meter = models.ForeignKey(
+        UsageMeter, on_delete=models.PROTECT, related_name="events", db_index=False, db_constraint=False
+    )
     event_type = models.CharField(max_length=16, choices=UsageEventType.choices)
     quantity = models.BigIntegerField(help_text="The change this event made to the meter (negative for corrections).")
     previous_value = models.BigIntegerField()

@@ -23,6 +23,7 @@ from ..api_keys import ApiPrincipal, hash_key, principal_for_key
 from .throttling import key_rate_window, record_auth_failure, refuse_flooding_address, remember_rate_count
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_LAST_USED_SECONDS = LAST_USED_RESOLUTION.total_seconds()
 
 
 class ThrottledAuthentication(authentication.BaseAuthentication):
@@ -50,10 +51,10 @@ class ThrottledAuthentication(authentication.BaseAuthentication):
 
 class ApiKeyAuthentication(ThrottledAuthentication):
     def has_credentials(self, request) -> bool:
-        return bool(request.META.get("HTTP_AUTHORIZATION", ""))
+        return bool(request._request.META.get("HTTP_AUTHORIZATION", ""))
 
     def authenticate_credentials(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
+        header = request._request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != "bearer" or not raw_key.strip():
             raise Unauthorized("Authorization header must be 'Bearer <api key>'.")
@@ -82,11 +83,11 @@ _last_touched: dict = {}
 def _touch_last_used(principal: ApiPrincipal) -> None:
     """Record last use at most once a minute per key, so a busy key does not
     turn every read into a write."""
+    now = time.monotonic()
+    if now - _last_touched.get(principal.key_id, float("-inf")) < _LAST_USED_SECONDS:
+        return
     from ..models import ApiKey
 
-    now = time.monotonic()
-    if now - _last_touched.get(principal.key_id, float("-inf")) < LAST_USED_RESOLUTION.total_seconds():
-        return
     _last_touched[principal.key_id] = now
     try:
         first_this_minute = cache.add(f"apikey-used:{principal.key_id}", 1, int(LAST_USED_RESOLUTION.total_seconds()))

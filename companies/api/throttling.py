@@ -170,9 +170,17 @@ class _BlockedAddresses:
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
     def wait(self, address: str) -> float:
         until = self._until.get(address)
-        return 0.0 if until is None else until - time.time()
+        if until is None:
+            return 0.0
+        left = until - time.time()
+        if left <= 0:
+            self._until.pop(address, None)  # over: valid requests skip the address again
+        return left
 
     def block(self, address: str, seconds: float) -> None:
         with self._lock:
@@ -191,6 +199,8 @@ _blocked = _BlockedAddresses()
 def refuse_flooding_address(request) -> None:
     """429 if the caller's address has failed authentication too often in the
     current window: no lookup is made for it."""
+    if not _blocked:
+        return  # nothing blocked in this process: no address to work out
     wait = _blocked.wait(client_address(request))
     if wait > 0:
         raise Throttled(wait=wait)
