@@ -168,6 +168,22 @@ def company_tombstone_resolve(*, product_id: UUID, company_id: UUID | str) -> UU
     return kept
 
 
+def company_tombstones_bulk(*, product_id: UUID, company_ids: Iterable[UUID]) -> dict[UUID, UUID]:
+    """`company_tombstone_resolve` for many ids that are not visible to the
+    product (a batch's): {merged duplicate's id: kept company's id} for those
+    whose kept company the product sees; the others are unknown (404). Two
+    queries whatever the number of ids, plus one per link of a merge chain."""
+    wanted = {pk for pk in (_as_uuid(c) for c in company_ids) if pk is not None}
+    if not wanted:
+        return {}
+    merged = dict(
+        Company.objects.filter(pk__in=wanted, merged_into__isnull=False).values_list("pk", "merged_into_id")
+    )
+    kept = {pk: company_merged_into(company_id=pk) for pk in merged}
+    visible, _ = companies_visible_bulk(product_id=product_id, company_ids=set(kept.values()))
+    return {pk: target for pk, target in kept.items() if target in visible}
+
+
 def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
     """The company if it has a link in the product; NotFound otherwise
     (including for ids that are not UUIDs). One query; callers that show the

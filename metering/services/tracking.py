@@ -33,7 +33,12 @@ from uuid import UUID
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from companies.selectors import companies_visible_bulk, company_not_found
+from companies.selectors import (
+    companies_visible_bulk,
+    company_merged_conflict,
+    company_not_found,
+    company_tombstones_bulk,
+)
 from companies.services import account_activity_touch
 from config.api.serializers import MAX_BIGINT
 from config.db import prepared_cursor
@@ -477,6 +482,10 @@ def _batch_prepare(
         company_ids={r.company_id for r in requests if r.company_id is not None},
         external_org_ids={r.external_org_id for r in requests if r.external_org_id is not None},
     )
+    # A merged duplicate's id is 409 naming the kept company, as for a single
+    # track (only looked up when some id is not visible).
+    missing = {r.company_id for r in requests if r.company_id is not None and r.company_id not in visible}
+    tombstones = company_tombstones_bulk(product_id=product_id, company_ids=missing) if missing else {}
     features = features_by_code(product_id=product_id, codes={r.feature_code for r in requests})
     prepared = []
     # Periods already computed per (reset period, company): most events of a
@@ -492,6 +501,10 @@ def _batch_prepare(
             else:
                 company_id = request.company_id if request.company_id in visible else None
             if company_id is None:
+                if request.company_id in tombstones:
+                    raise company_merged_conflict(
+                        company_id=request.company_id, kept_company_id=tombstones[request.company_id]
+                    )
                 raise company_not_found()
             feature = features.get(request.feature_code)
             if feature is None:
@@ -577,6 +590,29 @@ def _batch_apply(
                 continue
             to_apply.append(item)
 
+        # Each event's row is built before any meter is locked (concurrent
+        # batches on the same companies wait for those locks): under them only
+        # the values it moved the meter between are filled in.
+        rows = [
+            usage_event_row(
+                product_id=product_id,
+                company_id=item.company_id,
+                feature=item.feature,
+                terms=item.terms,
+                meter_id=meter_ids[item.meter_key],
+                event_type=UsageEventType.INCREMENT,
+                previous_value=0,
+                new_value=item.request.quantity,
+                event_time=item.event_time,
+                now=now,
+                idempotency_key=item.request.idempotency_key,
+                request_fingerprint=item.fingerprint,
+                source=source,
+                actor=actor,
+                metadata=item.request.metadata,
+            )
+            for item in to_apply
+        ]
         # Lock the meters in id order (no deadlock between batches), then apply
         # each event in order against the locked values: the limit holds per
         # event, exactly as if they had been tracked one by one.
@@ -592,8 +628,9 @@ def _batch_apply(
         credit_budget = UsageCreditBudget(product_id=product_id, company_ids=priced) if priced else None
         events: list[EventRow] = []
         tracked: list[TrackedUsage] = []
+        admitted: list[tuple[_Prepared, EventRow]] = []
         by_index: dict[int, BatchItemResult] = {}
-        for item in to_apply:
+        for item, row in zip(to_apply, rows, strict=True):
             meter_id = meter_ids[item.meter_key]
             current = values[meter_id]
             quantity = item.request.quantity
@@ -614,28 +651,10 @@ def _batch_apply(
                     by_index[item.index] = _error(item.index, refused)
                     continue
             values[meter_id] = current + quantity
-            event = usage_event_row(
-                product_id=product_id,
-                company_id=item.company_id,
-                feature=item.feature,
-                terms=item.terms,
-                meter_id=meter_id,
-                event_type=UsageEventType.INCREMENT,
-                previous_value=current,
-                new_value=current + quantity,
-                event_time=item.event_time,
-                now=now,
-                idempotency_key=item.request.idempotency_key,
-                request_fingerprint=item.fingerprint,
-                source=source,
-                actor=actor,
-                metadata=item.request.metadata,
-            )
+            event = usage_event_row_apply(row, meter_id=meter_id, new_value=current + quantity, feature=item.feature)
             events.append(event)
             tracked.append(TrackedUsage(row=event, feature=item.feature, terms=item.terms))
-            by_index[item.index] = BatchItemResult(
-                index=item.index, status="ok", result=result_from_row(event, feature_code=item.feature.code)
-            )
+            admitted.append((item, event))
 
         deltas: dict[UUID, int] = {}
         for event in events:
@@ -648,6 +667,10 @@ def _batch_apply(
             usage_events_insert(events)
             _after_counter_update(product_id=product_id, tracked=tracked, now=now)
 
+    for item, event in admitted:
+        by_index[item.index] = BatchItemResult(
+            index=item.index, status="ok", result=result_from_row(event, feature_code=item.feature.code)
+        )
     for item, first in repeats:
         first_result = by_index.get(first.index) or next(r for r in outcome if r.index == first.index)
         if first_result.status == "error":

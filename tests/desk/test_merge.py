@@ -184,6 +184,15 @@ def test_tombstone_reads_answer_the_kept_company_and_writes_are_409(api, product
     assert track.status_code == 409 and track.json()["error"]["details"]["keptCompanyId"] == str(kept.pk)
     contact = api.post("/api/v1/contacts", {"companyId": str(duplicate.pk), "email": "x@acme.com"}, format="json")
     assert contact.status_code == 409
+    # a batch item naming the tombstone is the same 409, an unknown id stays 404
+    batch = api.post("/api/v1/usage/track-batch", {"events": [
+        {"companyId": str(duplicate.pk), "featureCode": "ai_credit"},
+        {"companyId": "0b9a1f2e-1111-2222-3333-444455556666", "featureCode": "ai_credit"},
+    ]}, format="json")
+    first, second = batch.json()["results"]
+    assert first["status"] == "error" and first["error"]["httpStatus"] == 409
+    assert first["error"]["details"]["keptCompanyId"] == str(kept.pk)
+    assert second["status"] == "error" and second["error"]["httpStatus"] == 404
     # by the old external id, usage lands on the kept company
     assert _track(api, org="org_acme_dup").status_code == 200
     assert UsageMeter.objects.get(company=kept, feature__code="ai_credit").value == 1

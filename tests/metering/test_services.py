@@ -493,3 +493,22 @@ def test_unusual_text_round_trips_through_the_event_insert(product, company, acc
         assert event.idempotency_key.startswith(key)
         assert event.event_time.tzinfo is not None
     assert track(product, company, quantity=2, idempotency_key=key, metadata=metadata).replayed
+
+
+def test_rows_that_usage_events_name_cannot_be_deleted_through_the_orm(product, company, access, feature):
+    # Usage events carry no database FK constraints (docs/scaling.md); the
+    # ORM's PROTECT is what refuses deleting the rows they point at.
+    from django.db.models import ProtectedError
+
+    from metering.models import UsageEvent, UsageMeter
+    from metering.services import usage_track
+
+    usage_track(product_id=product.id, feature_code="ai_credit", company_id=company.id, quantity=2)
+    event = UsageEvent.objects.get()
+    assert (event.company_id, event.feature_id, event.product_id) == (company.id, feature.id, product.id)
+    for row in (feature, UsageMeter.objects.get(pk=event.meter_id)):
+        with pytest.raises(ProtectedError):
+            row.delete()
+    with pytest.raises(ProtectedError):
+        company.delete()
+    assert UsageEvent.objects.filter(pk=event.pk).exists()
