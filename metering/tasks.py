@@ -8,7 +8,7 @@ from celery import shared_task
 
 from config.tasks import DB_JOB_OPTIONS
 
-from .services import meters_close_due, partitions_ensure, partitions_prune, rollups_compact
+from .services import meters_close_due, partitions_analyze, partitions_ensure, partitions_prune, rollups_compact
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,12 @@ def close_periods() -> int:
     **DB_JOB_OPTIONS,
 )
 def create_partitions() -> list[str]:
-    """Usage-event partitions of the coming months (PostgreSQL; no-op on SQLite)."""
+    """Usage-event partitions of the coming months, and fresh planner
+    statistics of the month being written (PostgreSQL; no-op on SQLite)."""
     created = partitions_ensure()
     if created:
         logger.info("usage event partitions created", extra={"partitions": created})
+    partitions_analyze()
     return created
 
 

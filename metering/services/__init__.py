@@ -6,7 +6,7 @@ from .corrections import usage_adjust, usage_set
 from .delivery import usage_delivery_retry
 from .merge import UsageMerged, usage_merge
 from .meters import meter_close, meters_close_due, meters_get_or_create
-from .partitions import partitions_ensure, partitions_prune
+from .partitions import partitions_analyze, partitions_ensure, partitions_prune
 from .rollups import rollups_compact, rollups_merge, rollups_rebuild
 from .tracking import MAX_BATCH_SIZE, BatchItemResult, TrackRequest, usage_track, usage_track_batch
 
@@ -18,6 +18,7 @@ __all__ = [
     "meter_close",
     "meters_close_due",
     "meters_get_or_create",
+    "partitions_analyze",
     "partitions_ensure",
     "partitions_prune",
     "rollups_compact",

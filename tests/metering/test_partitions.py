@@ -131,3 +131,24 @@ def test_prune_keeps_everything_when_retention_is_off(product, company, access):
     usage_track(product_id=product.id, feature_code="ai_credit", company_id=company.id)
     assert partitions_prune(now=add_months(timezone.now(), 12)).dropped == []
     assert UsageEvent.objects.count() == 1
+
+
+def test_create_partitions_job_refreshes_the_statistics_of_the_month_being_written(product, company, access):
+    # Without them the planner's estimates of a month that grows all day go
+    # stale when autovacuum does not run (docs/scaling.md, capacity figures).
+    from metering.services import partitions_analyze
+
+    usage_track(product_id=product.id, feature_code="ai_credit", company_id=company.id, idempotency_key="k-1")
+    current = partition_name(month_start(timezone.now()))
+
+    def reltuples(table: str) -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:  # as never analyzed
+        cursor.execute(f"UPDATE pg_class SET reltuples = -1 WHERE relname IN ('{current}', 'metering_usageeventkey')")
+    call_command("run_job", "create_partitions")
+    assert reltuples(current) == 1 and reltuples("metering_usageeventkey") == 1
+    early = month_start(timezone.now()) + timedelta(hours=12)
+    assert partitions_analyze(now=early)[:2] == [partition_name(add_months(month_start(early), -1)), current]
