@@ -301,7 +301,10 @@ def test_support_works_from_the_company_page(live_server, browser_page, support_
     # Usage over time: charts by day, week and month (unfold's Chart.js).
     page.click("button.company-panel-tab:has-text('Usage')")
     page.click("#usage-charts button[data-granularity=week]")
-    assert page.locator(".usage-chart[data-feature=ai_credit] .usage-series[data-granularity=week] canvas").is_visible()
+    # wait_for, not is_visible(): the series is shown by the click's script, a moment later.
+    page.locator(".usage-chart[data-feature=ai_credit] .usage-series[data-granularity=week] canvas").wait_for(
+        state="visible", timeout=10_000
+    )
     page.click("#usage-charts button[data-granularity=day]")
     page.locator("#company-panel-tabs").scroll_into_view_if_needed()
     _shot(page, "07-company-usage-tab")
