@@ -154,6 +154,8 @@ def test_invalid_json_and_missing_file(tmp_path):
         load(str(tmp_path / "missing.json"))
     with pytest.raises(CommandError, match="must be an object"):
         load(write(tmp_path, "[]"))
+    with pytest.raises(CommandError, match="nested too deep"):
+        load(write(tmp_path, "[" * 100_000 + "]" * 100_000))
     assert not Product.objects.exists()
 
 

@@ -2,13 +2,10 @@
 a JSON catalog (SPEC §4). Idempotent; one transaction; a bad file names the
 offending path and changes nothing."""
 
-import json
-import sys
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from config.management.json_file import json_file_read
 from entitlements.catalog import CatalogError, catalog_load
 
 
@@ -20,14 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         path = options["file"]
-        try:
-            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"{path}: cannot read the file ({error})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CommandError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+        data = json_file_read(path)
         try:
             result = catalog_load(data=data)
         except CatalogError as error:

@@ -2,13 +2,10 @@
 `[{product, slug, name, type, criteria, parent?, description?}]`. Idempotent;
 one transaction; a bad file names the offending path and changes nothing."""
 
-import json
-import sys
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from config.management.json_file import json_file_read
 from insights.criteria import SegmentError
 from insights.services import segments_load
 
@@ -21,15 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         path = options["file"]
-        try:
-            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"{path}: cannot read the file ({error})") from None
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as error:
-            where = f" at line {error.lineno} column {error.colno}: {error.msg}" if isinstance(error, json.JSONDecodeError) else ""
-            raise CommandError(f"{path}: invalid JSON{where}") from None
+        data = json_file_read(path)
         try:
             result = segments_load(data=data)
         except SegmentError as error:
