@@ -28,7 +28,9 @@ def company_not_found() -> NotFound:
     return NotFound(COMPANY_NOT_FOUND_MESSAGE)
 
 
-def _as_uuid(value) -> UUID | None:
+def company_id_parse(value) -> UUID | None:
+    """A company id given as a UUID or its text; None for anything else
+    (callers answer those as not found)."""
     if isinstance(value, UUID):
         return value
     try:
@@ -49,14 +51,14 @@ def companies_visible(*, product_id: UUID) -> QuerySet[Company]:
 
 def company_is_visible(*, product_id: UUID, company_id: UUID | str) -> bool:
     """Whether the company has a link in the product (one indexed query)."""
-    pk = _as_uuid(company_id)
+    pk = company_id_parse(company_id)
     return pk is not None and product_links(product_id=product_id).filter(company_id=pk).exists()
 
 
 def account_is_suspended(*, product_id: UUID, company_id: UUID | str) -> bool:
     """Whether the company's account with the product is suspended by staff
     (SPEC §3; one indexed query). Checks, tracks and debits refuse it."""
-    pk = _as_uuid(company_id)
+    pk = company_id_parse(company_id)
     return pk is not None and Account.objects.filter(
         product_id=product_id, company_id=pk, status=CompanyStatus.SUSPENDED
     ).exists()
@@ -97,7 +99,7 @@ def companies_visible_bulk(
 def company_ids_not_visible(*, product_id: UUID, company_ids: Iterable[UUID]) -> set[UUID]:
     """Those of `company_ids` that have no link in the product, in one query
     (admin forms that act on many companies at once)."""
-    wanted = {pk for pk in (_as_uuid(c) for c in company_ids) if pk is not None}
+    wanted = {pk for pk in (company_id_parse(c) for c in company_ids) if pk is not None}
     visible, _ = companies_visible_bulk(product_id=product_id, company_ids=wanted)
     return wanted - visible
 
@@ -133,7 +135,7 @@ def company_merged_into(*, company_id: UUID) -> UUID | None:
     """The company a tombstone was merged into, following chains (A merged
     into B merged into C answers C); None for a live or unknown company."""
     seen: set[UUID] = set()
-    current, kept = _as_uuid(company_id), None
+    current, kept = company_id_parse(company_id), None
     while current is not None and current not in seen:
         seen.add(current)
         current = Company.objects.filter(pk=current).values_list("merged_into_id", flat=True).first()
@@ -157,7 +159,7 @@ def company_tombstone_resolve(*, product_id: UUID, company_id: UUID | str) -> UU
     the current request only reads, and a 409 (`company_merged_conflict`)
     when it writes (SPEC §3). None otherwise (the caller answers 404). Costs
     one query, and only on the not-found path."""
-    pk = _as_uuid(company_id)
+    pk = company_id_parse(company_id)
     if pk is None:
         return None
     kept = company_merged_into(company_id=pk)
@@ -173,7 +175,7 @@ def company_tombstones_bulk(*, product_id: UUID, company_ids: Iterable[UUID]) ->
     product (a batch's): {merged duplicate's id: kept company's id} for those
     whose kept company the product sees; the others are unknown (404). Two
     queries whatever the number of ids, plus one per link of a merge chain."""
-    wanted = {pk for pk in (_as_uuid(c) for c in company_ids) if pk is not None}
+    wanted = {pk for pk in (company_id_parse(c) for c in company_ids) if pk is not None}
     if not wanted:
         return {}
     merged = dict(
@@ -190,7 +192,7 @@ def company_get_visible(*, product_id: UUID, company_id: UUID | str) -> Company:
     company add its account with `company_with_account`. A merged
     duplicate's id reads as the kept company and is 409 for writes
     (`company_tombstone_resolve`)."""
-    pk = _as_uuid(company_id)
+    pk = company_id_parse(company_id)
     company = companies_visible(product_id=product_id).filter(pk=pk).first() if pk else None
     if company is None:
         kept = company_tombstone_resolve(product_id=product_id, company_id=company_id) if pk else None
@@ -209,7 +211,7 @@ def company_id_get_visible(
     if external_org_id is not None:
         found = links.filter(external_org_id=external_org_id).values_list("company_id", flat=True).first()
     else:
-        pk = _as_uuid(company_id)
+        pk = company_id_parse(company_id)
         found = pk if pk is not None and links.filter(company_id=pk).exists() else None
         if found is None and pk is not None:
             found = company_tombstone_resolve(product_id=product_id, company_id=pk)

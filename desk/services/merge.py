@@ -33,7 +33,7 @@ from django.utils import timezone
 from billing.services.merge import billing_merge, billing_merge_check
 from companies.actors import Actor
 from companies.models import Company, ProductLink
-from companies.selectors import company_is_visible, company_merged_into, company_not_found
+from companies.selectors import company_id_parse, company_is_visible, company_merged_into, company_not_found
 from companies.services import (
     accounts_merge,
     accounts_merge_check,
@@ -80,18 +80,9 @@ def _reason_clean(reason: str) -> str:
     return reason[:MAX_REASON_LENGTH]
 
 
-def _as_uuid(value) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
 def _ids_clean(source, target) -> tuple[UUID, UUID]:
-    source_id = source.pk if isinstance(source, Company) else _as_uuid(source)
-    target_id = target.pk if isinstance(target, Company) else _as_uuid(target)
+    source_id = source.pk if isinstance(source, Company) else company_id_parse(source)
+    target_id = target.pk if isinstance(target, Company) else company_id_parse(target)
     if target_id is None:
         raise BadRequest.for_field("intoCompanyId", "Must be a company id (UUID).")
     if source_id is None:
